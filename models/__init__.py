@@ -1,0 +1,42 @@
+"""Architectures as data: `ArchSpec`, builders that turn a spec into an `nn.Module`, exact cost counting.
+
+Example:
+    >>> from models import create_spec, build, cost
+    >>> spec = create_spec("vgg16", num_classes=10, width_mult=0.25)
+    >>> model = build(spec, seed=0)
+    >>> model.spec == spec
+    True
+    >>> cost(spec).params < 1_000_000
+    True
+"""
+
+from models.cost import Cost, Layer, count, densities_from_masks
+from models.registry import (
+    FAMILIES,
+    build,
+    cost,
+    create_model,
+    create_spec,
+    layers,
+    list_models,
+    register_model,
+)
+from models.spec import SPEC_FORMAT, ArchSpec, SpecError
+
+__all__ = [
+    "ArchSpec",
+    "SpecError",
+    "SPEC_FORMAT",
+    "Cost",
+    "Layer",
+    "FAMILIES",
+    "build",
+    "cost",
+    "count",
+    "create_model",
+    "create_spec",
+    "densities_from_masks",
+    "layers",
+    "list_models",
+    "register_model",
+]

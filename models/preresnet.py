@@ -1,0 +1,182 @@
+"""CIFAR pre-activation ResNet (He et al. 2016b) with the channel selection Network Slimming needs.
+
+A 3x3 stem conv (no BN), three stages of pre-activation blocks, then BN-ReLU, global average pool and one
+linear layer. Every BN that opens a block reads the block's input, which the shortcut also uses and so
+cannot shrink; a `ChannelSelect` before that BN lets Network Slimming keep only some of its channels.
+Shortcuts are identities, or a 1x1 conv (no BN) where the stride or the width changes, as in the Network
+Slimming code.
+
+Spec entries per block: ``basic`` (PreResNet-56/110, 6n+2): kept input channels, first 3x3 conv width;
+``bottleneck`` (PreResNet-164, 9n+2): kept input channels, 1x1 width, 3x3 width. The last stage ends with
+one more entry: channels kept by the final BN. ``stage_widths`` are the residual widths (for bottlenecks,
+4x the 3x3 width: 64, 128, 256).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from models.blocks import ChannelSelect, init_weights
+from models.cost import Layer, conv_out
+from models.spec import ArchSpec, entries_per_unit, scale_width
+
+__all__ = ["PreResNet", "preresnet_spec", "build_preresnet", "preresnet_layers"]
+
+
+def preresnet_spec(
+    blocks_per_stage: int,
+    *,
+    block: str,
+    base: tuple[int, ...] = (16, 32, 64),
+    width_mult: float = 1.0,
+    num_classes: int = 10,
+    in_channels: int = 3,
+    input_size: int = 32,
+) -> ArchSpec:
+    """An unpruned pre-activation ResNet spec (bottleneck blocks expand the base widths 4x)."""
+    mids = tuple(scale_width(w, width_mult) for w in base)
+    expand = 4 if block == "bottleneck" else 1
+    outs = tuple(m * expand for m in mids)
+    stages, in_ch = [], mids[0]
+    for mid, out in zip(mids, outs):
+        entries = []
+        for _ in range(blocks_per_stage):
+            entries += [in_ch, mid] + ([mid] if block == "bottleneck" else [])
+            in_ch = out
+        stages.append(entries)
+    stages[-1].append(outs[-1])  # the final BN keeps every channel
+    return ArchSpec(
+        family="preresnet",
+        block=block,
+        stages=stages,
+        stage_widths=outs,
+        stem_width=mids[0],
+        num_classes=num_classes,
+        in_channels=in_channels,
+        input_size=input_size,
+    )
+
+
+class PreActBlock(nn.Module):
+    """Select-BN-ReLU-conv, repeated (2 convs for basic, 1x1-3x3-1x1 for bottleneck), plus a shortcut."""
+
+    def __init__(self, in_ch: int, widths: tuple[int, ...], out_ch: int, stride: int, bottleneck: bool) -> None:
+        super().__init__()
+        kept = widths[0]
+        self.select = ChannelSelect(in_ch, kept)
+        self.bn1 = nn.BatchNorm2d(kept)
+        if bottleneck:
+            _, w1, w2 = widths
+            self.conv1 = nn.Conv2d(kept, w1, 1, bias=False)
+            self.bn2 = nn.BatchNorm2d(w1)
+            self.conv2 = nn.Conv2d(w1, w2, 3, stride, 1, bias=False)
+            self.bn3 = nn.BatchNorm2d(w2)
+            self.conv3 = nn.Conv2d(w2, out_ch, 1, bias=False)
+        else:
+            _, w1 = widths
+            self.conv1 = nn.Conv2d(kept, w1, 3, stride, 1, bias=False)
+            self.bn2 = nn.BatchNorm2d(w1)
+            self.conv2 = nn.Conv2d(w1, out_ch, 3, 1, 1, bias=False)
+        self.bottleneck = bottleneck
+        self.downsample = None
+        if stride != 1 or in_ch != out_ch:
+            self.downsample = nn.Conv2d(in_ch, out_ch, 1, stride, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.conv1(torch.relu(self.bn1(self.select(x))))
+        out = self.conv2(torch.relu(self.bn2(out)))
+        if self.bottleneck:
+            out = self.conv3(torch.relu(self.bn3(out)))
+        return out + (x if self.downsample is None else self.downsample(x))
+
+
+class Final(nn.Module):
+    """The closing select-BN-ReLU before pooling."""
+
+    def __init__(self, in_ch: int, kept: int) -> None:
+        super().__init__()
+        self.select = ChannelSelect(in_ch, kept)
+        self.bn = nn.BatchNorm2d(kept)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.bn(self.select(x)))
+
+
+class PreResNet(nn.Module):
+    """Pre-activation ResNet built from a spec; ``model.spec`` is that spec."""
+
+    def __init__(self, spec: ArchSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        bottleneck = spec.block == "bottleneck"
+        k = entries_per_unit(spec.family, spec.block)
+        self.stem = nn.Sequential()
+        self.stem.add_module("conv", nn.Conv2d(spec.in_channels, spec.stem_width, 3, 1, 1, bias=False))
+        stages, in_ch = [], spec.stem_width
+        for s, entries in enumerate(spec.stages):
+            blocks = []
+            for b in range(spec.units_per_stage[s]):
+                stride = 2 if s and not b else 1
+                widths = entries[b * k : (b + 1) * k]
+                blocks.append(PreActBlock(in_ch, widths, spec.stage_widths[s], stride, bottleneck))
+                in_ch = spec.stage_widths[s]
+            stages.append(nn.Sequential(*blocks))
+        self.stages = nn.ModuleList(stages)
+        self.final = Final(in_ch, spec.stages[-1][-1])
+        self.fc = nn.Linear(spec.stages[-1][-1], spec.num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        for stage in self.stages:
+            x = stage(x)
+        x = self.final(x)
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+
+
+def build_preresnet(spec: ArchSpec) -> PreResNet:
+    """Build and initialise (BN scale 0.5, as in the Network Slimming code)."""
+    model = PreResNet(spec)
+    init_weights(model, bn_weight=0.5)
+    return model
+
+
+def preresnet_layers(spec: ArchSpec) -> list[Layer]:
+    """Weight layers of a pre-activation ResNet spec, named as in `PreResNet`."""
+    size = spec.input_size
+    rows = [Layer("stem.conv", "conv", 0, spec.in_channels, spec.stem_width, 3, 1, size)]
+    k = entries_per_unit(spec.family, spec.block)
+    in_ch = spec.stem_width
+    for s, entries in enumerate(spec.stages):
+        out = spec.stage_widths[s]
+        for b in range(spec.units_per_stage[s]):
+            stride = 2 if s and not b else 1
+            p = f"stages.{s}.{b}"
+            kept, *mids = entries[b * k : (b + 1) * k]
+            rows.append(Layer(f"{p}.bn1", "bn", s, kept, kept, out_size=size))
+            new_size = conv_out(size, 3, stride)
+            if spec.block == "bottleneck":
+                w1, w2 = mids
+                rows += [
+                    Layer(f"{p}.conv1", "conv", s, kept, w1, 1, 1, size),
+                    Layer(f"{p}.bn2", "bn", s, w1, w1, out_size=size),
+                    Layer(f"{p}.conv2", "conv", s, w1, w2, 3, stride, new_size),
+                    Layer(f"{p}.bn3", "bn", s, w2, w2, out_size=new_size),
+                    Layer(f"{p}.conv3", "conv", s, w2, out, 1, 1, new_size),
+                ]
+            else:
+                (w1,) = mids
+                rows += [
+                    Layer(f"{p}.conv1", "conv", s, kept, w1, 3, stride, new_size),
+                    Layer(f"{p}.bn2", "bn", s, w1, w1, out_size=new_size),
+                    Layer(f"{p}.conv2", "conv", s, w1, out, 3, 1, new_size),
+                ]
+            if stride != 1 or in_ch != out:
+                rows.append(Layer(f"{p}.downsample", "conv", s, in_ch, out, 1, stride, new_size))
+            size, in_ch = new_size, out
+    last = len(spec.stages) - 1
+    kept = spec.stages[-1][-1]
+    rows.append(Layer("final.bn", "bn", last, kept, kept, out_size=size))
+    rows.append(Layer("fc", "linear", -1, kept, spec.num_classes))
+    return rows

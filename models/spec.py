@@ -1,0 +1,337 @@
+"""`ArchSpec`: a network's architecture as plain, frozen, JSON-serialisable data.
+
+A spec holds every width that pruning or design can change, grouped by *stage* (the layers that share
+one feature-map size). Builders (`models.registry.build`) turn a spec into an `nn.Module`; cost counting
+(`models.cost`) reads the spec alone. Nothing here imports torch.
+
+What one entry of ``stages[s]`` means depends on the family (see each family module's docstring):
+
+=============  =========  =======================================================================
+family         block      entries of one stage, in forward order
+=============  =========  =======================================================================
+``vgg``        ``plain``  one output width per 3x3 conv
+``resnet``     ``basic``  one width per block: the block's first conv (its second conv outputs the
+                          stage's residual width ``stage_widths[s]``)
+``preresnet``  ``basic``  two per block: input channels kept by the block's channel selection,
+                          width of its first conv
+``preresnet``  ``bottleneck``  three per block: kept input channels, 1x1 width, 3x3 width;
+                          for both preresnet blocks the last stage ends with one more entry:
+                          channels kept by the final BN
+``densenet``   ``basic``  one per dense layer (kept input channels), then one for the transition
+                          (or, in the last stage, the final BN) that closes the stage
+``densenet``   ``bottleneck``  two per dense layer (kept input channels, 1x1 bottleneck width),
+                          then one for the closing transition / final BN
+=============  =========  =======================================================================
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["ArchSpec", "SpecError", "SPEC_FORMAT", "FAMILY_BLOCKS", "entries_per_unit", "scale_width"]
+
+SPEC_FORMAT = "guided.archspec/1"
+
+#: Block types each family accepts.
+FAMILY_BLOCKS: dict[str, tuple[str, ...]] = {
+    "vgg": ("plain",),
+    "resnet": ("basic",),
+    "preresnet": ("basic", "bottleneck"),
+    "densenet": ("basic", "bottleneck"),
+}
+
+_HEADS = ("l1", "slim")
+
+
+class SpecError(ValueError):
+    """An architecture spec is malformed or describes an impossible network."""
+
+
+def entries_per_unit(family: str, block: str) -> int:
+    """How many consecutive ``stages[s]`` entries describe one block (or dense layer)."""
+    return {
+        ("vgg", "plain"): 1,
+        ("resnet", "basic"): 1,
+        ("preresnet", "basic"): 2,
+        ("preresnet", "bottleneck"): 3,
+        ("densenet", "basic"): 1,
+        ("densenet", "bottleneck"): 2,
+    }[(family, block)]
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    """A CIFAR-style CNN described by its widths.
+
+    Args:
+        family: ``"vgg"``, ``"resnet"``, ``"preresnet"`` or ``"densenet"``.
+        stages: per stage, the prunable widths in forward order (meaning per family in the module
+            docstring). The number of blocks per stage, and so the depth, follows from it.
+        stage_widths: residual families: the residual (block output) width of each stage; DenseNet: the
+            output width of each transition (one fewer than stages). Empty for VGG.
+        stem_width: output channels of the first conv (residual families and DenseNet); 0 for VGG.
+        block: block type (``"plain"`` for VGG; ``"basic"`` or ``"bottleneck"``).
+        growth: DenseNet growth rate (channels each dense layer adds); 0 for other families.
+        num_classes: outputs of the classifier.
+        in_channels: input image channels.
+        input_size: input height = width, in pixels.
+        head: VGG classifier: ``"l1"`` (Linear-BN1d-ReLU-Linear, as in the L1-norm code) or ``"slim"``
+            (a single Linear, as in the Network Slimming code). ``None`` for other families.
+        head_width: hidden width of the ``"l1"`` head (512 in the paper).
+
+    Example:
+        >>> from models import create_spec
+        >>> spec = create_spec("vgg16", num_classes=10)
+        >>> spec.depth, spec.stages[0]
+        (16, (64, 64))
+        >>> ArchSpec.from_json(spec.to_json()) == spec
+        True
+    """
+
+    family: str
+    stages: tuple[tuple[int, ...], ...]
+    stage_widths: tuple[int, ...] = ()
+    stem_width: int = 0
+    block: str = "plain"
+    growth: int = 0
+    num_classes: int = 10
+    in_channels: int = 3
+    input_size: int = 32
+    head: str | None = None
+    head_width: int = 512
+
+    def __post_init__(self) -> None:
+        # Normalise lists (from JSON or hand-written code) to tuples so specs hash and compare by value.
+        object.__setattr__(self, "stages", tuple(tuple(s) for s in self.stages))
+        object.__setattr__(self, "stage_widths", tuple(self.stage_widths))
+        self.validate()
+
+    # ------------------------------------------------------------------ derived facts
+    def closing_entries(self, stage: int) -> int:
+        """Entries at the end of ``stages[stage]`` that belong to no block (transition or final BN)."""
+        if self.family == "densenet":
+            return 1
+        if self.family == "preresnet" and stage == len(self.stages) - 1:
+            return 1
+        return 0
+
+    @property
+    def units_per_stage(self) -> tuple[int, ...]:
+        """Blocks (VGG: convs; DenseNet: dense layers) in each stage."""
+        k = entries_per_unit(self.family, self.block)
+        return tuple((len(st) - self.closing_entries(s)) // k for s, st in enumerate(self.stages))
+
+    @property
+    def depth(self) -> int:
+        """Nominal depth, as in the model's name (VGG-16, ResNet-56, DenseNet-40...)."""
+        units = sum(self.units_per_stage)
+        if self.family == "vgg":
+            return units + 3  # named after ImageNet VGG: convs + 3 fully connected layers
+        if self.family == "densenet":
+            per_layer = 2 if self.block == "bottleneck" else 1
+            return per_layer * units + len(self.stages) + 1  # stem, transitions, classifier
+        per_block = 3 if self.block == "bottleneck" else 2
+        return per_block * units + 2
+
+    @property
+    def name(self) -> str:
+        """Canonical name, e.g. ``vgg16``, ``resnet56``, ``preresnet164``, ``densenet-bc100``."""
+        if self.family == "densenet" and self.block == "bottleneck":
+            return f"densenet-bc{self.depth}"
+        return f"{self.family}{self.depth}"
+
+    def widths(self) -> list[int]:
+        """All prunable widths, flattened in forward order."""
+        return [w for stage in self.stages for w in stage]
+
+    def replace(self, **changes: Any) -> ArchSpec:
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    # ------------------------------------------------------------------ validation
+    def validate(self) -> None:
+        """Raise `SpecError` with a one-line, actionable message if the spec is impossible."""
+        if self.family not in FAMILY_BLOCKS:
+            raise SpecError(f"unknown family {self.family!r}; expected one of {sorted(FAMILY_BLOCKS)}")
+        if self.block not in FAMILY_BLOCKS[self.family]:
+            raise SpecError(
+                f"family {self.family!r} has no block type {self.block!r}; "
+                f"expected one of {list(FAMILY_BLOCKS[self.family])}"
+            )
+        for field in ("num_classes", "in_channels", "input_size"):
+            _check_positive(field, getattr(self, field))
+        if not self.stages:
+            raise SpecError("stages is empty: give at least one stage of widths")
+        for s, stage in enumerate(self.stages):
+            for i, w in enumerate(stage):
+                if not _is_int(w) or w < 1:
+                    raise SpecError(
+                        f"stages[{s}][{i}] = {w!r}: every width must be a positive integer "
+                        f"(a layer cannot keep zero channels)"
+                    )
+        if self.family != "vgg" and self.head is not None:
+            raise SpecError(f"family {self.family!r} has no head option; remove 'head'")
+        if self.family != "densenet" and self.growth:
+            raise SpecError(f"family {self.family!r} has no growth rate; remove 'growth'")
+        getattr(self, f"_validate_{self.family}")()
+        halvings = len(self.stages) - 1
+        if self.input_size < 2**halvings:
+            raise SpecError(
+                f"input_size {self.input_size} is too small: the network halves it {halvings} times; "
+                f"use input_size >= {2**halvings}"
+            )
+
+    def _validate_vgg(self) -> None:
+        if self.stage_widths or self.stem_width:
+            raise SpecError("VGG specs have no stem_width or stage_widths; put every conv width in stages")
+        if any(len(stage) == 0 for stage in self.stages):
+            raise SpecError("every VGG stage needs at least one conv width")
+        if self.head not in _HEADS:
+            raise SpecError(f"VGG head must be one of {list(_HEADS)}, got {self.head!r}")
+        if self.head == "l1":
+            _check_positive("head_width", self.head_width)
+
+    def _validate_resnet(self) -> None:
+        self._validate_blocks()
+        if self.stem_width > self.stage_widths[0]:
+            raise SpecError(
+                f"stem_width {self.stem_width} exceeds the first residual width {self.stage_widths[0]}: "
+                f"option-A shortcuts can only pad channels, not drop them"
+            )
+        for s in range(1, len(self.stage_widths)):
+            if self.stage_widths[s] < self.stage_widths[s - 1]:
+                raise SpecError(
+                    f"stage_widths {list(self.stage_widths)} decrease at stage {s}: option-A shortcuts pad "
+                    f"with zero channels and cannot drop any; make residual widths non-decreasing"
+                )
+
+    def _validate_preresnet(self) -> None:
+        self._validate_blocks()
+        k = entries_per_unit(self.family, self.block)
+        for s, stage in enumerate(self.stages):
+            for b in range(self.units_per_stage[s]):
+                available = self._block_input(s, b)
+                if stage[b * k] > available:
+                    raise SpecError(
+                        f"stages[{s}][{b * k}] keeps {stage[b * k]} input channels but only {available} "
+                        f"enter block {b} of stage {s}"
+                    )
+        if self.stages[-1][-1] > self.stage_widths[-1]:
+            raise SpecError(
+                f"the final BN keeps {self.stages[-1][-1]} channels but the last stage has only "
+                f"{self.stage_widths[-1]}"
+            )
+
+    def _block_input(self, stage: int, block: int) -> int:
+        if block > 0:
+            return self.stage_widths[stage]
+        return self.stem_width if stage == 0 else self.stage_widths[stage - 1]
+
+    def _validate_blocks(self) -> None:
+        _check_positive("stem_width", self.stem_width)
+        if len(self.stage_widths) != len(self.stages):
+            raise SpecError(
+                f"{len(self.stages)} stages need {len(self.stages)} stage_widths (residual widths), "
+                f"got {len(self.stage_widths)}"
+            )
+        for s, w in enumerate(self.stage_widths):
+            _check_positive(f"stage_widths[{s}]", w)
+        k = entries_per_unit(self.family, self.block)
+        for s, stage in enumerate(self.stages):
+            body = len(stage) - self.closing_entries(s)
+            if body < k or body % k:
+                extra = " plus 1 for the final BN" if self.closing_entries(s) else ""
+                raise SpecError(
+                    f"stages[{s}] has {len(stage)} widths; {self.family} {self.block} blocks take {k} "
+                    f"widths each{extra}, and every stage needs at least one block"
+                )
+
+    def _validate_densenet(self) -> None:
+        _check_positive("growth", self.growth)
+        _check_positive("stem_width", self.stem_width)
+        if len(self.stage_widths) != len(self.stages) - 1:
+            raise SpecError(
+                f"{len(self.stages)} dense blocks need {len(self.stages) - 1} stage_widths "
+                f"(transition output widths), got {len(self.stage_widths)}"
+            )
+        for s, w in enumerate(self.stage_widths):
+            _check_positive(f"stage_widths[{s}]", w)
+        k = entries_per_unit(self.family, self.block)
+        for s, stage in enumerate(self.stages):
+            if len(stage) < k + 1 or (len(stage) - 1) % k:
+                raise SpecError(
+                    f"stages[{s}] has {len(stage)} widths; a dense block of n layers takes {k}*n + 1 "
+                    f"(the last one for the closing transition or final BN)"
+                )
+            entering = self.stem_width if s == 0 else self.stage_widths[s - 1]
+            for i in [*range(0, len(stage) - 1, k), len(stage) - 1]:
+                available = entering + (i // k) * self.growth
+                if stage[i] > available:
+                    raise SpecError(
+                        f"stages[{s}][{i}] keeps {stage[i]} input channels but only {available} "
+                        f"are available there"
+                    )
+
+    # ------------------------------------------------------------------ JSON
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict, with a format tag so later versions can read old files."""
+        data = {"format": SPEC_FORMAT, "name": self.name}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            data[f.name] = [list(s) for s in value] if f.name == "stages" else (
+                list(value) if isinstance(value, tuple) else value
+            )
+        return data
+
+    def to_json(self, indent: int | None = 2) -> str:
+        """Serialise to JSON text (hand-editable: one stage per line when indented)."""
+        return json.dumps(self.to_dict(), indent=indent)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ArchSpec:
+        """Rebuild a spec from `to_dict` output; unknown keys or a wrong format are `SpecError`."""
+        if not isinstance(data, dict):
+            raise SpecError(f"a spec must be a JSON object, got {type(data).__name__}")
+        fmt = data.get("format", SPEC_FORMAT)
+        if fmt != SPEC_FORMAT:
+            raise SpecError(f"unsupported spec format {fmt!r}; this version reads {SPEC_FORMAT!r}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        fields = {k: v for k, v in data.items() if k not in ("format", "name")}
+        unknown = sorted(set(fields) - known)
+        if unknown:
+            raise SpecError(f"unknown spec key(s) {unknown}; allowed keys are {sorted(known)}")
+        if "family" not in fields or "stages" not in fields:
+            raise SpecError("a spec needs at least 'family' and 'stages'")
+        stages = fields["stages"]
+        if not isinstance(stages, list) or not all(isinstance(s, list) for s in stages):
+            raise SpecError("'stages' must be a list of lists of integers, one list per stage")
+        try:
+            return cls(**fields)
+        except TypeError as exc:  # e.g. a string where a list of widths belongs
+            raise SpecError(f"malformed spec: {exc}") from None
+
+    @classmethod
+    def from_json(cls, text: str) -> ArchSpec:
+        """Parse JSON text produced by `to_json` (or written by hand)."""
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise SpecError(f"spec is not valid JSON: {exc}") from None
+        return cls.from_dict(data)
+
+
+def scale_width(width: int, mult: float) -> int:
+    """``width * mult`` rounded to the nearest integer, at least 1."""
+    return max(1, int(round(width * mult)))
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_positive(field: str, value: Any) -> None:
+    if not _is_int(value) or value < 1:
+        raise SpecError(f"{field} must be a positive integer, got {value!r}")

@@ -1,0 +1,107 @@
+"""CIFAR VGG with BatchNorm: 3x3 convs in stages, 2x2 max-pool between stages, global average pool, head.
+
+Spec entries: one output width per conv. Heads: ``"l1"`` is Linear(c, 512)-BN1d-ReLU-Linear(512, classes)
+as in the L1-norm pruning code (the default); ``"slim"`` is one Linear(c, classes) as in the Network
+Slimming code. At 32x32 input the last stage works at 2x2, so the global average pool equals the paper's
+2x2 average pool.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from models.blocks import ConvBN, init_weights
+from models.cost import Layer
+from models.spec import ArchSpec, scale_width
+
+__all__ = ["VGG", "VGG_WIDTHS", "vgg_spec", "build_vgg", "vgg_layers"]
+
+#: Full-width stages of the CIFAR VGGs (as in PAPER.md), by depth.
+VGG_WIDTHS: dict[int, tuple[tuple[int, ...], ...]] = {
+    11: ((64,), (128,), (256, 256), (512, 512), (512, 512)),
+    13: ((64, 64), (128, 128), (256, 256), (512, 512), (512, 512)),
+    16: ((64, 64), (128, 128), (256,) * 3, (512,) * 3, (512,) * 3),
+    19: ((64, 64), (128, 128), (256,) * 4, (512,) * 4, (512,) * 4),
+}
+
+
+def vgg_spec(
+    stages: tuple[tuple[int, ...], ...],
+    *,
+    width_mult: float = 1.0,
+    num_classes: int = 10,
+    in_channels: int = 3,
+    input_size: int = 32,
+    head: str = "l1",
+    head_width: int = 512,
+) -> ArchSpec:
+    """A VGG spec from full-width stages, every width (head included) scaled by ``width_mult``."""
+    return ArchSpec(
+        family="vgg",
+        stages=tuple(tuple(scale_width(w, width_mult) for w in s) for s in stages),
+        num_classes=num_classes,
+        in_channels=in_channels,
+        input_size=input_size,
+        head=head,
+        head_width=scale_width(head_width, width_mult),
+    )
+
+
+class VGG(nn.Module):
+    """VGG built from a spec; ``model.spec`` is that spec."""
+
+    def __init__(self, spec: ArchSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        stages, in_ch = [], spec.in_channels
+        for widths in spec.stages:
+            layers = []
+            for w in widths:
+                layers.append(ConvBN(in_ch, w))
+                in_ch = w
+            stages.append(nn.Sequential(*layers))
+        self.stages = nn.ModuleList(stages)
+        if spec.head == "l1":
+            self.head = nn.Sequential()
+            self.head.add_module("fc1", nn.Linear(in_ch, spec.head_width))
+            self.head.add_module("bn", nn.BatchNorm1d(spec.head_width))
+            self.head.add_module("relu", nn.ReLU(inplace=True))
+            self.head.add_module("fc2", nn.Linear(spec.head_width, spec.num_classes))
+        else:
+            self.head = nn.Sequential()
+            self.head.add_module("fc", nn.Linear(in_ch, spec.num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for s, stage in enumerate(self.stages):
+            if s:
+                x = F.max_pool2d(x, 2)
+            x = stage(x)
+        return self.head(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+
+
+def build_vgg(spec: ArchSpec) -> VGG:
+    """Build and initialise (BN scale 0.5, as in the paper's VGG code)."""
+    model = VGG(spec)
+    init_weights(model, bn_weight=0.5)
+    return model
+
+
+def vgg_layers(spec: ArchSpec) -> list[Layer]:
+    """Weight layers of a VGG spec, named as in `VGG`."""
+    rows, in_ch, size = [], spec.in_channels, spec.input_size
+    for s, widths in enumerate(spec.stages):
+        if s:
+            size //= 2
+        for i, w in enumerate(widths):
+            rows.append(Layer(f"stages.{s}.{i}.conv", "conv", s, in_ch, w, 3, 1, size))
+            rows.append(Layer(f"stages.{s}.{i}.bn", "bn", s, w, w, out_size=size))
+            in_ch = w
+    if spec.head == "l1":
+        rows.append(Layer("head.fc1", "linear", -1, in_ch, spec.head_width))
+        rows.append(Layer("head.bn", "bn", -1, spec.head_width, spec.head_width))
+        rows.append(Layer("head.fc2", "linear", -1, spec.head_width, spec.num_classes))
+    else:
+        rows.append(Layer("head.fc", "linear", -1, in_ch, spec.num_classes))
+    return rows
