@@ -48,7 +48,7 @@ class ConvBN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.bn(self.conv(x))
-        return torch.relu(x) if self.relu else x
+        return torch.relu_(x) if self.relu else x
 
 
 def init_weights(model: nn.Module, *, bn_weight: float) -> None:

@@ -81,9 +81,9 @@ class DenseLayer(nn.Module):
             self.conv1 = nn.Conv2d(kept, growth, 3, 1, 1, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.conv1(torch.relu(self.bn1(self.select(x))))
+        out = self.conv1(torch.relu_(self.bn1(self.select(x))))
         if self.bottleneck:
-            out = self.conv2(torch.relu(self.bn2(out)))
+            out = self.conv2(torch.relu_(self.bn2(out)))
         return torch.cat([x, out], 1)
 
 
@@ -97,7 +97,7 @@ class Closing(nn.Module):
         self.conv = nn.Conv2d(kept, out_ch, 1, bias=False) if out_ch is not None else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = torch.relu(self.bn(self.select(x)))
+        x = torch.relu_(self.bn(self.select(x)))
         return x if self.conv is None else F.avg_pool2d(self.conv(x), 2)
 
 

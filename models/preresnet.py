@@ -85,10 +85,10 @@ class PreActBlock(nn.Module):
             self.downsample = nn.Conv2d(in_ch, out_ch, 1, stride, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.conv1(torch.relu(self.bn1(self.select(x))))
-        out = self.conv2(torch.relu(self.bn2(out)))
+        out = self.conv1(torch.relu_(self.bn1(self.select(x))))
+        out = self.conv2(torch.relu_(self.bn2(out)))
         if self.bottleneck:
-            out = self.conv3(torch.relu(self.bn3(out)))
+            out = self.conv3(torch.relu_(self.bn3(out)))
         return out + (x if self.downsample is None else self.downsample(x))
 
 
@@ -101,7 +101,7 @@ class Final(nn.Module):
         self.bn = nn.BatchNorm2d(kept)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.relu(self.bn(self.select(x)))
+        return torch.relu_(self.bn(self.select(x)))
 
 
 class PreResNet(nn.Module):

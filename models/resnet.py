@@ -57,12 +57,12 @@ class BasicBlock(nn.Module):
         self.pad = out_ch - in_ch
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = torch.relu(self.bn1(self.conv1(x)))
+        out = torch.relu_(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
         shortcut = x[:, :, :: self.stride, :: self.stride] if self.stride > 1 else x
         if self.pad:
             shortcut = F.pad(shortcut, (0, 0, 0, 0, self.pad // 2, self.pad - self.pad // 2))
-        return torch.relu(out + shortcut)
+        return torch.relu_(out + shortcut)
 
 
 class ResNet(nn.Module):

@@ -14,6 +14,15 @@ ALL_MODELS = list_models(include_tiny=True)
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory):
+    """Keep decoded datasets of the test session out of the user's cache."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("GUIDED_CACHE", str(tmp_path_factory.mktemp("guided-cache")))
+    yield
+    mp.undo()
+
+
 @pytest.fixture(autouse=True)
 def _deterministic():
     torch.manual_seed(0)

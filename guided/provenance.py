@@ -1,0 +1,69 @@
+"""Where a result came from: code version, library versions, device, host."""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from guided import __version__
+
+__all__ = ["provenance", "git_revision", "device_name", "resolve_device"]
+
+
+def git_revision() -> str:
+    """The checkout's commit (with ``+dirty`` when it has uncommitted changes), or ``unknown``."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        rev = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root, capture_output=True, text=True, timeout=5,
+        ).stdout.strip()
+        return rev + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA when available, else CPU; anything else is passed to `torch.device`."""
+    from guided.errors import UserError
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda was asked for but no CUDA device is available; use --device cpu")
+    return device
+
+
+def device_name(device: torch.device) -> str:
+    """A readable device description, e.g. ``cuda: NVIDIA H100`` or ``cpu: x86_64, 2 threads``."""
+    if device.type == "cuda":
+        return f"cuda: {torch.cuda.get_device_name(device)}"
+    return f"cpu: {platform.machine()}, {torch.get_num_threads()} threads"
+
+
+def provenance(device: torch.device | None = None) -> dict[str, Any]:
+    """Versions, code revision, device and host for a result file."""
+    import numpy
+
+    info = {
+        "guided": __version__,
+        "git": git_revision(),
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "python": platform.python_version(),
+        "host": platform.node(),
+    }
+    if device is not None:
+        info["device"] = device_name(device)
+    return info

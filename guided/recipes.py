@@ -1,0 +1,153 @@
+"""Training recipes as data, and the epoch budgets of Scratch-E and Scratch-B.
+
+``paper`` is the CIFAR recipe of the paper's public code; ``quick`` is a short one-cycle recipe for CPU
+protocols. Every field can be overridden (`Recipe.override`, the CLI's flags, TOML).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from guided.errors import UserError
+
+__all__ = ["Recipe", "RECIPES", "get_recipe", "scratch_epochs", "SCHEDULES"]
+
+SCHEDULES = ("step", "cosine", "onecycle", "constant")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How to train (and fine-tune) a network.
+
+    Attributes:
+        epochs: passes over the training set.
+        batch_size: images per step.
+        lr: peak learning rate.
+        momentum: SGD momentum.
+        nesterov: Nesterov momentum.
+        weight_decay: L2 penalty on every parameter (as in the paper's code).
+        schedule: ``step`` (lr x gamma at each milestone), ``cosine``, ``onecycle`` (linear warm-up to
+            ``lr`` for ``warmup`` of training, then linear decay to 0) or ``constant``.
+        milestones: ``step`` schedule: fractions of training where the lr drops.
+        gamma: ``step`` schedule: factor at each milestone.
+        warmup: ``onecycle``: fraction of training spent warming up.
+        label_smoothing: cross-entropy label smoothing.
+        finetune_epochs: epochs of fine-tuning a pruned model.
+        finetune_lr: constant-schedule learning rate of fine-tuning.
+        finetune_schedule: schedule of fine-tuning (``constant`` in the paper).
+    """
+
+    epochs: int
+    batch_size: int
+    lr: float
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 1e-4
+    schedule: str = "step"
+    milestones: tuple[float, ...] = (0.5, 0.75)
+    gamma: float = 0.1
+    warmup: float = 0.0
+    label_smoothing: float = 0.0
+    finetune_epochs: int = 40
+    finetune_lr: float = 0.001
+    finetune_schedule: str = "constant"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "milestones", tuple(self.milestones))
+        if self.epochs < 1 or self.batch_size < 1 or self.finetune_epochs < 1:
+            raise UserError("epochs, batch_size and finetune_epochs must be at least 1")
+        if not self.lr > 0 or not self.finetune_lr > 0:
+            raise UserError(f"learning rates must be positive, got lr={self.lr}, finetune_lr={self.finetune_lr}")
+        for sched in (self.schedule, self.finetune_schedule):
+            if sched not in SCHEDULES:
+                raise UserError(f"unknown schedule {sched!r}; choose one of {', '.join(SCHEDULES)}")
+        if not 0 <= self.warmup < 1:
+            raise UserError(f"warmup is a fraction of training in [0, 1), got {self.warmup}")
+        if any(not 0 < m < 1 for m in self.milestones):
+            raise UserError(f"milestones are fractions of training in (0, 1), got {list(self.milestones)}")
+
+    def lr_at(self, progress: float) -> float:
+        """Learning rate at ``progress`` (0 at the first step, 1 at the end of training)."""
+        if self.schedule == "constant":
+            return self.lr
+        if self.schedule == "step":
+            return self.lr * self.gamma ** sum(progress >= m for m in self.milestones)
+        if self.schedule == "cosine":
+            return self.lr * 0.5 * (1 + math.cos(math.pi * progress))
+        if progress < self.warmup:  # onecycle
+            return self.lr * progress / self.warmup
+        return self.lr * max(0.0, 1 - progress) / (1 - self.warmup)
+
+    def finetune(self) -> Recipe:
+        """The recipe that fine-tunes a pruned network (its epochs, lr and schedule)."""
+        return dataclasses.replace(
+            self, epochs=self.finetune_epochs, lr=self.finetune_lr, schedule=self.finetune_schedule, warmup=0.0
+        )
+
+    def override(self, **changes: Any) -> Recipe:
+        """A copy with the given fields changed; ``None`` values are ignored, unknown names refused."""
+        known = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(changes) - known)
+        if unknown:
+            raise UserError(f"unknown recipe field(s) {unknown}; known: {sorted(known)}")
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready fields."""
+        d = dataclasses.asdict(self)
+        d["milestones"] = list(self.milestones)
+        return d
+
+
+RECIPES: dict[str, Recipe] = {
+    # ../shared/PAPER.md: 160 epochs, batch 64, SGD 0.1 momentum 0.9, wd 1e-4, /10 at 50% and 75%;
+    # fine-tuning 40 epochs at 0.001.
+    "paper": Recipe(epochs=160, batch_size=64, lr=0.1, weight_decay=1e-4, schedule="step"),
+    # CPU protocols: few epochs, one-cycle with Nesterov momentum and label smoothing converge far faster.
+    "quick": Recipe(
+        epochs=10,
+        batch_size=128,
+        lr=0.1,
+        nesterov=True,
+        weight_decay=5e-4,
+        schedule="onecycle",
+        warmup=0.15,
+        label_smoothing=0.1,
+        finetune_epochs=4,
+        finetune_lr=0.01,
+        finetune_schedule="cosine",
+    ),
+}
+
+
+def get_recipe(name: str) -> Recipe:
+    """A recipe by name."""
+    if name not in RECIPES:
+        raise UserError(f"unknown recipe {name!r}; choose one of {', '.join(RECIPES)}")
+    return RECIPES[name]
+
+
+def scratch_epochs(mode: str, epochs: int, macs_full: float, macs_pruned: float) -> int:
+    """Epochs for training a pruned architecture from scratch.
+
+    Args:
+        mode: ``scratch-e`` (as many epochs as the large model) or ``scratch-b`` (as much compute:
+            ``int(epochs * macs_full / macs_pruned)``, no cap, as in the paper's CIFAR runs).
+        epochs: epochs of the large model.
+        macs_full: MACs of the large model per image.
+        macs_pruned: MACs of the pruned model per image (non-zero MACs for sparse models).
+
+    Example:
+        >>> scratch_epochs("scratch-b", 160, 313.5e6, 206.3e6)
+        243
+    """
+    if mode == "scratch-e":
+        return epochs
+    if mode == "scratch-b":
+        if not 0 < macs_pruned:
+            raise UserError(f"pruned MACs must be positive, got {macs_pruned}")
+        return max(1, int(epochs * macs_full / macs_pruned))
+    raise UserError(f"unknown scratch mode {mode!r}; choose scratch-e or scratch-b")
