@@ -85,3 +85,11 @@ def test_module_entry_point_runs_as_a_subprocess():
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("guided cost: error: unknown model")
+
+
+def test_readme_documents_every_subcommand():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    for name in COMMANDS:
+        assert f"`guided {name}" in readme, f"README's CLI reference lacks `guided {name}`"

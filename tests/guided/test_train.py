@@ -170,3 +170,16 @@ def test_train_command_bad_input_is_one_line(tmp_path, capsys, argv, message):
     code = main(["train", "--arch", "vgg-tiny", "--out", str(tmp_path / "r"), *argv])
     err = capsys.readouterr().err
     assert code == 2 and message in err and err.count("\n") == 1
+
+
+def test_precision_option(digits, tmp_path):
+    from guided.train import resolve_precision
+
+    cpu = torch.device("cpu")
+    assert resolve_precision("fp32", cpu) == "fp32" and resolve_precision("bf16", cpu) == "bf16"
+    assert resolve_precision("auto", cpu) in ("fp32", "bf16")
+    with pytest.raises(UserError, match="unknown precision"):
+        resolve_precision("fp16", cpu)
+    recipe = get_recipe("quick").override(epochs=1, batch_size=64)
+    result = train(tiny(digits), digits, recipe, out_dir=tmp_path, precision="bf16", log=QUIET)
+    assert result["precision"] == "bf16" and 0 <= result["test_loss"] < 10
