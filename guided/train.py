@@ -237,7 +237,7 @@ def train_epoch(step_fn, model, loader, optimizer, recipe, hooks, state, total_s
             hook.after_backward(model)
         optimizer.step()
         for hook in hooks:
-            hook.after_step(model)
+            hook.after_step(model, lr)
         state["step"] += 1
         loss_sum += loss.detach() * len(y)
         correct += (logits.argmax(1) == y).sum()

@@ -11,9 +11,11 @@ Example:
 """
 
 from models.cost import Cost, Layer, count, densities_from_masks
+from models.groups import ChannelGroup
 from models.registry import (
     FAMILIES,
     build,
+    channel_groups,
     cost,
     create_model,
     create_spec,
@@ -21,21 +23,24 @@ from models.registry import (
     list_models,
     register_model,
 )
-from models.spec import SPEC_FORMAT, ArchSpec, SpecError
+from models.spec import SPEC_FORMAT, ArchSpec, SpecError, entries_per_unit
 
 __all__ = [
     "ArchSpec",
     "SpecError",
     "SPEC_FORMAT",
+    "ChannelGroup",
     "Cost",
     "Layer",
     "FAMILIES",
     "build",
+    "channel_groups",
     "cost",
     "count",
     "create_model",
     "create_spec",
     "densities_from_masks",
+    "entries_per_unit",
     "layers",
     "list_models",
     "register_model",

@@ -25,7 +25,8 @@ class Layer:
 
     Attributes:
         name: module path in the built model (``model.get_submodule(name)``).
-        kind: ``"conv"``, ``"linear"`` or ``"bn"``.
+        kind: ``"conv"``, ``"linear"``, ``"bn"`` or ``"gate"`` (a residual block's scalar gate; ``name``
+            is the block).
         stage: stage index (feature-map size group); ``-1`` for layers outside stages.
         in_ch: input channels (features for linear).
         out_ch: output channels (features for linear).
@@ -50,12 +51,14 @@ class Layer:
             return self.in_ch * self.out_ch * self.kernel * self.kernel
         if self.kind == "linear":
             return self.in_ch * self.out_ch
+        if self.kind == "gate":
+            return 1
         return self.out_ch  # BN scale
 
     @property
     def bias_params(self) -> int:
         """Parameters besides the weight (linear and BN bias)."""
-        return 0 if self.kind == "conv" else self.out_ch
+        return 0 if self.kind in ("conv", "gate") else self.out_ch
 
     @property
     def macs(self) -> int:

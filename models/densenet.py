@@ -19,9 +19,10 @@ from torch import nn
 
 from models.blocks import ChannelSelect, init_weights
 from models.cost import Layer
+from models.groups import ChannelGroup, conv_group, select_group
 from models.spec import ArchSpec, entries_per_unit, scale_width
 
-__all__ = ["DenseNet", "densenet_spec", "build_densenet", "densenet_layers"]
+__all__ = ["DenseNet", "densenet_spec", "build_densenet", "densenet_layers", "densenet_groups"]
 
 
 def densenet_spec(
@@ -176,3 +177,20 @@ def densenet_layers(spec: ArchSpec) -> list[Layer]:
             size //= 2
     rows.append(Layer("fc", "linear", -1, spec.stages[-1][-1], spec.num_classes))
     return rows
+
+
+def densenet_groups(spec: ArchSpec) -> list[ChannelGroup]:
+    """Per dense layer: its input selection (and, for BC, the 1x1 conv's filters); then the closing BN."""
+    k = entries_per_unit(spec.family, spec.block)
+    groups = []
+    for s, entries in enumerate(spec.stages):
+        for i in range(spec.units_per_stage[s]):
+            p = f"stages.{s}.layers.{i}"
+            groups.append(select_group(s, i * k, entries[i * k], f"{p}.select", f"{p}.bn1", f"{p}.conv1"))
+            if k == 2:
+                groups.append(conv_group(s, i * k + 1, entries[i * k + 1], f"{p}.conv1", f"{p}.bn2", f"{p}.conv2"))
+        last = s == len(spec.stages) - 1
+        consumer = "fc" if last else f"stages.{s}.close.conv"
+        groups.append(select_group(s, len(entries) - 1, entries[-1], f"stages.{s}.close.select",
+                                   f"stages.{s}.close.bn", consumer))
+    return groups

@@ -20,9 +20,10 @@ from torch import nn
 
 from models.blocks import ChannelSelect, init_weights
 from models.cost import Layer, conv_out
+from models.groups import ChannelGroup, conv_group, select_group
 from models.spec import ArchSpec, entries_per_unit, scale_width
 
-__all__ = ["PreResNet", "preresnet_spec", "build_preresnet", "preresnet_layers"]
+__all__ = ["PreResNet", "preresnet_spec", "build_preresnet", "preresnet_layers", "preresnet_groups"]
 
 
 def preresnet_spec(
@@ -62,8 +63,10 @@ def preresnet_spec(
 class PreActBlock(nn.Module):
     """Select-BN-ReLU-conv, repeated (2 convs for basic, 1x1-3x3-1x1 for bottleneck), plus a shortcut."""
 
-    def __init__(self, in_ch: int, widths: tuple[int, ...], out_ch: int, stride: int, bottleneck: bool) -> None:
+    def __init__(self, in_ch: int, widths: tuple[int, ...], out_ch: int, stride: int, bottleneck: bool,
+                 gated: bool = False) -> None:
         super().__init__()
+        self.gate = nn.Parameter(torch.ones(())) if gated else None
         kept = widths[0]
         self.select = ChannelSelect(in_ch, kept)
         self.bn1 = nn.BatchNorm2d(kept)
@@ -89,6 +92,8 @@ class PreActBlock(nn.Module):
         out = self.conv2(torch.relu_(self.bn2(out)))
         if self.bottleneck:
             out = self.conv3(torch.relu_(self.bn3(out)))
+        if self.gate is not None:
+            out = out * self.gate
         return out + (x if self.downsample is None else self.downsample(x))
 
 
@@ -120,7 +125,7 @@ class PreResNet(nn.Module):
             for b in range(spec.units_per_stage[s]):
                 stride = 2 if s and not b else 1
                 widths = entries[b * k : (b + 1) * k]
-                blocks.append(PreActBlock(in_ch, widths, spec.stage_widths[s], stride, bottleneck))
+                blocks.append(PreActBlock(in_ch, widths, spec.stage_widths[s], stride, bottleneck, spec.gated))
                 in_ch = spec.stage_widths[s]
             stages.append(nn.Sequential(*blocks))
         self.stages = nn.ModuleList(stages)
@@ -174,9 +179,27 @@ def preresnet_layers(spec: ArchSpec) -> list[Layer]:
                 ]
             if stride != 1 or in_ch != out:
                 rows.append(Layer(f"{p}.downsample", "conv", s, in_ch, out, 1, stride, new_size))
+            if spec.gated:
+                rows.append(Layer(p, "gate", s, 1, 1))
             size, in_ch = new_size, out
     last = len(spec.stages) - 1
     kept = spec.stages[-1][-1]
     rows.append(Layer("final.bn", "bn", last, kept, kept, out_size=size))
     rows.append(Layer("fc", "linear", -1, kept, spec.num_classes))
     return rows
+
+
+def preresnet_groups(spec: ArchSpec) -> list[ChannelGroup]:
+    """Per block: the input selection (before bn1), then each inner conv's filters; last, the final BN."""
+    k = entries_per_unit(spec.family, spec.block)
+    groups = []
+    for s, entries in enumerate(spec.stages):
+        for b in range(spec.units_per_stage[s]):
+            p = f"stages.{s}.{b}"
+            e = b * k
+            groups.append(select_group(s, e, entries[e], f"{p}.select", f"{p}.bn1", f"{p}.conv1"))
+            for j in range(1, k):  # conv j produces channels normalised by bn(j+1) and read by conv(j+1)
+                groups.append(conv_group(s, e + j, entries[e + j], f"{p}.conv{j}", f"{p}.bn{j + 1}", f"{p}.conv{j + 1}"))
+    last = len(spec.stages) - 1
+    groups.append(select_group(last, len(spec.stages[-1]) - 1, spec.stages[-1][-1], "final.select", "final.bn", "fc"))
+    return groups

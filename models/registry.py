@@ -12,11 +12,12 @@ from dataclasses import dataclass
 from torch import nn
 
 from models.cost import Cost, Layer, count
-from models.densenet import build_densenet, densenet_layers, densenet_spec
-from models.preresnet import build_preresnet, preresnet_layers, preresnet_spec
-from models.resnet import build_resnet, resnet_layers, resnet_spec
+from models.groups import ChannelGroup
+from models.densenet import build_densenet, densenet_groups, densenet_layers, densenet_spec
+from models.preresnet import build_preresnet, preresnet_groups, preresnet_layers, preresnet_spec
+from models.resnet import build_resnet, resnet_groups, resnet_layers, resnet_spec
 from models.spec import ArchSpec, SpecError
-from models.vgg import VGG_WIDTHS, build_vgg, vgg_layers, vgg_spec
+from models.vgg import VGG_WIDTHS, build_vgg, vgg_groups, vgg_layers, vgg_spec
 
 __all__ = [
     "Family",
@@ -27,23 +28,25 @@ __all__ = [
     "create_model",
     "build",
     "layers",
+    "channel_groups",
     "cost",
 ]
 
 
 @dataclass(frozen=True)
 class Family:
-    """How one family turns a spec into a module and into weight-layer rows."""
+    """How one family turns a spec into a module, weight-layer rows and prunable channel groups."""
 
     build: Callable[[ArchSpec], nn.Module]
     layers: Callable[[ArchSpec], list[Layer]]
+    groups: Callable[[ArchSpec], list[ChannelGroup]]
 
 
 FAMILIES: dict[str, Family] = {
-    "vgg": Family(build_vgg, vgg_layers),
-    "resnet": Family(build_resnet, resnet_layers),
-    "preresnet": Family(build_preresnet, preresnet_layers),
-    "densenet": Family(build_densenet, densenet_layers),
+    "vgg": Family(build_vgg, vgg_layers, vgg_groups),
+    "resnet": Family(build_resnet, resnet_layers, resnet_groups),
+    "preresnet": Family(build_preresnet, preresnet_layers, preresnet_groups),
+    "densenet": Family(build_densenet, densenet_layers, densenet_groups),
 }
 
 #: name -> factory(*, width_mult, num_classes, in_channels[, input_size]) -> ArchSpec
@@ -144,6 +147,11 @@ def layers(spec: ArchSpec) -> list[Layer]:
     return FAMILIES[spec.family].layers(spec)
 
 
+def channel_groups(spec: ArchSpec) -> list[ChannelGroup]:
+    """The prunable channel groups of a spec, one per entry of ``spec.stages``, in forward order."""
+    return FAMILIES[spec.family].groups(spec)
+
+
 def cost(spec: ArchSpec, density: dict[str, float] | None = None) -> Cost:
     """Parameters and MACs of a spec (non-zero counts given per-layer weight densities).
 
@@ -190,6 +198,14 @@ register_model("preresnet-tiny", tiny=True)(
 )
 register_model("preresnet-bottleneck-tiny", tiny=True)(
     lambda input_size=16, **kw: preresnet_spec(1, block="bottleneck", base=(2, 4, 4), input_size=input_size, **kw)
+)
+register_model("resnet-gated-tiny", tiny=True)(
+    lambda input_size=16, **kw: resnet_spec(2, base=(4, 8, 16), input_size=input_size, **kw).replace(gated=True)
+)
+register_model("preresnet-gated-tiny", tiny=True)(
+    lambda input_size=16, **kw: preresnet_spec(2, block="basic", base=(4, 4, 8), input_size=input_size, **kw).replace(
+        gated=True
+    )
 )
 register_model("densenet-tiny", tiny=True)(
     lambda input_size=16, **kw: densenet_spec(2, block="basic", growth=4, input_size=input_size, **kw)

@@ -16,9 +16,10 @@ from torch import nn
 
 from models.blocks import ConvBN, init_weights
 from models.cost import Layer, conv_out
+from models.groups import ChannelGroup, conv_group
 from models.spec import ArchSpec, scale_width
 
-__all__ = ["ResNet", "BasicBlock", "resnet_spec", "build_resnet", "resnet_layers"]
+__all__ = ["ResNet", "BasicBlock", "resnet_spec", "build_resnet", "resnet_layers", "resnet_groups"]
 
 
 def resnet_spec(
@@ -47,8 +48,9 @@ def resnet_spec(
 class BasicBlock(nn.Module):
     """conv3x3-BN-ReLU-conv3x3-BN plus an option-A shortcut, then ReLU."""
 
-    def __init__(self, in_ch: int, mid: int, out_ch: int, stride: int) -> None:
+    def __init__(self, in_ch: int, mid: int, out_ch: int, stride: int, gated: bool = False) -> None:
         super().__init__()
+        self.gate = nn.Parameter(torch.ones(())) if gated else None
         self.conv1 = nn.Conv2d(in_ch, mid, 3, stride, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(mid)
         self.conv2 = nn.Conv2d(mid, out_ch, 3, 1, 1, bias=False)
@@ -59,6 +61,8 @@ class BasicBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = torch.relu_(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
+        if self.gate is not None:
+            out = out * self.gate
         shortcut = x[:, :, :: self.stride, :: self.stride] if self.stride > 1 else x
         if self.pad:
             shortcut = F.pad(shortcut, (0, 0, 0, 0, self.pad // 2, self.pad - self.pad // 2))
@@ -77,7 +81,7 @@ class ResNet(nn.Module):
             blocks = []
             for b, mid in enumerate(mids):
                 stride = 2 if s and not b else 1
-                blocks.append(BasicBlock(in_ch, mid, spec.stage_widths[s], stride))
+                blocks.append(BasicBlock(in_ch, mid, spec.stage_widths[s], stride, spec.gated))
                 in_ch = spec.stage_widths[s]
             stages.append(nn.Sequential(*blocks))
         self.stages = nn.ModuleList(stages)
@@ -117,6 +121,17 @@ def resnet_layers(spec: ArchSpec) -> list[Layer]:
                 Layer(f"{p}.conv2", "conv", s, mid, out, 3, 1, size),
                 Layer(f"{p}.bn2", "bn", s, out, out, out_size=size),
             ]
+            if spec.gated:
+                rows.append(Layer(p, "gate", s, 1, 1))
             in_ch = out
     rows.append(Layer("fc", "linear", -1, in_ch, spec.num_classes))
     return rows
+
+
+def resnet_groups(spec: ArchSpec) -> list[ChannelGroup]:
+    """One group per block: the first conv's filters, read only by the block's second conv."""
+    return [
+        conv_group(s, b, w, f"stages.{s}.{b}.conv1", f"stages.{s}.{b}.bn1", f"stages.{s}.{b}.conv2")
+        for s, widths in enumerate(spec.stages)
+        for b, w in enumerate(widths)
+    ]

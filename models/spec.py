@@ -81,6 +81,8 @@ class ArchSpec:
         head: VGG classifier: ``"l1"`` (Linear-BN1d-ReLU-Linear, as in the L1-norm code) or ``"slim"``
             (a single Linear, as in the Network Slimming code). ``None`` for other families.
         head_width: hidden width of the ``"l1"`` head (512 in the paper).
+        gated: residual families: every block's residual branch is scaled by a learnable scalar gate
+            (Sparse Structure Selection trains these sparse, then removes blocks whose gate is ~0).
 
     Example:
         >>> from models import create_spec
@@ -102,6 +104,7 @@ class ArchSpec:
     input_size: int = 32
     head: str | None = None
     head_width: int = 512
+    gated: bool = False
 
     def __post_init__(self) -> None:
         # Normalise lists (from JSON or hand-written code) to tuples so specs hash and compare by value.
@@ -174,6 +177,10 @@ class ArchSpec:
                     )
         if self.family != "vgg" and self.head is not None:
             raise SpecError(f"family {self.family!r} has no head option; remove 'head'")
+        if self.gated not in (True, False):
+            raise SpecError(f"gated must be true or false, got {self.gated!r}")
+        if self.gated and self.family not in ("resnet", "preresnet"):
+            raise SpecError(f"only residual families have block gates; {self.family!r} cannot be gated")
         if self.family != "densenet" and self.growth:
             raise SpecError(f"family {self.family!r} has no growth rate; remove 'growth'")
         getattr(self, f"_validate_{self.family}")()

@@ -14,9 +14,10 @@ from torch import nn
 
 from models.blocks import ConvBN, init_weights
 from models.cost import Layer
+from models.groups import ChannelGroup, conv_group
 from models.spec import ArchSpec, scale_width
 
-__all__ = ["VGG", "VGG_WIDTHS", "vgg_spec", "build_vgg", "vgg_layers"]
+__all__ = ["VGG", "VGG_WIDTHS", "vgg_spec", "build_vgg", "vgg_layers", "vgg_groups"]
 
 #: Full-width stages of the CIFAR VGGs (as in PAPER.md), by depth.
 VGG_WIDTHS: dict[int, tuple[tuple[int, ...], ...]] = {
@@ -105,3 +106,15 @@ def vgg_layers(spec: ArchSpec) -> list[Layer]:
     else:
         rows.append(Layer("head.fc", "linear", -1, in_ch, spec.num_classes))
     return rows
+
+
+def vgg_groups(spec: ArchSpec) -> list[ChannelGroup]:
+    """One group per conv: its filters, its BN, and the next conv (or the head's first linear)."""
+    names = [f"stages.{s}.{i}" for s, widths in enumerate(spec.stages) for i in range(len(widths))]
+    positions = [(s, i) for s, widths in enumerate(spec.stages) for i in range(len(widths))]
+    head = "head.fc1" if spec.head == "l1" else "head.fc"
+    groups = []
+    for j, (name, (s, i)) in enumerate(zip(names, positions)):
+        consumer = f"{names[j + 1]}.conv" if j + 1 < len(names) else head
+        groups.append(conv_group(s, i, spec.stages[s][i], f"{name}.conv", f"{name}.bn", consumer))
+    return groups

@@ -1,0 +1,1 @@
+"""The subcommands of ``guided``, grouped by topic; `guided.cli` collects their tables."""

@@ -1,0 +1,98 @@
+"""``guided models``, ``guided cost``, ``guided spec``: architectures and their costs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from guided.commands.common import Command, add_arch_args, spec_from_args
+from guided.io import write_spec
+from models import ArchSpec, cost, create_spec, list_models
+
+
+# ---------------------------------------------------------------------- cost
+def _cost_args(p: argparse.ArgumentParser) -> None:
+    add_arch_args(p)
+    p.add_argument("--json", action="store_true", help="print a JSON object (params, macs, flops, layers)")
+
+
+def _cost(args: argparse.Namespace) -> int:
+    spec = spec_from_args(args)
+    c = cost(spec)
+    if args.json:
+        print(json.dumps({"name": spec.name, **c.to_dict()}, indent=2))
+        return 0
+    print(format_cost_table(spec, c))
+    return 0
+
+
+def format_cost_table(spec: ArchSpec, c) -> str:
+    """A readable per-layer table with totals."""
+    head = f"{'layer':<28} {'stage':>5} {'in':>5} {'out':>5} {'k':>2} {'size':>4} {'params':>11} {'MACs':>13}"
+    lines = [f"{spec.name}: {spec.num_classes} classes, {spec.input_size}x{spec.input_size} input", head]
+    lines.append("-" * len(head))
+    for r in c.layers:
+        stage = "-" if r["stage"] < 0 else str(r["stage"])
+        kernel = "-" if r["kind"] == "bn" else str(r["kernel"])
+        lines.append(
+            f"{r['name']:<28} {stage:>5} {r['in_ch']:>5} {r['out_ch']:>5} {kernel:>2} "
+            f"{r['out_size']:>4} {r['params']:>11,} {r['macs']:>13,}"
+        )
+    lines.append("-" * len(head))
+    lines.append(f"params {c.params:,} ({c.params / 1e6:.3f}M)   MACs {c.macs:,} ({c.macs / 1e6:.1f}M)   "
+                 f"FLOPs {c.flops / 1e6:.1f}M")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------- spec
+def _spec_args(p: argparse.ArgumentParser) -> None:
+    add_arch_args(p)
+    p.add_argument("--out", metavar="FILE", help="write the spec JSON here (default: print it)")
+
+
+def _spec(args: argparse.Namespace) -> int:
+    spec = spec_from_args(args)
+    if args.out:
+        write_spec(args.out, spec)
+        print(f"wrote {args.out} ({spec.name}, {cost(spec).params:,} params)")
+    else:
+        print(spec.to_json())
+    return 0
+
+
+# ---------------------------------------------------------------------- models
+def _models_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tiny", action="store_true", help="include the tiny test variants")
+
+
+def _models(args: argparse.Namespace) -> int:
+    for name in list_models(include_tiny=args.tiny):
+        spec = create_spec(name)
+        c = cost(spec)
+        print(f"{name:<28} {spec.family:<10} {c.params / 1e6:8.3f}M params {c.macs / 1e6:9.1f}M MACs")
+    return 0
+
+
+COMMANDS = {
+    "models": Command(
+        "list registered architectures with their sizes",
+        "guided models\n  guided models --tiny",
+        _models_args,
+        _models,
+    ),
+    "cost": Command(
+        "count parameters and MACs of an architecture, per layer",
+        "guided cost --arch vgg16 --num-classes 10\n"
+        "  guided cost --arch resnet56 --json\n"
+        "  guided cost --spec pruned/spec.json",
+        _cost_args,
+        _cost,
+    ),
+    "spec": Command(
+        "write an architecture spec (JSON) to edit by hand and feed back with --spec",
+        "guided spec --arch vgg16 --width-mult 0.25 --out vgg16-q.json\n"
+        "  guided spec --arch densenet40 --num-classes 100",
+        _spec_args,
+        _spec,
+    ),
+}

@@ -1,0 +1,144 @@
+"""Argument groups shared by the subcommands, and how they turn into library objects."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from guided.errors import UserError
+from guided.io import read_spec
+from models import ArchSpec, create_spec
+
+__all__ = [
+    "Command", "add_arch_args", "spec_from_args", "add_data_args", "data_from_args",
+    "add_recipe_args", "recipe_from_args", "add_run_args",
+]
+
+
+@dataclass(frozen=True)
+class Command:
+    """One subcommand: its one-line help, examples, argument setup and handler."""
+
+    help: str
+    examples: str
+    add_args: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+    #: option defaults derived from a first parse (e.g. ``retrain`` inherits the source run's data).
+    defaults: Callable[[argparse.Namespace], dict] | None = None
+
+
+def add_arch_args(p: argparse.ArgumentParser) -> None:
+    """``--arch NAME [...]`` or ``--spec FILE``: how every subcommand names an architecture.
+
+    Neither is required by argparse, so that a ``--config`` file can supply one; `spec_from_args` checks.
+    """
+    g = p.add_argument_group("architecture (--arch or --spec)")
+    src = g.add_mutually_exclusive_group()
+    src.add_argument("--arch", metavar="NAME", help="registered model name (see `guided models`)")
+    src.add_argument("--spec", metavar="FILE", help="ArchSpec JSON file (from `guided spec`, pruning or design)")
+    g.add_argument("--num-classes", type=int, metavar="N", help="classifier outputs (default 10, or the dataset's)")
+    g.add_argument("--width-mult", type=float, default=1.0, metavar="X", help="scale every width (default 1.0)")
+    g.add_argument("--head", choices=["l1", "slim"], help="VGG classifier: l1 (default) or slim (one Linear)")
+    g.add_argument("--input-size", type=int, metavar="PX", help="input side in pixels (default: the model's, 32)")
+    g.add_argument("--in-channels", type=int, metavar="C", help="input image channels (default 3, or the dataset's)")
+
+
+def spec_from_args(args: argparse.Namespace, data=None) -> ArchSpec:
+    """The spec named by `add_arch_args` options; classes and input shape default to ``data``'s."""
+    if args.spec:
+        return read_spec(args.spec)
+    if not args.arch:
+        raise UserError("name an architecture: --arch NAME (see `guided models`) or --spec FILE.json")
+    num_classes = args.num_classes or (data.num_classes if data else 10)
+    in_channels = args.in_channels or (data.in_channels if data else 3)
+    input_size = args.input_size or (data.input_size if data else None)
+    if num_classes < 1:
+        raise UserError(f"--num-classes must be at least 1, got {num_classes}")
+    if args.width_mult <= 0:
+        raise UserError(f"--width-mult must be positive, got {args.width_mult}")
+    return create_spec(
+        args.arch,
+        num_classes=num_classes,
+        width_mult=args.width_mult,
+        head=args.head,
+        input_size=input_size,
+        in_channels=in_channels,
+    )
+
+
+def add_data_args(p: argparse.ArgumentParser) -> None:
+    """Dataset options shared by every command that trains or evaluates."""
+    g = p.add_argument_group("data")
+    g.add_argument("--dataset", default="cifar10", metavar="NAME",
+                   help="cifar10, cifar100, svhn, fashion-mnist, digits or imagefolder:PATH (default cifar10)")
+    g.add_argument("--data-root", default="./data", metavar="DIR", help="torchvision datasets live here (default ./data)")
+    g.add_argument("--image-size", type=int, metavar="PX", help="resize images to PX x PX (default: as stored)")
+    g.add_argument("--train-subset", type=int, metavar="N", help="train on a seeded random N images")
+    g.add_argument("--test-subset", type=int, metavar="N", help="evaluate on a seeded random N images")
+    g.add_argument("--val-fraction", type=float, metavar="F",
+                   help="hold out F of train as the evaluation split (the test set is then never used)")
+
+
+def data_from_args(args: argparse.Namespace):
+    """Load, subsample and split the dataset named by `add_data_args` options."""
+    from guided.data import load_dataset, subsample, validation_split
+
+    data = load_dataset(args.dataset, root=args.data_root, size=args.image_size)
+    if args.val_fraction is not None:
+        data = validation_split(data, args.val_fraction, seed=args.seed)
+    return subsample(data, train=args.train_subset, test=args.test_subset, seed=args.seed)
+
+
+def add_recipe_args(p: argparse.ArgumentParser) -> None:
+    """``--recipe`` and a flag per recipe field."""
+    from guided.recipes import RECIPES, SCHEDULES
+
+    g = p.add_argument_group("recipe (named defaults, each field overridable)")
+    g.add_argument("--recipe", default="quick", choices=sorted(RECIPES), help="quick (CPU, one-cycle) or paper")
+    g.add_argument("--epochs", type=int, metavar="N")
+    g.add_argument("--batch-size", type=int, metavar="N")
+    g.add_argument("--lr", type=float, metavar="LR", help="peak learning rate")
+    g.add_argument("--momentum", type=float, metavar="M")
+    g.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=None)
+    g.add_argument("--weight-decay", type=float, metavar="WD")
+    g.add_argument("--schedule", choices=SCHEDULES)
+    g.add_argument("--warmup", type=float, metavar="F", help="onecycle warm-up, fraction of training")
+    g.add_argument("--label-smoothing", type=float, metavar="S")
+
+
+def recipe_from_args(args: argparse.Namespace):
+    """The named recipe with the given fields overridden."""
+    from guided.recipes import get_recipe
+
+    return get_recipe(args.recipe).override(
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, momentum=args.momentum,
+        nesterov=args.nesterov, weight_decay=args.weight_decay, schedule=args.schedule,
+        warmup=args.warmup, label_smoothing=args.label_smoothing,
+    )
+
+
+def add_run_args(p: argparse.ArgumentParser) -> None:
+    """Seed, device and output options of a training run."""
+    g = p.add_argument_group("run")
+    g.add_argument("--out", required=True, metavar="DIR", help="run folder (checkpoints, metrics, result.json)")
+    g.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    g.add_argument("--seed", type=int, default=0, help="seeds initialisation, data order, augmentation (default 0)")
+    g.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:N (default auto)")
+    g.add_argument("--compile", action="store_true", help="torch.compile the model (worth it on GPUs)")
+    g.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
+                   help="auto: bf16 autocast where the device has native bf16 (CUDA, recent CPUs), else fp32")
+    g.add_argument("--config", metavar="FILE.toml", help="option defaults from a TOML file (flags override it)")
+
+
+#: Options a run inherits from the run it derives from (pruning and retraining reuse its data and recipe).
+INHERITED = (
+    "dataset", "data_root", "image_size", "train_subset", "test_subset", "val_fraction",
+    "recipe", "epochs", "batch_size", "lr", "momentum", "nesterov", "weight_decay", "schedule", "warmup",
+    "label_smoothing", "precision",
+)
+
+
+def inherited_defaults(config: dict) -> dict:
+    """The `INHERITED` options of a recorded run configuration (``config.json``)."""
+    return {k: config[k] for k in INHERITED if k in config and config[k] is not None}

@@ -1,0 +1,45 @@
+"""``guided experiment``: run a registered experiment from a TOML config."""
+
+from __future__ import annotations
+
+import argparse
+
+from guided.commands.common import Command
+from guided.errors import UserError
+
+
+def _experiment_args(p: argparse.ArgumentParser) -> None:
+    from guided.experiments import EXPERIMENTS
+
+    p.add_argument("name", choices=sorted(EXPERIMENTS), help="which experiment")
+    p.add_argument("config_file", metavar="CONFIG.toml", help="its configuration (see configs/)")
+    p.add_argument("--out", required=True, metavar="DIR", help="tables, per-run results, provenance")
+    p.add_argument("--runs-dir", metavar="DIR", help="full training runs (checkpoints); default OUT/runs")
+
+
+def _experiment(args: argparse.Namespace) -> int:
+    import tomllib
+
+    from guided.experiments import EXPERIMENTS
+
+    try:
+        with open(args.config_file, "rb") as f:
+            config = tomllib.load(f)
+    except FileNotFoundError:
+        raise UserError(f"config file {args.config_file} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"config file {args.config_file} is not valid TOML: {exc}") from None
+    EXPERIMENTS[args.name](config, args.out, runs_dir=args.runs_dir)
+    print(f"wrote {args.out}/table.md, table.csv, runs.csv, summary.json")
+    return 0
+
+
+COMMANDS = {
+    "experiment": Command(
+        "run an experiment (several trainings, pruning, retraining) from a TOML config; resumable",
+        "guided experiment finetune-vs-scratch configs/finetune-vs-scratch-vgg16-cifar10-cpu.toml "
+        "--out results/finetune-vs-scratch-vgg16-cpu --runs-dir runs/fvs",
+        _experiment_args,
+        _experiment,
+    ),
+}

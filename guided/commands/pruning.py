@@ -1,0 +1,113 @@
+"""``guided prune``: structured pruning of a trained run (or of fresh weights)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from guided.commands.common import (
+    Command,
+    add_arch_args,
+    add_data_args,
+    data_from_args,
+    inherited_defaults,
+    spec_from_args,
+)
+from guided.errors import UserError
+from guided.io import read_json
+
+
+def _parse_ratio(text: str) -> float | list[float]:
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a ratio or a comma-separated list of ratios: {text!r}") from None
+    return values[0] if len(values) == 1 else values
+
+
+def _prune_args(p: argparse.ArgumentParser) -> None:
+    from guided.pruning import PRUNERS
+    from guided.pruning.allocate import PRESETS
+
+    g = p.add_argument_group("what to prune")
+    g.add_argument("--checkpoint", metavar="RUN_DIR", help="a finished `guided train` run folder")
+    add_arch_args(p)
+    g = p.add_argument_group("how")
+    g.add_argument("--method", required=True, choices=sorted(PRUNERS),
+                   help="; ".join(f"{n}: {m.summary}" for n, m in sorted(PRUNERS.items())))
+    g.add_argument("--ratio", type=_parse_ratio, metavar="R",
+                   help="fraction of channels to remove, in (0, 1); or one per stage: 0.5,0.3,0.1")
+    g.add_argument("--preset", choices=sorted(PRESETS), help="a named per-layer recipe (Li et al.)")
+    g.add_argument("--threshold", type=float, metavar="T", help="sss: remove blocks whose |gate| is below T")
+    g.add_argument("--allocation", choices=["global", "layer"],
+                   help="one threshold over the network, or the same ratio per layer (default: the method's)")
+    g.add_argument("--min-channels", type=int, default=1, metavar="N", help="channels every layer keeps (default 1)")
+    g.add_argument("--samples", type=int, default=512, metavar="N",
+                   help="training images read by activation-based methods (default 512)")
+    g.add_argument("--seed", type=int, default=0, help="seeds fresh weights and activation sampling")
+    add_data_args(p)
+    p.add_argument("--out", required=True, metavar="DIR", help="pruned folder: spec.json, model.pt, prune.json, layers.csv")
+    p.add_argument("--device", default="cpu", help="where activations are computed (default cpu)")
+
+
+def _prune_defaults(args: argparse.Namespace) -> dict:
+    if not args.checkpoint:
+        return {}
+    return inherited_defaults(read_json(Path(args.checkpoint) / "config.json", "run configuration"))
+
+
+def _prune(args: argparse.Namespace) -> int:
+    from guided.provenance import resolve_device
+    from guided.pruning import PRUNERS, prune
+    from guided.retrain import save_pruned
+    from guided.train import load_weights
+    from models import build
+
+    if args.checkpoint and (args.arch or args.spec):
+        raise UserError("give --checkpoint RUN_DIR, or --arch/--spec for fresh weights, not both")
+    if args.min_channels < 1:
+        raise UserError(f"--min-channels must be at least 1, got {args.min_channels}")
+    needs_data = PRUNERS[args.method].needs_data
+    data = data_from_args(args) if needs_data else None
+    if args.checkpoint:
+        run = Path(args.checkpoint)
+        model = load_weights(run)
+        result_json = read_json(run / "result.json", "run result")
+        source = {"run": str(run), "epochs": result_json.get("epochs"),
+                  "config": read_json(run / "config.json", "run configuration")}
+    else:
+        model = build(spec_from_args(args, data), seed=args.seed)
+        source = {"run": None, "epochs": None, "config": {}}
+    model.to(resolve_device(args.device))
+    result = prune(model.eval(), args.method, ratio=args.ratio, preset=args.preset, allocation=args.allocation,
+                   min_channels=args.min_channels, data=data, samples=args.samples, seed=args.seed,
+                   threshold=args.threshold)
+    save_pruned(result, args.out, source=source)
+    info = result.info
+    print(f"{args.method} ({info['allocation']}): {model.spec.name} {info['params_before']:,} -> "
+          f"{info['params_after']:,} params ({info['params_after'] / info['params_before']:.1%}), "
+          f"{info['macs_before'] / 1e6:.1f}M -> {info['macs_after'] / 1e6:.1f}M MACs")
+    for s in range(len(result.model.spec.stages)):
+        rows = [r for r in result.rows if r["stage"] == s]
+        if args.method == "sss":
+            gates = " ".join(format(r["gate"], ".2g") for r in rows)
+            print(f"  stage {s}: kept {sum(r['kept'] for r in rows)}/{len(rows)} blocks, gates [{gates}]")
+        else:
+            print(f"  stage {s}: kept {sum(r['kept'] for r in rows)}/{sum(r['original'] for r in rows)} channels "
+                  f"[{' '.join(str(r['kept']) for r in rows)}]")
+    print(f"wrote {args.out}/spec.json, model.pt, prune.json, layers.csv")
+    return 0
+
+
+COMMANDS = {
+    "prune": Command(
+        "prune channels of a trained run (or fresh weights) and save the narrower model",
+        "guided prune --method slimming --checkpoint runs/vgg16-sparse --ratio 0.6 --out pruned/slim60\n"
+        "  guided prune --method l1-norm --arch vgg16 --preset vgg16-a --out pruned/vgg16-a\n"
+        "  guided prune --method thinet --checkpoint runs/vgg16 --ratio 0.5 --samples 256 --out pruned/thinet\n"
+        "  guided prune --method l1-norm --checkpoint runs/r56 --ratio 0.5,0.3,0.1 --out pruned/r56",
+        _prune_args,
+        _prune,
+        defaults=_prune_defaults,
+    ),
+}

@@ -1,0 +1,91 @@
+"""Allocators: from channel scores (or a named recipe) to how many channels each group keeps.
+
+* `by_ratio`: every eligible group keeps ``int(width * (1 - ratio))`` (one ratio, or one per stage), as
+  the L1-norm paper counts;
+* `global_threshold`: one threshold over the pooled scores of all eligible groups removes the given
+  fraction of their channels (Network Slimming);
+* `preset`: the named per-layer recipes of Li et al. (``vgg16-a``, ``resnet56-a`` ...) from
+  ``../shared/PAPER.md``.
+
+The ratio allocators keep at least ``min_channels`` per group, so no layer vanishes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from guided.errors import UserError
+from models import ArchSpec, ChannelGroup
+
+__all__ = ["by_ratio", "global_threshold", "preset", "PRESETS"]
+
+Key = tuple[int, int]
+
+
+def _check_ratio(ratio: float) -> None:
+    if not 0 < ratio < 1:
+        raise UserError(f"pruning ratio must lie in (0, 1) (the fraction of channels removed), got {ratio}")
+
+
+def by_ratio(groups: list[ChannelGroup], ratio: float | Sequence[float], *, min_channels: int = 1) -> dict[Key, int]:
+    """Each group keeps ``int(width * (1 - r))`` channels, ``r`` its stage's ratio (or the one ratio)."""
+    stages = 1 + max(g.stage for g in groups)
+    ratios = [float(ratio)] * stages if isinstance(ratio, (int, float)) else [float(r) for r in ratio]
+    if len(ratios) != stages:
+        raise UserError(f"{len(ratios)} stage ratios given but the network has {stages} stages")
+    if isinstance(ratio, (int, float)):
+        _check_ratio(ratio)
+    elif not all(0 <= r < 1 for r in ratios) or not any(ratios):
+        raise UserError(f"stage ratios must lie in [0, 1) and not all be 0, got {ratios}")
+    return {g.key: max(min(min_channels, g.width), int(g.width * (1 - ratios[g.stage]))) for g in groups}
+
+
+def global_threshold(groups: list[ChannelGroup], scores: dict[Key, torch.Tensor], ratio: float, *,
+                     min_channels: int = 1) -> dict[Key, int]:
+    """Remove the ``ratio`` fraction of pooled channels with the lowest scores (ties kept)."""
+    _check_ratio(ratio)
+    pooled = torch.cat([scores[g.key].flatten().float() for g in groups])
+    n_remove = int(ratio * len(pooled))
+    if n_remove == 0:
+        return {g.key: g.width for g in groups}
+    threshold = pooled.sort().values[n_remove - 1]
+    return {g.key: max(min(min_channels, g.width), int((scores[g.key] > threshold).sum())) for g in groups}
+
+
+# ---------------------------------------------------------------------- presets (Li et al. 2017)
+def _vgg16_a(spec: ArchSpec, groups: list[ChannelGroup]) -> dict[Key, int]:
+    if spec.family != "vgg" or spec.depth != 16:
+        raise UserError(f"preset vgg16-a fits VGG-16 only, not {spec.name}")
+    # 50% of the filters of conv 1 and convs 8-13 (numbered from 1 in forward order).
+    return {g.key: int(g.width * 0.5) if j + 1 == 1 or j + 1 >= 8 else g.width for j, g in enumerate(groups)}
+
+
+def _resnet_preset(depth: int, ratios: tuple[float, float, float], skip: set[int]):
+    def fn(spec: ArchSpec, groups: list[ChannelGroup]) -> dict[Key, int]:
+        if spec.family != "resnet" or spec.depth != depth:
+            raise UserError(f"this preset fits ResNet-{depth} only, not {spec.name}")
+        counts = {}
+        for j, g in enumerate(groups):  # group j is block j's first conv: conv layer 2 + 2j (stem is 1)
+            layer = 2 + 2 * j
+            counts[g.key] = g.width if layer in skip else int(g.width * (1 - ratios[g.stage]))
+        return counts
+
+    return fn
+
+
+PRESETS = {
+    "vgg16-a": _vgg16_a,
+    "resnet56-a": _resnet_preset(56, (0.1, 0.1, 0.1), {16, 20, 38, 54}),
+    "resnet56-b": _resnet_preset(56, (0.6, 0.3, 0.1), {16, 18, 20, 34, 38, 54}),
+    "resnet110-a": _resnet_preset(110, (0.5, 0.0, 0.0), {36}),
+    "resnet110-b": _resnet_preset(110, (0.5, 0.4, 0.3), {36, 38, 74}),
+}
+
+
+def preset(name: str, spec: ArchSpec, groups: list[ChannelGroup]) -> dict[Key, int]:
+    """Kept counts of a named preset; refuses a model it does not fit."""
+    if name not in PRESETS:
+        raise UserError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    return PRESETS[name](spec, groups)

@@ -1,0 +1,111 @@
+"""Pruned-model folders, and retraining them: fine-tuning versus training from scratch.
+
+A pruned folder (written by `save_pruned`, i.e. ``guided prune``) holds ``spec.json``, the inherited
+weights ``model.pt``, ``prune.json`` (method, allocation, costs, the source run) and ``layers.csv``
+(per layer: original and kept channels). `retrain` turns it into a training run:
+
+* ``finetune``: start from the inherited weights, train with the recipe's fine-tuning settings
+  (paper: 40 epochs at lr 0.001);
+* ``scratch-e``: re-initialise, train as many epochs as the source model was trained;
+* ``scratch-b``: re-initialise, train for the same compute: ``epochs x MACs_full / MACs_pruned``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from guided.data import ImageData
+from guided.errors import UserError
+from guided.io import atomic_write_bytes, atomic_write_text, read_json, read_spec, write_json, write_spec
+from guided.pruning import PruneResult
+from guided.recipes import Recipe, scratch_epochs
+from guided.train import train
+from models import build
+
+__all__ = ["save_pruned", "load_pruned", "retrain", "MODES"]
+
+MODES = ("finetune", "scratch-e", "scratch-b")
+
+
+def save_pruned(result: PruneResult, out_dir: str | Path, *, source: dict[str, Any]) -> Path:
+    """Write a pruned folder: spec, inherited weights, what was done, and the per-layer table.
+
+    Args:
+        result: from `guided.pruning.prune`.
+        out_dir: the folder.
+        source: where the model came from: ``run`` (the training run folder, or ``None`` for fresh
+            weights), ``epochs`` (how long it was trained), ``config`` (its resolved configuration).
+    """
+    out = Path(out_dir)
+    if (out / "prune.json").exists():
+        raise UserError(f"{out} already holds a pruned model; choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    write_spec(out / "spec.json", result.model.spec)
+    buf = io.BytesIO()
+    torch.save({k: v.detach().cpu() for k, v in result.model.state_dict().items()}, buf)
+    atomic_write_bytes(out / "model.pt", buf.getvalue())
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=list(result.rows[0]))
+    writer.writeheader()
+    writer.writerows(result.rows)
+    atomic_write_text(out / "layers.csv", text.getvalue())
+    write_json(out / "prune.json", {**result.info, "source": source})  # last: marks the folder complete
+    return out
+
+
+def load_pruned(pruned_dir: str | Path) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """The pruned model with its inherited weights, and its ``prune.json``."""
+    folder = Path(pruned_dir)
+    info = read_json(folder / "prune.json", "pruned-model record")
+    spec = read_spec(folder / "spec.json")
+    model = build(spec)
+    model.load_state_dict(torch.load(folder / "model.pt", map_location="cpu", weights_only=True), strict=True)
+    return model, info
+
+
+def retrain(
+    pruned_dir: str | Path,
+    mode: str,
+    data: ImageData,
+    recipe: Recipe,
+    *,
+    out_dir: str | Path,
+    seed: int = 0,
+    log: Callable[[str], None] = print,
+    **train_kwargs: Any,
+) -> dict[str, Any]:
+    """Fine-tune a pruned model or train its architecture from scratch.
+
+    Args:
+        pruned_dir: a folder from `save_pruned`.
+        mode: ``finetune``, ``scratch-e`` or ``scratch-b``.
+        data: the dataset (normally the source run's).
+        recipe: the training recipe (its ``finetune_*`` fields drive fine-tuning; ``epochs`` is the
+            source's epoch count for the scratch budgets when the source run does not record one).
+        out_dir: the run folder.
+        seed: data order, and initialisation in the scratch modes.
+        train_kwargs: passed to `guided.train.train` (device, resume, precision, ...).
+
+    Returns:
+        The run's ``result.json``, with ``mode`` and ``epochs`` recorded.
+    """
+    if mode not in MODES:
+        raise UserError(f"unknown retraining mode {mode!r}; choose one of {', '.join(MODES)}")
+    inherited, info = load_pruned(pruned_dir)
+    base_epochs = info["source"].get("epochs") or recipe.epochs
+    if mode == "finetune":
+        model, run_recipe = inherited, recipe.finetune()
+    else:
+        epochs = scratch_epochs(mode, base_epochs, info["macs_before"], info["macs_after"])
+        model, run_recipe = build(inherited.spec, seed=seed), recipe.override(epochs=epochs)
+    config = {**train_kwargs.pop("config", {}), "mode": mode, "pruned": str(pruned_dir), "base_epochs": base_epochs}
+    result = train(model, data, run_recipe, out_dir=out_dir, seed=seed, log=log, config=config, **train_kwargs)
+    result.update({"mode": mode, "method": info["method"], "base_epochs": base_epochs})
+    write_json(Path(out_dir) / "result.json", result)
+    return result

@@ -1,0 +1,76 @@
+"""`guided prune` and `guided retrain` end to end on digits."""
+
+import json
+
+import pytest
+
+from guided.cli import main
+from models import cost
+from guided.io import read_spec
+
+
+@pytest.fixture(scope="module")
+def base_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "base"
+    code = main(["train", "--arch", "vgg-tiny", "--dataset", "digits", "--epochs", "2", "--batch-size", "64",
+                 "--train-subset", "512", "--sparsity-l1", "1e-4", "--out", str(out)])
+    assert code == 0
+    return out
+
+
+def test_prune_preset_then_cost_reports_vgg16_a(tmp_path, capsys):
+    out = tmp_path / "a"
+    assert main(["prune", "--method", "l1-norm", "--arch", "vgg16", "--preset", "vgg16-a", "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["cost", "--spec", str(out / "spec.json"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["params"] == 5_397_034
+    rows = (out / "layers.csv").read_text().splitlines()
+    assert rows[0] == "layer,stage,kind,original,kept,kept_fraction" and rows[1].startswith("stages.0.0.conv,0,conv,64,32")
+
+
+def test_prune_checkpoint_then_every_retraining_mode(base_run, tmp_path):
+    pruned = tmp_path / "slim"
+    assert main(["prune", "--method", "slimming", "--checkpoint", str(base_run), "--ratio", "0.5",
+                 "--out", str(pruned)]) == 0
+    info = json.loads((pruned / "prune.json").read_text())
+    assert info["source"]["run"] == str(base_run) and info["source"]["epochs"] == 2
+    assert info["params_after"] == cost(read_spec(pruned / "spec.json")).params < info["params_before"]
+    epochs = {}
+    for mode in ("finetune", "scratch-e", "scratch-b"):
+        out = tmp_path / mode
+        assert main(["retrain", "--from", str(pruned), "--mode", mode, "--out", str(out)]) == 0
+        result = json.loads((out / "result.json").read_text())
+        assert result["dataset"] == "digits" and result["mode"] == mode  # data inherited from the base run
+        epochs[mode] = result["epochs"]
+    assert epochs["scratch-e"] == 2
+    assert epochs["scratch-b"] == int(2 * info["macs_before"] / info["macs_after"]) > 2
+    assert epochs["finetune"] == 4  # the quick recipe's fine-tuning epochs
+
+
+def test_activation_methods_use_the_checkpoint_data(base_run, tmp_path):
+    out = tmp_path / "thinet"
+    assert main(["prune", "--method", "thinet", "--checkpoint", str(base_run), "--ratio", "0.5", "--samples", "64",
+                 "--out", str(out)]) == 0
+    assert json.loads((out / "prune.json").read_text())["samples"] == 64
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--method", "l1-norm", "--arch", "vgg16", "--ratio", "1.5"], "ratio must lie in (0, 1)"),
+        (["--method", "l1-norm", "--arch", "resnet20", "--preset", "vgg16-a"], "fits VGG-16 only"),
+        (["--method", "l1-norm", "--arch", "vgg16"], "either a ratio"),
+        (["--method", "l1-norm", "--checkpoint", "/no/run", "--ratio", "0.5"], "does not exist"),
+    ],
+)
+def test_prune_bad_input_is_one_line(tmp_path, capsys, argv, message):
+    code = main(["prune", *argv, "--out", str(tmp_path / "p")])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and err.count("\n") == 1
+    assert not (tmp_path / "p" / "prune.json").exists()
+
+
+def test_unknown_method_is_refused_by_the_parser(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["prune", "--method", "l3", "--arch", "vgg16", "--ratio", "0.5", "--out", str(tmp_path)])
+    assert exc.value.code == 2 and "invalid choice: 'l3'" in capsys.readouterr().err
