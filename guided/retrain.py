@@ -7,7 +7,12 @@ weights ``model.pt``, ``prune.json`` (method, allocation, costs, the source run)
 * ``finetune``: start from the inherited weights, train with the recipe's fine-tuning settings
   (paper: 40 epochs at lr 0.001);
 * ``scratch-e``: re-initialise, train as many epochs as the source model was trained;
-* ``scratch-b``: re-initialise, train for the same compute: ``epochs x MACs_full / MACs_pruned``.
+* ``scratch-b``: re-initialise, train for the same compute: ``epochs x MACs_full / MACs_pruned``;
+* ``lottery`` (sparse models only): restart from the source run's *initial* weights (``init.pt``, saved
+  with ``--save-init``) under the same masks, for the source's epochs (Frankle & Carbin's winning ticket).
+
+Unstructured (masked) models keep their masks in every mode: ``masks.npz`` sits beside the spec, and
+`guided.hooks.FixedMasks` keeps masked weights at exactly zero; Scratch-B counts non-zero MACs only.
 """
 
 from __future__ import annotations
@@ -22,15 +27,17 @@ import torch
 
 from guided.data import ImageData
 from guided.errors import UserError
+from guided.hooks import FixedMasks
 from guided.io import atomic_write_bytes, atomic_write_text, read_json, read_spec, write_json, write_spec
 from guided.pruning import PruneResult
+from guided.pruning.unstructured import load_masks, save_masks
 from guided.recipes import Recipe, scratch_epochs
 from guided.train import train
 from models import build
 
 __all__ = ["save_pruned", "load_pruned", "retrain", "MODES"]
 
-MODES = ("finetune", "scratch-e", "scratch-b")
+MODES = ("finetune", "scratch-e", "scratch-b", "lottery")
 
 
 def save_pruned(result: PruneResult, out_dir: str | Path, *, source: dict[str, Any]) -> Path:
@@ -55,18 +62,21 @@ def save_pruned(result: PruneResult, out_dir: str | Path, *, source: dict[str, A
     writer.writeheader()
     writer.writerows(result.rows)
     atomic_write_text(out / "layers.csv", text.getvalue())
+    if result.masks is not None:
+        save_masks(out / "masks.npz", result.masks)
     write_json(out / "prune.json", {**result.info, "source": source})  # last: marks the folder complete
     return out
 
 
-def load_pruned(pruned_dir: str | Path) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """The pruned model with its inherited weights, and its ``prune.json``."""
+def load_pruned(pruned_dir: str | Path) -> tuple[torch.nn.Module, dict[str, Any], dict[str, torch.Tensor] | None]:
+    """The pruned model with its inherited weights, its ``prune.json``, and its masks (``None`` if dense)."""
     folder = Path(pruned_dir)
     info = read_json(folder / "prune.json", "pruned-model record")
     spec = read_spec(folder / "spec.json")
     model = build(spec)
     model.load_state_dict(torch.load(folder / "model.pt", map_location="cpu", weights_only=True), strict=True)
-    return model, info
+    masks = load_masks(folder / "masks.npz", model) if (folder / "masks.npz").exists() else None
+    return model, info, masks
 
 
 def retrain(
@@ -84,7 +94,7 @@ def retrain(
 
     Args:
         pruned_dir: a folder from `save_pruned`.
-        mode: ``finetune``, ``scratch-e`` or ``scratch-b``.
+        mode: ``finetune``, ``scratch-e``, ``scratch-b`` or ``lottery``.
         data: the dataset (normally the source run's).
         recipe: the training recipe (its ``finetune_*`` fields drive fine-tuning; ``epochs`` is the
             source's epoch count for the scratch budgets when the source run does not record one).
@@ -97,15 +107,38 @@ def retrain(
     """
     if mode not in MODES:
         raise UserError(f"unknown retraining mode {mode!r}; choose one of {', '.join(MODES)}")
-    inherited, info = load_pruned(pruned_dir)
+    inherited, info, masks = load_pruned(pruned_dir)
     base_epochs = info["source"].get("epochs") or recipe.epochs
     if mode == "finetune":
         model, run_recipe = inherited, recipe.finetune()
+    elif mode == "lottery":
+        model, run_recipe = _winning_ticket(inherited, info, masks), recipe.override(epochs=base_epochs)
     else:
         epochs = scratch_epochs(mode, base_epochs, info["macs_before"], info["macs_after"])
         model, run_recipe = build(inherited.spec, seed=seed), recipe.override(epochs=epochs)
+    hooks = list(train_kwargs.pop("hooks", []))
+    if masks is not None:
+        hooks.append(FixedMasks(masks))
     config = {**train_kwargs.pop("config", {}), "mode": mode, "pruned": str(pruned_dir), "base_epochs": base_epochs}
-    result = train(model, data, run_recipe, out_dir=out_dir, seed=seed, log=log, config=config, **train_kwargs)
+    result = train(model, data, run_recipe, out_dir=out_dir, seed=seed, log=log, config=config, hooks=hooks,
+                   **train_kwargs)
     result.update({"mode": mode, "method": info["method"], "base_epochs": base_epochs})
+    if masks is not None:
+        result.update({"density": info["density"], "nonzero_params": info["params_after"],
+                       "nonzero_macs": info["macs_after"]})
     write_json(Path(out_dir) / "result.json", result)
     return result
+
+
+def _winning_ticket(inherited: torch.nn.Module, info: dict[str, Any], masks) -> torch.nn.Module:
+    """The source run's initial weights, for the lottery-ticket mode."""
+    if masks is None:
+        raise UserError("the lottery mode retrains an unstructured (masked) model; this folder has no masks.npz")
+    run = info["source"].get("run")
+    init = Path(run) / "init.pt" if run else None
+    if init is None or not init.is_file():
+        raise UserError(f"the lottery mode needs the source run's initial weights ({init}); "
+                        f"train the source with --save-init")
+    model = build(inherited.spec)
+    model.load_state_dict(torch.load(init, map_location="cpu", weights_only=True), strict=True)
+    return model

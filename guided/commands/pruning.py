@@ -39,6 +39,8 @@ def _prune_args(p: argparse.ArgumentParser) -> None:
                    help="fraction of channels to remove, in (0, 1); or one per stage: 0.5,0.3,0.1")
     g.add_argument("--preset", choices=sorted(PRESETS), help="a named per-layer recipe (Li et al.)")
     g.add_argument("--threshold", type=float, metavar="T", help="sss: remove blocks whose |gate| is below T")
+    g.add_argument("--include-linear", action="store_true", help="magnitude/random: mask linear weights too")
+    g.add_argument("--like", metavar="PRUNED_DIR", help="random: copy the per-layer sparsity of these masks")
     g.add_argument("--allocation", choices=["global", "layer"],
                    help="one threshold over the network, or the same ratio per layer (default: the method's)")
     g.add_argument("--min-channels", type=int, default=1, metavar="N", help="channels every layer keeps (default 1)")
@@ -79,23 +81,33 @@ def _prune(args: argparse.Namespace) -> int:
         model = build(spec_from_args(args, data), seed=args.seed)
         source = {"run": None, "epochs": None, "config": {}}
     model.to(resolve_device(args.device))
+    like = None
+    if args.like:
+        from guided.pruning.unstructured import load_masks
+
+        like = load_masks(Path(args.like) / "masks.npz", model)
     result = prune(model.eval(), args.method, ratio=args.ratio, preset=args.preset, allocation=args.allocation,
                    min_channels=args.min_channels, data=data, samples=args.samples, seed=args.seed,
-                   threshold=args.threshold)
+                   threshold=args.threshold, include_linear=args.include_linear, like=like)
     save_pruned(result, args.out, source=source)
     info = result.info
-    print(f"{args.method} ({info['allocation']}): {model.spec.name} {info['params_before']:,} -> "
+    nonzero = "non-zero " if result.masks is not None else ""
+    print(f"{args.method} ({info['allocation']}): {model.spec.name} {info['params_before']:,} -> {nonzero}"
           f"{info['params_after']:,} params ({info['params_after'] / info['params_before']:.1%}), "
           f"{info['macs_before'] / 1e6:.1f}M -> {info['macs_after'] / 1e6:.1f}M MACs")
     for s in range(len(result.model.spec.stages)):
         rows = [r for r in result.rows if r["stage"] == s]
-        if args.method == "sss":
+        if result.masks is not None:
+            kept, total = sum(r["kept"] for r in rows), sum(r["weights"] for r in rows)
+            print(f"  stage {s}: kept {kept:,}/{total:,} weights ({kept / max(total, 1):.1%})")
+        elif args.method == "sss":
             gates = " ".join(format(r["gate"], ".2g") for r in rows)
             print(f"  stage {s}: kept {sum(r['kept'] for r in rows)}/{len(rows)} blocks, gates [{gates}]")
         else:
             print(f"  stage {s}: kept {sum(r['kept'] for r in rows)}/{sum(r['original'] for r in rows)} channels "
                   f"[{' '.join(str(r['kept']) for r in rows)}]")
-    print(f"wrote {args.out}/spec.json, model.pt, prune.json, layers.csv")
+    masks = ", masks.npz" if result.masks is not None else ""
+    print(f"wrote {args.out}/spec.json, model.pt, prune.json, layers.csv{masks}")
     return 0
 
 

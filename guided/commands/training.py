@@ -74,7 +74,8 @@ def _retrain_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--from", dest="pruned", required=True, metavar="PRUNED_DIR", help="a `guided prune` folder")
     p.add_argument("--mode", required=True, choices=MODES,
                    help="finetune: inherited weights, fine-tuning recipe; scratch-e: fresh weights, the source's "
-                        "epochs; scratch-b: fresh weights, the source's compute (epochs x MACs ratio)")
+                        "epochs; scratch-b: fresh weights, the source's compute (epochs x MACs ratio); lottery: "
+                        "masked models only, the source run's initial weights (needs --save-init)")
     add_data_args(p)
     add_recipe_args(p)
     add_run_args(p)

@@ -34,7 +34,7 @@ def block_gates(model: nn.Module) -> list[dict]:
     return rows
 
 
-def prune_blocks(model: nn.Module, *, ratio: float | None = None, threshold: float | None = None):
+def prune_blocks(model: nn.Module, *, ratio: float | None = None, threshold: float | None = None, **_: object):
     """Remove residual blocks with small gates.
 
     Args:

@@ -18,6 +18,7 @@ from guided.data import ImageData
 from guided.errors import UserError
 from guided.pruning import allocate, criteria, reconstruct
 from guided.pruning.blocks import prune_blocks
+from guided.pruning.unstructured import prune_weights
 from guided.pruning.surgery import cut
 from models import ChannelGroup, channel_groups, cost
 
@@ -33,12 +34,14 @@ class PruneResult:
     Attributes:
         model: the new module (``model.spec`` is the pruned spec).
         rows: per group: layer, stage, original, kept, kept fraction.
-        info: method, allocation and costs before and after.
+        info: method, allocation and costs before and after (non-zero counts for masks).
+        masks: unstructured methods: the binary weight masks (the spec is unchanged).
     """
 
     model: nn.Module
     rows: list[dict[str, Any]]
     info: dict[str, Any] = field(default_factory=dict)
+    masks: dict[str, torch.Tensor] | None = None
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,10 @@ register_pruner(Method("thinet", "greedy next-layer reconstruction (Luo et al., 
                        "layer", select=reconstruct.thinet_select, needs_data=True))
 register_pruner(Method("sss", "remove residual blocks with small sparse gates (Huang & Wang, ECCV 2018)", (),
                        "blocks", custom=prune_blocks))
+register_pruner(Method("magnitude", "smallest-magnitude weights, unstructured (Han et al., NIPS 2015)", (),
+                       "global", custom=lambda model, **kw: prune_weights(model, method="magnitude", **kw)))
+register_pruner(Method("random", "random weight masks: the baseline of unstructured pruning", (), "layer",
+                       custom=lambda model, **kw: prune_weights(model, method="random", **kw)))
 register_pruner(Method("regression", "LASSO selection + least squares (He et al., ICCV 2017)",
                        ("conv", "select"), "layer", select=reconstruct.regression_select, needs_data=True))
 
@@ -103,6 +110,8 @@ def prune(
     samples: int = 512,
     seed: int = 0,
     threshold: float | None = None,
+    include_linear: bool = False,
+    like: dict[str, torch.Tensor] | None = None,
 ) -> PruneResult:
     """Prune channels of ``model`` with a registered method.
 
@@ -117,6 +126,8 @@ def prune(
         samples: how many training images those methods run.
         seed: which images and positions are sampled.
         threshold: ``sss`` only: remove every removable block whose |gate| is below it (instead of ``ratio``).
+        include_linear: unstructured methods: mask linear weights too.
+        like: ``random`` only: copy the per-layer sparsity of these masks.
 
     Example:
         >>> from models import create_model
@@ -130,7 +141,8 @@ def prune(
     if m.custom:
         if preset is not None or not isinstance(ratio, (float, int, type(None))):
             raise UserError(f"{method} takes one --ratio or --threshold, not presets or stage ratios")
-        return m.custom(model, ratio=ratio, threshold=threshold)
+        return m.custom(model, ratio=ratio, threshold=threshold, allocation=allocation, include_linear=include_linear,
+                        like=like, seed=seed)
     if threshold is not None:
         raise UserError("--threshold is for sss (block gates); channel methods take --ratio or --preset")
     if (ratio is None) == (preset is None):
