@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import statistics
 import sys
 import time
@@ -82,12 +81,21 @@ class PILDataset(torch.utils.data.Dataset):
 def reference_images_per_s(model, data: ImageData, batch_size: int, n_batches: int, device) -> float:
     import torchvision.transforms as T
 
-    transform = T.Compose([
-        T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.ToTensor(), T.Normalize(data.mean, data.std),
-    ])
+    transform = T.Compose(
+        [
+            T.RandomCrop(32, padding=4),
+            T.RandomHorizontalFlip(),
+            T.ToTensor(),
+            T.Normalize(data.mean, data.std),
+        ]
+    )
     loader = torch.utils.data.DataLoader(
-        PILDataset(data.train, transform), batch_size=batch_size, shuffle=True, num_workers=2,
-        drop_last=True, persistent_workers=False,
+        PILDataset(data.train, transform),
+        batch_size=batch_size,
+        shuffle=True,
+        num_workers=2,
+        drop_last=True,
+        persistent_workers=False,
     )
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
     model.train()
@@ -117,8 +125,14 @@ def engine_images_per_s(model, data: ImageData, batch_size: int, n_batches: int,
     model.to(device=device, memory_format=torch.channels_last)
     recipe = get_recipe("quick").override(batch_size=batch_size, epochs=1)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=5e-4)
-    warm = DeviceLoader(Split(sub.images[:batch_size], sub.labels[:batch_size]), data.mean, data.std,
-                        batch_size=batch_size, train=True, device=device)
+    warm = DeviceLoader(
+        Split(sub.images[:batch_size], sub.labels[:batch_size]),
+        data.mean,
+        data.std,
+        batch_size=batch_size,
+        train=True,
+        device=device,
+    )
     state = {"step": 0, "epoch": 0}
     train_epoch(model, model, warm, opt, recipe, (), state, 10**9, amp, desc="warm-up")
     _sync(device)
@@ -159,28 +173,36 @@ def main(argv=None) -> int:
         runs = {"reference": [], **{p: [] for p in precisions}}
         for r in range(args.repeats):  # interleaved, so drifts of machine speed hit every variant alike
             runs["reference"].append(
-                reference_images_per_s(copy.deepcopy(base).to(device), data, args.batch_size, args.batches, device))
+                reference_images_per_s(copy.deepcopy(base).to(device), data, args.batch_size, args.batches, device)
+            )
             for p in precisions:
-                runs[p].append(engine_images_per_s(copy.deepcopy(base), data, args.batch_size, args.batches,
-                                                   device, amp=p == "bf16"))
-            print(f"{name} x{width} repeat {r + 1}: " + ", ".join(f"{k} {v[-1]:.0f} img/s" for k, v in runs.items()),
-                  file=sys.stderr)
+                runs[p].append(
+                    engine_images_per_s(
+                        copy.deepcopy(base), data, args.batch_size, args.batches, device, amp=p == "bf16"
+                    )
+                )
+            print(
+                f"{name} x{width} repeat {r + 1}: " + ", ".join(f"{k} {v[-1]:.0f} img/s" for k, v in runs.items()),
+                file=sys.stderr,
+            )
         ref_m = statistics.median(runs["reference"])
         for p in precisions:
             eng_m = statistics.median(runs[p])
-            rows.append({
-                "model": f"{name} x{width}",
-                "engine_precision": p,
-                "params": cost(spec).params,
-                "macs": cost(spec).macs,
-                "reference_img_s": round(ref_m, 1),
-                "engine_img_s": round(eng_m, 1),
-                "speedup": round(eng_m / ref_m, 2),
-                "engine_gflop_s": round(eng_m * flops_per_image / 1e9, 1),
-                "fraction_of_matmul": round(eng_m * flops_per_image / 1e9 / peak, 3),
-                "reference_runs": [round(v, 1) for v in runs["reference"]],
-                "engine_runs": [round(v, 1) for v in runs[p]],
-            })
+            rows.append(
+                {
+                    "model": f"{name} x{width}",
+                    "engine_precision": p,
+                    "params": cost(spec).params,
+                    "macs": cost(spec).macs,
+                    "reference_img_s": round(ref_m, 1),
+                    "engine_img_s": round(eng_m, 1),
+                    "speedup": round(eng_m / ref_m, 2),
+                    "engine_gflop_s": round(eng_m * flops_per_image / 1e9, 1),
+                    "fraction_of_matmul": round(eng_m * flops_per_image / 1e9 / peak, 3),
+                    "reference_runs": [round(v, 1) for v in runs["reference"]],
+                    "engine_runs": [round(v, 1) for v in runs[p]],
+                }
+            )
     result = {
         "benchmark": "training throughput, engine vs torchvision-style reference loop",
         "command": "python benchmarks/throughput.py " + " ".join(argv if argv is not None else sys.argv[1:]),
@@ -198,9 +220,11 @@ def main(argv=None) -> int:
     print("| model | engine precision | reference img/s | engine img/s | speed-up | engine GFLOP/s | of fp32 matmul |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
-        print(f"| {r['model']} | {r['engine_precision']} | {r['reference_img_s']:.0f} | {r['engine_img_s']:.0f} | "
-              f"{r['speedup']:.2f}x | "
-              f"{r['engine_gflop_s']:.1f} | {r['fraction_of_matmul']:.0%} |")
+        print(
+            f"| {r['model']} | {r['engine_precision']} | {r['reference_img_s']:.0f} | {r['engine_img_s']:.0f} | "
+            f"{r['speedup']:.2f}x | "
+            f"{r['engine_gflop_s']:.1f} | {r['fraction_of_matmul']:.0%} |"
+        )
     return 0
 
 

@@ -12,14 +12,18 @@ import sys
 from collections.abc import Sequence
 
 from guided import __version__
-from guided.commands import basic, experiments, pruning, training
+from guided.commands import basic, experiments, pruning, summaries, training
 from guided.commands.common import Command
 from guided.errors import USER_ERRORS, UserError
 
 __all__ = ["main", "COMMANDS", "build_parser", "apply_config"]
 
 COMMANDS: dict[str, Command] = {
-    **basic.COMMANDS, **training.COMMANDS, **pruning.COMMANDS, **experiments.COMMANDS,
+    **basic.COMMANDS,
+    **training.COMMANDS,
+    **pruning.COMMANDS,
+    **summaries.COMMANDS,
+    **experiments.COMMANDS,
 }
 
 
@@ -66,8 +70,9 @@ def apply_config(parser: argparse.ArgumentParser, path: str) -> None:
         dest = key.replace("-", "_")
         if dest not in actions:
             raise UserError(f"{path}: unknown key {key!r}; it must be one of this command's options")
-        expected = actions[dest].type or (bool if actions[dest].const in (True, False) or
-                                          isinstance(actions[dest].default, bool) else str)
+        expected = actions[dest].type or (
+            bool if actions[dest].const in (True, False) or isinstance(actions[dest].default, bool) else str
+        )
         ok = isinstance(value, expected) or (expected is float and isinstance(value, int))
         if not ok or (expected is int and isinstance(value, bool)):
             raise UserError(f"{path}: key {key!r} must be {expected.__name__}, got {value!r}")

@@ -98,8 +98,10 @@ class ImageData:
     def describe(self) -> str:
         """One line: name, sizes, classes."""
         c, h, w = self.train.images.shape[1:]
-        return (f"{self.name}: {len(self.train)} train / {len(self.test)} test images, "
-                f"{c}x{h}x{w}, {self.num_classes} classes")
+        return (
+            f"{self.name}: {len(self.train)} train / {len(self.test)} test images, "
+            f"{c}x{h}x{w}, {self.num_classes} classes"
+        )
 
 
 # ---------------------------------------------------------------------- registry
@@ -220,9 +222,13 @@ def _to_npz(data: ImageData, path: Path) -> None:
     buf = io.BytesIO()
     np.savez(
         buf,
-        train_x=data.train.images, train_y=data.train.labels,
-        test_x=data.test.images, test_y=data.test.labels,
-        classes=np.array(data.classes), mean=np.array(data.mean), std=np.array(data.std),
+        train_x=data.train.images,
+        train_y=data.train.labels,
+        test_x=data.test.images,
+        test_y=data.test.labels,
+        classes=np.array(data.classes),
+        mean=np.array(data.mean),
+        std=np.array(data.std),
     )
     atomic_write_bytes(path, buf.getvalue())
 
@@ -371,8 +377,9 @@ def _digits(root: Path | None, size: int | None) -> tuple[Split, Split, tuple[st
     images = np.round(bunch.images * (255.0 / 16.0)).astype(np.uint8)[:, None]  # (1797, 1, 8, 8)
     labels = bunch.target.astype(np.int64)
     rng = np.random.default_rng(0)
-    test_idx = np.concatenate([rng.permutation(np.flatnonzero(labels == c))[: int(round(0.2 * (labels == c).sum()))]
-                               for c in range(10)])
+    test_idx = np.concatenate(
+        [rng.permutation(np.flatnonzero(labels == c))[: int(round(0.2 * (labels == c).sum()))] for c in range(10)]
+    )
     is_test = np.zeros(len(labels), bool)
     is_test[test_idx] = True
     images = _resize(images, size or 16)

@@ -120,12 +120,14 @@ def retrain(
     if masks is not None:
         hooks.append(FixedMasks(masks))
     config = {**train_kwargs.pop("config", {}), "mode": mode, "pruned": str(pruned_dir), "base_epochs": base_epochs}
-    result = train(model, data, run_recipe, out_dir=out_dir, seed=seed, log=log, config=config, hooks=hooks,
-                   **train_kwargs)
+    result = train(
+        model, data, run_recipe, out_dir=out_dir, seed=seed, log=log, config=config, hooks=hooks, **train_kwargs
+    )
     result.update({"mode": mode, "method": info["method"], "base_epochs": base_epochs})
     if masks is not None:
-        result.update({"density": info["density"], "nonzero_params": info["params_after"],
-                       "nonzero_macs": info["macs_after"]})
+        result.update(
+            {"density": info["density"], "nonzero_params": info["params_after"], "nonzero_macs": info["macs_after"]}
+        )
     write_json(Path(out_dir) / "result.json", result)
     return result
 
@@ -137,8 +139,9 @@ def _winning_ticket(inherited: torch.nn.Module, info: dict[str, Any], masks) -> 
     run = info["source"].get("run")
     init = Path(run) / "init.pt" if run else None
     if init is None or not init.is_file():
-        raise UserError(f"the lottery mode needs the source run's initial weights ({init}); "
-                        f"train the source with --save-init")
+        raise UserError(
+            f"the lottery mode needs the source run's initial weights ({init}); train the source with --save-init"
+        )
     model = build(inherited.spec)
     model.load_state_dict(torch.load(init, map_location="cpu", weights_only=True), strict=True)
     return model

@@ -37,7 +37,15 @@ from guided.provenance import provenance
 from guided.recipes import Recipe
 from models import ArchSpec, cost
 
-__all__ = ["train", "train_epoch", "evaluate", "resolve_precision", "TrainingDiverged", "load_weights", "CHECKPOINT_FORMAT"]
+__all__ = [
+    "train",
+    "train_epoch",
+    "evaluate",
+    "resolve_precision",
+    "TrainingDiverged",
+    "load_weights",
+    "CHECKPOINT_FORMAT",
+]
 
 CHECKPOINT_FORMAT = "guided.checkpoint/1"
 
@@ -108,13 +116,26 @@ def train(
     model.to(device=device, memory_format=torch.channels_last)
     amp = resolve_precision(precision, device) == "bf16"
     optimizer = torch.optim.SGD(
-        model.parameters(), lr=recipe.lr, momentum=recipe.momentum,
-        nesterov=recipe.nesterov, weight_decay=recipe.weight_decay,
+        model.parameters(),
+        lr=recipe.lr,
+        momentum=recipe.momentum,
+        nesterov=recipe.nesterov,
+        weight_decay=recipe.weight_decay,
     )
-    train_loader = DeviceLoader(data.train, data.mean, data.std, batch_size=recipe.batch_size, train=True,
-                                device=device, seed=seed, crop_padding=data.crop_padding, flip=data.flip)
-    test_loader = DeviceLoader(data.test, data.mean, data.std, batch_size=max(256, recipe.batch_size),
-                               train=False, device=device)
+    train_loader = DeviceLoader(
+        data.train,
+        data.mean,
+        data.std,
+        batch_size=recipe.batch_size,
+        train=True,
+        device=device,
+        seed=seed,
+        crop_padding=data.crop_padding,
+        flip=data.flip,
+    )
+    test_loader = DeviceLoader(
+        data.test, data.mean, data.std, batch_size=max(256, recipe.batch_size), train=False, device=device
+    )
     if len(train_loader) == 0:
         raise UserError(f"batch size {recipe.batch_size} exceeds the {len(data.train)} training images")
     for hook in hooks:
@@ -136,7 +157,15 @@ def train(
     for epoch in range(state["epoch"], recipe.epochs):
         start = time.perf_counter()
         train_loss, train_acc = train_epoch(
-            step_fn, model, train_loader, optimizer, recipe, hooks, state, total_steps, amp,
+            step_fn,
+            model,
+            train_loader,
+            optimizer,
+            recipe,
+            hooks,
+            state,
+            total_steps,
+            amp,
             desc=f"epoch {epoch + 1}/{recipe.epochs}",
         )
         test_loss, test_acc = evaluate(step_fn, test_loader, amp=amp)
@@ -144,16 +173,22 @@ def train(
         state["elapsed"] += seconds
         state["epoch"] = epoch + 1
         row = {
-            "epoch": epoch + 1, "train_loss": train_loss, "train_acc": train_acc,
-            "test_loss": test_loss, "test_acc": test_acc,
-            "lr": recipe.lr_at(state["step"] / total_steps), "seconds": round(seconds, 3),
+            "epoch": epoch + 1,
+            "train_loss": train_loss,
+            "train_acc": train_acc,
+            "test_loss": test_loss,
+            "test_acc": test_acc,
+            "lr": recipe.lr_at(state["step"] / total_steps),
+            "seconds": round(seconds, 3),
             "images_per_s": round(len(train_loader) * recipe.batch_size / seconds, 1),
         }
         state["metrics"].append(row)
         _save_checkpoint(ckpt_path, model, optimizer, train_loader, spec, state)
         atomic_write_text(out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in state["metrics"]))
-        log(f"epoch {epoch + 1:>3}/{recipe.epochs}  train loss {train_loss:.4f} acc {train_acc:6.2%}  "
-            f"test loss {test_loss:.4f} acc {test_acc:6.2%}  {seconds:6.1f}s  {row['images_per_s']:.0f} img/s")
+        log(
+            f"epoch {epoch + 1:>3}/{recipe.epochs}  train loss {train_loss:.4f} acc {train_acc:6.2%}  "
+            f"test loss {test_loss:.4f} acc {test_acc:6.2%}  {seconds:6.1f}s  {row['images_per_s']:.0f} img/s"
+        )
 
     _save_state_dict(out / "model.pt", model)
     last = state["metrics"][-1]
@@ -197,12 +232,16 @@ def _cpu_has_bf16() -> bool:
 
 
 def _check_fits(spec: ArchSpec, data: ImageData) -> None:
-    for what, s, d in [("classes", spec.num_classes, data.num_classes),
-                       ("input channels", spec.in_channels, data.in_channels),
-                       ("input size", spec.input_size, data.input_size)]:
+    for what, s, d in [
+        ("classes", spec.num_classes, data.num_classes),
+        ("input channels", spec.in_channels, data.in_channels),
+        ("input size", spec.input_size, data.input_size),
+    ]:
         if s != d:
-            raise UserError(f"the architecture expects {s} {what} but {data.name} has {d}; "
-                            f"rebuild the spec for this dataset (or resize images with --image-size)")
+            raise UserError(
+                f"the architecture expects {s} {what} but {data.name} has {d}; "
+                f"rebuild the spec for this dataset (or resize images with --image-size)"
+            )
 
 
 def train_epoch(step_fn, model, loader, optimizer, recipe, hooks, state, total_steps, amp, desc):
@@ -311,8 +350,12 @@ def _load_checkpoint(path: Path, model, optimizer, loader: DeviceLoader, spec: A
     model.load_state_dict(payload["model"], strict=True)
     optimizer.load_state_dict(payload["optimizer"])
     loader.set_state(payload["loader_rng"])
-    return {"epoch": payload["epoch"], "step": payload["step"], "elapsed": payload["elapsed"],
-            "metrics": json.loads(payload["metrics"])}
+    return {
+        "epoch": payload["epoch"],
+        "step": payload["step"],
+        "elapsed": payload["elapsed"],
+        "metrics": json.loads(payload["metrics"]),
+    }
 
 
 def load_weights(run_dir: str | Path, *, which: str = "model.pt") -> nn.Module:

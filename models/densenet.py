@@ -191,6 +191,7 @@ def densenet_groups(spec: ArchSpec) -> list[ChannelGroup]:
                 groups.append(conv_group(s, i * k + 1, entries[i * k + 1], f"{p}.conv1", f"{p}.bn2", f"{p}.conv2"))
         last = s == len(spec.stages) - 1
         consumer = "fc" if last else f"stages.{s}.close.conv"
-        groups.append(select_group(s, len(entries) - 1, entries[-1], f"stages.{s}.close.select",
-                                   f"stages.{s}.close.bn", consumer))
+        groups.append(
+            select_group(s, len(entries) - 1, entries[-1], f"stages.{s}.close.select", f"stages.{s}.close.bn", consumer)
+        )
     return groups

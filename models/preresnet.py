@@ -63,8 +63,9 @@ def preresnet_spec(
 class PreActBlock(nn.Module):
     """Select-BN-ReLU-conv, repeated (2 convs for basic, 1x1-3x3-1x1 for bottleneck), plus a shortcut."""
 
-    def __init__(self, in_ch: int, widths: tuple[int, ...], out_ch: int, stride: int, bottleneck: bool,
-                 gated: bool = False) -> None:
+    def __init__(
+        self, in_ch: int, widths: tuple[int, ...], out_ch: int, stride: int, bottleneck: bool, gated: bool = False
+    ) -> None:
         super().__init__()
         self.gate = nn.Parameter(torch.ones(())) if gated else None
         kept = widths[0]
@@ -199,7 +200,9 @@ def preresnet_groups(spec: ArchSpec) -> list[ChannelGroup]:
             e = b * k
             groups.append(select_group(s, e, entries[e], f"{p}.select", f"{p}.bn1", f"{p}.conv1"))
             for j in range(1, k):  # conv j produces channels normalised by bn(j+1) and read by conv(j+1)
-                groups.append(conv_group(s, e + j, entries[e + j], f"{p}.conv{j}", f"{p}.bn{j + 1}", f"{p}.conv{j + 1}"))
+                groups.append(
+                    conv_group(s, e + j, entries[e + j], f"{p}.conv{j}", f"{p}.bn{j + 1}", f"{p}.conv{j + 1}")
+                )
     last = len(spec.stages) - 1
     groups.append(select_group(last, len(spec.stages[-1]) - 1, spec.stages[-1][-1], "final.select", "final.bn", "fc"))
     return groups

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from torch import nn
 
 from models.cost import Cost, Layer, count
-from models.groups import ChannelGroup
 from models.densenet import build_densenet, densenet_groups, densenet_layers, densenet_spec
+from models.groups import ChannelGroup
 from models.preresnet import build_preresnet, preresnet_groups, preresnet_layers, preresnet_spec
 from models.resnet import build_resnet, resnet_groups, resnet_layers, resnet_spec
 from models.spec import ArchSpec, SpecError

@@ -228,8 +228,7 @@ class ArchSpec:
                     )
         if self.stages[-1][-1] > self.stage_widths[-1]:
             raise SpecError(
-                f"the final BN keeps {self.stages[-1][-1]} channels but the last stage has only "
-                f"{self.stage_widths[-1]}"
+                f"the final BN keeps {self.stages[-1][-1]} channels but the last stage has only {self.stage_widths[-1]}"
             )
 
     def _block_input(self, stage: int, block: int) -> int:
@@ -278,8 +277,7 @@ class ArchSpec:
                 available = entering + (i // k) * self.growth
                 if stage[i] > available:
                     raise SpecError(
-                        f"stages[{s}][{i}] keeps {stage[i]} input channels but only {available} "
-                        f"are available there"
+                        f"stages[{s}][{i}] keeps {stage[i]} input channels but only {available} are available there"
                     )
 
     # ------------------------------------------------------------------ JSON
@@ -288,8 +286,8 @@ class ArchSpec:
         data = {"format": SPEC_FORMAT, "name": self.name}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            data[f.name] = [list(s) for s in value] if f.name == "stages" else (
-                list(value) if isinstance(value, tuple) else value
+            data[f.name] = (
+                [list(s) for s in value] if f.name == "stages" else (list(value) if isinstance(value, tuple) else value)
             )
         return data
 

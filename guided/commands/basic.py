@@ -39,8 +39,10 @@ def format_cost_table(spec: ArchSpec, c) -> str:
             f"{r['out_size']:>4} {r['params']:>11,} {r['macs']:>13,}"
         )
     lines.append("-" * len(head))
-    lines.append(f"params {c.params:,} ({c.params / 1e6:.3f}M)   MACs {c.macs:,} ({c.macs / 1e6:.1f}M)   "
-                 f"FLOPs {c.flops / 1e6:.1f}M")
+    lines.append(
+        f"params {c.params:,} ({c.params / 1e6:.3f}M)   MACs {c.macs:,} ({c.macs / 1e6:.1f}M)   "
+        f"FLOPs {c.flops / 1e6:.1f}M"
+    )
     return "\n".join(lines)
 
 

@@ -11,8 +11,14 @@ from guided.io import read_spec
 from models import ArchSpec, create_spec
 
 __all__ = [
-    "Command", "add_arch_args", "spec_from_args", "add_data_args", "data_from_args",
-    "add_recipe_args", "recipe_from_args", "add_run_args",
+    "Command",
+    "add_arch_args",
+    "spec_from_args",
+    "add_data_args",
+    "data_from_args",
+    "add_recipe_args",
+    "recipe_from_args",
+    "add_run_args",
 ]
 
 
@@ -70,14 +76,24 @@ def spec_from_args(args: argparse.Namespace, data=None) -> ArchSpec:
 def add_data_args(p: argparse.ArgumentParser) -> None:
     """Dataset options shared by every command that trains or evaluates."""
     g = p.add_argument_group("data")
-    g.add_argument("--dataset", default="cifar10", metavar="NAME",
-                   help="cifar10, cifar100, svhn, fashion-mnist, digits or imagefolder:PATH (default cifar10)")
-    g.add_argument("--data-root", default="./data", metavar="DIR", help="torchvision datasets live here (default ./data)")
+    g.add_argument(
+        "--dataset",
+        default="cifar10",
+        metavar="NAME",
+        help="cifar10, cifar100, svhn, fashion-mnist, digits or imagefolder:PATH (default cifar10)",
+    )
+    g.add_argument(
+        "--data-root", default="./data", metavar="DIR", help="torchvision datasets live here (default ./data)"
+    )
     g.add_argument("--image-size", type=int, metavar="PX", help="resize images to PX x PX (default: as stored)")
     g.add_argument("--train-subset", type=int, metavar="N", help="train on a seeded random N images")
     g.add_argument("--test-subset", type=int, metavar="N", help="evaluate on a seeded random N images")
-    g.add_argument("--val-fraction", type=float, metavar="F",
-                   help="hold out F of train as the evaluation split (the test set is then never used)")
+    g.add_argument(
+        "--val-fraction",
+        type=float,
+        metavar="F",
+        help="hold out F of train as the evaluation split (the test set is then never used)",
+    )
 
 
 def data_from_args(args: argparse.Namespace):
@@ -112,9 +128,15 @@ def recipe_from_args(args: argparse.Namespace):
     from guided.recipes import get_recipe
 
     return get_recipe(args.recipe).override(
-        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, momentum=args.momentum,
-        nesterov=args.nesterov, weight_decay=args.weight_decay, schedule=args.schedule,
-        warmup=args.warmup, label_smoothing=args.label_smoothing,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        momentum=args.momentum,
+        nesterov=args.nesterov,
+        weight_decay=args.weight_decay,
+        schedule=args.schedule,
+        warmup=args.warmup,
+        label_smoothing=args.label_smoothing,
     )
 
 
@@ -126,16 +148,34 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--seed", type=int, default=0, help="seeds initialisation, data order, augmentation (default 0)")
     g.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:N (default auto)")
     g.add_argument("--compile", action="store_true", help="torch.compile the model (worth it on GPUs)")
-    g.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
-                   help="auto: bf16 autocast where the device has native bf16 (CUDA, recent CPUs), else fp32")
+    g.add_argument(
+        "--precision",
+        default="auto",
+        choices=["auto", "fp32", "bf16"],
+        help="auto: bf16 autocast where the device has native bf16 (CUDA, recent CPUs), else fp32",
+    )
     g.add_argument("--config", metavar="FILE.toml", help="option defaults from a TOML file (flags override it)")
 
 
 #: Options a run inherits from the run it derives from (pruning and retraining reuse its data and recipe).
 INHERITED = (
-    "dataset", "data_root", "image_size", "train_subset", "test_subset", "val_fraction",
-    "recipe", "epochs", "batch_size", "lr", "momentum", "nesterov", "weight_decay", "schedule", "warmup",
-    "label_smoothing", "precision",
+    "dataset",
+    "data_root",
+    "image_size",
+    "train_subset",
+    "test_subset",
+    "val_fraction",
+    "recipe",
+    "epochs",
+    "batch_size",
+    "lr",
+    "momentum",
+    "nesterov",
+    "weight_decay",
+    "schedule",
+    "warmup",
+    "label_smoothing",
+    "precision",
 )
 
 

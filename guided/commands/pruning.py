@@ -33,22 +33,40 @@ def _prune_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--checkpoint", metavar="RUN_DIR", help="a finished `guided train` run folder")
     add_arch_args(p)
     g = p.add_argument_group("how")
-    g.add_argument("--method", required=True, choices=sorted(PRUNERS),
-                   help="; ".join(f"{n}: {m.summary}" for n, m in sorted(PRUNERS.items())))
-    g.add_argument("--ratio", type=_parse_ratio, metavar="R",
-                   help="fraction of channels to remove, in (0, 1); or one per stage: 0.5,0.3,0.1")
+    g.add_argument(
+        "--method",
+        required=True,
+        choices=sorted(PRUNERS),
+        help="; ".join(f"{n}: {m.summary}" for n, m in sorted(PRUNERS.items())),
+    )
+    g.add_argument(
+        "--ratio",
+        type=_parse_ratio,
+        metavar="R",
+        help="fraction of channels to remove, in (0, 1); or one per stage: 0.5,0.3,0.1",
+    )
     g.add_argument("--preset", choices=sorted(PRESETS), help="a named per-layer recipe (Li et al.)")
     g.add_argument("--threshold", type=float, metavar="T", help="sss: remove blocks whose |gate| is below T")
     g.add_argument("--include-linear", action="store_true", help="magnitude/random: mask linear weights too")
     g.add_argument("--like", metavar="PRUNED_DIR", help="random: copy the per-layer sparsity of these masks")
-    g.add_argument("--allocation", choices=["global", "layer"],
-                   help="one threshold over the network, or the same ratio per layer (default: the method's)")
+    g.add_argument(
+        "--allocation",
+        choices=["global", "layer"],
+        help="one threshold over the network, or the same ratio per layer (default: the method's)",
+    )
     g.add_argument("--min-channels", type=int, default=1, metavar="N", help="channels every layer keeps (default 1)")
-    g.add_argument("--samples", type=int, default=512, metavar="N",
-                   help="training images read by activation-based methods (default 512)")
+    g.add_argument(
+        "--samples",
+        type=int,
+        default=512,
+        metavar="N",
+        help="training images read by activation-based methods (default 512)",
+    )
     g.add_argument("--seed", type=int, default=0, help="seeds fresh weights and activation sampling")
     add_data_args(p)
-    p.add_argument("--out", required=True, metavar="DIR", help="pruned folder: spec.json, model.pt, prune.json, layers.csv")
+    p.add_argument(
+        "--out", required=True, metavar="DIR", help="pruned folder: spec.json, model.pt, prune.json, layers.csv"
+    )
     p.add_argument("--device", default="cpu", help="where activations are computed (default cpu)")
 
 
@@ -75,8 +93,11 @@ def _prune(args: argparse.Namespace) -> int:
         run = Path(args.checkpoint)
         model = load_weights(run)
         result_json = read_json(run / "result.json", "run result")
-        source = {"run": str(run), "epochs": result_json.get("epochs"),
-                  "config": read_json(run / "config.json", "run configuration")}
+        source = {
+            "run": str(run),
+            "epochs": result_json.get("epochs"),
+            "config": read_json(run / "config.json", "run configuration"),
+        }
     else:
         model = build(spec_from_args(args, data), seed=args.seed)
         source = {"run": None, "epochs": None, "config": {}}
@@ -86,15 +107,28 @@ def _prune(args: argparse.Namespace) -> int:
         from guided.pruning.unstructured import load_masks
 
         like = load_masks(Path(args.like) / "masks.npz", model)
-    result = prune(model.eval(), args.method, ratio=args.ratio, preset=args.preset, allocation=args.allocation,
-                   min_channels=args.min_channels, data=data, samples=args.samples, seed=args.seed,
-                   threshold=args.threshold, include_linear=args.include_linear, like=like)
+    result = prune(
+        model.eval(),
+        args.method,
+        ratio=args.ratio,
+        preset=args.preset,
+        allocation=args.allocation,
+        min_channels=args.min_channels,
+        data=data,
+        samples=args.samples,
+        seed=args.seed,
+        threshold=args.threshold,
+        include_linear=args.include_linear,
+        like=like,
+    )
     save_pruned(result, args.out, source=source)
     info = result.info
     nonzero = "non-zero " if result.masks is not None else ""
-    print(f"{args.method} ({info['allocation']}): {model.spec.name} {info['params_before']:,} -> {nonzero}"
-          f"{info['params_after']:,} params ({info['params_after'] / info['params_before']:.1%}), "
-          f"{info['macs_before'] / 1e6:.1f}M -> {info['macs_after'] / 1e6:.1f}M MACs")
+    print(
+        f"{args.method} ({info['allocation']}): {model.spec.name} {info['params_before']:,} -> {nonzero}"
+        f"{info['params_after']:,} params ({info['params_after'] / info['params_before']:.1%}), "
+        f"{info['macs_before'] / 1e6:.1f}M -> {info['macs_after'] / 1e6:.1f}M MACs"
+    )
     for s in range(len(result.model.spec.stages)):
         rows = [r for r in result.rows if r["stage"] == s]
         if result.masks is not None:
@@ -104,8 +138,10 @@ def _prune(args: argparse.Namespace) -> int:
             gates = " ".join(format(r["gate"], ".2g") for r in rows)
             print(f"  stage {s}: kept {sum(r['kept'] for r in rows)}/{len(rows)} blocks, gates [{gates}]")
         else:
-            print(f"  stage {s}: kept {sum(r['kept'] for r in rows)}/{sum(r['original'] for r in rows)} channels "
-                  f"[{' '.join(str(r['kept']) for r in rows)}]")
+            print(
+                f"  stage {s}: kept {sum(r['kept'] for r in rows)}/{sum(r['original'] for r in rows)} channels "
+                f"[{' '.join(str(r['kept']) for r in rows)}]"
+            )
     masks = ", masks.npz" if result.masks is not None else ""
     print(f"wrote {args.out}/spec.json, model.pt, prune.json, layers.csv{masks}")
     return 0

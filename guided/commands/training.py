@@ -26,10 +26,18 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     add_recipe_args(p)
     add_run_args(p)
     g = p.add_argument_group("pruning hooks")
-    g.add_argument("--sparsity-l1", type=float, metavar="LAMBDA",
-                   help="Network Slimming: L1 penalty on BN scales (paper: 1e-4 VGG, 1e-5 ResNet/DenseNet)")
-    g.add_argument("--sparsity-gates", type=float, metavar="GAMMA",
-                   help="Sparse Structure Selection: gate every residual block, L1-proximal updates on the gates")
+    g.add_argument(
+        "--sparsity-l1",
+        type=float,
+        metavar="LAMBDA",
+        help="Network Slimming: L1 penalty on BN scales (paper: 1e-4 VGG, 1e-5 ResNet/DenseNet)",
+    )
+    g.add_argument(
+        "--sparsity-gates",
+        type=float,
+        metavar="GAMMA",
+        help="Sparse Structure Selection: gate every residual block, L1-proximal updates on the gates",
+    )
     g.add_argument("--save-init", action="store_true", help="keep the initial weights (init.pt) for lottery tickets")
 
 
@@ -51,20 +59,33 @@ def _train(args: argparse.Namespace) -> int:
         spec = spec.replace(gated=True)
         hooks.append(GateSparsity(args.sparsity_gates))
     config = {k: v for k, v in vars(args).items() if k != "func"}
-    print(f"{data.describe()}\n{spec.name}: {cost(spec).params:,} params, {cost(spec).macs / 1e6:.1f}M MACs, "
-          f"{recipe.epochs} epochs on {device} ({resolve_precision(args.precision, device)})")
+    print(
+        f"{data.describe()}\n{spec.name}: {cost(spec).params:,} params, {cost(spec).macs / 1e6:.1f}M MACs, "
+        f"{recipe.epochs} epochs on {device} ({resolve_precision(args.precision, device)})"
+    )
     if not args.resume:
         out = Path(args.out)
         if (out / "checkpoint.pt").exists():
             raise UserError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
         write_json(out / "config.json", {**config, "recipe_resolved": recipe.to_dict()})
     result = train(
-        build(spec, seed=args.seed), data, recipe, out_dir=args.out, device=device, seed=args.seed,
-        hooks=hooks, resume=args.resume, save_init=args.save_init, compile=args.compile,
-        precision=args.precision, config=config,
+        build(spec, seed=args.seed),
+        data,
+        recipe,
+        out_dir=args.out,
+        device=device,
+        seed=args.seed,
+        hooks=hooks,
+        resume=args.resume,
+        save_init=args.save_init,
+        compile=args.compile,
+        precision=args.precision,
+        config=config,
     )
-    print(f"test accuracy {result['test_acc']:.2%} after {result['epochs']} epochs, "
-          f"{result['wall_time_s']:.0f}s; wrote {args.out}/result.json")
+    print(
+        f"test accuracy {result['test_acc']:.2%} after {result['epochs']} epochs, "
+        f"{result['wall_time_s']:.0f}s; wrote {args.out}/result.json"
+    )
     return 0
 
 
@@ -72,10 +93,14 @@ def _retrain_args(p: argparse.ArgumentParser) -> None:
     from guided.retrain import MODES
 
     p.add_argument("--from", dest="pruned", required=True, metavar="PRUNED_DIR", help="a `guided prune` folder")
-    p.add_argument("--mode", required=True, choices=MODES,
-                   help="finetune: inherited weights, fine-tuning recipe; scratch-e: fresh weights, the source's "
-                        "epochs; scratch-b: fresh weights, the source's compute (epochs x MACs ratio); lottery: "
-                        "masked models only, the source run's initial weights (needs --save-init)")
+    p.add_argument(
+        "--mode",
+        required=True,
+        choices=MODES,
+        help="finetune: inherited weights, fine-tuning recipe; scratch-e: fresh weights, the source's "
+        "epochs; scratch-b: fresh weights, the source's compute (epochs x MACs ratio); lottery: "
+        "masked models only, the source run's initial weights (needs --save-init)",
+    )
     add_data_args(p)
     add_recipe_args(p)
     add_run_args(p)
@@ -102,10 +127,23 @@ def _retrain(args: argparse.Namespace) -> int:
         if (out / "checkpoint.pt").exists():
             raise UserError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
         write_json(out / "config.json", {**config, "recipe_resolved": recipe.to_dict()})
-    result = retrain(args.pruned, args.mode, data, recipe, out_dir=args.out, seed=args.seed, device=device,
-                     resume=args.resume, compile=args.compile, precision=args.precision, config=config)
-    print(f"{args.mode}: test accuracy {result['test_acc']:.2%} after {result['epochs']} epochs, "
-          f"{result['wall_time_s']:.0f}s; wrote {args.out}/result.json")
+    result = retrain(
+        args.pruned,
+        args.mode,
+        data,
+        recipe,
+        out_dir=args.out,
+        seed=args.seed,
+        device=device,
+        resume=args.resume,
+        compile=args.compile,
+        precision=args.precision,
+        config=config,
+    )
+    print(
+        f"{args.mode}: test accuracy {result['test_acc']:.2%} after {result['epochs']} epochs, "
+        f"{result['wall_time_s']:.0f}s; wrote {args.out}/result.json"
+    )
     return 0
 
 

@@ -1,10 +1,12 @@
 """Fine-tuning versus training from scratch (the paper's first finding), on any model and dataset.
 
 For each seed: train the base model (plain, and with the Network Slimming L1 penalty on BN scales when a
-row needs it); prune it with every configured row's method; fine-tune the inherited weights, and train
-the pruned architecture from scratch with Scratch-E and Scratch-B budgets. The table reports, per row,
-parameters, MACs and test accuracy (mean ± std over seeds) of the base, fine-tuned, Scratch-E and
-Scratch-B models.
+row needs it; initial weights kept for lottery tickets); prune it with every configured row's method;
+fine-tune the inherited weights, and train the pruned architecture from scratch with Scratch-E and
+Scratch-B budgets (and, for unstructured rows, from the base's initial weights under the same masks: the
+lottery ticket). The table reports, per row, parameters and MACs (non-zero ones for masked rows) and test
+accuracy (mean ± std over seeds) of each model. Masked rows also get their per-stage sparsity and
+kernel-position pattern, as JSON and as a plot.
 
 Config (TOML)::
 
@@ -31,6 +33,8 @@ from guided.errors import UserError
 from guided.experiments.common import DataConfig, finished, load_data, markdown_table, mean_std, section, timed
 from guided.hooks import BatchNormL1
 from guided.io import atomic_write_text, write_json
+from guided.patterns import load_sparsity_reports, sparsity_summary
+from guided.plots import draw_sparsity
 from guided.provenance import provenance, resolve_device
 from guided.pruning import PRUNERS, prune
 from guided.recipes import get_recipe
@@ -103,8 +107,13 @@ def parse(config: dict[str, Any]) -> tuple[DataConfig, ModelConfig, TrainConfig,
     return data, model, tr, rows
 
 
-def run(config: dict[str, Any], out_dir: str | Path, *, runs_dir: str | Path | None = None,
-        log: Callable[[str], None] = print) -> dict[str, Any]:
+def run(
+    config: dict[str, Any],
+    out_dir: str | Path,
+    *,
+    runs_dir: str | Path | None = None,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
     """Run the experiment; returns the summary written to ``out_dir/summary.json``.
 
     Args:
@@ -120,26 +129,44 @@ def run(config: dict[str, Any], out_dir: str | Path, *, runs_dir: str | Path | N
     data = load_data(data_cfg)
     log(data.describe())
     recipe = get_recipe(tr.recipe).override(epochs=tr.epochs, batch_size=tr.batch_size, lr=tr.lr)
-    spec = create_spec(model_cfg.arch, num_classes=data.num_classes, width_mult=model_cfg.width_mult,
-                       head=model_cfg.head, input_size=data.input_size, in_channels=data.in_channels)
+    spec = create_spec(
+        model_cfg.arch,
+        num_classes=data.num_classes,
+        width_mult=model_cfg.width_mult,
+        head=model_cfg.head,
+        input_size=data.input_size,
+        in_channels=data.in_channels,
+    )
     started = time.perf_counter()
     records: list[dict[str, Any]] = []
+    masked_dirs: dict[int, list[Path]] = {}
 
-    def train_once(run_dir: Path, make_model, run_recipe, seed, hooks=()):
+    def train_once(run_dir: Path, make_model, run_recipe, seed, hooks=(), save_init=False):
         done = finished(run_dir)
         if done:
             return done
         resume = (run_dir / "checkpoint.pt").exists()
         with timed(log, f"train {run_dir.relative_to(runs)}"):
-            return train(make_model(), data, run_recipe, out_dir=run_dir, device=device, seed=seed, hooks=hooks,
-                         resume=resume, precision=tr.precision, log=log)
+            return train(
+                make_model(),
+                data,
+                run_recipe,
+                out_dir=run_dir,
+                device=device,
+                seed=seed,
+                hooks=hooks,
+                resume=resume,
+                save_init=save_init,
+                precision=tr.precision,
+                log=log,
+            )
 
     for seed in tr.seeds:
         bases = {}
         for kind in sorted({r.base for r in rows} | {"plain"}):
             hooks = [BatchNormL1(tr.sparsity_l1)] if kind == "sparse" else []
             run_dir = runs / f"seed{seed}" / f"base-{kind}"
-            result = train_once(run_dir, lambda s=seed: build(spec, seed=s), recipe, seed, hooks)
+            result = train_once(run_dir, lambda s=seed: build(spec, seed=s), recipe, seed, hooks, save_init=True)
             bases[kind] = run_dir
             records.append({"row": f"unpruned ({kind})", "seed": seed, "stage": "base", **_brief(result)})
         for i, row in enumerate(rows):
@@ -148,22 +175,53 @@ def run(config: dict[str, Any], out_dir: str | Path, *, runs_dir: str | Path | N
                 if pruned_dir.exists():
                     shutil.rmtree(pruned_dir)  # an interrupted prune: start it again
                 base = load_weights(bases[row.base]).to(device).eval()
-                result = prune(base, row.method, ratio=row.ratio, preset=row.preset, allocation=row.allocation,
-                               data=data, samples=row.samples, seed=seed)
+                result = prune(
+                    base,
+                    row.method,
+                    ratio=row.ratio,
+                    preset=row.preset,
+                    allocation=row.allocation,
+                    data=data,
+                    samples=row.samples,
+                    seed=seed,
+                )
                 base_result = finished(bases[row.base])
-                save_pruned(result, pruned_dir, source={"run": str(bases[row.base]), "epochs": base_result["epochs"],
-                                                        "config": {}})
+                save_pruned(
+                    result,
+                    pruned_dir,
+                    source={"run": str(bases[row.base]), "epochs": base_result["epochs"], "config": {}},
+                )
             info = json.loads((pruned_dir / "prune.json").read_text())
-            for mode in MODES:
+            masked = (pruned_dir / "masks.npz").exists()
+            if masked:
+                masked_dirs.setdefault(i, []).append(pruned_dir)
+            for mode in [m for m in MODES if masked or m != "lottery"]:
                 run_dir = runs / f"seed{seed}" / f"row{i}-{mode}"
                 done = finished(run_dir)
                 if not done:
                     with timed(log, f"{mode} {run_dir.relative_to(runs)} ({row.name})"):
-                        done = retrain(pruned_dir, mode, data, recipe, out_dir=run_dir, seed=seed, device=device,
-                                       resume=(run_dir / "checkpoint.pt").exists(), precision=tr.precision,
-                                       log=log)
-                records.append({"row": row.name, "seed": seed, "stage": mode, **_brief(done),
-                                "params": info["params_after"], "macs": info["macs_after"]})
+                        done = retrain(
+                            pruned_dir,
+                            mode,
+                            data,
+                            recipe,
+                            out_dir=run_dir,
+                            seed=seed,
+                            device=device,
+                            resume=(run_dir / "checkpoint.pt").exists(),
+                            precision=tr.precision,
+                            log=log,
+                        )
+                records.append(
+                    {
+                        "row": row.name,
+                        "seed": seed,
+                        "stage": mode,
+                        **_brief(done),
+                        "params": info["params_after"],
+                        "macs": info["macs_after"],
+                    }
+                )
 
     table = _table(records, rows)
     out.mkdir(parents=True, exist_ok=True)
@@ -172,8 +230,12 @@ def run(config: dict[str, Any], out_dir: str | Path, *, runs_dir: str | Path | N
     atomic_write_text(out / "table.md", markdown_table(table) + "\n")
     summary = {
         "experiment": "finetune-vs-scratch",
-        "config": {"data": dataclasses.asdict(data_cfg), "model": dataclasses.asdict(model_cfg),
-                   "train": dataclasses.asdict(tr), "rows": [dataclasses.asdict(r) for r in rows]},
+        "config": {
+            "data": dataclasses.asdict(data_cfg),
+            "model": dataclasses.asdict(model_cfg),
+            "train": dataclasses.asdict(tr),
+            "rows": [dataclasses.asdict(r) for r in rows],
+        },
         "recipe": recipe.to_dict(),
         "dataset": data.describe(),
         "seeds": tr.seeds,
@@ -182,14 +244,25 @@ def run(config: dict[str, Any], out_dir: str | Path, *, runs_dir: str | Path | N
         "provenance": provenance(device),
         "date": time.strftime("%Y-%m-%d"),
     }
+    for i, dirs in masked_dirs.items():
+        slug = f"sparsity-row{i}"
+        pattern = sparsity_summary(load_sparsity_reports(dirs))
+        write_json(out / f"{slug}.json", {"row": rows[i].name, **pattern})
+        draw_sparsity(pattern, out / f"{slug}.png", title=f"{rows[i].name}, {spec.name} x{model_cfg.width_mult}")
+        summary.setdefault("sparsity_patterns", {})[rows[i].name] = f"{slug}.json"
     write_json(out / "summary.json", summary)
     log(markdown_table(table))
     return summary
 
 
 def _brief(result: dict[str, Any]) -> dict[str, Any]:
-    return {"test_acc": result["test_acc"], "epochs": result["epochs"], "params": result["params"],
-            "macs": result["macs"], "wall_time_s": result["wall_time_s"]}
+    return {
+        "test_acc": result["test_acc"],
+        "epochs": result["epochs"],
+        "params": result["params"],
+        "macs": result["macs"],
+        "wall_time_s": result["wall_time_s"],
+    }
 
 
 def _table(records: list[dict[str, Any]], rows: list[RowConfig]) -> pd.DataFrame:
@@ -199,14 +272,29 @@ def _table(records: list[dict[str, Any]], rows: list[RowConfig]) -> pd.DataFrame
         sub = df[df["row"] == name]
         first = sub.iloc[0]
         entry = {"model": name, "params": f"{int(first['params']):,}", "MACs": f"{first['macs'] / 1e6:.1f}M"}
-        for stage, label in [("base", "accuracy (%)"), ("finetune", "fine-tuned"), ("scratch-e", "Scratch-E"),
-                             ("scratch-b", "Scratch-B")]:
+        for stage, label in [
+            ("base", "accuracy (%)"),
+            ("finetune", "fine-tuned"),
+            ("scratch-e", "Scratch-E"),
+            ("scratch-b", "Scratch-B"),
+            ("lottery", "lottery ticket"),
+        ]:
             vals = sub[sub["stage"] == stage]["test_acc"].tolist()
             if vals:
                 entry[label] = mean_std(vals)
         if "scratch-b" in set(sub["stage"]):
             entry["Scratch-B epochs"] = str(int(sub[sub["stage"] == "scratch-b"]["epochs"].iloc[0]))
         out.append(entry)
-    cols = ["model", "params", "MACs", "accuracy (%)", "fine-tuned", "Scratch-E", "Scratch-B", "Scratch-B epochs"]
+    cols = [
+        "model",
+        "params",
+        "MACs",
+        "accuracy (%)",
+        "fine-tuned",
+        "Scratch-E",
+        "Scratch-B",
+        "lottery ticket",
+        "Scratch-B epochs",
+    ]
     table = pd.DataFrame(out)
     return table[[c for c in cols if c in table.columns]].fillna("")

@@ -42,8 +42,9 @@ def by_ratio(groups: list[ChannelGroup], ratio: float | Sequence[float], *, min_
     return {g.key: max(min(min_channels, g.width), int(g.width * (1 - ratios[g.stage]))) for g in groups}
 
 
-def global_threshold(groups: list[ChannelGroup], scores: dict[Key, torch.Tensor], ratio: float, *,
-                     min_channels: int = 1) -> dict[Key, int]:
+def global_threshold(
+    groups: list[ChannelGroup], scores: dict[Key, torch.Tensor], ratio: float, *, min_channels: int = 1
+) -> dict[Key, int]:
     """Remove the ``ratio`` fraction of pooled channels with the lowest scores (ties kept)."""
     _check_ratio(ratio)
     pooled = torch.cat([scores[g.key].flatten().float() for g in groups])

@@ -90,10 +90,16 @@ def prune_blocks(model: nn.Module, *, ratio: float | None = None, threshold: flo
     rows = [{**r, "kept": (r["stage"], r["block"]) not in gone} for r in gates]
     before, after = cost(spec), cost(new_spec)
     info = {
-        "method": "sss", "allocation": "ratio" if ratio is not None else "threshold", "ratio": ratio,
-        "threshold": threshold, "blocks_removed": len(gone), "source_spec": spec.name,
-        "params_before": before.params, "params_after": after.params,
-        "macs_before": before.macs, "macs_after": after.macs,
+        "method": "sss",
+        "allocation": "ratio" if ratio is not None else "threshold",
+        "ratio": ratio,
+        "threshold": threshold,
+        "blocks_removed": len(gone),
+        "source_spec": spec.name,
+        "params_before": before.params,
+        "params_after": after.params,
+        "macs_before": before.macs,
+        "macs_after": after.macs,
     }
     return PruneResult(new, rows, info)
 

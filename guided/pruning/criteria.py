@@ -52,8 +52,15 @@ class Context:
         idx = np.sort(np.random.default_rng(self.seed).permutation(len(self.data.train))[:n])
         split = Split(self.data.train.images[idx], self.data.train.labels[idx])
         device = next(self.model.parameters()).device
-        yield from DeviceLoader(split, self.data.mean, self.data.std, batch_size=self.batch_size, train=False,
-                                device=device, channels_last=False)
+        yield from DeviceLoader(
+            split,
+            self.data.mean,
+            self.data.std,
+            batch_size=self.batch_size,
+            train=False,
+            device=device,
+            channels_last=False,
+        )
 
 
 def l1_norm(ctx: Context, groups: list[ChannelGroup]) -> dict[Key, torch.Tensor]:

@@ -18,8 +18,8 @@ from guided.data import ImageData
 from guided.errors import UserError
 from guided.pruning import allocate, criteria, reconstruct
 from guided.pruning.blocks import prune_blocks
-from guided.pruning.unstructured import prune_weights
 from guided.pruning.surgery import cut
+from guided.pruning.unstructured import prune_weights
 from models import ChannelGroup, channel_groups, cost
 
 __all__ = ["Method", "PRUNERS", "PruneResult", "prune", "register_pruner"]
@@ -78,24 +78,85 @@ def register_pruner(method: Method) -> Method:
     return method
 
 
-register_pruner(Method("l1-norm", "smallest-L1 filters (Li et al., ICLR 2017)", ("conv",), "layer",
-                       score=criteria.l1_norm))
-register_pruner(Method("slimming", "smallest BN scales, one global threshold (Liu et al., ICCV 2017)",
-                       ("conv", "select"), "global", score=criteria.bn_scale))
-register_pruner(Method("apoz", "most zeros after ReLU (Hu et al., 2016)", ("conv", "select"), "layer",
-                       score=criteria.apoz, needs_data=True))
-register_pruner(Method("taylor", "first-order Taylor loss change (Molchanov et al., ICLR 2017)",
-                       ("conv", "select"), "layer", score=criteria.taylor, needs_data=True))
-register_pruner(Method("thinet", "greedy next-layer reconstruction (Luo et al., ICCV 2017)", ("conv", "select"),
-                       "layer", select=reconstruct.thinet_select, needs_data=True))
-register_pruner(Method("sss", "remove residual blocks with small sparse gates (Huang & Wang, ECCV 2018)", (),
-                       "blocks", custom=prune_blocks))
-register_pruner(Method("magnitude", "smallest-magnitude weights, unstructured (Han et al., NIPS 2015)", (),
-                       "global", custom=lambda model, **kw: prune_weights(model, method="magnitude", **kw)))
-register_pruner(Method("random", "random weight masks: the baseline of unstructured pruning", (), "layer",
-                       custom=lambda model, **kw: prune_weights(model, method="random", **kw)))
-register_pruner(Method("regression", "LASSO selection + least squares (He et al., ICCV 2017)",
-                       ("conv", "select"), "layer", select=reconstruct.regression_select, needs_data=True))
+register_pruner(
+    Method("l1-norm", "smallest-L1 filters (Li et al., ICLR 2017)", ("conv",), "layer", score=criteria.l1_norm)
+)
+register_pruner(
+    Method(
+        "slimming",
+        "smallest BN scales, one global threshold (Liu et al., ICCV 2017)",
+        ("conv", "select"),
+        "global",
+        score=criteria.bn_scale,
+    )
+)
+register_pruner(
+    Method(
+        "apoz",
+        "most zeros after ReLU (Hu et al., 2016)",
+        ("conv", "select"),
+        "layer",
+        score=criteria.apoz,
+        needs_data=True,
+    )
+)
+register_pruner(
+    Method(
+        "taylor",
+        "first-order Taylor loss change (Molchanov et al., ICLR 2017)",
+        ("conv", "select"),
+        "layer",
+        score=criteria.taylor,
+        needs_data=True,
+    )
+)
+register_pruner(
+    Method(
+        "thinet",
+        "greedy next-layer reconstruction (Luo et al., ICCV 2017)",
+        ("conv", "select"),
+        "layer",
+        select=reconstruct.thinet_select,
+        needs_data=True,
+    )
+)
+register_pruner(
+    Method(
+        "sss",
+        "remove residual blocks with small sparse gates (Huang & Wang, ECCV 2018)",
+        (),
+        "blocks",
+        custom=prune_blocks,
+    )
+)
+register_pruner(
+    Method(
+        "magnitude",
+        "smallest-magnitude weights, unstructured (Han et al., NIPS 2015)",
+        (),
+        "global",
+        custom=lambda model, **kw: prune_weights(model, method="magnitude", **kw),
+    )
+)
+register_pruner(
+    Method(
+        "random",
+        "random weight masks: the baseline of unstructured pruning",
+        (),
+        "layer",
+        custom=lambda model, **kw: prune_weights(model, method="random", **kw),
+    )
+)
+register_pruner(
+    Method(
+        "regression",
+        "LASSO selection + least squares (He et al., ICCV 2017)",
+        ("conv", "select"),
+        "layer",
+        select=reconstruct.regression_select,
+        needs_data=True,
+    )
+)
 
 
 def prune(
@@ -141,8 +202,15 @@ def prune(
     if m.custom:
         if preset is not None or not isinstance(ratio, (float, int, type(None))):
             raise UserError(f"{method} takes one --ratio or --threshold, not presets or stage ratios")
-        return m.custom(model, ratio=ratio, threshold=threshold, allocation=allocation, include_linear=include_linear,
-                        like=like, seed=seed)
+        return m.custom(
+            model,
+            ratio=ratio,
+            threshold=threshold,
+            allocation=allocation,
+            include_linear=include_linear,
+            like=like,
+            seed=seed,
+        )
     if threshold is not None:
         raise UserError("--threshold is for sss (block gates); channel methods take --ratio or --preset")
     if (ratio is None) == (preset is None):
@@ -185,16 +253,29 @@ def prune(
     new = cut(model, keep, updates=updates)
 
     rows = [
-        {"layer": g.name, "stage": g.stage, "kind": g.kind, "original": g.width,
-         "kept": counts.get(g.key, g.width) if g in groups else g.width,
-         "kept_fraction": round((counts.get(g.key, g.width) if g in groups else g.width) / g.width, 4)}
+        {
+            "layer": g.name,
+            "stage": g.stage,
+            "kind": g.kind,
+            "original": g.width,
+            "kept": counts.get(g.key, g.width) if g in groups else g.width,
+            "kept_fraction": round((counts.get(g.key, g.width) if g in groups else g.width) / g.width, 4),
+        }
         for g in all_groups
     ]
     before, after = cost(spec), cost(new.spec)
     info = {
-        "method": method, "allocation": allocation, "ratio": ratio, "preset": preset,
-        "min_channels": min_channels, "samples": samples if m.needs_data else None, "seed": seed,
-        "source_spec": spec.name, "params_before": before.params, "params_after": after.params,
-        "macs_before": before.macs, "macs_after": after.macs,
+        "method": method,
+        "allocation": allocation,
+        "ratio": ratio,
+        "preset": preset,
+        "min_channels": min_channels,
+        "samples": samples if m.needs_data else None,
+        "seed": seed,
+        "source_spec": spec.name,
+        "params_before": before.params,
+        "params_after": after.params,
+        "macs_before": before.macs,
+        "macs_after": after.macs,
     }
     return PruneResult(new, rows, info)

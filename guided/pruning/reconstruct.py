@@ -43,8 +43,9 @@ def sample_consumer_inputs(ctx: Context, groups: list[ChannelGroup]) -> dict[Key
             if isinstance(module, nn.Linear):
                 out[key].append(x.unsqueeze(-1))
                 return
-            cols = F.unfold(x, module.kernel_size, dilation=module.dilation, padding=module.padding,
-                            stride=module.stride)  # (N, C*k*k, L)
+            cols = F.unfold(
+                x, module.kernel_size, dilation=module.dilation, padding=module.padding, stride=module.stride
+            )  # (N, C*k*k, L)
             n, ckk, positions = cols.shape
             pick = torch.randint(positions, (n, POSITIONS_PER_IMAGE), generator=gen)
             cols = cols.gather(2, pick.unsqueeze(1).expand(n, ckk, POSITIONS_PER_IMAGE))
@@ -72,8 +73,9 @@ def _contributions(x: torch.Tensor, w: torch.Tensor, seed: int) -> torch.Tensor:
     return torch.einsum("mck,mck->mc", x.double(), w[o].double())
 
 
-def thinet_select(x: torch.Tensor, module: nn.Module, k: int, *, seed: int = 0,
-                  rescale: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+def thinet_select(
+    x: torch.Tensor, module: nn.Module, k: int, *, seed: int = 0, rescale: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
     """ThiNet: keep ``k`` channels; returns (kept positions, the consumer's new weight).
 
     Args:
@@ -107,7 +109,9 @@ def thinet_select(x: torch.Tensor, module: nn.Module, k: int, *, seed: int = 0,
     return kept, new_w
 
 
-def regression_select(x: torch.Tensor, module: nn.Module, k: int, *, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def regression_select(
+    x: torch.Tensor, module: nn.Module, k: int, *, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Regression pruning: LASSO channel selection, then least-squares reconstruction of the consumer.
 
     The LASSO penalty is searched (bisection on a log scale) until at most ``k`` coefficients are

@@ -70,8 +70,9 @@ def cut(
                 t = t.index_select(1, idx)
         if tensor_key in updates:
             if updates[tensor_key].shape != t.shape:
-                raise ValueError(f"update for {tensor_key} has shape {tuple(updates[tensor_key].shape)}, "
-                                 f"expected {tuple(t.shape)}")
+                raise ValueError(
+                    f"update for {tensor_key} has shape {tuple(updates[tensor_key].shape)}, expected {tuple(t.shape)}"
+                )
             t = updates[tensor_key].detach().cpu().to(t.dtype)
         for dim, idx in cuts:
             if dim == 0:

@@ -41,8 +41,14 @@ def prunable_weights(model: nn.Module, *, include_linear: bool = False) -> dict[
     return {f"{name}.weight": m.weight for name, m in model.named_modules() if isinstance(m, kinds)}
 
 
-def magnitude_masks(model: nn.Module, ratio: float, *, scope: str = "global", include_linear: bool = False,
-                    masks: Mapping[str, torch.Tensor] | None = None) -> Masks:
+def magnitude_masks(
+    model: nn.Module,
+    ratio: float,
+    *,
+    scope: str = "global",
+    include_linear: bool = False,
+    masks: Mapping[str, torch.Tensor] | None = None,
+) -> Masks:
     """Masks removing the ``ratio`` fraction of smallest-magnitude weights.
 
     Args:
@@ -113,14 +119,16 @@ def check_masks(spec: ArchSpec, masks: Mapping[str, torch.Tensor], params: Mappi
         if name not in params:
             raise UserError(f"mask {name!r} names no weight of {spec.name}; were the masks made for another spec?")
         if tuple(m.shape) != tuple(params[name].shape):
-            raise UserError(f"mask {name} has shape {tuple(m.shape)} but the weight has {tuple(params[name].shape)}; "
-                            f"the masks were made for another spec")
+            raise UserError(
+                f"mask {name} has shape {tuple(m.shape)} but the weight has {tuple(params[name].shape)}; "
+                f"the masks were made for another spec"
+            )
 
 
 def save_masks(path: str | Path, masks: Mapping[str, torch.Tensor]) -> Path:
     """Write masks as packed bits with their shapes (``np.savez_compressed``, no pickle), atomically."""
     arrays = {}
-    for i, (name, m) in enumerate(masks.items()):
+    for i, (_name, m) in enumerate(masks.items()):
         arrays[f"bits{i}"] = np.packbits(m.detach().cpu().numpy().astype(bool).ravel())
         arrays[f"shape{i}"] = np.asarray(m.shape, dtype=np.int64)
     arrays["names"] = np.asarray(list(masks), dtype=np.str_)
@@ -167,8 +175,16 @@ def sparsity_report(spec: ArchSpec, masks: Mapping[str, torch.Tensor]) -> dict:
     for name, m in masks.items():
         row = by_name[name]
         kept, total = int(m.sum()), m.numel()
-        rows.append({"layer": row.name, "stage": row.stage, "kind": row.kind, "weights": total, "kept": kept,
-                     "density": kept / total})
+        rows.append(
+            {
+                "layer": row.name,
+                "stage": row.stage,
+                "kind": row.kind,
+                "weights": total,
+                "kept": kept,
+                "density": kept / total,
+            }
+        )
         agg = stages.setdefault(row.stage, [0, 0])
         agg[0] += total
         agg[1] += kept
@@ -179,15 +195,25 @@ def sparsity_report(spec: ArchSpec, masks: Mapping[str, torch.Tensor]) -> dict:
     total = sum(a[0] for a in stages.values())
     return {
         "layers": rows,
-        "stages": [{"stage": s, "weights": a[0], "kept": a[1], "density": a[1] / a[0]} for s, a in sorted(stages.items())],
+        "stages": [
+            {"stage": s, "weights": a[0], "kept": a[1], "density": a[1] / a[0]} for s, a in sorted(stages.items())
+        ],
         "kernel": {int(s): (k[0] / k[1]).tolist() for s, k in sorted(kernels.items())},
         "density": sum(a[1] for a in stages.values()) / total if total else 1.0,
     }
 
 
-def prune_weights(model: nn.Module, *, method: str, ratio: float | None = None, allocation: str | None = None,
-                  include_linear: bool = False, like: Mapping[str, torch.Tensor] | None = None, seed: int = 0,
-                  **_: object):
+def prune_weights(
+    model: nn.Module,
+    *,
+    method: str,
+    ratio: float | None = None,
+    allocation: str | None = None,
+    include_linear: bool = False,
+    like: Mapping[str, torch.Tensor] | None = None,
+    seed: int = 0,
+    **_: object,
+):
     """`guided.pruning.prune` for unstructured methods: ``magnitude`` and ``random`` masks.
 
     ``random`` draws masks with the per-layer sparsity of ``like`` (another pruned model's masks), or with
@@ -212,11 +238,20 @@ def prune_weights(model: nn.Module, *, method: str, ratio: float | None = None, 
     report = sparsity_report(spec, masks)
     before, after = cost(spec), nonzero_cost(spec, masks)
     info = {
-        "method": method, "allocation": "like" if method == "random" and ratio is None else (allocation or
-                                                                                           ("global" if method == "magnitude" else "layer")),
-        "ratio": ratio, "include_linear": include_linear, "seed": seed, "source_spec": spec.name,
-        "density": report["density"], "params_before": before.params, "params_after": after.params,
-        "macs_before": before.macs, "macs_after": after.macs, "sparse": True,
+        "method": method,
+        "allocation": "like"
+        if method == "random" and ratio is None
+        else (allocation or ("global" if method == "magnitude" else "layer")),
+        "ratio": ratio,
+        "include_linear": include_linear,
+        "seed": seed,
+        "source_spec": spec.name,
+        "density": report["density"],
+        "params_before": before.params,
+        "params_after": after.params,
+        "macs_before": before.macs,
+        "macs_after": after.macs,
+        "sparse": True,
     }
     rows = [{k: r[k] for k in ("layer", "stage", "kind", "weights", "kept", "density")} for r in report["layers"]]
     return PruneResult(new, rows, info, masks=masks)

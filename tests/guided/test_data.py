@@ -60,8 +60,10 @@ def test_image_folder_cache_notices_new_files(tmp_path):
         (lambda root: (root / "train").mkdir(parents=True), "has no class subfolders"),
         (lambda root: make_tree(root, splits=("train",)), "has no test/ folder"),
         (lambda root: (make_tree(root), (root / "test" / "bee").mkdir()), "different class folders"),
-        (lambda root: (make_tree(root), (root / "train" / "bee").mkdir(), (root / "test" / "bee").mkdir()),
-         "holds no PNG or JPEG"),
+        (
+            lambda root: (make_tree(root), (root / "train" / "bee").mkdir(), (root / "test" / "bee").mkdir()),
+            "holds no PNG or JPEG",
+        ),
     ],
 )
 def test_bad_image_folders_give_one_clear_error(tmp_path, setup, message):

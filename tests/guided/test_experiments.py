@@ -1,23 +1,25 @@
 """Experiments: config validation up front, a tiny end-to-end run, resume without redoing work."""
 
 import json
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 from guided.errors import UserError
 from guided.experiments import EXPERIMENTS
 from guided.experiments.finetune_vs_scratch import parse
 
-CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").glob("finetune-vs-scratch-*.toml"))
+CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.toml"))
 
 TINY = {
     "data": {"dataset": "digits", "train_subset": 256, "test_subset": 128},
     "model": {"arch": "vgg-tiny"},
     "train": {"epochs": 1, "batch_size": 64, "seeds": [0, 1]},
-    "rows": [{"name": "slim", "method": "slimming", "base": "sparse", "ratio": 0.5},
-             {"name": "l1", "method": "l1-norm", "ratio": 0.5}],
+    "rows": [
+        {"name": "slim", "method": "slimming", "base": "sparse", "ratio": 0.5},
+        {"name": "l1", "method": "l1-norm", "ratio": 0.5},
+    ],
 }
 
 

@@ -5,15 +5,32 @@ import json
 import pytest
 
 from guided.cli import main
-from models import cost
 from guided.io import read_spec
+from models import cost
 
 
 @pytest.fixture(scope="module")
 def base_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "base"
-    code = main(["train", "--arch", "vgg-tiny", "--dataset", "digits", "--epochs", "2", "--batch-size", "64",
-                 "--train-subset", "512", "--sparsity-l1", "1e-4", "--out", str(out)])
+    code = main(
+        [
+            "train",
+            "--arch",
+            "vgg-tiny",
+            "--dataset",
+            "digits",
+            "--epochs",
+            "2",
+            "--batch-size",
+            "64",
+            "--train-subset",
+            "512",
+            "--sparsity-l1",
+            "1e-4",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0
     return out
 
@@ -25,13 +42,17 @@ def test_prune_preset_then_cost_reports_vgg16_a(tmp_path, capsys):
     assert main(["cost", "--spec", str(out / "spec.json"), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["params"] == 5_397_034
     rows = (out / "layers.csv").read_text().splitlines()
-    assert rows[0] == "layer,stage,kind,original,kept,kept_fraction" and rows[1].startswith("stages.0.0.conv,0,conv,64,32")
+    assert rows[0] == "layer,stage,kind,original,kept,kept_fraction" and rows[1].startswith(
+        "stages.0.0.conv,0,conv,64,32"
+    )
 
 
 def test_prune_checkpoint_then_every_retraining_mode(base_run, tmp_path):
     pruned = tmp_path / "slim"
-    assert main(["prune", "--method", "slimming", "--checkpoint", str(base_run), "--ratio", "0.5",
-                 "--out", str(pruned)]) == 0
+    assert (
+        main(["prune", "--method", "slimming", "--checkpoint", str(base_run), "--ratio", "0.5", "--out", str(pruned)])
+        == 0
+    )
     info = json.loads((pruned / "prune.json").read_text())
     assert info["source"]["run"] == str(base_run) and info["source"]["epochs"] == 2
     assert info["params_after"] == cost(read_spec(pruned / "spec.json")).params < info["params_before"]
@@ -49,8 +70,24 @@ def test_prune_checkpoint_then_every_retraining_mode(base_run, tmp_path):
 
 def test_activation_methods_use_the_checkpoint_data(base_run, tmp_path):
     out = tmp_path / "thinet"
-    assert main(["prune", "--method", "thinet", "--checkpoint", str(base_run), "--ratio", "0.5", "--samples", "64",
-                 "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "prune",
+                "--method",
+                "thinet",
+                "--checkpoint",
+                str(base_run),
+                "--ratio",
+                "0.5",
+                "--samples",
+                "64",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert json.loads((out / "prune.json").read_text())["samples"] == 64
 
 

@@ -22,7 +22,9 @@ from tests.conftest import TINY_MODELS
 
 def random_data(n=96, size=16, classes=10, seed=0):
     rng = np.random.default_rng(seed)
-    split = Split(rng.integers(0, 256, (n, 3, size, size), dtype=np.uint8), rng.integers(0, classes, n).astype(np.int64))
+    split = Split(
+        rng.integers(0, 256, (n, 3, size, size), dtype=np.uint8), rng.integers(0, classes, n).astype(np.int64)
+    )
     return ImageData("random", split, split, tuple(map(str, range(classes))), (0.5,) * 3, (0.25,) * 3)
 
 
@@ -39,8 +41,13 @@ def trained_like(name, seed=0):
     return model.eval()
 
 
-CASES = [(method, name) for method in PRUNERS if PRUNERS[method].custom is None for name in TINY_MODELS
-         if any(g.kind in PRUNERS[method].kinds for g in channel_groups(create_spec(name)))]
+CASES = [
+    (method, name)
+    for method in PRUNERS
+    if PRUNERS[method].custom is None
+    for name in TINY_MODELS
+    if any(g.kind in PRUNERS[method].kinds for g in channel_groups(create_spec(name)))
+]
 
 
 @pytest.mark.parametrize("method, name", CASES)
@@ -90,11 +97,13 @@ def test_global_threshold_removes_the_requested_fraction():
     before, after = sum(model.spec.widths()), sum(result.model.spec.widths())
     assert after == before - int(0.6 * before)
     # the kept channels are exactly those with the largest |gamma| over the whole network
-    gammas = torch.cat([m.weight.detach().abs() for n, m in model.named_modules()
-                        if isinstance(m, torch.nn.BatchNorm2d)])
-    kept = torch.cat([m.weight.detach().abs() for n, m in result.model.named_modules()
-                      if isinstance(m, torch.nn.BatchNorm2d)])
-    assert torch.equal(kept.sort().values, gammas.sort().values[int(0.6 * before):])
+    gammas = torch.cat(
+        [m.weight.detach().abs() for n, m in model.named_modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    )
+    kept = torch.cat(
+        [m.weight.detach().abs() for n, m in result.model.named_modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    )
+    assert torch.equal(kept.sort().values, gammas.sort().values[int(0.6 * before) :])
 
 
 def test_min_channels_keeps_every_layer_alive():
@@ -112,9 +121,13 @@ def test_stage_ratios():
 
 @pytest.mark.parametrize(
     "name, preset_name, params, macs",
-    [("vgg16", "vgg16-a", 5_397_034, 206.3e6), ("resnet56", "resnet56-a", 7.7e5, 1.12e8),
-     ("resnet56", "resnet56-b", 7.3e5, 9.09e7), ("resnet110", "resnet110-a", 1.68e6, 2.13e8),
-     ("resnet110", "resnet110-b", 1.16e6, 1.55e8)],
+    [
+        ("vgg16", "vgg16-a", 5_397_034, 206.3e6),
+        ("resnet56", "resnet56-a", 7.7e5, 1.12e8),
+        ("resnet56", "resnet56-b", 7.3e5, 9.09e7),
+        ("resnet110", "resnet110-a", 1.68e6, 2.13e8),
+        ("resnet110", "resnet110-b", 1.16e6, 1.55e8),
+    ],
 )
 def test_presets_match_published_counts(name, preset_name, params, macs):
     result = prune(create_model(name, seed=0), "l1-norm", preset=preset_name)
@@ -185,7 +198,7 @@ def test_surgery_refuses_bad_positions():
 def test_sss_removes_blocks_with_zero_gates_exactly(name):
     model = trained_like(name)
     with torch.no_grad():
-        model.stages[0][1].gate.zero_()   # removable (identity shortcut)
+        model.stages[0][1].gate.zero_()  # removable (identity shortcut)
         model.stages[2][1].gate.zero_()
         model.stages[1][0].gate.mul_(0.7)  # a downsampling block: kept, its gate folded in
     result = prune(model, "sss", threshold=1e-6)
@@ -213,8 +226,9 @@ def test_sss_ratio_picks_the_smallest_removable_gates_and_the_result_trains(tmp_
     kept = [(r["stage"], r["block"]) for r in result.rows if r["kept"]]
     assert kept == [(0, 1), (1, 0), (2, 0)]
     data = random_data(n=64)
-    out = train(result.model, data, get_recipe("quick").override(epochs=1, batch_size=32), out_dir=tmp_path,
-                log=lambda *_: None)
+    out = train(
+        result.model, data, get_recipe("quick").override(epochs=1, batch_size=32), out_dir=tmp_path, log=lambda *_: None
+    )
     assert out["params"] == cost(result.model.spec).params
 
 

@@ -102,8 +102,27 @@ def test_batchnorm_l1_adds_lambda_times_sign_to_scale_gradients():
 
 
 def _train_argv(out, epochs=3):
-    return ["train", "--arch", "resnet-tiny", "--dataset", "digits", "--train-subset", "768", "--test-subset", "64",
-            "--image-size", "24", "--epochs", str(epochs), "--batch-size", "16", "--seed", "3", "--out", str(out)]
+    return [
+        "train",
+        "--arch",
+        "resnet-tiny",
+        "--dataset",
+        "digits",
+        "--train-subset",
+        "768",
+        "--test-subset",
+        "64",
+        "--image-size",
+        "24",
+        "--epochs",
+        str(epochs),
+        "--batch-size",
+        "16",
+        "--seed",
+        "3",
+        "--out",
+        str(out),
+    ]
 
 
 def test_killed_run_resumes_to_bit_identical_weights(tmp_path):
@@ -147,12 +166,18 @@ def test_train_command_end_to_end_with_toml_config(tmp_path, capsys):
 
 @pytest.mark.parametrize(
     "toml, message",
-    [("epochs = 'ten'\n", "key 'epochs' must be int"), ("epoch = 3\n", "unknown key 'epoch'"), ("x = [\n", "not valid TOML")],
+    [
+        ("epochs = 'ten'\n", "key 'epochs' must be int"),
+        ("epoch = 3\n", "unknown key 'epoch'"),
+        ("x = [\n", "not valid TOML"),
+    ],
 )
 def test_bad_config_files_are_refused_before_training(tmp_path, capsys, toml, message):
     config = tmp_path / "bad.toml"
     config.write_text(toml)
-    code = main(["train", "--arch", "vgg-tiny", "--dataset", "digits", "--config", str(config), "--out", str(tmp_path / "r")])
+    code = main(
+        ["train", "--arch", "vgg-tiny", "--dataset", "digits", "--config", str(config), "--out", str(tmp_path / "r")]
+    )
     assert code == 2 and message in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
 

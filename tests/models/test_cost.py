@@ -23,9 +23,7 @@ def test_vgg16_a_matches_published_counts():
     assert abs(c.macs - 206.3e6) / 206.3e6 < 0.002
 
 
-@pytest.mark.parametrize(
-    "name, params, macs", [("resnet56", 8.5e5, 1.25e8), ("resnet110", 1.72e6, 2.53e8)]
-)
+@pytest.mark.parametrize("name, params, macs", [("resnet56", 8.5e5, 1.25e8), ("resnet110", 1.72e6, 2.53e8)])
 def test_resnets_within_one_percent_of_published(name, params, macs):
     c = cost(create_spec(name))
     assert abs(c.params - params) / params < 0.01

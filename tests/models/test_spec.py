@@ -16,8 +16,17 @@ def test_json_round_trip_is_identity(name):
 
 @pytest.mark.parametrize(
     "name, depth",
-    [("vgg11", 11), ("vgg16", 16), ("vgg19", 19), ("resnet56", 56), ("resnet110", 110), ("preresnet164", 164),
-     ("preresnet56", 56), ("densenet40", 40), ("densenet-bc100", 100)],
+    [
+        ("vgg11", 11),
+        ("vgg16", 16),
+        ("vgg19", 19),
+        ("resnet56", 56),
+        ("resnet110", 110),
+        ("preresnet164", 164),
+        ("preresnet56", 56),
+        ("densenet40", 40),
+        ("densenet-bc100", 100),
+    ],
 )
 def test_names_match_depth(name, depth):
     spec = create_spec(name)
@@ -55,12 +64,17 @@ def _vgg(**kw):
         (lambda: create_spec("resnet20").replace(stage_widths=(16, 64, 32)), "decrease at stage 2"),
         (lambda: create_spec("resnet20").replace(stem_width=32), "stem_width 32 exceeds"),
         (lambda: create_spec("preresnet164").replace(stages=((16, 16),) * 3), "take 3 widths each"),
-        (lambda: create_spec("preresnet56").replace(
-            stages=((17, 16) * 9,) + create_spec("preresnet56").stages[1:]), "keeps 17 input channels"),
+        (
+            lambda: create_spec("preresnet56").replace(stages=((17, 16) * 9,) + create_spec("preresnet56").stages[1:]),
+            "keeps 17 input channels",
+        ),
         (lambda: create_spec("densenet40").replace(growth=0), "growth must be a positive integer"),
-        (lambda: create_spec("densenet40").replace(
-            stages=((25,) + create_spec("densenet40").stages[0][1:],) + create_spec("densenet40").stages[1:]),
-         "keeps 25 input channels but only 24"),
+        (
+            lambda: create_spec("densenet40").replace(
+                stages=((25,) + create_spec("densenet40").stages[0][1:],) + create_spec("densenet40").stages[1:]
+            ),
+            "keeps 25 input channels but only 24",
+        ),
         (lambda: create_spec("resnet20").replace(head="l1"), "has no head option"),
     ],
 )

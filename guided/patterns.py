@@ -1,0 +1,150 @@
+"""Design patterns in pruned models: what pruning kept, per layer and per stage, over several runs.
+
+Pure functions of pruned folders' records (specs, masks): no model is run. A sparsity summary averages,
+over runs, each stage's density of kept weights and each stage's density at every 3x3 kernel position
+(the paper observes that centres and crosses survive more than corners).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from guided.errors import UserError
+from guided.io import read_json, read_spec
+
+__all__ = ["sparsity_summary", "load_sparsity_reports", "channel_summary", "load_channel_rows"]
+
+
+def load_sparsity_reports(pruned_dirs: Sequence[str | Path]) -> list[dict[str, Any]]:
+    """`sparsity_report` of each pruned folder with masks (``guided prune --method magnitude``)."""
+    from guided.pruning.unstructured import load_masks, sparsity_report
+
+    reports = []
+    for d in pruned_dirs:
+        d = Path(d)
+        if not (d / "masks.npz").exists():
+            raise UserError(f"{d} has no masks.npz: it is not an unstructured (masked) pruned folder")
+        spec = read_spec(d / "spec.json")
+        report = sparsity_report(spec, load_masks(d / "masks.npz"))
+        report["source"] = str(d)
+        report["method"] = read_json(d / "prune.json", "pruned-model record").get("method")
+        reports.append(report)
+    return reports
+
+
+def sparsity_summary(reports: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Mean and std over runs of per-stage density and per-stage 3x3 kernel-position density.
+
+    Args:
+        reports: `guided.pruning.unstructured.sparsity_report` outputs of runs of one architecture.
+
+    Returns:
+        ``stages``: rows (stage, density_mean, density_std); ``kernel``: stage -> mean 3x3 grid;
+        ``kernel_std``: stage -> std grid; ``layers``: rows (layer, stage, density_mean, density_std);
+        ``density``: mean overall density; ``runs``: how many.
+
+    Example:
+        >>> r = {"stages": [{"stage": 0, "density": 0.5}], "kernel": {0: [[0.4] * 3] * 3},
+        ...      "layers": [{"layer": "c", "stage": 0, "density": 0.5}], "density": 0.5}
+        >>> sparsity_summary([r, r])["stages"][0]["density_mean"]
+        0.5
+    """
+    if not reports:
+        raise UserError("no runs to summarise")
+    stages = sorted({s["stage"] for r in reports for s in r["stages"]})
+    out_stages = []
+    for s in stages:
+        vals = [row["density"] for r in reports for row in r["stages"] if row["stage"] == s]
+        out_stages.append({"stage": s, "density_mean": float(np.mean(vals)), "density_std": _std(vals)})
+    kernel, kernel_std = {}, {}
+    for s in sorted({int(k) for r in reports for k in r["kernel"]}):
+        grids = np.array([r["kernel"][s] if s in r["kernel"] else r["kernel"][str(s)] for r in reports])
+        kernel[s] = grids.mean(0).tolist()
+        kernel_std[s] = (grids.std(0, ddof=1) if len(grids) > 1 else np.zeros((3, 3))).tolist()
+    names = [row["layer"] for row in reports[0]["layers"]]
+    layers = []
+    for name in names:
+        vals = [row["density"] for r in reports for row in r["layers"] if row["layer"] == name]
+        stage = next(row["stage"] for row in reports[0]["layers"] if row["layer"] == name)
+        layers.append({"layer": name, "stage": stage, "density_mean": float(np.mean(vals)), "density_std": _std(vals)})
+    return {
+        "stages": out_stages,
+        "kernel": kernel,
+        "kernel_std": kernel_std,
+        "layers": layers,
+        "density": float(np.mean([r["density"] for r in reports])),
+        "runs": len(reports),
+    }
+
+
+def _std(vals: Sequence[float]) -> float:
+    return float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0
+
+
+def load_channel_rows(pruned_dirs: Sequence[str | Path]) -> list[list[dict[str, Any]]]:
+    """The per-layer rows (layer, stage, original, kept) of structured pruned folders' ``layers.csv``."""
+    import csv
+
+    runs = []
+    for d in pruned_dirs:
+        path = Path(d) / "layers.csv"
+        if not path.is_file():
+            raise UserError(f"{d} has no layers.csv: it is not a pruned folder (see `guided prune`)")
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+        if not rows or "original" not in rows[0]:
+            raise UserError(f"{path} is not a structured-pruning layer table")
+        runs.append(
+            [
+                {"layer": r["layer"], "stage": int(r["stage"]), "original": int(r["original"]), "kept": int(r["kept"])}
+                for r in rows
+            ]
+        )
+    return runs
+
+
+def channel_summary(runs: Sequence[Sequence[dict[str, Any]]]) -> dict[str, Any]:
+    """Mean and std over runs of the kept fraction of channels, per stage and per layer.
+
+    Args:
+        runs: per run, rows with ``layer``, ``stage``, ``original``, ``kept`` (same layers in every run).
+    """
+    if not runs:
+        raise UserError("no runs to summarise")
+    layer_names = [r["layer"] for r in runs[0]]
+    if any([r["layer"] for r in run] != layer_names for run in runs):
+        raise UserError("the pruned runs have different layers: summarise runs of one architecture at a time")
+    stages = sorted({r["stage"] for r in runs[0]})
+    out_stages = []
+    for s in stages:
+        fracs = [
+            sum(r["kept"] for r in run if r["stage"] == s) / sum(r["original"] for r in run if r["stage"] == s)
+            for run in runs
+        ]
+        kept = [sum(r["kept"] for r in run if r["stage"] == s) for run in runs]
+        out_stages.append(
+            {
+                "stage": s,
+                "original": sum(r["original"] for r in runs[0] if r["stage"] == s),
+                "kept_mean": float(np.mean(kept)),
+                "keep_ratio_mean": float(np.mean(fracs)),
+                "keep_ratio_std": _std(fracs),
+            }
+        )
+    layers = []
+    for j, name in enumerate(layer_names):
+        fracs = [run[j]["kept"] / run[j]["original"] for run in runs]
+        layers.append(
+            {
+                "layer": name,
+                "stage": runs[0][j]["stage"],
+                "original": runs[0][j]["original"],
+                "keep_ratio_mean": float(np.mean(fracs)),
+                "keep_ratio_std": _std(fracs),
+            }
+        )
+    return {"stages": out_stages, "layers": layers, "runs": len(runs)}
