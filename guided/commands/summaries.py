@@ -50,7 +50,7 @@ def _summarize(args: argparse.Namespace) -> int:
             print(
                 f"    {row['layer']:<32} stage {row['stage'] + 1}  {row[key + '_mean']:.1%} ± {row[key + '_std']:.1%}"
             )
-    summary["sources"] = [str(d) for d in args.pruned]
+    summary["sources"] = [_provenance(Path(d)) for d in args.pruned]
     if args.out:
         write_json(args.out, summary)
     if args.csv:
@@ -73,3 +73,15 @@ COMMANDS = {
         _summarize,
     ),
 }
+
+
+def _provenance(folder: Path) -> dict:
+    """Where one pruned folder came from: method, ratio, architecture, dataset."""
+    from guided.io import read_json, read_spec
+
+    info = read_json(folder / "prune.json", "pruned-model record")
+    spec = read_spec(folder / "spec.json")
+    config = (info.get("source") or {}).get("config") or {}
+    return {"dir": str(folder), "method": info.get("method"), "ratio": info.get("ratio"),
+            "preset": info.get("preset"), "source_spec": info.get("source_spec"), "family": spec.family,
+            "dataset": config.get("dataset"), "source_run": (info.get("source") or {}).get("run")}

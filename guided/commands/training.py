@@ -38,11 +38,13 @@ def _train_args(p: argparse.ArgumentParser) -> None:
         metavar="GAMMA",
         help="Sparse Structure Selection: gate every residual block, L1-proximal updates on the gates",
     )
+    g.add_argument("--masks", metavar="MASKS.npz",
+                   help="train sparse: fixed weight masks (from `guided prune --method magnitude` or `guided design`)")
     g.add_argument("--save-init", action="store_true", help="keep the initial weights (init.pt) for lottery tickets")
 
 
 def _train(args: argparse.Namespace) -> int:
-    from guided.hooks import BatchNormL1, GateSparsity
+    from guided.hooks import BatchNormL1, FixedMasks, GateSparsity
     from guided.io import write_json
     from guided.provenance import resolve_device
     from guided.train import resolve_precision, train
@@ -53,6 +55,11 @@ def _train(args: argparse.Namespace) -> int:
     data = data_from_args(args)
     spec = spec_from_args(args, data)
     hooks = [BatchNormL1(args.sparsity_l1)] if args.sparsity_l1 else []
+    if args.masks:
+        from guided.pruning.unstructured import load_masks
+
+        model = build(spec, seed=args.seed)
+        hooks.append(FixedMasks(load_masks(args.masks, model)))
     if args.sparsity_gates:
         if spec.family not in ("resnet", "preresnet"):
             raise UserError(f"--sparsity-gates needs a residual network (resnet, preresnet), not {spec.name}")

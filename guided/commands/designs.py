@@ -1,0 +1,84 @@
+"""``guided design``: guided and uniform architectures (or sparsity masks) at a budget."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from guided.commands.common import Command, add_arch_args, spec_from_args
+from guided.errors import UserError
+
+
+def _stage_map(text: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a stage map is comma-separated stage indices, got {text!r}") from None
+
+
+def _design_args(p: argparse.ArgumentParser) -> None:
+    add_arch_args(p)
+    g = p.add_argument_group("design")
+    g.add_argument("--pattern", metavar="PATTERN.json", help="a pattern from `guided summarize --out`")
+    g.add_argument("--uniform", action="store_true", help="the uniform baseline: one multiplier (or density) for all")
+    g.add_argument("--budget", required=True, metavar="KIND=N", help="params=0.3M or macs=40M (non-zero for masks)")
+    g.add_argument("--per-layer", action="store_true", help="channels: interpolate the pattern's per-layer ratios")
+    g.add_argument("--stage-map", type=_stage_map, metavar="I,J,...",
+                   help="transfer: for each target stage, the pattern stage it follows")
+    g.add_argument("--multiple-of", type=int, default=1, metavar="K", help="round widths to multiples of K")
+    g.add_argument("--kernel", action="store_true", help="sparsity: draw 3x3 positions with the pattern's weights")
+    g.add_argument("--include-linear", action="store_true", help="sparsity: mask linear layers too")
+    g.add_argument("--seed", type=int, default=0, help="sparsity: seeds the random masks")
+    p.add_argument("--out", required=True, metavar="PATH",
+                   help="channels: the spec JSON to write; sparsity: a folder for spec.json and masks.npz")
+
+
+def _design(args: argparse.Namespace) -> int:
+    from guided.design import design, design_sparsity, parse_budget
+    from guided.io import read_json, write_json, write_spec
+    from guided.pruning.unstructured import nonzero_cost, save_masks
+    from models import cost
+
+    if bool(args.pattern) == bool(args.uniform):
+        raise UserError("give --pattern PATTERN.json for a guided design, or --uniform for the baseline")
+    budget = parse_budget(args.budget)
+    target = spec_from_args(args)
+    pattern = read_json(args.pattern, "pattern") if args.pattern else None
+    kind = (pattern or {}).get("kind", "channels")
+    if args.uniform and (args.kernel or args.include_linear):
+        kind = "sparsity"
+    if kind == "sparsity":
+        result = design_sparsity(target, budget, pattern=pattern, kernel=args.kernel,
+                                 include_linear=args.include_linear, stage_map=args.stage_map, seed=args.seed)
+        out = Path(args.out)
+        write_spec(out / "spec.json", target)
+        save_masks(out / "masks.npz", result["masks"])
+        c = nonzero_cost(target, result["masks"])
+        write_json(out / "design.json", {"kind": "sparsity", "budget": vars(budget), "pattern": args.pattern,
+                                         "uniform": args.uniform, "kernel": args.kernel, "seed": args.seed,
+                                         "nonzero_params": c.params, "nonzero_macs": c.macs,
+                                         "densities": result["densities"]})
+        print(f"{'uniform' if args.uniform else 'guided'} sparsity for {target.name}: {c.params:,} non-zero params, "
+              f"{c.macs / 1e6:.2f}M non-zero MACs; wrote {out}/spec.json, masks.npz "
+              f"(train with: guided train --spec {out}/spec.json --masks {out}/masks.npz ...)")
+        return 0
+    spec = design(target, budget, pattern=pattern, per_layer=args.per_layer, stage_map=args.stage_map,
+                  multiple_of=args.multiple_of)
+    write_spec(args.out, spec)
+    c = cost(spec)
+    print(f"{'uniform' if args.uniform else 'guided'} {spec.name}: {c.params:,} params, {c.macs / 1e6:.2f}M MACs; "
+          f"widths {[list(s) for s in spec.stages]}; wrote {args.out}")
+    return 0
+
+
+COMMANDS = {
+    "design": Command(
+        "design a guided (or uniform) architecture, or sparsity masks, at a parameter or MAC budget",
+        "guided design --pattern pattern.json --arch vgg19 --num-classes 100 --budget params=0.3M --out guided.json\n"
+        "  guided design --uniform --arch vgg19 --num-classes 100 --budget params=0.3M --out uniform.json\n"
+        "  guided design --pattern r56.json --arch resnet110 --budget macs=100M --out r110.json\n"
+        "  guided design --pattern sparsity.json --kernel --arch vgg19 --budget params=0.4M --out guided-sparse/",
+        _design_args,
+        _design,
+    ),
+}

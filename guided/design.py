@@ -1,0 +1,327 @@
+"""Guided design: turn a per-stage pattern into a new architecture at a parameter or MAC budget.
+
+Every layer's width is its base width (the unpruned target's) times its stage's keep ratio times one
+global scale, and the scale is solved so that the budget is met within 1% (Liu et al. 2019, section 5:
+guided pruning). With all keep ratios 1 the same solver gives the **uniform** baseline: one width
+multiplier for every layer. ``per_layer`` interpolates the pattern's per-layer ratios by relative depth
+within each stage instead of using one ratio per stage.
+
+A **transfer** designs a network from a pattern observed on another model or dataset: it needs the same
+number of stages (or an explicit ``stage_map`` saying which pattern stage each target stage follows).
+Everything here is a pure function of specs and pattern data: nothing is trained.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from guided.errors import UserError
+from models import ArchSpec, cost, entries_per_unit
+
+__all__ = ["Budget", "parse_budget", "stage_ratios", "layer_ratios", "design", "design_sparsity", "DESIGNABLE"]
+
+DESIGNABLE = ("vgg", "resnet", "preresnet")
+
+
+@dataclass(frozen=True)
+class Budget:
+    """A target cost: ``kind`` is ``params`` or ``macs``; ``value`` an absolute count."""
+
+    kind: str
+    value: float
+
+    def of(self, spec: ArchSpec) -> int:
+        """The spec's cost in this budget's unit."""
+        c = cost(spec)
+        return c.params if self.kind == "params" else c.macs
+
+
+def parse_budget(text: str) -> Budget:
+    """``params=0.3M``, ``macs=40M``, ``params=250000``, ``macs=1.2G`` -> `Budget`."""
+    try:
+        kind, value = text.split("=", 1)
+        kind = kind.strip().lower()
+        value = value.strip()
+        mult = {"k": 1e3, "m": 1e6, "g": 1e9}.get(value[-1:].lower(), 1.0)
+        number = float(value[:-1] if mult != 1.0 else value) * mult
+    except ValueError:
+        raise UserError(f"budget {text!r} is not KIND=NUMBER, e.g. params=0.3M or macs=40M") from None
+    if kind not in ("params", "macs"):
+        raise UserError(f"budget kind must be params or macs, got {kind!r}")
+    if not number > 0:
+        raise UserError(f"budget must be positive, got {text!r}")
+    return Budget(kind, number)
+
+
+def stage_ratios(pattern: dict[str, Any]) -> list[float]:
+    """Mean keep ratio of each stage of a channel pattern (`guided.patterns.channel_summary`)."""
+    if pattern.get("kind", "channels") != "channels":
+        raise UserError("this pattern is a sparsity pattern; channel designs need a channel pattern")
+    return [row["keep_ratio_mean"] for row in sorted(pattern["stages"], key=lambda r: r["stage"])]
+
+
+def layer_ratios(pattern: dict[str, Any], target_units: Sequence[int], stage_map: Sequence[int]) -> list[list[float]]:
+    """Per-layer ratios for a target, interpolated by relative depth within each stage.
+
+    Args:
+        pattern: a channel pattern with per-layer ``keep_ratio_mean``.
+        target_units: how many width entries each target stage has.
+        stage_map: for each target stage, the pattern stage it follows.
+    """
+    by_stage: dict[int, list[float]] = {}
+    for row in pattern["layers"]:
+        by_stage.setdefault(row["stage"], []).append(row["keep_ratio_mean"])
+    out = []
+    for n, src in zip(target_units, stage_map):
+        values = by_stage[src]
+        xs = (np.arange(len(values)) + 0.5) / len(values)
+        out.append([float(np.interp((i + 0.5) / n, xs, values)) for i in range(n)])
+    return out
+
+
+def design(
+    target: ArchSpec,
+    budget: Budget,
+    *,
+    pattern: dict[str, Any] | None = None,
+    per_layer: bool = False,
+    stage_map: Sequence[int] | None = None,
+    multiple_of: int = 1,
+) -> ArchSpec:
+    """A network shaped like ``target`` whose widths follow ``pattern`` and whose cost meets ``budget``.
+
+    Args:
+        target: the unpruned target architecture (its widths are the base widths).
+        budget: parameters or MACs to reach, within 1%.
+        pattern: a channel pattern; ``None`` designs the uniform baseline (every ratio 1).
+        per_layer: use the pattern's per-layer ratios, interpolated by relative depth in each stage.
+        stage_map: for each target stage, which pattern stage it follows (default: the same index; the
+            pattern and target must then have as many stages).
+        multiple_of: round every width to a multiple of this (at least one multiple).
+
+    Example:
+        >>> from models import create_spec, cost
+        >>> uniform = design(create_spec("vgg16"), Budget("params", 1e6))
+        >>> abs(cost(uniform).params - 1e6) / 1e6 < 0.01
+        True
+    """
+    if target.family not in DESIGNABLE:
+        raise UserError(f"designs are built for {', '.join(DESIGNABLE)}; {target.name} ({target.family}) is not "
+                        f"supported yet (DenseNet stages share one growth rate)")
+    if multiple_of < 1:
+        raise UserError(f"multiple_of must be at least 1, got {multiple_of}")
+    stages = len(target.stages)
+    ratios = _ratios(target, pattern, per_layer, stage_map)
+    base = _base_widths(target)
+
+    def build(scale: float, bumps: dict | None = None) -> ArchSpec:
+        return _apply(target, base, ratios, scale, multiple_of, bumps or {})
+
+    lo, hi = 1e-4, 1.0
+    while budget.of(build(hi)) < budget.value:
+        hi *= 2
+        if hi > 1e4:
+            raise UserError(f"budget {budget.kind}={budget.value:,.0f} is out of reach for {target.name}")
+    if budget.of(build(lo)) > budget.value:
+        raise UserError(f"budget {budget.kind}={budget.value:,.0f} is below the smallest {target.name} "
+                        f"({budget.of(build(lo)):,}); every layer keeps at least {multiple_of} channel(s)")
+    for _ in range(60):  # bisection: the largest scale whose cost stays within the budget
+        mid = math.sqrt(lo * hi)
+        if budget.of(build(mid)) <= budget.value:
+            lo = mid
+        else:
+            hi = mid
+    spec = build(lo)
+    best = min((build(lo), build(hi)), key=lambda s: abs(budget.of(s) - budget.value))
+    if abs(budget.of(best) - budget.value) / budget.value <= 0.01:
+        return best
+    return _fill(spec, budget, multiple_of, stages) or best
+
+
+def _ratios(target: ArchSpec, pattern, per_layer: bool, stage_map) -> list[list[float]]:
+    """The keep ratio of every width entry of ``target``, by stage (uniform: all 1)."""
+    n_stages = len(target.stages)
+    if pattern is None:
+        return [[1.0] * len(s) for s in target.stages]
+    per_stage = stage_ratios(pattern)
+    if stage_map is None:
+        if len(per_stage) != n_stages:
+            raise UserError(
+                f"the pattern has {len(per_stage)} stages but {target.name} has {n_stages}; give a stage map "
+                f"(--stage-map with {n_stages} pattern-stage indices, e.g. "
+                f"{','.join(str(min(i, len(per_stage) - 1)) for i in range(n_stages))})"
+            )
+        stage_map = list(range(n_stages))
+    stage_map = list(stage_map)
+    if len(stage_map) != n_stages or any(not 0 <= m < len(per_stage) for m in stage_map):
+        raise UserError(f"a stage map needs {n_stages} indices in 0..{len(per_stage) - 1}, got {stage_map}")
+    if per_layer:
+        return layer_ratios(pattern, [len(s) for s in target.stages], stage_map)
+    return [[per_stage[m]] * len(s) for s, m in zip(target.stages, stage_map)]
+
+
+def _base_widths(target: ArchSpec) -> dict[str, Any]:
+    return {"stages": [list(s) for s in target.stages], "stage_widths": list(target.stage_widths),
+            "stem": target.stem_width}
+
+
+def _round(w: float, k: int) -> int:
+    return max(k, int(round(w / k)) * k)
+
+
+def _apply(target: ArchSpec, base, ratios, scale: float, k: int, bumps: dict) -> ArchSpec:
+    """Scale every width; residual widths follow their stage's mean ratio (and stay non-decreasing)."""
+    stage_mean = [float(np.mean(r)) for r in ratios]
+    if target.family == "vgg":
+        stages = [[_round(w * r * scale, k) + bumps.get((s, i), 0) for i, (w, r) in enumerate(zip(ws, rs))]
+                  for s, (ws, rs) in enumerate(zip(base["stages"], ratios))]
+        # the l1 head's hidden layer is not pruned by channel methods: it follows the global scale
+        head_width = max(k, int(round(target.head_width * scale))) if target.head == "l1" else target.head_width
+        return target.replace(stages=stages, head_width=head_width)
+    residual = []
+    for s, w in enumerate(base["stage_widths"]):
+        width = _round(w * stage_mean[s] * scale, k) + bumps.get(("res", s), 0)
+        residual.append(max(width, residual[-1] if residual else 1))  # option-A shortcuts cannot narrow
+    stem = _round(base["stem"] * stage_mean[0] * scale, k)
+    if target.family == "resnet":
+        stem = min(stem, residual[0])
+        stages = [[_round(w * r * scale, k) + bumps.get((s, i), 0) for i, (w, r) in enumerate(zip(ws, rs))]
+                  for s, (ws, rs) in enumerate(zip(base["stages"], ratios))]
+        return target.replace(stages=stages, stage_widths=residual, stem_width=stem)
+    # preresnet: selections keep every available channel; inner convs follow the pattern
+    per = entries_per_unit(target.family, target.block)
+    stages, in_ch = [], stem
+    for s, (ws, rs) in enumerate(zip(base["stages"], ratios)):
+        entries = []
+        units = (len(ws) - (1 if s == len(base["stages"]) - 1 else 0)) // per
+        for b in range(units):
+            entries.append(in_ch)
+            for j in range(1, per):
+                i = b * per + j
+                entries.append(_round(ws[i] * rs[i] * scale, k) + bumps.get((s, i), 0))
+            in_ch = residual[s]
+        stages.append(entries)
+    stages[-1].append(residual[-1])
+    return target.replace(stages=stages, stage_widths=residual, stem_width=stem)
+
+
+def _fill(spec: ArchSpec, budget: Budget, k: int, n_stages: int) -> ArchSpec | None:
+    """Close the last gap to the budget by widening single layers, largest step that still fits first."""
+    current = spec
+    for _ in range(10_000):
+        gap = budget.value - budget.of(current)
+        if abs(gap) <= 0.01 * budget.value:
+            return current
+        best = None
+        for s, stage in enumerate(current.stages):
+            for i in range(len(stage)):
+                trial = [list(x) for x in current.stages]
+                trial[s][i] += k
+                try:
+                    cand = current.replace(stages=trial)
+                except ValueError:  # a selection wider than its input: not an option
+                    continue
+                delta = budget.of(cand) - budget.of(current)
+                if 0 < delta <= gap + 0.01 * budget.value and (best is None or delta > best[0]):
+                    best = (delta, cand)
+        if best is None:
+            return None
+        current = best[1]
+    return None
+
+
+# ---------------------------------------------------------------------- guided sparsification
+def design_sparsity(
+    spec: ArchSpec,
+    budget: Budget,
+    *,
+    pattern: dict[str, Any] | None = None,
+    kernel: bool = False,
+    include_linear: bool = False,
+    stage_map: Sequence[int] | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Fixed random masks whose per-stage densities follow a sparsity pattern, at a non-zero budget.
+
+    Each layer keeps ``min(1, c * d_stage)`` of its weights, ``c`` solved so that non-zero parameters (or
+    MACs) meet the budget; ``pattern=None`` gives uniform sparsification (the same density everywhere).
+    With ``kernel``, positions inside 3x3 kernels are drawn with the pattern's kernel-position densities
+    as weights (centres and crosses favoured, as pruning found).
+
+    Returns:
+        ``masks`` (parameter name to bool tensor) and ``densities`` (layer name to kept fraction).
+    """
+    import torch
+
+    from guided.pruning.unstructured import nonzero_cost
+    from models import layers as layer_rows
+
+    weighted = [r for r in layer_rows(spec) if r.kind == "conv" or (include_linear and r.kind == "linear")]
+    n_stages = len(spec.stages)
+    if pattern is None:
+        dens = [1.0] * n_stages
+        kernels = {}
+    else:
+        if pattern.get("kind") != "sparsity":
+            raise UserError("guided sparsification needs a sparsity pattern (from masked runs), not a channel one")
+        src = [row["density_mean"] for row in sorted(pattern["stages"], key=lambda r: r["stage"])]
+        stage_map = list(stage_map) if stage_map is not None else list(range(n_stages))
+        if len(src) != n_stages and stage_map == list(range(n_stages)):
+            raise UserError(f"the pattern has {len(src)} stages but {spec.name} has {n_stages}; give a stage map "
+                            f"(--stage-map with {n_stages} pattern-stage indices)")
+        if len(stage_map) != n_stages or any(not 0 <= m < len(src) for m in stage_map):
+            raise UserError(f"a stage map needs {n_stages} indices in 0..{len(src) - 1}, got {stage_map}")
+        dens = [src[m] for m in stage_map]
+        kernels = {s: pattern["kernel"].get(m, pattern["kernel"].get(str(m))) for s, m in enumerate(stage_map)}
+
+    def counts(c: float) -> dict[str, int]:
+        return {r.name: max(1, round(r.weight_params * min(1.0, c * dens[max(r.stage, 0)] if r.stage >= 0
+                                                              else c))) for r in weighted}
+
+    def spend(c: float) -> int:
+        fake = {f"{r.name}.weight": _CountMask(counts(c)[r.name], r.weight_params) for r in weighted}
+        nz = nonzero_cost(spec, fake)
+        return nz.params if budget.kind == "params" else nz.macs
+
+    lo, hi = 0.0, 1.0 / max(min(dens), 1e-6)
+    if spend(hi) < budget.value:
+        raise UserError(f"budget {budget.kind}={budget.value:,.0f} exceeds the dense {spec.name}")
+    if spend(lo) > budget.value:
+        raise UserError(f"budget {budget.kind}={budget.value:,.0f} is below what the unmasked layers alone cost")
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if spend(mid) <= budget.value else (lo, mid)
+    keep = counts(hi if abs(spend(hi) - budget.value) < abs(spend(lo) - budget.value) else lo)
+    gen = torch.Generator().manual_seed(seed)
+    masks = {}
+    for r in weighted:
+        shape = (r.out_ch, r.in_ch, r.kernel, r.kernel) if r.kind == "conv" else (r.out_ch, r.in_ch)
+        n = r.weight_params
+        grid = kernels.get(r.stage) if kernel and r.kind == "conv" and r.kernel == 3 else None
+        if grid is not None:
+            weights = torch.tensor(grid, dtype=torch.float64).clamp_min(1e-6).repeat(r.out_ch * r.in_ch, 1, 1)
+            idx = torch.multinomial(weights.flatten(), keep[r.name], replacement=False, generator=gen)
+        else:
+            idx = torch.randperm(n, generator=gen)[: keep[r.name]]
+        m = torch.zeros(n, dtype=torch.bool)
+        m[idx] = True
+        masks[f"{r.name}.weight"] = m.view(shape)
+    return {"masks": masks, "densities": {r.name: keep[r.name] / r.weight_params for r in weighted}}
+
+
+class _CountMask:
+    """Stands in for a mask with ``kept`` of ``total`` entries set (for counting only)."""
+
+    def __init__(self, kept: int, total: int) -> None:
+        self.kept, self.total = kept, total
+
+    def sum(self) -> int:
+        return self.kept
+
+    def numel(self) -> int:
+        return self.total
