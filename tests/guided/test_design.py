@@ -34,7 +34,7 @@ def test_pattern_maps_to_hand_computed_widths():
     assert rounded.stages == ((8, 8), (16, 16), (32,) * 3, (64,) * 3, (64,) * 3)
 
 
-@pytest.mark.parametrize("arch", ["vgg16", "vgg19", "resnet56", "preresnet56", "preresnet-bottleneck-tiny"])
+@pytest.mark.parametrize("arch", ["vgg16", "vgg19", "resnet56", "preresnet56"])
 @pytest.mark.parametrize("kind", ["params", "macs"])
 @pytest.mark.parametrize("fraction", [0.03, 0.25, 0.6])
 @pytest.mark.parametrize("guided", [False, True])
@@ -122,3 +122,15 @@ def test_guided_sparsification_meets_the_budget_and_follows_the_pattern():
     assert len({round(v, 3) for v in uniform["densities"].values()}) == 1
     m = guided["masks"]["stages.3.0.conv.weight"].float().mean((0, 1))
     assert m[1, 1] > m[0, 0]  # centres kept more than corners
+
+
+@pytest.mark.parametrize("fraction", [0.1, 0.5])
+def test_bottleneck_budgets(fraction):
+    target = create_spec("preresnet164")
+    spec = design(target, Budget("params", fraction * cost(target).params))
+    assert abs(cost(spec).params - fraction * cost(target).params) / (fraction * cost(target).params) <= 0.01
+
+
+def test_impossible_budgets_are_refused():
+    with pytest.raises(UserError, match="below the smallest"):
+        design(create_spec("vgg-tiny"), Budget("params", 10))
