@@ -111,8 +111,10 @@ def design(
         True
     """
     if target.family not in DESIGNABLE:
-        raise UserError(f"designs are built for {', '.join(DESIGNABLE)}; {target.name} ({target.family}) is not "
-                        f"supported yet (DenseNet stages share one growth rate)")
+        raise UserError(
+            f"designs are built for {', '.join(DESIGNABLE)}; {target.name} ({target.family}) is not "
+            f"supported yet (DenseNet stages share one growth rate)"
+        )
     if multiple_of < 1:
         raise UserError(f"multiple_of must be at least 1, got {multiple_of}")
     stages = len(target.stages)
@@ -128,8 +130,10 @@ def design(
         if hi > 1e4:
             raise UserError(f"budget {budget.kind}={budget.value:,.0f} is out of reach for {target.name}")
     if budget.of(build(lo)) > budget.value:
-        raise UserError(f"budget {budget.kind}={budget.value:,.0f} is below the smallest {target.name} "
-                        f"({budget.of(build(lo)):,}); every layer keeps at least {multiple_of} channel(s)")
+        raise UserError(
+            f"budget {budget.kind}={budget.value:,.0f} is below the smallest {target.name} "
+            f"({budget.of(build(lo)):,}); every layer keeps at least {multiple_of} channel(s)"
+        )
     for _ in range(60):  # bisection: the largest scale whose cost stays within the budget
         mid = math.sqrt(lo * hi)
         if budget.of(build(mid)) <= budget.value:
@@ -166,8 +170,11 @@ def _ratios(target: ArchSpec, pattern, per_layer: bool, stage_map) -> list[list[
 
 
 def _base_widths(target: ArchSpec) -> dict[str, Any]:
-    return {"stages": [list(s) for s in target.stages], "stage_widths": list(target.stage_widths),
-            "stem": target.stem_width}
+    return {
+        "stages": [list(s) for s in target.stages],
+        "stage_widths": list(target.stage_widths),
+        "stem": target.stem_width,
+    }
 
 
 def _round(w: float, k: int) -> int:
@@ -178,8 +185,10 @@ def _apply(target: ArchSpec, base, ratios, scale: float, k: int, bumps: dict) ->
     """Scale every width; residual widths follow their stage's mean ratio (and stay non-decreasing)."""
     stage_mean = [float(np.mean(r)) for r in ratios]
     if target.family == "vgg":
-        stages = [[_round(w * r * scale, k) + bumps.get((s, i), 0) for i, (w, r) in enumerate(zip(ws, rs))]
-                  for s, (ws, rs) in enumerate(zip(base["stages"], ratios))]
+        stages = [
+            [_round(w * r * scale, k) + bumps.get((s, i), 0) for i, (w, r) in enumerate(zip(ws, rs))]
+            for s, (ws, rs) in enumerate(zip(base["stages"], ratios))
+        ]
         # the l1 head's hidden layer is not pruned by channel methods: it follows the global scale
         head_width = max(k, int(round(target.head_width * scale))) if target.head == "l1" else target.head_width
         return target.replace(stages=stages, head_width=head_width)
@@ -190,8 +199,10 @@ def _apply(target: ArchSpec, base, ratios, scale: float, k: int, bumps: dict) ->
     stem = _round(base["stem"] * stage_mean[0] * scale, k)
     if target.family == "resnet":
         stem = min(stem, residual[0])
-        stages = [[_round(w * r * scale, k) + bumps.get((s, i), 0) for i, (w, r) in enumerate(zip(ws, rs))]
-                  for s, (ws, rs) in enumerate(zip(base["stages"], ratios))]
+        stages = [
+            [_round(w * r * scale, k) + bumps.get((s, i), 0) for i, (w, r) in enumerate(zip(ws, rs))]
+            for s, (ws, rs) in enumerate(zip(base["stages"], ratios))
+        ]
         return target.replace(stages=stages, stage_widths=residual, stem_width=stem)
     # preresnet: selections keep every available channel; inner convs follow the pattern
     per = entries_per_unit(target.family, target.block)
@@ -272,16 +283,20 @@ def design_sparsity(
         src = [row["density_mean"] for row in sorted(pattern["stages"], key=lambda r: r["stage"])]
         stage_map = list(stage_map) if stage_map is not None else list(range(n_stages))
         if len(src) != n_stages and stage_map == list(range(n_stages)):
-            raise UserError(f"the pattern has {len(src)} stages but {spec.name} has {n_stages}; give a stage map "
-                            f"(--stage-map with {n_stages} pattern-stage indices)")
+            raise UserError(
+                f"the pattern has {len(src)} stages but {spec.name} has {n_stages}; give a stage map "
+                f"(--stage-map with {n_stages} pattern-stage indices)"
+            )
         if len(stage_map) != n_stages or any(not 0 <= m < len(src) for m in stage_map):
             raise UserError(f"a stage map needs {n_stages} indices in 0..{len(src) - 1}, got {stage_map}")
         dens = [src[m] for m in stage_map]
         kernels = {s: pattern["kernel"].get(m, pattern["kernel"].get(str(m))) for s, m in enumerate(stage_map)}
 
     def counts(c: float) -> dict[str, int]:
-        return {r.name: max(1, round(r.weight_params * min(1.0, c * dens[max(r.stage, 0)] if r.stage >= 0
-                                                              else c))) for r in weighted}
+        return {
+            r.name: max(1, round(r.weight_params * min(1.0, c * dens[max(r.stage, 0)] if r.stage >= 0 else c)))
+            for r in weighted
+        }
 
     def spend(c: float) -> int:
         fake = {f"{r.name}.weight": _CountMask(counts(c)[r.name], r.weight_params) for r in weighted}

@@ -9,7 +9,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-__all__ = ["sparsity_plot_data", "draw_sparsity"]
+__all__ = [
+    "sparsity_plot_data",
+    "draw_sparsity",
+    "width_bars_data",
+    "draw_width_bars",
+    "profile_data",
+    "draw_profiles",
+    "accuracy_cost_data",
+    "draw_accuracy_cost",
+]
 
 
 def sparsity_plot_data(summary: dict[str, Any]) -> dict[str, Any]:
@@ -38,14 +47,9 @@ def draw_sparsity(summary: dict[str, Any], path: str | Path, *, title: str = "")
     Returns:
         The written files.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     data = sparsity_plot_data(summary)
     n = len(data["kernel"])
-    fig, axes = plt.subplots(1, n + 1, figsize=(3.2 + 1.9 * n, 3.0), gridspec_kw={"width_ratios": [2.2] + [1] * n})
+    fig, axes = _subplots(1, n + 1, figsize=(3.2 + 1.9 * n, 3.0), gridspec_kw={"width_ratios": [2.2] + [1] * n})
     ax = axes[0] if n else axes
     ax.bar([f"{s + 1}" for s in data["stages"]], data["density"], yerr=data["density_std"], capsize=3, color="#4477aa")
     ax.set_xlabel("stage")
@@ -65,8 +69,148 @@ def draw_sparsity(summary: dict[str, Any], path: str | Path, *, title: str = "")
         fig.colorbar(im, ax=list(axes[1:]), shrink=0.8, label="kept at position")
     if title:
         fig.suptitle(title, fontsize=10)
+    return _finish(fig, path)
+
+
+def width_bars_data(pattern: dict[str, Any], designs: dict[str, Any]) -> dict[str, Any]:
+    """Per-stage channel counts: pruned runs (mean, std over runs) and each design's widths, stage by stage.
+
+    Args:
+        pattern: a channel pattern (`guided.patterns.channel_summary`) of the pruned runs.
+        designs: label -> `models.ArchSpec` (guided, uniform, ...), designed for the same stages.
+    """
+    stages = [row["stage"] for row in sorted(pattern["stages"], key=lambda r: r["stage"])]
+    layer_counts = {s: sum(1 for r in pattern["layers"] if r["stage"] == s) for s in stages}
+    pruned = []
+    for row in sorted(pattern["stages"], key=lambda r: r["stage"]):
+        per_layer = row["kept_mean"] / max(layer_counts[row["stage"]], 1)
+        std = row["keep_ratio_std"] * row["original"] / max(layer_counts[row["stage"]], 1)
+        pruned.append((per_layer, std))
+    series = {"pruned": {"mean": [m for m, _ in pruned], "std": [sd for _, sd in pruned]}}
+    for label, spec in designs.items():
+        if len(spec.stages) != len(stages):
+            raise ValueError(f"design {label!r} has {len(spec.stages)} stages, the pattern {len(stages)}")
+        series[label] = {"mean": [sum(st) / len(st) for st in spec.stages], "std": [0.0] * len(stages)}
+    return {"stages": stages, "series": series}
+
+
+def draw_width_bars(pattern: dict[str, Any], designs: dict[str, Any], path: str | Path, *, title: str = ""):
+    """Grouped bars: mean channels per layer in each stage, for pruned runs and designs; PNG and SVG."""
+    import numpy as np
+
+    data = width_bars_data(pattern, designs)
+    labels = list(data["series"])
+    x = np.arange(len(data["stages"]))
+    width = 0.8 / len(labels)
+    fig, ax = _subplots(figsize=(1.4 + 1.2 * len(x), 3.2))
+    for i, label in enumerate(labels):
+        ser = data["series"][label]
+        ax.bar(x + (i - (len(labels) - 1) / 2) * width, ser["mean"], width, yerr=ser["std"], capsize=2, label=label)
+    ax.set_xticks(x, [f"stage {s + 1}" for s in data["stages"]])
+    ax.set_ylabel("channels per layer")
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=10)
+    return _finish(fig, path)
+
+
+def profile_data(patterns: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Per-layer keep ratio (mean, std) of each labelled channel pattern, with stage boundaries."""
+    out = {}
+    for label, pattern in patterns.items():
+        out[label] = {
+            "ratio": [r["keep_ratio_mean"] for r in pattern["layers"]],
+            "std": [r["keep_ratio_std"] for r in pattern["layers"]],
+            "stage": [r["stage"] for r in pattern["layers"]],
+        }
+    return out
+
+
+def draw_profiles(patterns: dict[str, dict[str, Any]], path: str | Path, *, title: str = ""):
+    """Lines of per-layer keep ratio, one per pattern (method), stage boundaries dotted; PNG and SVG."""
+    data = profile_data(patterns)
+    fig, ax = _subplots(figsize=(6, 3.2))
+    for label, ser in data.items():
+        xs = list(range(1, len(ser["ratio"]) + 1))
+        ax.errorbar(xs, ser["ratio"], yerr=ser["std"], marker="o", ms=3, capsize=2, label=label)
+        for i in range(1, len(ser["stage"])):
+            if ser["stage"][i] != ser["stage"][i - 1]:
+                ax.axvline(i + 0.5, color="0.8", ls=":", lw=1)
+    ax.set_xlabel("layer")
+    ax.set_ylabel("channels kept")
+    ax.set_ylim(0, 1.05)
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=10)
+    return _finish(fig, path)
+
+
+def accuracy_cost_data(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per group (``label``): mean and std test error (%) at each cost point, over seeds.
+
+    Args:
+        rows: one per run: ``label``, ``params``, ``macs``, ``test_acc`` (0..1); runs of one label at one
+            budget share ``params`` up to 2% (designs meet budgets within 1%).
+    """
+    import numpy as np
+
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault(r["label"], []).append(r)
+    out = {}
+    for label, runs in groups.items():
+        runs = sorted(runs, key=lambda r: r["params"])
+        points: list[list[dict[str, Any]]] = []
+        for r in runs:
+            if points and abs(r["params"] - points[-1][0]["params"]) <= 0.02 * points[-1][0]["params"]:
+                points[-1].append(r)
+            else:
+                points.append([r])
+        out[label] = {
+            "params": [float(np.mean([r["params"] for r in p])) for p in points],
+            "macs": [float(np.mean([r["macs"] for r in p])) for p in points],
+            "error": [float(100 * (1 - np.mean([r["test_acc"] for r in p]))) for p in points],
+            "error_std": [
+                float(100 * np.std([r["test_acc"] for r in p], ddof=1)) if len(p) > 1 else 0.0 for p in points
+            ],
+            "runs": [len(p) for p in points],
+        }
+    return out
+
+
+def draw_accuracy_cost(rows: list[dict[str, Any]], path: str | Path, *, title: str = ""):
+    """Test error against parameters and against MACs, one line per group, error bars over seeds."""
+    data = accuracy_cost_data(rows)
+    fig, axes = _subplots(1, 2, figsize=(8, 3.2), sharey=True)
+    for label, ser in data.items():
+        axes[0].errorbar(
+            [p / 1e6 for p in ser["params"]], ser["error"], yerr=ser["error_std"], marker="o", capsize=3, label=label
+        )
+        axes[1].errorbar([m / 1e6 for m in ser["macs"]], ser["error"], yerr=ser["error_std"], marker="o", capsize=3)
+    axes[0].set_xlabel("parameters (M)")
+    axes[1].set_xlabel("MACs (M)")
+    axes[0].set_ylabel("test error (%)")
+    axes[0].legend(fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return _finish(fig, path)
+
+
+def _subplots(*args, **kwargs):
+    """``plt.subplots`` on the non-interactive Agg backend."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(*args, **kwargs)
+
+
+def _finish(fig, path: str | Path) -> list[Path]:
+    """Write the figure as PNG and SVG beside ``path`` and close it."""
+    import matplotlib.pyplot as plt
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     written = [_save(fig, path.with_suffix(suffix)) for suffix in (".png", ".svg")]
     plt.close(fig)
     return written

@@ -23,14 +23,22 @@ def _design_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--uniform", action="store_true", help="the uniform baseline: one multiplier (or density) for all")
     g.add_argument("--budget", required=True, metavar="KIND=N", help="params=0.3M or macs=40M (non-zero for masks)")
     g.add_argument("--per-layer", action="store_true", help="channels: interpolate the pattern's per-layer ratios")
-    g.add_argument("--stage-map", type=_stage_map, metavar="I,J,...",
-                   help="transfer: for each target stage, the pattern stage it follows")
+    g.add_argument(
+        "--stage-map",
+        type=_stage_map,
+        metavar="I,J,...",
+        help="transfer: for each target stage, the pattern stage it follows",
+    )
     g.add_argument("--multiple-of", type=int, default=1, metavar="K", help="round widths to multiples of K")
     g.add_argument("--kernel", action="store_true", help="sparsity: draw 3x3 positions with the pattern's weights")
     g.add_argument("--include-linear", action="store_true", help="sparsity: mask linear layers too")
     g.add_argument("--seed", type=int, default=0, help="sparsity: seeds the random masks")
-    p.add_argument("--out", required=True, metavar="PATH",
-                   help="channels: the spec JSON to write; sparsity: a folder for spec.json and masks.npz")
+    p.add_argument(
+        "--out",
+        required=True,
+        metavar="PATH",
+        help="channels: the spec JSON to write; sparsity: a folder for spec.json and masks.npz",
+    )
 
 
 def _design(args: argparse.Namespace) -> int:
@@ -48,26 +56,53 @@ def _design(args: argparse.Namespace) -> int:
     if args.uniform and (args.kernel or args.include_linear):
         kind = "sparsity"
     if kind == "sparsity":
-        result = design_sparsity(target, budget, pattern=pattern, kernel=args.kernel,
-                                 include_linear=args.include_linear, stage_map=args.stage_map, seed=args.seed)
+        result = design_sparsity(
+            target,
+            budget,
+            pattern=pattern,
+            kernel=args.kernel,
+            include_linear=args.include_linear,
+            stage_map=args.stage_map,
+            seed=args.seed,
+        )
         out = Path(args.out)
         write_spec(out / "spec.json", target)
         save_masks(out / "masks.npz", result["masks"])
         c = nonzero_cost(target, result["masks"])
-        write_json(out / "design.json", {"kind": "sparsity", "budget": vars(budget), "pattern": args.pattern,
-                                         "uniform": args.uniform, "kernel": args.kernel, "seed": args.seed,
-                                         "nonzero_params": c.params, "nonzero_macs": c.macs,
-                                         "densities": result["densities"]})
-        print(f"{'uniform' if args.uniform else 'guided'} sparsity for {target.name}: {c.params:,} non-zero params, "
-              f"{c.macs / 1e6:.2f}M non-zero MACs; wrote {out}/spec.json, masks.npz "
-              f"(train with: guided train --spec {out}/spec.json --masks {out}/masks.npz ...)")
+        write_json(
+            out / "design.json",
+            {
+                "kind": "sparsity",
+                "budget": vars(budget),
+                "pattern": args.pattern,
+                "uniform": args.uniform,
+                "kernel": args.kernel,
+                "seed": args.seed,
+                "nonzero_params": c.params,
+                "nonzero_macs": c.macs,
+                "densities": result["densities"],
+            },
+        )
+        print(
+            f"{'uniform' if args.uniform else 'guided'} sparsity for {target.name}: {c.params:,} non-zero params, "
+            f"{c.macs / 1e6:.2f}M non-zero MACs; wrote {out}/spec.json, masks.npz "
+            f"(train with: guided train --spec {out}/spec.json --masks {out}/masks.npz ...)"
+        )
         return 0
-    spec = design(target, budget, pattern=pattern, per_layer=args.per_layer, stage_map=args.stage_map,
-                  multiple_of=args.multiple_of)
+    spec = design(
+        target,
+        budget,
+        pattern=pattern,
+        per_layer=args.per_layer,
+        stage_map=args.stage_map,
+        multiple_of=args.multiple_of,
+    )
     write_spec(args.out, spec)
     c = cost(spec)
-    print(f"{'uniform' if args.uniform else 'guided'} {spec.name}: {c.params:,} params, {c.macs / 1e6:.2f}M MACs; "
-          f"widths {[list(s) for s in spec.stages]}; wrote {args.out}")
+    print(
+        f"{'uniform' if args.uniform else 'guided'} {spec.name}: {c.params:,} params, {c.macs / 1e6:.2f}M MACs; "
+        f"widths {[list(s) for s in spec.stages]}; wrote {args.out}"
+    )
     return 0
 
 

@@ -82,6 +82,13 @@ def _provenance(folder: Path) -> dict:
     info = read_json(folder / "prune.json", "pruned-model record")
     spec = read_spec(folder / "spec.json")
     config = (info.get("source") or {}).get("config") or {}
-    return {"dir": str(folder), "method": info.get("method"), "ratio": info.get("ratio"),
-            "preset": info.get("preset"), "source_spec": info.get("source_spec"), "family": spec.family,
-            "dataset": config.get("dataset"), "source_run": (info.get("source") or {}).get("run")}
+    return {
+        "dir": str(folder),
+        "method": info.get("method"),
+        "ratio": info.get("ratio"),
+        "preset": info.get("preset"),
+        "source_spec": info.get("source_spec"),
+        "family": spec.family,
+        "dataset": config.get("dataset"),
+        "source_run": (info.get("source") or {}).get("run"),
+    }

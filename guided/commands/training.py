@@ -38,8 +38,11 @@ def _train_args(p: argparse.ArgumentParser) -> None:
         metavar="GAMMA",
         help="Sparse Structure Selection: gate every residual block, L1-proximal updates on the gates",
     )
-    g.add_argument("--masks", metavar="MASKS.npz",
-                   help="train sparse: fixed weight masks (from `guided prune --method magnitude` or `guided design`)")
+    g.add_argument(
+        "--masks",
+        metavar="MASKS.npz",
+        help="train sparse: fixed weight masks (from `guided prune --method magnitude` or `guided design`)",
+    )
     g.add_argument("--save-init", action="store_true", help="keep the initial weights (init.pt) for lottery tickets")
 
 

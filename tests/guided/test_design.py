@@ -8,9 +8,11 @@ from guided.patterns import channel_summary
 from guided.pruning.unstructured import nonzero_cost
 from models import cost, create_spec, layers, list_models
 
-PATTERN = {"kind": "channels",
-           "stages": [{"stage": s, "keep_ratio_mean": r} for s, r in enumerate([1.0, 0.9, 0.8, 0.26, 0.13])],
-           "layers": [{"stage": s, "keep_ratio_mean": r} for s, r in enumerate([1.0, 0.9, 0.8, 0.26, 0.13])]}
+PATTERN = {
+    "kind": "channels",
+    "stages": [{"stage": s, "keep_ratio_mean": r} for s, r in enumerate([1.0, 0.9, 0.8, 0.26, 0.13])],
+    "layers": [{"stage": s, "keep_ratio_mean": r} for s, r in enumerate([1.0, 0.9, 0.8, 0.26, 0.13])],
+}
 
 
 @pytest.mark.parametrize("name", list_models(include_tiny=True))
@@ -27,8 +29,14 @@ def test_stages_are_the_feature_map_sizes(name):
 
 def test_pattern_maps_to_hand_computed_widths():
     target = create_spec("vgg16", width_mult=0.25, head="slim")
-    spec = _apply(target, _base_widths(target), [[r] * len(s) for r, s in zip([1, 0.9, 0.8, 0.26, 0.13],
-                                                                                  target.stages)], 1.0, 1, {})
+    spec = _apply(
+        target,
+        _base_widths(target),
+        [[r] * len(s) for r, s in zip([1, 0.9, 0.8, 0.26, 0.13], target.stages)],
+        1.0,
+        1,
+        {},
+    )
     assert spec.stages == ((16, 16), (29, 29), (51, 51, 51), (33, 33, 33), (17, 17, 17))
     rounded = _apply(target, _base_widths(target), [[1.0] * len(s) for s in target.stages], 0.5, 8, {})
     assert rounded.stages == ((8, 8), (16, 16), (32,) * 3, (64,) * 3, (64,) * 3)
@@ -65,8 +73,12 @@ def test_guided_and_uniform_differ_as_the_pattern_says():
 
 def test_transfer_across_depth_keeps_per_stage_ratios():
     source = create_spec("vgg16", width_mult=0.25)
-    runs = [[{"layer": f"l{i}", "stage": s, "original": w, "kept": max(1, round(w * [1, 0.9, 0.8, 0.3, 0.15][s]))}
-             for i, (s, w) in enumerate((s, w) for s, ws in enumerate(source.stages) for w in ws)]]
+    runs = [
+        [
+            {"layer": f"l{i}", "stage": s, "original": w, "kept": max(1, round(w * [1, 0.9, 0.8, 0.3, 0.15][s]))}
+            for i, (s, w) in enumerate((s, w) for s, ws in enumerate(source.stages) for w in ws)
+        ]
+    ]
     pattern = {"kind": "channels", **channel_summary(runs)}
     target = create_spec("vgg19", width_mult=0.25, num_classes=100)
     spec = design(target, Budget("params", 0.2e6), pattern=pattern)
@@ -88,15 +100,25 @@ def test_mismatched_transfer_is_refused_with_a_way_out():
 
 
 def test_per_layer_interpolates_within_stages():
-    pattern = {"kind": "channels", "stages": [{"stage": 0, "keep_ratio_mean": 0.75}],
-               "layers": [{"stage": 0, "keep_ratio_mean": 1.0}, {"stage": 0, "keep_ratio_mean": 0.5}]}
+    pattern = {
+        "kind": "channels",
+        "stages": [{"stage": 0, "keep_ratio_mean": 0.75}],
+        "layers": [{"stage": 0, "keep_ratio_mean": 1.0}, {"stage": 0, "keep_ratio_mean": 0.5}],
+    }
     target = create_spec("vgg11").replace(stages=((64, 64, 64, 64),))
     spec = design(target, Budget("params", cost(target).params * 0.5), pattern=pattern, per_layer=True)
     assert list(spec.stages[0]) == sorted(spec.stages[0], reverse=True) and spec.stages[0][0] > spec.stages[0][-1]
 
 
-@pytest.mark.parametrize("text, kind, value", [("params=0.3M", "params", 3e5), ("macs=40M", "macs", 4e7),
-                                               ("params=250000", "params", 2.5e5), ("MACS=1.2g", "macs", 1.2e9)])
+@pytest.mark.parametrize(
+    "text, kind, value",
+    [
+        ("params=0.3M", "params", 3e5),
+        ("macs=40M", "macs", 4e7),
+        ("params=250000", "params", 2.5e5),
+        ("MACS=1.2g", "macs", 1.2e9),
+    ],
+)
 def test_parse_budget(text, kind, value):
     assert parse_budget(text) == Budget(kind, value)
 
@@ -109,9 +131,11 @@ def test_bad_budgets(text):
 
 def test_guided_sparsification_meets_the_budget_and_follows_the_pattern():
     spec = create_spec("vgg16", width_mult=0.25)
-    pattern = {"kind": "sparsity", "stages": [{"stage": s, "density_mean": d} for s, d in
-                                              enumerate([0.8, 0.6, 0.4, 0.2, 0.1])],
-               "kernel": {s: [[0.1, 0.5, 0.1], [0.5, 1.0, 0.5], [0.1, 0.5, 0.1]] for s in range(5)}}
+    pattern = {
+        "kind": "sparsity",
+        "stages": [{"stage": s, "density_mean": d} for s, d in enumerate([0.8, 0.6, 0.4, 0.2, 0.1])],
+        "kernel": {s: [[0.1, 0.5, 0.1], [0.5, 1.0, 0.5], [0.1, 0.5, 0.1]] for s in range(5)},
+    }
     budget = Budget("params", 0.15e6)
     guided = design_sparsity(spec, budget, pattern=pattern, kernel=True)
     uniform = design_sparsity(spec, budget)
