@@ -7,7 +7,7 @@ import math
 import torch
 from torch import nn
 
-__all__ = ["ChannelSelect", "ConvBN", "init_weights"]
+__all__ = ["ChannelSelect", "ConvBN", "StagedNet", "init_weights"]
 
 
 class ChannelSelect(nn.Module):
@@ -49,6 +49,23 @@ class ConvBN(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.bn(self.conv(x))
         return torch.relu_(x) if self.relu else x
+
+
+class StagedNet(nn.Module):
+    """Stem, stages, an optional closing ``final`` module, global average pool, linear classifier.
+
+    The residual families and DenseNet share this forward pass; subclasses set ``stem``, ``stages``
+    (a ModuleList), ``fc`` and, if they need one, ``final``.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        for stage in self.stages:
+            x = stage(x)
+        final = self._modules.get("final")
+        if final is not None:
+            x = final(x)
+        return self.fc(torch.flatten(torch.nn.functional.adaptive_avg_pool2d(x, 1), 1))
 
 
 def init_weights(model: nn.Module, *, bn_weight: float) -> None:

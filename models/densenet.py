@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.blocks import ChannelSelect, init_weights
+from models.blocks import ChannelSelect, StagedNet, init_weights
 from models.cost import Layer
 from models.groups import ChannelGroup, conv_group, select_group
 from models.spec import ArchSpec, entries_per_unit, scale_width
@@ -114,7 +114,7 @@ class DenseStage(nn.Module):
         return self.close(self.layers(x))
 
 
-class DenseNet(nn.Module):
+class DenseNet(StagedNet):
     """DenseNet built from a spec; ``model.spec`` is that spec."""
 
     def __init__(self, spec: ArchSpec) -> None:
@@ -135,12 +135,6 @@ class DenseNet(nn.Module):
             in_ch = entries[-1] if last else out
         self.stages = nn.ModuleList(stages)
         self.fc = nn.Linear(in_ch, spec.num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.stem(x)
-        for stage in self.stages:
-            x = stage(x)
-        return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
 
 
 def build_densenet(spec: ArchSpec) -> DenseNet:

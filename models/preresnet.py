@@ -15,10 +15,9 @@ one more entry: channels kept by the final BN. ``stage_widths`` are the residual
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from models.blocks import ChannelSelect, init_weights
+from models.blocks import ChannelSelect, StagedNet, init_weights
 from models.cost import Layer, conv_out
 from models.groups import ChannelGroup, conv_group, select_group
 from models.spec import ArchSpec, entries_per_unit, scale_width
@@ -110,7 +109,7 @@ class Final(nn.Module):
         return torch.relu_(self.bn(self.select(x)))
 
 
-class PreResNet(nn.Module):
+class PreResNet(StagedNet):
     """Pre-activation ResNet built from a spec; ``model.spec`` is that spec."""
 
     def __init__(self, spec: ArchSpec) -> None:
@@ -132,13 +131,6 @@ class PreResNet(nn.Module):
         self.stages = nn.ModuleList(stages)
         self.final = Final(in_ch, spec.stages[-1][-1])
         self.fc = nn.Linear(spec.stages[-1][-1], spec.num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.stem(x)
-        for stage in self.stages:
-            x = stage(x)
-        x = self.final(x)
-        return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
 
 
 def build_preresnet(spec: ArchSpec) -> PreResNet:

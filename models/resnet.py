@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.blocks import ConvBN, init_weights
+from models.blocks import ConvBN, StagedNet, init_weights
 from models.cost import Layer, conv_out
 from models.groups import ChannelGroup, conv_group
 from models.spec import ArchSpec, scale_width
@@ -69,7 +69,7 @@ class BasicBlock(nn.Module):
         return torch.relu_(out + shortcut)
 
 
-class ResNet(nn.Module):
+class ResNet(StagedNet):
     """CIFAR ResNet built from a spec; ``model.spec`` is that spec."""
 
     def __init__(self, spec: ArchSpec) -> None:
@@ -86,12 +86,6 @@ class ResNet(nn.Module):
             stages.append(nn.Sequential(*blocks))
         self.stages = nn.ModuleList(stages)
         self.fc = nn.Linear(in_ch, spec.num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.stem(x)
-        for stage in self.stages:
-            x = stage(x)
-        return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
 
 
 def build_resnet(spec: ArchSpec) -> ResNet:

@@ -20,6 +20,23 @@ from guided.errors import UserError
 from models import cost
 
 
+def record_config(args: argparse.Namespace, config: dict, recipe) -> None:
+    """Write the resolved configuration of a new run; refuse to start over an existing one."""
+    from guided.io import write_json
+
+    if args.resume:
+        return
+    out = Path(args.out)
+    if (out / "checkpoint.pt").exists():
+        raise UserError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+    write_json(out / "config.json", {**config, "recipe_resolved": recipe.to_dict()})
+
+
+def finished_line(result: dict) -> str:
+    """One line about a finished run."""
+    return f"test accuracy {result['test_acc']:.2%} after {result['epochs']} epochs, {result['wall_time_s']:.0f}s"
+
+
 def _train_args(p: argparse.ArgumentParser) -> None:
     add_arch_args(p)
     add_data_args(p)
@@ -48,7 +65,6 @@ def _train_args(p: argparse.ArgumentParser) -> None:
 
 def _train(args: argparse.Namespace) -> int:
     from guided.hooks import BatchNormL1, FixedMasks, GateSparsity
-    from guided.io import write_json
     from guided.provenance import resolve_device
     from guided.train import resolve_precision, train
     from models import build
@@ -73,11 +89,7 @@ def _train(args: argparse.Namespace) -> int:
         f"{data.describe()}\n{spec.name}: {cost(spec).params:,} params, {cost(spec).macs / 1e6:.1f}M MACs, "
         f"{recipe.epochs} epochs on {device} ({resolve_precision(args.precision, device)})"
     )
-    if not args.resume:
-        out = Path(args.out)
-        if (out / "checkpoint.pt").exists():
-            raise UserError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
-        write_json(out / "config.json", {**config, "recipe_resolved": recipe.to_dict()})
+    record_config(args, config, recipe)
     result = train(
         build(spec, seed=args.seed),
         data,
@@ -92,10 +104,7 @@ def _train(args: argparse.Namespace) -> int:
         precision=args.precision,
         config=config,
     )
-    print(
-        f"test accuracy {result['test_acc']:.2%} after {result['epochs']} epochs, "
-        f"{result['wall_time_s']:.0f}s; wrote {args.out}/result.json"
-    )
+    print(f"{finished_line(result)}; wrote {args.out}/result.json")
     return 0
 
 
@@ -124,7 +133,6 @@ def _retrain_defaults(args: argparse.Namespace) -> dict:
 
 
 def _retrain(args: argparse.Namespace) -> int:
-    from guided.io import write_json
     from guided.provenance import resolve_device
     from guided.retrain import retrain
 
@@ -132,11 +140,7 @@ def _retrain(args: argparse.Namespace) -> int:
     recipe = recipe_from_args(args)
     data = data_from_args(args)
     config = {k: v for k, v in vars(args).items()}
-    if not args.resume:
-        out = Path(args.out)
-        if (out / "checkpoint.pt").exists():
-            raise UserError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
-        write_json(out / "config.json", {**config, "recipe_resolved": recipe.to_dict()})
+    record_config(args, config, recipe)
     result = retrain(
         args.pruned,
         args.mode,
@@ -150,10 +154,7 @@ def _retrain(args: argparse.Namespace) -> int:
         precision=args.precision,
         config=config,
     )
-    print(
-        f"{args.mode}: test accuracy {result['test_acc']:.2%} after {result['epochs']} epochs, "
-        f"{result['wall_time_s']:.0f}s; wrote {args.out}/result.json"
-    )
+    print(f"{args.mode}: {finished_line(result)}; wrote {args.out}/result.json")
     return 0
 
 

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from guided.errors import UserError
-from models import build, cost, entries_per_unit
+from models import build, entries_per_unit
 
 __all__ = ["prune_blocks", "block_gates"]
 
@@ -46,7 +46,7 @@ def prune_blocks(model: nn.Module, *, ratio: float | None = None, threshold: flo
     Returns:
         A `guided.pruning.PruneResult` whose model is ungated and shallower.
     """
-    from guided.pruning.methods import PruneResult
+    from guided.pruning.methods import PruneResult, cost_change
 
     if (ratio is None) == (threshold is None):
         raise UserError("sss removes blocks: give either --ratio R (fraction of removable blocks) or --threshold T")
@@ -88,18 +88,13 @@ def prune_blocks(model: nn.Module, *, ratio: float | None = None, threshold: flo
     new.load_state_dict(new_state, strict=True)
     new.train(model.training)
     rows = [{**r, "kept": (r["stage"], r["block"]) not in gone} for r in gates]
-    before, after = cost(spec), cost(new_spec)
     info = {
         "method": "sss",
         "allocation": "ratio" if ratio is not None else "threshold",
         "ratio": ratio,
         "threshold": threshold,
         "blocks_removed": len(gone),
-        "source_spec": spec.name,
-        "params_before": before.params,
-        "params_after": after.params,
-        "macs_before": before.macs,
-        "macs_after": after.macs,
+        **cost_change(spec, new_spec),
     }
     return PruneResult(new, rows, info)
 

@@ -20,9 +20,9 @@ from guided.pruning import allocate, criteria, reconstruct
 from guided.pruning.blocks import prune_blocks
 from guided.pruning.surgery import cut
 from guided.pruning.unstructured import prune_weights
-from models import ChannelGroup, channel_groups, cost
+from models import ArchSpec, ChannelGroup, channel_groups, cost
 
-__all__ = ["Method", "PRUNERS", "PruneResult", "prune", "register_pruner"]
+__all__ = ["Method", "PRUNERS", "PruneResult", "prune", "register_pruner", "cost_change"]
 
 Key = tuple[int, int]
 
@@ -263,7 +263,6 @@ def prune(
         }
         for g in all_groups
     ]
-    before, after = cost(spec), cost(new.spec)
     info = {
         "method": method,
         "allocation": allocation,
@@ -272,10 +271,21 @@ def prune(
         "min_channels": min_channels,
         "samples": samples if m.needs_data else None,
         "seed": seed,
-        "source_spec": spec.name,
-        "params_before": before.params,
-        "params_after": after.params,
-        "macs_before": before.macs,
-        "macs_after": after.macs,
+        **cost_change(spec, new.spec),
     }
     return PruneResult(new, rows, info)
+
+
+def cost_change(before: ArchSpec, after: ArchSpec, masks: dict[str, torch.Tensor] | None = None) -> dict[str, Any]:
+    """The source spec's name, and parameters and MACs before and after pruning (non-zero ones with masks)."""
+    from models import densities_from_masks
+
+    old = cost(before)
+    new = cost(after, densities_from_masks(masks) if masks else None)
+    return {
+        "source_spec": before.name,
+        "params_before": old.params,
+        "params_after": new.params,
+        "macs_before": old.macs,
+        "macs_after": new.macs,
+    }

@@ -221,7 +221,7 @@ def prune_weights(
     """
     import copy
 
-    from guided.pruning.methods import PruneResult
+    from guided.pruning.methods import PruneResult, cost_change
 
     spec = model.spec
     if method == "magnitude":
@@ -236,21 +236,16 @@ def prune_weights(
         masks = random_masks(like, seed=seed)
     new = apply_masks(copy.deepcopy(model).cpu(), masks)
     report = sparsity_report(spec, masks)
-    before, after = cost(spec), nonzero_cost(spec, masks)
+    if method == "random" and ratio is None:
+        allocation = "like"
     info = {
         "method": method,
-        "allocation": "like"
-        if method == "random" and ratio is None
-        else (allocation or ("global" if method == "magnitude" else "layer")),
+        "allocation": allocation or ("global" if method == "magnitude" else "layer"),
         "ratio": ratio,
         "include_linear": include_linear,
         "seed": seed,
-        "source_spec": spec.name,
         "density": report["density"],
-        "params_before": before.params,
-        "params_after": after.params,
-        "macs_before": before.macs,
-        "macs_after": after.macs,
+        **cost_change(spec, spec, masks),
         "sparse": True,
     }
     rows = [{k: r[k] for k in ("layer", "stage", "kind", "weights", "kept", "density")} for r in report["layers"]]
