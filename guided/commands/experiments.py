@@ -34,7 +34,24 @@ def _experiment(args: argparse.Namespace) -> int:
     return 0
 
 
+def _quickstart_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", default="results/quickstart", metavar="DIR", help="default results/quickstart")
+
+
+def _quickstart(args: argparse.Namespace) -> int:
+    from guided.quickstart import quickstart
+
+    quickstart(args.out)
+    return 0
+
+
 COMMANDS = {
+    "quickstart": Command(
+        "the offline main job: slimming on digits, pattern, guided vs uniform designs, transfer, report",
+        "guided quickstart\n  guided quickstart --out /tmp/qs",
+        _quickstart_args,
+        _quickstart,
+    ),
     "experiment": Command(
         "run an experiment (several trainings, pruning, retraining) from a TOML config; resumable",
         "guided experiment finetune-vs-scratch configs/finetune-vs-scratch-vgg16-cifar10-cpu.toml "
