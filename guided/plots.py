@@ -49,7 +49,7 @@ def draw_sparsity(summary: dict[str, Any], path: str | Path, *, title: str = "")
     """
     data = sparsity_plot_data(summary)
     n = len(data["kernel"])
-    fig, axes = _subplots(1, n + 1, figsize=(3.2 + 1.9 * n, 3.0), gridspec_kw={"width_ratios": [2.2] + [1] * n})
+    fig, axes = subplots(1, n + 1, figsize=(3.2 + 1.9 * n, 3.0), gridspec_kw={"width_ratios": [2.2] + [1] * n})
     ax = axes[0] if n else axes
     ax.bar([f"{s + 1}" for s in data["stages"]], data["density"], yerr=data["density_std"], capsize=3, color="#4477aa")
     ax.set_xlabel("stage")
@@ -69,7 +69,7 @@ def draw_sparsity(summary: dict[str, Any], path: str | Path, *, title: str = "")
         fig.colorbar(im, ax=list(axes[1:]), shrink=0.8, label="kept at position")
     if title:
         fig.suptitle(title, fontsize=10)
-    return _finish(fig, path)
+    return finish(fig, path)
 
 
 def width_bars_data(pattern: dict[str, Any], designs: dict[str, Any]) -> dict[str, Any]:
@@ -102,7 +102,7 @@ def draw_width_bars(pattern: dict[str, Any], designs: dict[str, Any], path: str 
     labels = list(data["series"])
     x = np.arange(len(data["stages"]))
     width = 0.8 / len(labels)
-    fig, ax = _subplots(figsize=(1.4 + 1.2 * len(x), 3.2))
+    fig, ax = subplots(figsize=(1.4 + 1.2 * len(x), 3.2))
     for i, label in enumerate(labels):
         ser = data["series"][label]
         ax.bar(x + (i - (len(labels) - 1) / 2) * width, ser["mean"], width, yerr=ser["std"], capsize=2, label=label)
@@ -111,7 +111,7 @@ def draw_width_bars(pattern: dict[str, Any], designs: dict[str, Any], path: str 
     ax.legend(fontsize=8)
     if title:
         ax.set_title(title, fontsize=10)
-    return _finish(fig, path)
+    return finish(fig, path)
 
 
 def profile_data(patterns: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -129,7 +129,7 @@ def profile_data(patterns: dict[str, dict[str, Any]]) -> dict[str, Any]:
 def draw_profiles(patterns: dict[str, dict[str, Any]], path: str | Path, *, title: str = ""):
     """Lines of per-layer keep ratio, one per pattern (method), stage boundaries dotted; PNG and SVG."""
     data = profile_data(patterns)
-    fig, ax = _subplots(figsize=(6, 3.2))
+    fig, ax = subplots(figsize=(6, 3.2))
     for label, ser in data.items():
         xs = list(range(1, len(ser["ratio"]) + 1))
         ax.errorbar(xs, ser["ratio"], yerr=ser["std"], marker="o", ms=3, capsize=2, label=label)
@@ -142,7 +142,7 @@ def draw_profiles(patterns: dict[str, dict[str, Any]], path: str | Path, *, titl
     ax.legend(fontsize=8)
     if title:
         ax.set_title(title, fontsize=10)
-    return _finish(fig, path)
+    return finish(fig, path)
 
 
 def accuracy_cost_data(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -181,7 +181,7 @@ def accuracy_cost_data(rows: list[dict[str, Any]]) -> dict[str, Any]:
 def draw_accuracy_cost(rows: list[dict[str, Any]], path: str | Path, *, title: str = ""):
     """Test error against parameters and against MACs, one line per group, error bars over seeds."""
     data = accuracy_cost_data(rows)
-    fig, axes = _subplots(1, 2, figsize=(8, 3.2), sharey=True)
+    fig, axes = subplots(1, 2, figsize=(8, 3.2), sharey=True)
     for label, ser in data.items():
         axes[0].errorbar(
             [p / 1e6 for p in ser["params"]], ser["error"], yerr=ser["error_std"], marker="o", capsize=3, label=label
@@ -193,10 +193,10 @@ def draw_accuracy_cost(rows: list[dict[str, Any]], path: str | Path, *, title: s
     axes[0].legend(fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10)
-    return _finish(fig, path)
+    return finish(fig, path)
 
 
-def _subplots(*args, **kwargs):
+def subplots(*args, **kwargs):
     """``plt.subplots`` on the non-interactive Agg backend."""
     import matplotlib
 
@@ -206,7 +206,7 @@ def _subplots(*args, **kwargs):
     return plt.subplots(*args, **kwargs)
 
 
-def _finish(fig, path: str | Path) -> list[Path]:
+def finish(fig, path: str | Path) -> list[Path]:
     """Write the figure as PNG and SVG beside ``path`` and close it."""
     import matplotlib.pyplot as plt
 

@@ -68,6 +68,7 @@ def train(
     compile: bool = False,
     precision: str = "auto",
     config: dict[str, Any] | None = None,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Train ``model`` (built from ``model.spec``) and write a run folder.
@@ -88,6 +89,8 @@ def train(
             fp32) or ``auto``: bf16 where the device computes it natively (CUDA; CPUs with AVX512-BF16 or
             AMX), fp32 elsewhere.
         config: the resolved configuration, recorded in ``result.json``.
+        on_epoch: called with each finished epoch's metrics row, after its checkpoint is written; it may
+            raise to stop the run (width search stops unpromising trials this way).
         log: where per-epoch lines go.
 
     Returns:
@@ -189,6 +192,8 @@ def train(
             f"epoch {epoch + 1:>3}/{recipe.epochs}  train loss {train_loss:.4f} acc {train_acc:6.2%}  "
             f"test loss {test_loss:.4f} acc {test_acc:6.2%}  {seconds:6.1f}s  {row['images_per_s']:.0f} img/s"
         )
+        if on_epoch is not None:
+            on_epoch(row)
 
     _save_state_dict(out / "model.pt", model)
     last = state["metrics"][-1]

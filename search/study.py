@@ -1,0 +1,214 @@
+"""Width search with Optuna: a thin adapter from trials to specs, trained by the guided engine.
+
+* Objective: validation accuracy after a short training (never the test set), or two objectives,
+  accuracy and MACs, with NSGA-II (a Pareto front). Every trial meets the budget by construction
+  (`search.space.WidthSpace`).
+* Early stopping of unpromising trials through Optuna's pruners (median, Hyperband) on per-epoch
+  validation accuracy, single-objective only. (Optuna's "pruners" stop trials; they are not network
+  pruning.)
+* Warm start: guided and uniform designs are enqueued as the first trials.
+* Storage: a journal file under the output folder by default (no server), or any Optuna RDB URL
+  (``postgresql://...``) shared by many workers; with RDB storage, heartbeats mark a killed worker's trial
+  failed and a retry callback runs it again. URLs are never printed with their password.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from guided.data import ImageData
+from guided.design import Budget
+from guided.errors import UserError
+from guided.io import atomic_write_text, write_json, write_spec
+from guided.recipes import Recipe
+from guided.train import train
+from models import ArchSpec, build
+from search.space import WidthSpace
+
+__all__ = ["run_search", "open_storage", "mask_url", "PRUNERS"]
+
+PRUNERS = ("median", "hyperband", "none")
+
+
+def mask_url(url: str) -> str:
+    """The URL with any password replaced by ``***``."""
+    return re.sub(r"(//[^:/@]+):[^@/]*@", r"\1:***@", url)
+
+
+def open_storage(url: str | None, out_dir: Path, *, heartbeat: int = 30):
+    """An Optuna storage: a journal file in ``out_dir`` by default, else the RDB at ``url``.
+
+    With an RDB, each running trial beats every ``heartbeat`` seconds; a trial silent for two beats (its
+    worker was killed) is marked failed by the next worker that starts a trial, and retried once more as a
+    new trial, up to three times.
+    """
+    import optuna
+
+    if url is None:
+        from optuna.storages.journal import JournalFileBackend
+
+        out_dir.mkdir(parents=True, exist_ok=True)
+        return optuna.storages.JournalStorage(JournalFileBackend(str(out_dir / "study.journal")))
+    import warnings
+
+    try:
+        with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna's terms; they are what we need
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(
+                url,
+                heartbeat_interval=heartbeat,
+                grace_period=2 * heartbeat,
+                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3),
+            )
+    except Exception as exc:  # noqa: BLE001 - any failure to open the database is the user's to fix
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        password = re.search(r"//[^:/@]+:([^@/]*)@", url)
+        if password and password.group(1):
+            message = message.replace(password.group(1), "***")
+        raise UserError(f"cannot open storage {mask_url(url)}: {message[:200]}") from None
+
+
+def run_search(
+    target: ArchSpec,
+    budget: Budget,
+    data: ImageData,
+    recipe: Recipe,
+    *,
+    trials: int,
+    out_dir: str | Path,
+    objectives: Sequence[str] = ("acc",),
+    pruner: str = "median",
+    seed_designs: Sequence[ArchSpec] = (),
+    storage: str | None = None,
+    heartbeat: int = 30,
+    study_name: str = "guided-search",
+    per_layer: bool = False,
+    seed: int = 0,
+    device: Any = "cpu",
+    precision: str = "auto",
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Search widths of ``target`` at ``budget``; returns the summary written to ``out_dir/search.json``.
+
+    Args:
+        target: the architecture whose widths are searched (its widths are the base widths).
+        budget: every trial's parameters or MACs (within 1%).
+        data: train split and a *validation* split as ``test`` (see `guided.data.validation_split`).
+        recipe: the short training of each trial.
+        trials: finished (complete or stopped) trials the study should reach, over all workers.
+        out_dir: trial runs, best spec(s), trials CSV, plots.
+        objectives: ``("acc",)`` or ``("acc", "macs")`` (NSGA-II, a Pareto front).
+        pruner: ``median``, ``hyperband`` or ``none`` (single objective only).
+        seed_designs: specs enqueued first (guided, uniform designs).
+        storage: an Optuna RDB URL; default a journal file in ``out_dir``.
+        heartbeat: seconds between a running trial's heartbeats (RDB storage).
+        study_name: joins an existing study of that name in the storage.
+        per_layer: search one ratio per layer instead of per stage.
+        seed: sampler seed and training seed.
+    """
+    import optuna
+
+    objectives = tuple(objectives)
+    if objectives not in (("acc",), ("acc", "macs")):
+        raise UserError(f"objectives must be acc or acc,macs, got {','.join(objectives)}")
+    if pruner not in PRUNERS:
+        raise UserError(f"unknown pruner {pruner!r}; choose one of {', '.join(PRUNERS)}")
+    if trials < 1:
+        raise UserError(f"--trials must be at least 1, got {trials}")
+    multi = len(objectives) == 2
+    out = Path(out_dir)
+    space = WidthSpace(target, budget, per_layer=per_layer)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    sampler = optuna.samplers.NSGAIISampler(seed=seed) if multi else optuna.samplers.TPESampler(seed=seed)
+    if multi or pruner == "none":
+        study_pruner = optuna.pruners.NopPruner()
+    elif pruner == "median":
+        study_pruner = optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1)
+    else:
+        study_pruner = optuna.pruners.HyperbandPruner(min_resource=1, max_resource=recipe.epochs)
+    study = optuna.create_study(
+        study_name=study_name,
+        storage=open_storage(storage, out, heartbeat=heartbeat),
+        sampler=sampler,
+        pruner=study_pruner,
+        directions=["maximize", "minimize"] if multi else ["maximize"],
+        load_if_exists=True,
+    )
+    for i, spec in enumerate(seed_designs):
+        study.enqueue_trial(space.params_of(spec), user_attrs={"seed_design": i}, skip_if_exists=True)
+
+    def objective(trial) -> float | tuple[float, float]:
+        spec = space.suggest(trial)
+        run_dir = out / "trials" / f"trial-{trial.number:04d}"
+
+        def report(row: dict[str, Any]) -> None:
+            if multi:
+                return
+            trial.report(row["test_acc"], row["epoch"])
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+
+        result = train(
+            build(spec, seed=seed),
+            data,
+            recipe,
+            out_dir=run_dir,
+            seed=seed,
+            device=device,
+            precision=precision,
+            on_epoch=report,
+            log=lambda _line: None,
+        )
+        log(
+            f"trial {trial.number}: {result['params']:,} params, {result['macs'] / 1e6:.2f}M MACs, "
+            f"validation accuracy {result['test_acc']:.2%}"
+        )
+        return (result["test_acc"], float(result["macs"])) if multi else result["test_acc"]
+
+    done_states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    stop = optuna.study.MaxTrialsCallback(trials, states=done_states)
+    if len(study.get_trials(deepcopy=False, states=done_states)) < trials:
+        study.optimize(objective, callbacks=[stop], catch=())
+    return summarize(study, out, multi=multi, storage=storage)
+
+
+def summarize(study, out: Path, *, multi: bool, storage: str | None) -> dict[str, Any]:
+    """Write best spec(s), the trials table and plots; return the summary."""
+    import optuna
+
+    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    if not complete:
+        raise UserError("no trial completed; nothing to report")
+    df = study.trials_dataframe()
+    atomic_write_text(out / "trials.csv", df.to_csv(index=False))
+    best = study.best_trials if multi else [study.best_trial]
+    files = []
+    for i, t in enumerate(best):
+        path = out / (f"pareto-{i}.json" if multi else "best.json")
+        write_spec(path, ArchSpec.from_json(t.user_attrs["spec"]))
+        files.append(path.name)
+    from search.plots import draw_history, draw_pareto
+
+    draw_history(complete, out / "history.png", seeded=True)
+    if multi:
+        draw_pareto(complete, [t.number for t in best], out / "pareto.png")
+    summary = {
+        "study": study.study_name,
+        "storage": mask_url(storage) if storage else str(out / "study.journal"),
+        "trials": {s.name.lower(): len(study.get_trials(deepcopy=False, states=(s,))) for s in optuna.trial.TrialState},
+        "best": [
+            {
+                "number": t.number,
+                "values": t.values,
+                "params": t.user_attrs["params"],
+                "macs": t.user_attrs["macs"],
+                "file": f,
+            }
+            for t, f in zip(best, files)
+        ],
+    }
+    write_json(out / "search.json", summary)
+    return summary

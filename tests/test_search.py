@@ -1,0 +1,132 @@
+"""Width search: the space stays on budget, seeds come first, a tiny search runs end to end, storage errors."""
+
+import json
+
+import optuna
+import pytest
+
+from guided.cli import main
+from guided.data import load_dataset, subsample, validation_split
+from guided.design import Budget, design
+from guided.errors import UserError
+from guided.recipes import get_recipe
+from models import cost, create_spec
+from search import WidthSpace, mask_url, open_storage, run_search
+from search.plots import history_data
+
+
+@pytest.mark.parametrize("per_layer", [False, True])
+def test_the_space_never_proposes_an_over_budget_spec(per_layer):
+    budget = Budget("params", 1.5e5)
+    space = WidthSpace(create_spec("vgg16", width_mult=0.25), budget, per_layer=per_layer)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(25):
+        trial = study.ask()
+        spec = space.suggest(trial)
+        assert abs(cost(spec).params - budget.value) / budget.value <= 0.01
+        assert trial.user_attrs["params"] == cost(spec).params
+        study.tell(trial, 0.0)
+
+
+def test_seed_designs_round_trip_through_the_space():
+    target = create_spec("vgg16", width_mult=0.25)
+    budget = Budget("params", 1e5)
+    uniform = design(target, budget)
+    space = WidthSpace(target, budget)
+    params = space.params_of(uniform)
+    assert all(v == pytest.approx(1.0, abs=0.12) for v in params.values())  # one multiplier, up to rounding
+    again = space.spec(params)
+    assert abs(cost(again).params - 1e5) <= 1e3
+    assert all(abs(a - b) <= max(2, 0.15 * b) for a, b in zip(again.widths(), uniform.widths()))
+    with pytest.raises(UserError, match="does not have the stages"):
+        space.params_of(create_spec("resnet20"))
+
+
+@pytest.fixture(scope="module")
+def tiny_data():
+    data = subsample(load_dataset("digits"), train=600, seed=0)
+    return validation_split(data, 0.2, seed=0)
+
+
+def test_tiny_search_runs_seeds_first_and_writes_a_spec_cost_accepts(tmp_path, tiny_data, capsys):
+    target = create_spec("vgg-tiny", in_channels=1)
+    budget = Budget("params", 4000)
+    seeds = [
+        design(target, budget),
+        design(
+            target,
+            budget,
+            pattern={
+                "kind": "channels",
+                "stages": [{"stage": s, "keep_ratio_mean": r} for s, r in enumerate([1, 1, 0.8, 0.5, 0.3])],
+            },
+        ),
+    ]
+    summary = run_search(
+        target,
+        budget,
+        tiny_data,
+        get_recipe("quick").override(epochs=1, batch_size=64),
+        trials=4,
+        out_dir=tmp_path,
+        seed_designs=seeds,
+        pruner="none",
+        log=lambda *_: None,
+    )
+    study = optuna.load_study(study_name="guided-search", storage=open_storage(None, tmp_path))
+    first = sorted(study.trials, key=lambda t: t.number)[:2]
+    assert [t.user_attrs.get("seed_design") for t in first] == [0, 1]
+    assert summary["trials"]["complete"] == 4
+    assert (tmp_path / "trials.csv").exists() and (tmp_path / "history.png").exists()
+    assert main(["cost", "--spec", str(tmp_path / "best.json"), "--json"]) == 0
+    assert abs(json.loads(capsys.readouterr().out)["params"] - 4000) <= 40
+    # resuming the same study with a higher target adds only the missing trials
+    run_search(
+        target,
+        budget,
+        tiny_data,
+        get_recipe("quick").override(epochs=1, batch_size=64),
+        trials=5,
+        out_dir=tmp_path,
+        seed_designs=seeds,
+        pruner="none",
+        log=lambda *_: None,
+    )
+    assert len(optuna.load_study(study_name="guided-search", storage=open_storage(None, tmp_path)).trials) == 5
+
+
+def test_history_data_tracks_the_best():
+    class T:
+        def __init__(self, n, v, seeded=False):
+            self.number, self.values, self.user_attrs = n, [v], {"seed_design": 0} if seeded else {}
+
+    data = history_data([T(1, 0.5), T(0, 0.7, True), T(2, 0.9)])
+    assert data["best"] == [0.7, 0.7, 0.9] and data["seeded"] == [True, False, False]
+
+
+def test_wrong_storage_url_is_one_line_without_the_password(tmp_path, capsys):
+    code = main(
+        [
+            "search",
+            "--arch",
+            "vgg-tiny",
+            "--dataset",
+            "digits",
+            "--budget",
+            "params=4000",
+            "--trials",
+            "2",
+            "--storage",
+            "postgresql://bob:s3cret-pw@127.0.0.1:9/nodb",
+            "--out",
+            str(tmp_path),
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert "s3cret-pw" not in err and "postgresql://bob:***@127.0.0.1:9/nodb" in err
+
+
+def test_mask_url():
+    assert mask_url("postgresql://u:p@h:5432/d") == "postgresql://u:***@h:5432/d"
+    assert mask_url("sqlite:///x.db") == "sqlite:///x.db"
