@@ -52,23 +52,32 @@ def open_storage(url: str | None, out_dir: Path, *, heartbeat: int = 30):
 
         out_dir.mkdir(parents=True, exist_ok=True)
         return optuna.storages.JournalStorage(JournalFileBackend(str(out_dir / "study.journal")))
+    import time
     import warnings
 
-    try:
-        with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna's terms; they are what we need
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(
-                url,
-                heartbeat_interval=heartbeat,
-                grace_period=2 * heartbeat,
-                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3),
-            )
-    except Exception as exc:  # noqa: BLE001 - any failure to open the database is the user's to fix
-        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        password = re.search(r"//[^:/@]+:([^@/]*)@", url)
-        if password and password.group(1):
-            message = message.replace(password.group(1), "***")
-        raise UserError(f"cannot open storage {mask_url(url)}: {message[:200]}") from None
+    from sqlalchemy.exc import IntegrityError, ProgrammingError
+
+    for attempt in range(5):
+        try:
+            with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna's terms; we need them
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(
+                    url,
+                    heartbeat_interval=heartbeat,
+                    grace_period=2 * heartbeat,
+                    heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3),
+                )
+        except (IntegrityError, ProgrammingError) as exc:  # workers starting together race to create the schema
+            error = exc
+            time.sleep(0.5 * (attempt + 1))
+        except Exception as exc:  # noqa: BLE001 - a wrong URL, an unreachable server: the user's to fix
+            error = exc
+            break
+    message = str(error).splitlines()[0] if str(error) else type(error).__name__
+    password = re.search(r"//[^:/@]+:([^@/]*)@", url)
+    if password and password.group(1):
+        message = message.replace(password.group(1), "***")
+    raise UserError(f"cannot open storage {mask_url(url)}: {message[:200]}")
 
 
 def run_search(

@@ -1,0 +1,139 @@
+"""Two search workers share one study on a real PostgreSQL server; one is killed mid-trial.
+
+The server is a throwaway cluster on a free loopback port, owned by this test. Skipped, with the
+reason, where no PostgreSQL server binary exists; CI installs one, so there it runs.
+"""
+
+import glob
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.postgres
+
+
+def _server_bin(name: str) -> str | None:
+    found = shutil.which(name)
+    if found:
+        return found
+    candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
+    return candidates[-1] if candidates else None
+
+
+def _as_owner(cmd: list[str], user: str | None) -> list[str]:
+    return ["runuser", "-u", user, "--", *cmd] if user else cmd
+
+
+@pytest.fixture(scope="module")
+def postgres_url():
+    initdb, pg_ctl = _server_bin("initdb"), _server_bin("pg_ctl")
+    if not initdb or not pg_ctl:
+        if os.environ.get("CI"):
+            pytest.fail("CI must run this test, but no PostgreSQL server binary (initdb, pg_ctl) was found")
+        pytest.skip("no PostgreSQL server binary (initdb, pg_ctl) found; install postgresql to run this test")
+    user = None
+    if os.geteuid() == 0:  # the server refuses to run as root
+        try:
+            pwd.getpwnam("postgres")
+        except KeyError:
+            pytest.skip("running as root and there is no 'postgres' user to own the test cluster")
+        user = "postgres"
+    root = Path(tempfile.mkdtemp(prefix="guided-pg-", dir="/tmp"))
+    root.chmod(0o755)
+    data = root / "data"
+    data.mkdir()
+    if user:
+        shutil.chown(data, user)
+        shutil.chown(root, user)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    subprocess.run(
+        _as_owner([initdb, "-D", str(data), "-A", "trust", "-U", "guided"], user), check=True, capture_output=True
+    )
+    options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1"
+    subprocess.run(
+        _as_owner([pg_ctl, "-D", str(data), "-o", options, "-l", str(root / "log"), "-w", "start"], user),
+        check=True,
+        capture_output=True,
+    )
+    try:
+        yield f"postgresql://guided@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run(_as_owner([pg_ctl, "-D", str(data), "-m", "immediate", "stop"], user), capture_output=True)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _worker(url: str, out: Path) -> subprocess.Popen:
+    cmd = [
+        sys.executable,
+        "-m",
+        "guided",
+        "search",
+        "--arch",
+        "vgg-tiny",
+        "--dataset",
+        "digits",
+        "--train-subset",
+        "800",
+        "--budget",
+        "params=4000",
+        "--trials",
+        "6",
+        "--epochs",
+        "3",
+        "--batch-size",
+        "32",
+        "--pruner",
+        "none",
+        "--storage",
+        url,
+        "--study-name",
+        "shared",
+        "--heartbeat",
+        "1",
+        "--out",
+        str(out),
+    ]
+    return subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"}
+    )
+
+
+def test_killed_worker_trial_is_failed_and_retried_and_the_study_completes(postgres_url, tmp_path):
+    import optuna
+
+    a, b = _worker(postgres_url, tmp_path / "a"), _worker(postgres_url, tmp_path / "b")
+    try:
+        deadline = time.time() + 180
+        while not list((tmp_path / "a" / "trials").glob("trial-*")):  # worker a is inside a trial
+            assert a.poll() is None and time.time() < deadline, "worker a never started a trial"
+            time.sleep(0.05)
+        killed_number = int(next((tmp_path / "a" / "trials").glob("trial-*")).name.split("-")[1])
+        a.send_signal(signal.SIGKILL)
+        a.wait()
+        out, _ = b.communicate(timeout=300)
+        assert b.returncode == 0, out
+    finally:
+        for p in (a, b):
+            if p.poll() is None:
+                p.kill()
+    study = optuna.load_study(study_name="shared", storage=postgres_url)
+    trials = study.get_trials(deepcopy=False)
+    states = {t.number: t.state for t in trials}
+    assert states[killed_number] == optuna.trial.TrialState.FAIL
+    assert sum(s == optuna.trial.TrialState.COMPLETE for s in states.values()) == 6
+    assert not [n for n, s in states.items() if s == optuna.trial.TrialState.RUNNING]
+    retried = [t for t in trials if t.system_attrs.get("failed_trial") == killed_number]
+    assert len(retried) == 1 and retried[0].state == optuna.trial.TrialState.COMPLETE
+    assert retried[0].params == next(t for t in trials if t.number == killed_number).params
+    assert len({t.number for t in trials}) == len(trials)  # nothing duplicated
