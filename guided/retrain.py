@@ -6,7 +6,8 @@ weights ``model.pt``, ``prune.json`` (method, allocation, costs, the source run)
 
 * ``finetune``: start from the inherited weights, train with the recipe's fine-tuning settings
   (paper: 40 epochs at lr 0.001);
-* ``scratch-e``: re-initialise, train as many epochs as the source model was trained;
+* ``scratch-e``: re-initialise (with a seed distinct from the source's initialisation), train as many epochs
+  as the source model was trained;
 * ``scratch-b``: re-initialise, train for the same compute: ``epochs x MACs_full / MACs_pruned``;
 * ``lottery`` (sparse models only): restart from the source run's *initial* weights (``init.pt``, saved
   with ``--save-init``) under the same masks, for the source's epochs (Frankle & Carbin's winning ticket).
@@ -115,7 +116,7 @@ def retrain(
         model, run_recipe = _winning_ticket(inherited, info, masks), recipe.override(epochs=base_epochs)
     else:
         epochs = scratch_epochs(mode, base_epochs, info["macs_before"], info["macs_after"])
-        model, run_recipe = build(inherited.spec, seed=seed), recipe.override(epochs=epochs)
+        model, run_recipe = build(inherited.spec, seed=fresh_init_seed(seed)), recipe.override(epochs=epochs)
     hooks = list(train_kwargs.pop("hooks", []))
     if masks is not None:
         hooks.append(FixedMasks(masks))
@@ -130,6 +131,16 @@ def retrain(
         )
     write_json(Path(out_dir) / "result.json", result)
     return result
+
+
+#: Scratch modes initialise with ``seed + FRESH_INIT_OFFSET``: a base trained with the same ``seed`` must
+#: not hand its own initial weights to an unchanged (masked) spec, or Scratch-E would be the lottery ticket.
+FRESH_INIT_OFFSET = 1_000_003
+
+
+def fresh_init_seed(seed: int) -> int:
+    """The initialisation seed of the scratch modes for a run seeded ``seed``."""
+    return seed + FRESH_INIT_OFFSET
 
 
 def _winning_ticket(inherited: torch.nn.Module, info: dict[str, Any], masks) -> torch.nn.Module:

@@ -290,3 +290,22 @@ def test_summarize_command(base_with_init, tmp_path, capsys):
 def test_prune_magnitude_refuses_presets():
     with pytest.raises(UserError, match="takes one --ratio or --threshold"):
         prune(model(), "magnitude", preset="vgg16-a")
+
+
+def test_scratch_modes_do_not_reuse_the_source_initialisation(base_with_init, tmp_path, monkeypatch):
+    """Otherwise Scratch-E of a masked model (same spec, same seed) would silently be the lottery ticket."""
+    import guided.retrain as retrain_module
+
+    assert main(["prune", "--method", "magnitude", "--checkpoint", str(base_with_init), "--ratio", "0.5",
+                 "--out", str(tmp_path / "m")]) == 0
+    seen = {}
+    real_train = retrain_module.train
+
+    def spy(model, *args, **kwargs):
+        seen["state"] = {k: v.clone() for k, v in model.state_dict().items()}
+        return real_train(model, *args, **kwargs)
+
+    monkeypatch.setattr(retrain_module, "train", spy)
+    assert main(["retrain", "--from", str(tmp_path / "m"), "--mode", "scratch-e", "--out", str(tmp_path / "se")]) == 0
+    init = torch.load(base_with_init / "init.pt", weights_only=True)
+    assert not torch.equal(seen["state"]["stages.0.0.conv.weight"], init["stages.0.0.conv.weight"])
