@@ -239,7 +239,9 @@ def _report(cfg, data_line, pattern, designs, rows, budget, figures, seconds, pr
     guided_key = f"{cfg['source']} guided"
     uniform_key = f"{cfg['source']} uniform"
     g, u = df[df["label"] == guided_key]["test_acc"].mean(), df[df["label"] == uniform_key]["test_acc"].mean()
-    verdict = ("beats" if g > u else "does not beat") + f" uniform width ({100 * g:.2f}% vs {100 * u:.2f}%)"
+    diff = 100 * (g - u)
+    word = "matches" if abs(diff) < 0.005 else ("beats" if diff > 0 else "trails")
+    verdict = f"{word} uniform width ({100 * g:.2f}% vs {100 * u:.2f}%, {diff:+.2f} points)"
     return f"""# guided quick start
 
 {data_line}. Source: {cfg["source"]} x{cfg["width_mult"]} ({cfg["head"]} head), trained {cfg["epochs"]} epochs
