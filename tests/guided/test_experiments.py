@@ -26,7 +26,8 @@ TINY = {
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
 def test_shipped_configs_are_valid(path):
     with open(path, "rb") as f:
-        parse(tomllib.load(f))
+        data, model, train, rows = parse(tomllib.load(f))
+    assert data.dataset and model.arch and rows and len(train.seeds) >= 2
 
 
 @pytest.mark.parametrize(
