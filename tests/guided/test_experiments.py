@@ -1,10 +1,10 @@
 """Experiments: config validation up front, a tiny end-to-end run, resume without redoing work."""
 
 import json
+import tomllib
 from pathlib import Path
 
 import pytest
-import tomllib
 
 from guided.errors import UserError
 from guided.experiments import EXPERIMENTS

@@ -7,32 +7,12 @@ import pytest
 from guided.cli import main
 from guided.io import read_spec
 from models import cost
+from tests.guided.conftest import train_tiny_digits_run
 
 
 @pytest.fixture(scope="module")
 def base_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("runs") / "base"
-    code = main(
-        [
-            "train",
-            "--arch",
-            "vgg-tiny",
-            "--dataset",
-            "digits",
-            "--epochs",
-            "2",
-            "--batch-size",
-            "64",
-            "--train-subset",
-            "512",
-            "--sparsity-l1",
-            "1e-4",
-            "--out",
-            str(out),
-        ]
-    )
-    assert code == 0
-    return out
+    return train_tiny_digits_run(tmp_path_factory.mktemp("runs") / "base", "--sparsity-l1", "1e-4", train_subset=512)
 
 
 def test_prune_preset_then_cost_reports_vgg16_a(tmp_path, capsys):

@@ -22,6 +22,7 @@ from guided.pruning.unstructured import (
     sparsity_report,
 )
 from models import build, cost, create_spec
+from tests.guided.conftest import train_tiny_digits_run
 from tests.guided.test_pruning import random_data
 
 
@@ -153,29 +154,7 @@ def test_sparsity_plot_writes_png_and_svg(tmp_path):
 
 @pytest.fixture(scope="module")
 def base_with_init(tmp_path_factory):
-    out = tmp_path_factory.mktemp("u") / "base"
-    assert (
-        main(
-            [
-                "train",
-                "--arch",
-                "vgg-tiny",
-                "--dataset",
-                "digits",
-                "--epochs",
-                "2",
-                "--batch-size",
-                "64",
-                "--train-subset",
-                "256",
-                "--save-init",
-                "--out",
-                str(out),
-            ]
-        )
-        == 0
-    )
-    return out
+    return train_tiny_digits_run(tmp_path_factory.mktemp("u") / "base", "--save-init", train_subset=256)
 
 
 def test_lottery_mode_starts_from_the_saved_initial_weights(base_with_init, tmp_path, monkeypatch):
@@ -296,8 +275,22 @@ def test_scratch_modes_do_not_reuse_the_source_initialisation(base_with_init, tm
     """Otherwise Scratch-E of a masked model (same spec, same seed) would silently be the lottery ticket."""
     import guided.retrain as retrain_module
 
-    assert main(["prune", "--method", "magnitude", "--checkpoint", str(base_with_init), "--ratio", "0.5",
-                 "--out", str(tmp_path / "m")]) == 0
+    assert (
+        main(
+            [
+                "prune",
+                "--method",
+                "magnitude",
+                "--checkpoint",
+                str(base_with_init),
+                "--ratio",
+                "0.5",
+                "--out",
+                str(tmp_path / "m"),
+            ]
+        )
+        == 0
+    )
     seen = {}
     real_train = retrain_module.train
 
