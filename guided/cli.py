@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from guided import __version__
-from guided.commands import basic, designs, experiments, plots, pruning, searching, summaries, training
+from guided.commands import basic, designs, experiments, plots, pruning, searching, studies, summaries, training
 from guided.commands.common import Command
 from guided.errors import USER_ERRORS, UserError
 
@@ -27,6 +27,7 @@ COMMANDS: dict[str, Command] = {
     **plots.COMMANDS,
     **searching.COMMANDS,
     **experiments.COMMANDS,
+    **studies.COMMANDS,
 }
 
 

@@ -9,8 +9,6 @@ and plots. Finished runs are skipped when it is run again.
 
 from __future__ import annotations
 
-import base64
-import html
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -28,6 +26,7 @@ from guided.plots import draw_accuracy_cost, draw_profiles, draw_width_bars
 from guided.provenance import provenance, resolve_device
 from guided.pruning import prune
 from guided.recipes import get_recipe
+from guided.report import html_page
 from guided.retrain import save_pruned
 from guided.train import load_weights, train
 from models import ArchSpec, build, cost, create_spec
@@ -187,7 +186,7 @@ def quickstart(
         cfg, data.describe(), pattern, designs, rows, budget, figures, time.perf_counter() - started, provenance(device)
     )
     atomic_write_text(out / "report.md", report)
-    atomic_write_text(out / "report.html", _html(report, figures))
+    atomic_write_text(out / "report.html", html_page(report, out, title="guided quick start"))
     log(f"wrote {out / 'report.md'} and {out / 'report.html'} in {time.perf_counter() - started:.0f}s")
     return out / "report.md"
 
@@ -275,50 +274,3 @@ fraction of a point are within seed noise here; the CIFAR protocols in `configs/
 {prov["git"]}, torch {prov["torch"]}, {prov["device"]}, python {prov["python"]}. Runs and their
 `result.json` files are in `runs/`; the pattern in `pattern.json`; the designs in `designs/`.
 """
-
-
-def _html(markdown: str, figures: dict[str, Path]) -> str:
-    """A self-contained page: the report's text, tables and figures (inlined as base64 PNG)."""
-    body = []
-    table: list[str] = []
-
-    def flush_table():
-        if table:
-            cells = [[c.strip() for c in line.strip("|").split("|")] for line in table if not set(line) <= set("|- ")]
-            head, *rest = cells
-            body.append(
-                "<table><tr>"
-                + "".join(f"<th>{html.escape(c)}</th>" for c in head)
-                + "</tr>"
-                + "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rest)
-                + "</table>"
-            )
-            table.clear()
-
-    images = {p.name: p for p in figures.values()}
-    for line in markdown.splitlines():
-        if line.startswith("|"):
-            table.append(line)
-            continue
-        flush_table()
-        if line.startswith("# "):
-            body.append(f"<h1>{html.escape(line[2:])}</h1>")
-        elif line.startswith("## "):
-            body.append(f"<h2>{html.escape(line[3:])}</h2>")
-        elif line.startswith("!["):
-            alt, src = line[2:].split("](")
-            data = base64.b64encode(images[src.rstrip(")")].read_bytes()).decode()
-            body.append(
-                f'<p><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}" style="max-width:100%"></p>'
-            )
-        elif line.strip():
-            body.append(f"<p>{html.escape(line)}</p>")
-    flush_table()
-    style = (
-        "body{font-family:sans-serif;max-width:60em;margin:2em auto;line-height:1.4}"
-        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.2em .6em}"
-    )
-    return (
-        f"<!doctype html><html><head><meta charset='utf-8'><title>guided quick start</title>"
-        f"<style>{style}</style></head><body>{''.join(body)}</body></html>\n"
-    )

@@ -219,5 +219,16 @@ def summarize(study, out: Path, *, multi: bool, storage: str | None) -> dict[str
             for t, f in zip(best, files)
         ],
     }
+    summary["history"] = [
+        {
+            "number": t.number,
+            "state": t.state.name.lower(),
+            "value": t.values[0] if t.state == optuna.trial.TrialState.COMPLETE else None,
+            "seed_design": t.user_attrs.get("seed_design"),
+            "params": t.user_attrs.get("params"),
+            "macs": t.user_attrs.get("macs"),
+        }
+        for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)
+    ]
     write_json(out / "search.json", summary)
     return summary

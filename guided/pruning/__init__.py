@@ -9,7 +9,7 @@ Example:
     (14, 14, 14)
 """
 
-from guided.pruning.methods import PRUNERS, Method, PruneResult, prune, register_pruner
+from guided.pruning.methods import PRUNERS, Method, PruneResult, prune, ratio_for_budget, register_pruner
 from guided.pruning.surgery import cut, pruned_spec
 
-__all__ = ["PRUNERS", "Method", "PruneResult", "prune", "register_pruner", "cut", "pruned_spec"]
+__all__ = ["PRUNERS", "Method", "PruneResult", "prune", "ratio_for_budget", "register_pruner", "cut", "pruned_spec"]

@@ -18,11 +18,11 @@ from guided.data import ImageData
 from guided.errors import UserError
 from guided.pruning import allocate, criteria, reconstruct
 from guided.pruning.blocks import prune_blocks
-from guided.pruning.surgery import cut
+from guided.pruning.surgery import cut, pruned_spec
 from guided.pruning.unstructured import prune_weights
 from models import ArchSpec, ChannelGroup, channel_groups, cost
 
-__all__ = ["Method", "PRUNERS", "PruneResult", "prune", "register_pruner", "cost_change"]
+__all__ = ["Method", "PRUNERS", "PruneResult", "prune", "ratio_for_budget", "register_pruner", "cost_change"]
 
 Key = tuple[int, int]
 
@@ -274,6 +274,62 @@ def prune(
         **cost_change(spec, new.spec),
     }
     return PruneResult(new, rows, info)
+
+
+def ratio_for_budget(
+    model: nn.Module,
+    method: str,
+    budget: Any,
+    *,
+    allocation: str | None = None,
+    min_channels: int = 1,
+    data: ImageData | None = None,
+    samples: int = 512,
+    seed: int = 0,
+) -> float:
+    """The smallest channel ratio whose pruned architecture fits ``budget`` (a `guided.design.Budget`).
+
+    Only the allocation is repeated (by bisection over the ratio): scores are computed once and no
+    surgery happens, so this costs one scoring pass. Pass the result to `prune` as ``ratio``.
+
+    Example:
+        >>> from guided.design import Budget
+        >>> from models import create_model
+        >>> model = create_model("vgg16", seed=0)
+        >>> r = ratio_for_budget(model, "l1-norm", Budget("params", 5e6))
+        >>> prune(model, "l1-norm", ratio=r).info["params_after"] <= 5e6
+        True
+    """
+    if method not in PRUNERS or PRUNERS[method].custom is not None:
+        raise UserError(f"pruning to a budget needs a channel method, not {method!r}")
+    m = PRUNERS[method]
+    allocation = allocation or m.allocation
+    spec = model.spec
+    groups = [g for g in channel_groups(spec) if g.kind in m.kinds]
+    if allocation == "global":
+        if m.score is None:
+            raise UserError(f"global allocation needs a method with comparable scores, not {method}")
+        scores = m.score(criteria.Context(model, data=data, samples=samples, seed=seed), groups)
+
+        def counts(r: float) -> dict:
+            return allocate.global_threshold(groups, scores, r, min_channels=min_channels)
+    else:
+
+        def counts(r: float) -> dict:
+            return allocate.by_ratio(groups, r, min_channels=min_channels)
+
+    def fits(r: float) -> bool:
+        return budget.of(pruned_spec(spec, counts(r))) <= budget.value
+
+    if budget.of(spec) <= budget.value:
+        raise UserError(f"{spec.name} already fits {budget.kind}={budget.value:,.0f}; nothing to prune")
+    lo, hi = 0.0, 0.999
+    if not fits(hi):
+        raise UserError(f"{method} cannot bring {spec.name} down to {budget.kind}={budget.value:,.0f}")
+    for _ in range(30):
+        mid = (lo + hi) / 2
+        lo, hi = (lo, mid) if fits(mid) else (mid, hi)
+    return hi
 
 
 def cost_change(before: ArchSpec, after: ArchSpec, masks: dict[str, torch.Tensor] | None = None) -> dict[str, Any]:

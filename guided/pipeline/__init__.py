@@ -1,0 +1,134 @@
+"""Whole studies from one TOML file: base training, pruning, patterns, designs, transfer, search, report.
+
+`run_study` validates the file, plans the stages (`guided.pipeline.stages`), and runs the unfinished
+ones (`guided.pipeline.runner`); `dry_run` lists them with their status, cost and estimated time. The
+pipeline only orchestrates: every stage is a call into the library the other modules provide.
+
+Example:
+    >>> from guided.pipeline import load_study
+    >>> study = load_study("configs/study-tiny-digits.toml")  # doctest: +SKIP
+    >>> run_study(study, "results/tiny")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from guided.errors import UserError
+from guided.io import atomic_write_text, read_json, write_json
+from guided.pipeline.config import Study, load_study, parse_study
+from guided.pipeline.runner import Stage, fingerprints, run_stages, status
+from guided.pipeline.stages import Services, plan
+
+__all__ = ["Study", "load_study", "parse_study", "plan_study", "run_study", "dry_run", "Stage", "Services"]
+
+
+def plan_study(study: Study, *, log: Callable[[str], None] = print) -> tuple[list[Stage], Services]:
+    """The study's stages (loading its datasets once, to size the models)."""
+    services = Services(study)
+    return plan(study, services), services
+
+
+def run_study(
+    study: Study,
+    out: str | Path,
+    *,
+    resume: bool = False,
+    source_text: str | None = None,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Run ``study`` into ``out``; returns every stage's completion record.
+
+    Args:
+        study: a validated study (`load_study`).
+        out: the study folder. A folder holding another study's records is refused; one holding this
+            study's records needs ``resume`` (so that a typo in ``--out`` cannot silently mix studies).
+        resume: continue a study started in ``out``: finished stages are skipped, interrupted training
+            continues from its checkpoint, stages whose inputs changed are redone.
+        source_text: the TOML text, copied to ``out/study.toml``.
+    """
+    out = Path(out)
+    marker = out / "study.json"
+    if marker.is_file():
+        previous = read_json(marker)
+        if previous.get("name") != study.study.name:
+            raise UserError(
+                f"{out} holds study {previous.get('name')!r}, not {study.study.name!r}; choose another --out"
+            )
+        if not resume:
+            raise UserError(f"{out} already holds this study; pass --resume to continue it, or choose another --out")
+    elif out.exists() and any(out.iterdir()) and not (out / "stages").exists():
+        raise UserError(f"{out} exists and is not a study folder; choose another --out")
+    stages, services = plan_study(study, log=log)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(marker, {"name": study.study.name, "config": study.to_dict(), "started": time.strftime("%Y-%m-%d")})
+    if source_text is not None:
+        atomic_write_text(out / "study.toml", source_text)
+    records = run_stages(stages, out, services=services, log=log)
+    log(f"wrote {out / 'report.md'} and {out / 'report.html'}")
+    return records
+
+
+def dry_run(study: Study, out: str | Path, *, calibrate: bool = True) -> list[dict[str, Any]]:
+    """What `run_study` would do: per stage, its status, training MACs and estimated time.
+
+    The time estimate divides each stage's MACs by a training throughput (MAC/s) measured with a few
+    training steps of the source model on this device; small networks run below that rate (per-batch
+    overheads), so treat it as a lower bound.
+    """
+    out = Path(out)
+    stages, services = plan_study(study)
+    prints = fingerprints(stages)
+    rate = _throughput(stages, services) if calibrate else None
+    rows = []
+    for s in stages:
+        rows.append(
+            {
+                "stage": s.id,
+                "kind": s.kind,
+                "status": status(out, s, prints[s.id]),
+                "macs": s.macs,
+                "seconds": s.macs / rate if rate and s.macs else None,
+            }
+        )
+    return rows
+
+
+def _throughput(stages: list[Stage], services: Services) -> float:
+    """Training MAC/s of the first trained model on this device: a few timed steps on random data."""
+    import torch
+
+    from guided.train import resolve_precision
+    from models import ArchSpec, build, cost
+
+    first = next((s for s in stages if s.kind == "train"), None)
+    if first is None:
+        return 0.0
+    spec = ArchSpec.from_dict(first.config["spec"])
+    device = services.device
+    model = build(spec, seed=0).to(device).train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    batch = first.config["recipe"]["batch_size"]
+    x = torch.randn(batch, spec.in_channels, spec.input_size, spec.input_size, device=device)
+    y = torch.randint(0, spec.num_classes, (batch,), device=device)
+    amp = resolve_precision(services.precision, device) == "bf16"
+
+    def step() -> None:
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            loss = torch.nn.functional.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    step()  # warm-up
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    started, steps = time.perf_counter(), 3
+    for _ in range(steps):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return 3 * cost(spec).macs * batch * steps / (time.perf_counter() - started)

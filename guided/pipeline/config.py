@@ -1,0 +1,314 @@
+"""A study's TOML file, validated in full before anything runs.
+
+Sections (only ``[study]``, ``[data]`` and ``[model]`` are required)::
+
+    [study]        name, seeds, device, precision
+    [data]         dataset, data_root, image_size, train_subset, test_subset   (the source dataset)
+    [model]        arch, width_mult, head                                       (the source model)
+    [train]        recipe, epochs, batch_size, lr, sparsity_l1                  (every training run)
+    [[prune]]      name, method, base ("plain" | "sparse"), ratio | preset, allocation, samples,
+                   retrain (["finetune", "scratch-e", "scratch-b", "lottery"])
+    [design]       pattern (a [[prune]] name), budgets (["params=25%", "macs=40M"]), per_layer,
+                   multiple_of, pruned (also prune each base to the budget and train that from scratch)
+    [[transfer]]   name, arch, width_mult, head, dataset, data_root, image_size, train_subset,
+                   test_subset, own_pattern, stage_map
+    [search]       budget, trials, epochs, validation, arms (["cold", "seeded"]), pruner, seed
+    [report]       title
+
+Budgets ending in ``%`` are fractions of the full-width model being designed (the source model, or the
+transfer target), so one budget list serves every model of the study.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from guided.design import Budget, parse_budget
+from guided.errors import UserError
+from guided.experiments.common import DataConfig, section
+from guided.pruning import PRUNERS
+from guided.recipes import get_recipe
+from guided.retrain import MODES
+from models import ArchSpec, cost, create_spec
+
+__all__ = [
+    "Study",
+    "StudyConfig",
+    "ModelConfig",
+    "TrainConfig",
+    "PruneConfig",
+    "DesignConfig",
+    "TransferConfig",
+    "SearchConfig",
+    "ReportConfig",
+    "parse_study",
+    "load_study",
+    "resolve_budget",
+]
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """``[study]``: its name, the seeds every experiment repeats over, where to train."""
+
+    name: str
+    seeds: list[int] = field(default_factory=lambda: [0])
+    device: str = "auto"
+    precision: str = "auto"
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """``[model]``: the source architecture."""
+
+    arch: str
+    width_mult: float = 1.0
+    head: str | None = None
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """``[train]``: the recipe every run uses, and the slimming penalty of ``sparse`` bases."""
+
+    recipe: str = "quick"
+    epochs: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    sparsity_l1: float = 1e-4
+
+
+@dataclass(frozen=True)
+class PruneConfig:
+    """``[[prune]]``: one pruning method applied to every seed's base; optionally retrained."""
+
+    name: str
+    method: str
+    base: str = "plain"
+    ratio: float | list[float] | None = None
+    preset: str | None = None
+    allocation: str | None = None
+    samples: int = 512
+    retrain: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class DesignConfig:
+    """``[design]``: guided and uniform designs at each budget, trained from scratch."""
+
+    pattern: str
+    budgets: list[str]
+    per_layer: bool = False
+    multiple_of: int = 1
+    pruned: bool = True
+
+
+@dataclass(frozen=True)
+class TransferConfig:
+    """``[[transfer]]``: design another model (and/or dataset) from the source's pattern."""
+
+    name: str
+    arch: str
+    width_mult: float = 1.0
+    head: str | None = None
+    dataset: str | None = None
+    data_root: str = "./data"
+    image_size: int | None = None
+    train_subset: int | None = None
+    test_subset: int | None = None
+    own_pattern: bool = True
+    stage_map: list[int] | None = None
+
+    def data(self, source: DataConfig) -> DataConfig:
+        """This target's dataset (the source's when ``dataset`` is not given)."""
+        if self.dataset is None:
+            return source
+        return DataConfig(self.dataset, self.data_root, self.image_size, self.train_subset, self.test_subset)
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """``[search]``: Optuna width search on the source model at one budget, against the designs."""
+
+    budget: str
+    trials: int = 12
+    epochs: int = 3
+    validation: float = 0.1
+    arms: list[str] = field(default_factory=lambda: ["cold", "seeded"])
+    pruner: str = "median"
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    """``[report]``."""
+
+    title: str | None = None
+
+
+@dataclass(frozen=True)
+class Study:
+    """A validated study."""
+
+    study: StudyConfig
+    data: DataConfig
+    model: ModelConfig
+    train: TrainConfig
+    prune: list[PruneConfig]
+    design: DesignConfig | None
+    transfer: list[TransferConfig]
+    search: SearchConfig | None
+    report: ReportConfig
+
+    def to_dict(self) -> dict[str, Any]:
+        """The resolved study as plain data (what the report and stage records store)."""
+        return dataclasses.asdict(self)
+
+
+SECTIONS = ("study", "data", "model", "train", "prune", "design", "transfer", "search", "report")
+SEARCH_ARMS = ("cold", "seeded")
+
+
+def load_study(path: str | Path) -> Study:
+    """Read and validate a study TOML file."""
+    import tomllib
+
+    try:
+        with open(path, "rb") as f:
+            table = tomllib.load(f)
+    except FileNotFoundError:
+        raise UserError(f"study file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"study file {path} is not valid TOML: {exc}") from None
+    return parse_study(table)
+
+
+def parse_study(table: dict[str, Any]) -> Study:
+    """Validate a parsed study TOML: unknown keys, wrong types, missing sections, unknown names."""
+    unknown = sorted(set(table) - set(SECTIONS))
+    if unknown:
+        raise UserError(f"unknown section(s) {unknown}; a study has {', '.join(f'[{s}]' for s in SECTIONS)}")
+    for name in ("study", "data", "model"):
+        if name not in table:
+            raise UserError(f"the study has no [{name}] section")
+    for name in ("prune", "transfer"):
+        if name in table and not isinstance(table[name], list):
+            raise UserError(f"[{name}] must be an array of tables: write [[{name}]]")
+    study = section(StudyConfig, table["study"], "study")
+    data = section(DataConfig, table["data"], "data")
+    model = section(ModelConfig, table["model"], "model")
+    train = section(TrainConfig, table.get("train", {}), "train")
+    prune = [section(PruneConfig, p, f"prune.{i}") for i, p in enumerate(table.get("prune", []))]
+    design = section(DesignConfig, table["design"], "design") if "design" in table else None
+    transfer = [section(TransferConfig, t, f"transfer.{i}") for i, t in enumerate(table.get("transfer", []))]
+    search = section(SearchConfig, table["search"], "search") if "search" in table else None
+    report = section(ReportConfig, table.get("report", {}), "report")
+    s = Study(study, data, model, train, prune, design, transfer, search, report)
+    _check(s)
+    return s
+
+
+def _check(s: Study) -> None:
+    if not s.study.seeds:
+        raise UserError("[study] seeds is empty")
+    if len(set(s.study.seeds)) != len(s.study.seeds):
+        raise UserError(f"[study] seeds repeat: {s.study.seeds}")
+    if s.study.precision not in ("auto", "fp32", "bf16"):
+        raise UserError(f"[study] precision must be auto, fp32 or bf16, got {s.study.precision!r}")
+    _check_dataset(s.data.dataset, "data")
+    source = create_spec(s.model.arch, width_mult=s.model.width_mult, head=s.model.head)
+    get_recipe(s.train.recipe)
+    names = [p.name for p in s.prune]
+    if len(set(names)) != len(names):
+        raise UserError(f"[[prune]] names repeat: {names}")
+    for p in s.prune:
+        where = f"[[prune]] {p.name!r}"
+        if p.method not in PRUNERS:
+            raise UserError(f"{where}: unknown method {p.method!r}; choose one of {', '.join(sorted(PRUNERS))}")
+        if p.base not in ("plain", "sparse"):
+            raise UserError(f"{where}: base must be 'plain' or 'sparse', got {p.base!r}")
+        if (p.ratio is None) == (p.preset is None) and PRUNERS[p.method].custom is None:
+            raise UserError(f"{where}: give ratio or preset")
+        bad = [m for m in p.retrain if m not in MODES]
+        if bad:
+            raise UserError(f"{where}: unknown retrain mode(s) {bad}; choose from {', '.join(MODES)}")
+    if s.design:
+        d = s.design
+        if d.pattern not in names:
+            raise UserError(f"[design] pattern = {d.pattern!r} names no [[prune]] entry; give one of {names}")
+        method = next(p.method for p in s.prune if p.name == d.pattern)
+        if PRUNERS[method].custom is not None:
+            raise UserError(
+                f"[design] pattern {d.pattern!r} uses {method}, which does not prune channels; designs need a "
+                f"channel method (l1-norm, slimming, thinet, regression, apoz, taylor)"
+            )
+        if not d.budgets:
+            raise UserError("[design] budgets is empty")
+        for b in d.budgets:
+            resolve_budget(b, source)
+        if d.multiple_of < 1:
+            raise UserError(f"[design] multiple_of must be at least 1, got {d.multiple_of}")
+    tnames = [t.name for t in s.transfer]
+    if len(set(tnames)) != len(tnames) or "source" in tnames:
+        raise UserError(f"[[transfer]] names must be distinct and not 'source': {tnames}")
+    if s.transfer and not s.design:
+        raise UserError("[[transfer]] needs a [design] section (its pattern and budgets)")
+    for t in s.transfer:
+        if t.dataset is not None:
+            _check_dataset(t.dataset, f"transfer {t.name!r}")
+        target = create_spec(t.arch, width_mult=t.width_mult, head=t.head)
+        if t.stage_map is None and len(target.stages) != len(source.stages):
+            raise UserError(
+                f"[[transfer]] {t.name!r}: {target.name} has {len(target.stages)} stages and {source.name} "
+                f"{len(source.stages)}; give stage_map = [pattern stage for each of the target's stages]"
+            )
+        if t.stage_map is not None and len(t.stage_map) != len(target.stages):
+            raise UserError(f"[[transfer]] {t.name!r}: stage_map needs {len(target.stages)} entries")
+    if s.search:
+        q = s.search
+        resolve_budget(q.budget, source)
+        bad = [a for a in q.arms if a not in SEARCH_ARMS]
+        if bad or not q.arms:
+            raise UserError(f"[search] arms must be among {', '.join(SEARCH_ARMS)}, got {q.arms}")
+        if "seeded" in q.arms and (not s.design or q.budget not in s.design.budgets):
+            raise UserError(
+                f"[search] arm 'seeded' starts from the guided and uniform designs at its budget: {q.budget!r} "
+                f"must be one of [design] budgets"
+            )
+        if q.trials < 1 or q.epochs < 1:
+            raise UserError("[search] trials and epochs must be at least 1")
+        if not 0 < q.validation < 1:
+            raise UserError(f"[search] validation must lie in (0, 1), got {q.validation}")
+        if q.pruner not in ("median", "hyperband", "none"):
+            raise UserError(f"[search] pruner must be median, hyperband or none, got {q.pruner!r}")
+
+
+def _check_dataset(name: str, where: str) -> None:
+    from guided.data import list_datasets
+
+    if name.startswith("imagefolder:"):
+        return
+    if name not in list_datasets():
+        raise UserError(
+            f"[{where}] dataset {name!r} is unknown; choose one of {', '.join(list_datasets())} or imagefolder:PATH"
+        )
+
+
+def resolve_budget(text: str, full: ArchSpec) -> Budget:
+    """``params=25%`` -> 25% of ``full``'s parameters; anything else as `guided.design.parse_budget`."""
+    if text.strip().endswith("%"):
+        kind, _, value = text.partition("=")
+        try:
+            fraction = float(value.strip()[:-1]) / 100
+        except ValueError:
+            raise UserError(f"budget {text!r} is not KIND=NUMBER% (e.g. params=25%)") from None
+        if not 0 < fraction <= 1:
+            raise UserError(f"budget {text!r} must be a percentage in (0, 100]")
+        kind = kind.strip().lower()
+        if kind not in ("params", "macs"):
+            raise UserError(f"budget kind must be params or macs, got {kind!r}")
+        c = cost(full)
+        return Budget(kind, fraction * (c.params if kind == "params" else c.macs))
+    return parse_budget(text)

@@ -1,0 +1,534 @@
+"""A study's stages: the library calls the other modules built, in order, each with its inputs.
+
+For the source model, and for each ``[[transfer]]`` target (a *domain*: a model on a dataset):
+
+1. ``base-{plain|sparse}-s{seed}``: train the full-width model (``sparse``: with the slimming penalty);
+2. ``prune-{name}-s{seed}``: prune each base with every ``[[prune]]`` method (targets: only the design's
+   pattern method, when ``own_pattern``), then ``{name}-{mode}-s{seed}``: fine-tune / Scratch-E / Scratch-B
+   / lottery retraining where asked;
+3. ``pattern-{name}``: the per-stage channel pattern over seeds;
+4. ``design-{budget}``: uniform and guided (targets: transferred, and guided from their own pattern)
+   architectures at each budget, and ``{budget}-pruned-s{seed}``: each base pruned to the budget;
+5. ``{budget}-{arm}-s{seed}``: every design trained from scratch with the study's recipe;
+
+then ``search/{cold|seeded}`` (Optuna width search on the source at one budget, on a validation split)
+and ``search/{arm}-best-s{seed}`` (its best spec retrained like the designs), and ``report``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from guided.data import ImageData, validation_split
+from guided.design import Budget, design
+from guided.experiments.common import DataConfig, finished, load_data
+from guided.hooks import BatchNormL1
+from guided.io import read_json, read_spec, write_json, write_spec
+from guided.pipeline.config import PruneConfig, Study, resolve_budget
+from guided.pipeline.runner import Stage, StageContext
+from guided.provenance import resolve_device
+from guided.recipes import Recipe, get_recipe
+from models import ArchSpec, build, cost, create_spec
+
+__all__ = ["Services", "Domain", "plan", "SOURCE"]
+
+SOURCE = "source"
+
+
+class Services:
+    """Shared by every stage of one invocation: datasets (loaded once), device, precision."""
+
+    def __init__(self, study: Study):
+        self.study = study
+        self.device = resolve_device(study.study.device)
+        self.precision = study.study.precision
+        self._data: dict[DataConfig, ImageData] = {}
+
+    def data(self, cfg: DataConfig) -> ImageData:
+        """The configured dataset (subsampled as configured), loaded once."""
+        if cfg not in self._data:
+            self._data[cfg] = load_data(cfg)
+        return self._data[cfg]
+
+
+@dataclass(frozen=True)
+class Domain:
+    """A model on a dataset: the source, or a transfer target."""
+
+    name: str
+    data: DataConfig
+    spec: ArchSpec
+    prune: tuple[PruneConfig, ...]
+    train_images: int
+    test_images: int
+
+
+def plan(study: Study, services: Services) -> list[Stage]:
+    """Every stage of ``study``, in an order where each stage comes after what it reads."""
+    recipe = get_recipe(study.train.recipe).override(
+        epochs=study.train.epochs, batch_size=study.train.batch_size, lr=study.train.lr
+    )
+    source = _domain(SOURCE, study.data, study.model.arch, study.model.width_mult, study.model.head, study, services)
+    source = dataclasses.replace(source, prune=tuple(study.prune))
+    stages: list[Stage] = []
+    build_ = _Builder(study, services, recipe, stages)
+    build_.domain(source)
+    for t in study.transfer:
+        dom = _domain(t.name, t.data(study.data), t.arch, t.width_mult, t.head, study, services)
+        own = tuple(
+            dataclasses.replace(p, retrain=[]) for p in study.prune if p.name == study.design.pattern and t.own_pattern
+        )
+        build_.domain(dataclasses.replace(dom, prune=own), transfer=t)
+    if study.search:
+        build_.search(source)
+    needs = tuple(s.id for s in stages)
+    report = _report_action(study, recipe, list(stages))
+    stages.append(Stage("report", "report", {"title": study.report.title}, report, needs, tags={"role": "report"}))
+    return stages
+
+
+def _domain(name, data_cfg, arch, width_mult, head, study, services) -> Domain:
+    data = services.data(data_cfg)
+    spec = create_spec(
+        arch,
+        num_classes=data.num_classes,
+        width_mult=width_mult,
+        head=head,
+        input_size=data.input_size,
+        in_channels=data.in_channels,
+    )
+    return Domain(name, data_cfg, spec, (), len(data.train), len(data.test))
+
+
+def slug(budget: str) -> str:
+    """A folder-safe name for a budget string: ``params=25%`` -> ``params-25pct``."""
+    return re.sub(r"[^A-Za-z0-9.]+", "-", budget.replace("%", "pct")).strip("-")
+
+
+class _Builder:
+    """Appends stages; keeps the ids of what later stages need."""
+
+    def __init__(self, study: Study, services: Services, recipe: Recipe, stages: list[Stage]):
+        self.study, self.services, self.recipe, self.stages = study, services, recipe, stages
+        self.seeds = study.study.seeds
+        self.patterns: dict[str, str] = {}  # domain -> pattern stage id
+
+    def add(self, stage: Stage) -> str:
+        self.stages.append(stage)
+        return stage.id
+
+    def train_config(self, dom: Domain, spec: ArchSpec, seed: int, recipe: Recipe, **extra) -> dict[str, Any]:
+        return {
+            "spec": spec.to_dict(),
+            "data": dataclasses.asdict(dom.data),
+            "recipe": recipe.to_dict(),
+            "seed": seed,
+            "precision": self.study.study.precision,
+            **extra,
+        }
+
+    def training_macs(self, dom: Domain, spec: ArchSpec, epochs: int) -> float:
+        """Forward and backward (3x) over the train split and a forward over the test split, per epoch."""
+        return float(cost(spec).macs) * (3 * dom.train_images + dom.test_images) * epochs
+
+    # ------------------------------------------------------------------ one domain
+    def domain(self, dom: Domain, transfer=None) -> None:
+        st = self.study
+        kinds = sorted({p.base for p in dom.prune}) if dom.prune else []
+        bases: dict[tuple[str, int], str] = {}
+        for seed in self.seeds:
+            for kind in kinds:
+                l1 = st.train.sparsity_l1 if kind == "sparse" else None
+                bases[kind, seed] = self.add(
+                    Stage(
+                        f"{dom.name}/base-{kind}-s{seed}",
+                        "train",
+                        self.train_config(dom, dom.spec, seed, self.recipe, sparsity_l1=l1, save_init=True),
+                        _train_action(dom.data, self.recipe, seed, l1, save_init=True),
+                        macs=self.training_macs(dom, dom.spec, self.recipe.epochs),
+                        tags={"domain": dom.name, "role": "base", "kind": kind, "seed": seed},
+                    )
+                )
+        pruned: dict[str, list[str]] = {}
+        for p in dom.prune:
+            for seed in self.seeds:
+                base = bases[p.base, seed]
+                pid = self.add(
+                    Stage(
+                        f"{dom.name}/prune-{p.name}-s{seed}",
+                        "prune",
+                        {**dataclasses.asdict(p), "retrain": None, "seed": seed},
+                        _prune_action(dom.data, p, base, seed),
+                        (base,),
+                        tags={"domain": dom.name, "role": "prune", "prune": p.name, "seed": seed},
+                    )
+                )
+                pruned.setdefault(p.name, []).append(pid)
+                for mode in p.retrain:
+                    epochs = self.recipe.finetune_epochs if mode == "finetune" else self.recipe.epochs
+                    self.add(
+                        Stage(
+                            f"{dom.name}/{p.name}-{mode}-s{seed}",
+                            "train",
+                            {"mode": mode, "seed": seed, "recipe": self.recipe.to_dict()},
+                            _retrain_action(dom.data, self.recipe, mode, pid, seed),
+                            (pid,),
+                            macs=self.training_macs(dom, dom.spec, epochs) * _kept_fraction(p) ** 2,
+                            tags={"domain": dom.name, "role": "retrain", "prune": p.name, "mode": mode, "seed": seed},
+                        )
+                    )
+            self.add(
+                Stage(
+                    f"{dom.name}/pattern-{p.name}",
+                    "pattern",
+                    {"method": p.method, "ratio": p.ratio, "preset": p.preset, "source": dom.spec.name},
+                    _pattern_action(p, dom),
+                    tuple(pruned[p.name]),
+                    tags={"domain": dom.name, "role": "pattern", "prune": p.name},
+                )
+            )
+            if st.design and p.name == st.design.pattern:
+                self.patterns[dom.name] = f"{dom.name}/pattern-{p.name}"
+        if st.design:
+            self.designs(dom, bases, transfer)
+
+    def designs(self, dom: Domain, bases: dict[tuple[str, int], str], transfer) -> None:
+        d = self.study.design
+        pattern_row = next(p for p in self.study.prune if p.name == d.pattern)
+        own = self.patterns.get(dom.name)
+        borrowed = self.patterns[SOURCE] if transfer is not None else None
+        for budget_text in d.budgets:
+            budget = resolve_budget(budget_text, dom.spec)
+            b = slug(budget_text)
+            arms = ["uniform"]
+            if own:
+                arms.append("guided")
+            if borrowed:
+                arms.append("transferred")
+            if d.per_layer:
+                arms += [f"{a}-per-layer" for a in arms if a != "uniform"]
+            needs = tuple(x for x in (own, borrowed) if x)
+            did = self.add(
+                Stage(
+                    f"{dom.name}/design-{b}",
+                    "design",
+                    {
+                        "target": dom.spec.to_dict(),
+                        "budget": dataclasses.asdict(budget),
+                        "arms": arms,
+                        "multiple_of": d.multiple_of,
+                        "stage_map": transfer.stage_map if transfer else None,
+                    },
+                    _design_action(dom.spec, budget, arms, own, borrowed, d.multiple_of, transfer),
+                    needs,
+                    tags={"domain": dom.name, "role": "design", "budget": budget_text},
+                )
+            )
+            approx = design(dom.spec, budget, multiple_of=d.multiple_of)  # the uniform design's cost
+            macs = self.training_macs(dom, approx, self.recipe.epochs)
+            sources: dict[str, tuple[str, Callable[[StageContext], ArchSpec]]] = {}
+            for arm in arms:
+                sources[arm] = (did, _spec_from(did, f"{arm}.json"))
+            for seed in self.seeds:
+                if d.pruned and own:
+                    pid = self.add(
+                        Stage(
+                            f"{dom.name}/prune-to-{b}-s{seed}",
+                            "prune",
+                            {"method": pattern_row.method, "budget": dataclasses.asdict(budget), "seed": seed},
+                            _prune_to_budget_action(dom.data, pattern_row, bases[pattern_row.base, seed], budget, seed),
+                            (bases[pattern_row.base, seed],),
+                            tags={"domain": dom.name, "role": "prune-budget", "budget": budget_text, "seed": seed},
+                        )
+                    )
+                    sources["pruned"] = (pid, _spec_from(pid, "spec.json"))
+                for arm, (upstream, get_spec) in sources.items():
+                    self.add(
+                        Stage(
+                            f"{dom.name}/{b}-{arm}-s{seed}",
+                            "train",
+                            self.train_config(dom, dom.spec, seed, self.recipe, arm=arm, budget=budget_text),
+                            _scratch_action(dom.data, self.recipe, seed, get_spec),
+                            (upstream,),
+                            macs=macs,
+                            tags={
+                                "domain": dom.name,
+                                "role": "scratch",
+                                "budget": budget_text,
+                                "arm": arm,
+                                "seed": seed,
+                            },
+                        )
+                    )
+
+    # ------------------------------------------------------------------ search
+    def search(self, source: Domain) -> None:
+        q = self.study.search
+        budget = resolve_budget(q.budget, source.spec)
+        trial_recipe = self.recipe.override(epochs=q.epochs)
+        approx = design(source.spec, budget)
+        design_id = f"{SOURCE}/design-{slug(q.budget)}"
+        val_images = round(q.validation * source.train_images)
+        trial_macs = float(cost(approx).macs) * (3 * (source.train_images - val_images) + val_images) * q.epochs
+        for arm in q.arms:
+            seeded = arm == "seeded"
+            sid = self.add(
+                Stage(
+                    f"search/{arm}",
+                    "search",
+                    {
+                        **dataclasses.asdict(q),
+                        "arms": None,
+                        "arm": arm,
+                        "target": source.spec.to_dict(),
+                        "data": dataclasses.asdict(source.data),
+                        "recipe": trial_recipe.to_dict(),
+                    },
+                    _search_action(source, budget, trial_recipe, q, design_id if seeded else None),
+                    (design_id,) if seeded else (),
+                    macs=trial_macs * q.trials,
+                    tags={"role": "search", "arm": arm, "budget": q.budget},
+                )
+            )
+            for seed in self.seeds:
+                self.add(
+                    Stage(
+                        f"search/{arm}-best-s{seed}",
+                        "train",
+                        self.train_config(source, source.spec, seed, self.recipe, arm=f"search-{arm}"),
+                        _scratch_action(source.data, self.recipe, seed, _spec_from(sid, "best.json")),
+                        (sid,),
+                        macs=self.training_macs(source, approx, self.recipe.epochs),
+                        tags={"role": "search-best", "arm": arm, "budget": q.budget, "seed": seed},
+                    )
+                )
+
+
+def _kept_fraction(p: PruneConfig) -> float:
+    """A rough share of channels kept, for estimates only (presets and stage ratios count as half)."""
+    return 1 - p.ratio if isinstance(p.ratio, float | int) else 0.5
+
+
+# ---------------------------------------------------------------------- actions
+def _quiet(ctx: StageContext) -> Callable[[str], None]:
+    return lambda line: ctx.log(f"      {line}")
+
+
+def _brief(result: dict[str, Any]) -> dict[str, Any]:
+    keys = ("test_acc", "params", "macs", "epochs", "wall_time_s", "mode")
+    return {k: result[k] for k in keys if k in result}
+
+
+def _run_training(ctx: StageContext, model, data: ImageData, recipe: Recipe, seed: int, **kw) -> dict[str, Any]:
+    from guided.train import train
+
+    done = finished(ctx.dir)
+    if done:
+        return _brief(done)
+    svc = ctx.services
+    result = train(
+        model,
+        data,
+        recipe,
+        out_dir=ctx.dir,
+        device=svc.device,
+        seed=seed,
+        resume=(ctx.dir / "checkpoint.pt").exists(),
+        precision=svc.precision,
+        log=_quiet(ctx),
+        **kw,
+    )
+    return _brief(result)
+
+
+def _train_action(data_cfg: DataConfig, recipe: Recipe, seed: int, l1: float | None, save_init: bool):
+    def action(ctx: StageContext) -> dict[str, Any]:
+        spec = ArchSpec.from_dict(ctx.stage.config["spec"])
+        hooks = [BatchNormL1(l1)] if l1 else []
+        data = ctx.services.data(data_cfg)
+        return _run_training(ctx, build(spec, seed=seed), data, recipe, seed, hooks=hooks, save_init=save_init)
+
+    return action
+
+
+def _scratch_action(data_cfg: DataConfig, recipe: Recipe, seed: int, get_spec: Callable[[StageContext], ArchSpec]):
+    """Train a designed (or pruned, or searched) architecture from a fresh initialisation."""
+
+    def action(ctx: StageContext) -> dict[str, Any]:
+        from guided.retrain import fresh_init_seed
+
+        spec = get_spec(ctx)
+        write_spec(ctx.dir / "arch.json", spec)
+        model = build(spec, seed=fresh_init_seed(seed))
+        return _run_training(ctx, model, ctx.services.data(data_cfg), recipe, seed)
+
+    return action
+
+
+def _spec_from(stage_id: str, filename: str) -> Callable[[StageContext], ArchSpec]:
+    return lambda ctx: read_spec(ctx.dir_of(stage_id) / filename)
+
+
+def _prune_action(data_cfg: DataConfig, p: PruneConfig, base_id: str, seed: int):
+    def action(ctx: StageContext) -> dict[str, Any]:
+        from guided.pruning import prune
+        from guided.train import load_weights
+
+        data = ctx.services.data(data_cfg)
+        model = load_weights(ctx.dir_of(base_id)).to(ctx.services.device).eval()
+        result = prune(
+            model,
+            p.method,
+            ratio=p.ratio,
+            preset=p.preset,
+            allocation=p.allocation,
+            data=data,
+            samples=p.samples,
+            seed=seed,
+        )
+        return _save(ctx, result, base_id)
+
+    return action
+
+
+def _save(ctx: StageContext, result, base_id: str) -> dict[str, Any]:
+    from guided.retrain import save_pruned
+
+    base = ctx.record(base_id)
+    save_pruned(result, ctx.dir, source={"run": str(ctx.dir_of(base_id)), "epochs": base["epochs"], "config": {}})
+    info = result.info
+    return {k: info[k] for k in ("method", "params_after", "macs_after", "params_before", "macs_before")}
+
+
+def _prune_to_budget_action(data_cfg: DataConfig, p: PruneConfig, base_id: str, budget: Budget, seed: int):
+    def action(ctx: StageContext) -> dict[str, Any]:
+        from guided.pruning import prune, ratio_for_budget
+        from guided.train import load_weights
+
+        data = ctx.services.data(data_cfg)
+        model = load_weights(ctx.dir_of(base_id)).to(ctx.services.device).eval()
+        kw = {"allocation": p.allocation, "data": data, "samples": p.samples, "seed": seed}
+        ratio = ratio_for_budget(model, p.method, budget, **kw)
+        record = _save(ctx, prune(model, p.method, ratio=ratio, **kw), base_id)
+        return {**record, "ratio": ratio}
+
+    return action
+
+
+def _retrain_action(data_cfg: DataConfig, recipe: Recipe, mode: str, prune_id: str, seed: int):
+    def action(ctx: StageContext) -> dict[str, Any]:
+        from guided.retrain import retrain
+
+        done = finished(ctx.dir)
+        if done:
+            return _brief(done)
+        svc = ctx.services
+        result = retrain(
+            ctx.dir_of(prune_id),
+            mode,
+            svc.data(data_cfg),
+            recipe,
+            out_dir=ctx.dir,
+            seed=seed,
+            device=svc.device,
+            resume=(ctx.dir / "checkpoint.pt").exists(),
+            precision=svc.precision,
+            log=_quiet(ctx),
+        )
+        return _brief(result)
+
+    return action
+
+
+def _pattern_action(p: PruneConfig, dom: Domain):
+    def action(ctx: StageContext) -> dict[str, Any]:
+        from guided.patterns import channel_summary, load_channel_rows
+
+        dirs = [ctx.dir_of(n) for n in ctx.stage.needs]
+        pattern = {
+            "kind": "channels",
+            **channel_summary(load_channel_rows(dirs)),
+            "sources": [
+                {
+                    "dir": str(d.relative_to(ctx.out)),
+                    "method": p.method,
+                    "ratio": p.ratio,
+                    "preset": p.preset,
+                    "source_spec": dom.spec.name,
+                    "dataset": dom.data.dataset,
+                }
+                for d in dirs
+            ],
+        }
+        write_json(ctx.dir / "pattern.json", pattern)
+        return {"stages": [round(r["keep_ratio_mean"], 4) for r in pattern["stages"]]}
+
+    return action
+
+
+def _design_action(target: ArchSpec, budget: Budget, arms, own: str | None, borrowed: str | None, k: int, transfer):
+    def action(ctx: StageContext) -> dict[str, Any]:
+        patterns = {
+            "guided": read_json(ctx.dir_of(own) / "pattern.json") if own else None,
+            "transferred": read_json(ctx.dir_of(borrowed) / "pattern.json") if borrowed else None,
+        }
+        record = {}
+        for arm in arms:
+            base = arm.removesuffix("-per-layer")
+            stage_map = transfer.stage_map if transfer and base == "transferred" else None
+            spec = design(
+                target,
+                budget,
+                pattern=patterns.get(base),
+                per_layer=arm.endswith("-per-layer"),
+                stage_map=stage_map,
+                multiple_of=k,
+            )
+            write_spec(ctx.dir / f"{arm}.json", spec)
+            c = cost(spec)
+            record[arm] = {"params": c.params, "macs": c.macs, "stages": [list(s) for s in spec.stages]}
+        return record
+
+    return action
+
+
+def _search_action(source: Domain, budget: Budget, recipe: Recipe, q, design_id: str | None):
+    def action(ctx: StageContext) -> dict[str, Any]:
+        from search import run_search
+
+        svc = ctx.services
+        data = validation_split(svc.data(source.data), q.validation, seed=q.seed)
+        seeds = []
+        if design_id:
+            seeds = [read_spec(ctx.dir_of(design_id) / f"{a}.json") for a in ("guided", "uniform")]
+        summary = run_search(
+            source.spec,
+            budget,
+            data,
+            recipe,
+            trials=q.trials,
+            out_dir=ctx.dir,
+            pruner=q.pruner,
+            seed_designs=seeds,
+            study_name=f"search-{ctx.stage.config['arm']}",
+            seed=q.seed,
+            device=svc.device,
+            precision=svc.precision,
+            log=_quiet(ctx),
+        )
+        return {"best": summary["best"][0], "trials": summary["history"]}
+
+    return action
+
+
+def _report_action(study: Study, recipe: Recipe, stages: list[Stage]):
+    def action(ctx: StageContext) -> dict[str, Any]:
+        from guided.pipeline.report import write_report
+
+        return write_report(study, recipe, stages, ctx)
+
+    return action
