@@ -228,15 +228,14 @@ def write_report(study: Study, recipe: Recipe, stages: list[Stage], ctx: StageCo
                     {"label": r["arm"], "params": r["params"], "macs": r["macs"], "test_acc": r["test_acc"]}
                     for _, r in sub.iterrows()
                 ]
-                design_stage = next(
-                    s for s in by_role["design"] if s.tags["domain"] == dom and s.tags["budget"] == budget
-                )
                 specs = {}
-                for path in sorted(ctx.dir_of(design_stage.id).glob("*.json")):
-                    if path.name in ("stage.json", "done.json"):
+                for st in by_role["design"]:
+                    if st.tags["domain"] != dom or st.tags["budget"] != budget:
                         continue
-                    shutil.copy(path, out / "designs" / f"{dom}-{slug(budget)}-{path.name}")
-                    specs[path.stem] = ArchSpec.from_json(path.read_text())
+                    for arm in st.config["arms"]:
+                        path = ctx.dir_of(st.id) / f"{arm}.json"
+                        shutil.copy(path, out / "designs" / f"{dom}-{slug(budget)}-{arm}.json")
+                        specs[arm] = ArchSpec.from_json(path.read_text())
                 for st in by_role.get("prune-budget", []):
                     if st.tags["domain"] == dom and st.tags["budget"] == budget:
                         name = f"{dom}-{slug(budget)}-pruned-s{st.tags['seed']}.json"

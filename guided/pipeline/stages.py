@@ -211,35 +211,43 @@ class _Builder:
                 arms.append("transferred")
             if d.per_layer:
                 arms += [f"{a}-per-layer" for a in arms if a != "uniform"]
-            needs = tuple(x for x in (own, borrowed) if x)
-            did = self.add(
+            common = {"target": dom.spec.to_dict(), "budget": dataclasses.asdict(budget), "multiple_of": d.multiple_of}
+            tags = {"domain": dom.name, "role": "design", "budget": budget_text}
+            uid = self.add(  # reads no pattern: a new pattern does not redo the uniform runs
                 Stage(
-                    f"{dom.name}/design-{b}",
+                    f"{dom.name}/uniform-{b}",
                     "design",
-                    {
-                        "target": dom.spec.to_dict(),
-                        "budget": dataclasses.asdict(budget),
-                        "arms": arms,
-                        "multiple_of": d.multiple_of,
-                        "stage_map": transfer.stage_map if transfer else None,
-                    },
-                    _design_action(dom.spec, budget, arms, own, borrowed, d.multiple_of, transfer),
-                    needs,
-                    tags={"domain": dom.name, "role": "design", "budget": budget_text},
+                    {**common, "arms": ["uniform"]},
+                    _design_action(dom.spec, budget, ["uniform"], None, None, d.multiple_of, None),
+                    tags=tags,
                 )
             )
+            sources: dict[str, tuple[str, Callable[[StageContext], ArchSpec]]] = {
+                "uniform": (uid, _spec_from(uid, "uniform.json"))
+            }
+            if len(arms) > 1:
+                guided_arms = arms[1:]
+                did = self.add(
+                    Stage(
+                        f"{dom.name}/design-{b}",
+                        "design",
+                        {**common, "arms": guided_arms, "stage_map": transfer.stage_map if transfer else None},
+                        _design_action(dom.spec, budget, guided_arms, own, borrowed, d.multiple_of, transfer),
+                        tuple(x for x in (own, borrowed) if x),
+                        tags=tags,
+                    )
+                )
+                sources.update({arm: (did, _spec_from(did, f"{arm}.json")) for arm in guided_arms})
             approx = design(dom.spec, budget, multiple_of=d.multiple_of)  # the uniform design's cost
             macs = self.training_macs(dom, approx, self.recipe.epochs)
-            sources: dict[str, tuple[str, Callable[[StageContext], ArchSpec]]] = {}
-            for arm in arms:
-                sources[arm] = (did, _spec_from(did, f"{arm}.json"))
+            prune_config = {**dataclasses.asdict(pattern_row), "name": None, "ratio": None, "retrain": None}
             for seed in self.seeds:
                 if d.pruned and own:
                     pid = self.add(
                         Stage(
                             f"{dom.name}/prune-to-{b}-s{seed}",
                             "prune",
-                            {"method": pattern_row.method, "budget": dataclasses.asdict(budget), "seed": seed},
+                            {**prune_config, "budget": dataclasses.asdict(budget), "seed": seed},
                             _prune_to_budget_action(dom.data, pattern_row, bases[pattern_row.base, seed], budget, seed),
                             (bases[pattern_row.base, seed],),
                             tags={"domain": dom.name, "role": "prune-budget", "budget": budget_text, "seed": seed},
@@ -271,7 +279,7 @@ class _Builder:
         budget = resolve_budget(q.budget, source.spec)
         trial_recipe = self.recipe.override(epochs=q.epochs)
         approx = design(source.spec, budget)
-        design_id = f"{SOURCE}/design-{slug(q.budget)}"
+        designs = (f"{SOURCE}/design-{slug(q.budget)}", f"{SOURCE}/uniform-{slug(q.budget)}")
         val_images = round(q.validation * source.train_images)
         trial_macs = float(cost(approx).macs) * (3 * (source.train_images - val_images) + val_images) * q.epochs
         for arm in q.arms:
@@ -288,8 +296,8 @@ class _Builder:
                         "data": dataclasses.asdict(source.data),
                         "recipe": trial_recipe.to_dict(),
                     },
-                    _search_action(source, budget, trial_recipe, q, design_id if seeded else None),
-                    (design_id,) if seeded else (),
+                    _search_action(source, budget, trial_recipe, q, designs if seeded else None),
+                    designs if seeded else (),
                     macs=trial_macs * q.trials,
                     tags={"role": "search", "arm": arm, "budget": q.budget},
                 )
@@ -496,15 +504,17 @@ def _design_action(target: ArchSpec, budget: Budget, arms, own: str | None, borr
     return action
 
 
-def _search_action(source: Domain, budget: Budget, recipe: Recipe, q, design_id: str | None):
+def _search_action(source: Domain, budget: Budget, recipe: Recipe, q, designs: tuple[str, str] | None):
+    """Search, with ``designs`` (the guided and the uniform design stages) enqueued first when given."""
+
     def action(ctx: StageContext) -> dict[str, Any]:
         from search import run_search
 
         svc = ctx.services
         data = validation_split(svc.data(source.data), q.validation, seed=q.seed)
         seeds = []
-        if design_id:
-            seeds = [read_spec(ctx.dir_of(design_id) / f"{a}.json") for a in ("guided", "uniform")]
+        if designs:
+            seeds = [read_spec(ctx.dir_of(stage) / f"{arm}.json") for stage, arm in zip(designs, ("guided", "uniform"))]
         summary = run_search(
             source.spec,
             budget,

@@ -9,6 +9,7 @@ import pytest
 from guided.errors import UserError
 from guided.experiments import EXPERIMENTS
 from guided.experiments.finetune_vs_scratch import parse
+from guided.pipeline import parse_study
 
 CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.toml"))
 
@@ -25,8 +26,16 @@ TINY = {
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
 def test_shipped_configs_are_valid(path):
+    """Studies (a [study] section) parse as studies, the rest as finetune-vs-scratch experiments; both
+    parsers check model names, datasets, methods and modes."""
     with open(path, "rb") as f:
-        data, model, train, rows = parse(tomllib.load(f))
+        table = tomllib.load(f)
+    if "study" in table:
+        study = parse_study(table)
+        assert path.name.startswith("study-") and study.study.name == path.stem
+        assert len(study.study.seeds) >= 2
+        return
+    data, model, train, rows = parse(table)
     assert data.dataset and model.arch and rows and len(train.seeds) >= 2
 
 

@@ -1,0 +1,220 @@
+"""`guided run`: a tiny study end to end, kill and resume by stage records, validation up front, dry run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import tomllib
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from guided.cli import main
+from guided.errors import UserError
+from guided.pipeline import dry_run, parse_study, plan_study
+from guided.pipeline.runner import fingerprints
+
+ROOT = Path(__file__).resolve().parents[2]
+
+TINY = """
+[study]
+name = "tiny"
+seeds = [0, 1]
+device = "cpu"
+
+[data]
+dataset = "digits"
+train_subset = 400
+test_subset = 200
+
+[model]
+arch = "vgg-tiny"
+
+[train]
+epochs = 2
+batch_size = 64
+
+[[prune]]
+name = "slim"
+method = "slimming"
+base = "sparse"
+ratio = 0.4
+retrain = ["finetune", "scratch-e"]
+
+[design]
+pattern = "slim"
+budgets = ["params=50%"]
+
+[[transfer]]
+name = "wide"
+arch = "vgg-tiny"
+width_mult = 1.5
+
+[search]
+budget = "params=50%"
+trials = 2
+epochs = 1
+validation = 0.25
+pruner = "none"
+"""
+
+
+def write_study(tmp_path: Path, text: str = TINY) -> Path:
+    path = tmp_path / "study.toml"
+    path.write_text(text)
+    return path
+
+
+def records(out: Path) -> dict[str, str]:
+    """Every finished stage's completion record, as text (it holds the time the stage finished)."""
+    return {str(p.parent.relative_to(out / "stages")): p.read_text() for p in (out / "stages").rglob("done.json")}
+
+
+@pytest.fixture(scope="module")
+def finished_study(tmp_path_factory) -> Path:
+    """The tiny study run once, uninterrupted, through the command line."""
+    tmp = tmp_path_factory.mktemp("study")
+    assert main(["run", str(write_study(tmp)), "--out", str(tmp / "out")]) == 0
+    return tmp / "out"
+
+
+def test_tiny_study_runs_every_stage_and_writes_the_report(finished_study):
+    out = finished_study
+    study = parse_study(tomllib.loads(TINY))
+    stages, _ = plan_study(study)
+    assert set(records(out)) == {s.id for s in stages}
+    kinds = {s.kind for s in stages}
+    assert kinds == {"train", "prune", "pattern", "design", "search", "report"}
+    report = (out / "report.md").read_text()
+    for heading in ("Full-width models", "Fine-tuning versus", "Design patterns", "Guided versus uniform", "search"):
+        assert heading in report
+    html = (out / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == report.count("](figures/")
+    for table in ("bases", "retraining", "patterns", "designs-source-params-50pct", "designs-wide-params-50pct"):
+        assert (out / "tables" / f"{table}.csv").stat().st_size > 0
+    designs = {p.name for p in (out / "designs").glob("*.json")}
+    expected = {"source-params-50pct-guided.json", "wide-params-50pct-transferred.json", "search-seeded-best.json"}
+    assert expected <= designs
+    # the seeded search evaluated the guided design first, then the uniform one
+    trials = json.loads((out / "stages/search/seeded/done.json").read_text())["record"]["trials"]
+    assert [t["seed_design"] for t in trials[:2]] == [0, 1]
+
+
+def test_designs_meet_their_budget(finished_study):
+    from guided.io import read_spec
+    from models import cost
+
+    target = 0.5 * cost(read_spec(finished_study / "stages/source/base-sparse-s0/spec.json")).params
+    paths = sorted((finished_study / "designs").glob("source-params-50pct-*.json"))
+    assert len(paths) == 4  # uniform, guided, and each seed's pruned architecture
+    for path in paths:
+        params = cost(read_spec(path)).params
+        if "pruned" in path.name:  # pruning removes whole channels: at most the budget, close below it
+            assert 0.9 * target <= params <= target, path.name
+        else:
+            assert abs(params - target) <= 0.01 * target, path.name
+
+
+def test_rerunning_needs_resume_and_then_does_nothing(finished_study, capsys):
+    study = str(finished_study.parent / "study.toml")
+    before = records(finished_study)
+    assert main(["run", study, "--out", str(finished_study)]) == 2
+    assert "--resume" in capsys.readouterr().err
+    assert main(["run", study, "--out", str(finished_study), "--resume"]) == 0
+    assert records(finished_study) == before
+
+
+def test_killed_study_resumes_without_redoing_finished_stages(tmp_path, finished_study):
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "guided", "run", str(write_study(tmp_path)), "--out", str(out)]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    deadline = time.time() + 120
+    while len(records(out)) < 6 and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the study finished before it could be killed"
+    finished_before = records(out)
+    assert 6 <= len(finished_before) < len(records(finished_study))
+
+    resumed = subprocess.run([*cmd, "--resume"], capture_output=True, text=True, env=env)
+    assert resumed.returncode == 0, resumed.stderr
+    after = records(out)
+    assert {k: after[k] for k in finished_before} == finished_before  # finished stages were not redone
+    assert set(after) == set(records(finished_study))
+    for table in sorted((finished_study / "tables").glob("*.csv")):
+        a, b = pd.read_csv(table), pd.read_csv(out / "tables" / table.name)
+        when = [c for c in a.columns if c.startswith("datetime") or c == "duration"]  # trial clock times
+        pd.testing.assert_frame_equal(a.drop(columns=when), b.drop(columns=when), obj=table.name)
+
+
+def test_dry_run_lists_status_and_editing_a_section_redoes_only_what_reads_it(finished_study, tmp_path):
+    study = parse_study(tomllib.loads(TINY))
+    rows = dry_run(study, finished_study, calibrate=False)
+    assert {r["status"] for r in rows} == {"done"}
+    assert all(r["macs"] > 0 for r in rows if r["kind"] == "train")
+
+    edited = parse_study(tomllib.loads(TINY.replace("trials = 2", "trials = 3")))
+    changed = {r["stage"] for r in dry_run(edited, finished_study, calibrate=False) if r["status"] != "done"}
+    assert changed == {"search/cold", "search/seeded", "report"} | {
+        f"search/{arm}-best-s{seed}" for arm in ("cold", "seeded") for seed in (0, 1)
+    }
+    fresh = dry_run(study, tmp_path / "nothing-here", calibrate=False)
+    assert {r["status"] for r in fresh} == {"todo"}
+
+
+def test_fingerprints_depend_on_what_a_stage_reads():
+    study = parse_study(tomllib.loads(TINY))
+    stages, _ = plan_study(study)
+    a = fingerprints(stages)
+    other, _ = plan_study(parse_study(tomllib.loads(TINY.replace("ratio = 0.4", "ratio = 0.3"))))
+    b = fingerprints(other)
+    assert a["source/base-sparse-s0"] == b["source/base-sparse-s0"]
+    assert a["source/prune-slim-s0"] != b["source/prune-slim-s0"]
+    assert a["source/params-50pct-guided-s1"] != b["source/params-50pct-guided-s1"]  # downstream of the pattern
+    assert a["source/params-50pct-uniform-s1"] == b["source/params-50pct-uniform-s1"]  # reads no pattern
+
+
+@pytest.mark.parametrize(
+    "old, new, message",
+    [
+        ('arch = "vgg-tiny"\n\n[train]', 'arch = "vgg-tiny"\nwidth = 2\n\n[train]', "[model] has unknown key 'width'"),
+        ("epochs = 2", 'epochs = "two"', "[train] epochs = 'two' has the wrong type"),
+        ("[model]\narch = \"vgg-tiny\"", "", "no [model] section"),
+        ('method = "slimming"', 'method = "slimmer"', "unknown method 'slimmer'"),
+        ('pattern = "slim"', 'pattern = "l1"', "pattern = 'l1' names no [[prune]] entry"),
+        ('retrain = ["finetune", "scratch-e"]', 'retrain = ["scratch-c"]', "unknown retrain mode"),
+        ('budgets = ["params=50%"]', 'budgets = ["flops=50%"]', "budget kind must be params or macs"),
+        ('budget = "params=50%"', 'budget = "params=40%"', "must be one of [design] budgets"),
+        ('dataset = "digits"', 'dataset = "cifar11"', "dataset 'cifar11' is unknown"),
+        ("[[transfer]]", "[transfers]", "unknown section(s) ['transfers']"),
+        ('arch = "vgg-tiny"\nwidth_mult = 1.5', 'arch = "resnet-tiny"', "give stage_map"),
+    ],
+)
+def test_invalid_study_is_refused_up_front_naming_the_key(tmp_path, capsys, old, new, message):
+    assert old in TINY
+    path = write_study(tmp_path, TINY.replace(old, new, 1))
+    assert main(["run", str(path), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert not (tmp_path / "out").exists()  # nothing trained, nothing written
+
+
+def test_a_folder_of_another_study_is_refused(finished_study, tmp_path):
+    path = write_study(tmp_path, TINY.replace('name = "tiny"', 'name = "other"'))
+    with pytest.raises(UserError, match="holds study 'tiny'"):
+        from guided.pipeline import load_study, run_study
+
+        run_study(load_study(path), finished_study, resume=True, log=lambda _: None)
+
+
+def test_shipped_tiny_study_matches_the_documented_command():
+    text = (ROOT / "configs" / "study-tiny-digits.toml").read_text()
+    assert "guided run configs/study-tiny-digits.toml" in text
+    parse_study(tomllib.loads(text))
