@@ -45,14 +45,26 @@ def by_ratio(groups: list[ChannelGroup], ratio: float | Sequence[float], *, min_
 def global_threshold(
     groups: list[ChannelGroup], scores: dict[Key, torch.Tensor], ratio: float, *, min_channels: int = 1
 ) -> dict[Key, int]:
-    """Remove the ``ratio`` fraction of pooled channels with the lowest scores (ties kept)."""
+    """Remove the ``ratio`` fraction of pooled channels with the lowest scores.
+
+    Exactly ``int(ratio * total)`` channels are removed (before the ``min_channels`` floor). Ties are
+    broken by relative position within each group, so equal scores (an untrained network's BN scales)
+    remove the same share of every group instead of every tied channel or whole leading layers.
+    """
     _check_ratio(ratio)
     pooled = torch.cat([scores[g.key].flatten().float() for g in groups])
+    spread = torch.cat([(torch.arange(scores[g.key].numel()) + 0.5) / scores[g.key].numel() for g in groups])
     n_remove = int(ratio * len(pooled))
-    if n_remove == 0:
-        return {g.key: g.width for g in groups}
-    threshold = pooled.sort().values[n_remove - 1]
-    return {g.key: max(min(min_channels, g.width), int((scores[g.key] > threshold).sum())) for g in groups}
+    order = spread.argsort(stable=True)
+    order = order[pooled[order].argsort(stable=True)]  # by score, ties in order of relative position
+    removed = torch.zeros(len(pooled), dtype=torch.bool)
+    removed[order[:n_remove]] = True
+    counts, start = {}, 0
+    for g in groups:
+        n = scores[g.key].numel()
+        counts[g.key] = max(min(min_channels, g.width), n - int(removed[start : start + n].sum()))
+        start += n
+    return counts
 
 
 # ---------------------------------------------------------------------- presets (Li et al. 2017)

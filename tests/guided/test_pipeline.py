@@ -186,7 +186,7 @@ def test_fingerprints_depend_on_what_a_stage_reads():
     [
         ('arch = "vgg-tiny"\n\n[train]', 'arch = "vgg-tiny"\nwidth = 2\n\n[train]', "[model] has unknown key 'width'"),
         ("epochs = 2", 'epochs = "two"', "[train] epochs = 'two' has the wrong type"),
-        ("[model]\narch = \"vgg-tiny\"", "", "no [model] section"),
+        ('[model]\narch = "vgg-tiny"', "", "no [model] section"),
         ('method = "slimming"', 'method = "slimmer"', "unknown method 'slimmer'"),
         ('pattern = "slim"', 'pattern = "l1"', "pattern = 'l1' names no [[prune]] entry"),
         ('retrain = ["finetune", "scratch-e"]', 'retrain = ["scratch-c"]', "unknown retrain mode"),

@@ -249,3 +249,27 @@ def test_sss_needs_gates():
         prune(trained_like("resnet-tiny"), "sss", ratio=0.5)
     with pytest.raises(UserError, match="threshold is for sss"):
         prune(trained_like("resnet-tiny"), "l1-norm", ratio=0.5, threshold=0.1)
+
+
+def test_global_threshold_breaks_ties_to_remove_the_exact_count():
+    model = create_model("vgg-tiny", seed=0)  # untrained: every BN scale is 1
+    result = prune(model, "slimming", ratio=0.5)
+    before, after = sum(model.spec.widths()), sum(result.model.spec.widths())
+    assert after == before - int(0.5 * before)
+
+
+@pytest.mark.parametrize(
+    "arch, method", [("vgg-tiny", "slimming"), ("resnet-tiny", "l1-norm"), ("preresnet-bottleneck-tiny", "slimming")]
+)
+@pytest.mark.parametrize("kind", ["params", "macs"])
+def test_ratio_for_budget_lands_just_under_the_budget(arch, method, kind):
+    from guided.design import Budget
+    from guided.pruning import ratio_for_budget
+
+    model = trained_like(arch)
+    budget = Budget(kind, 0.7 * Budget(kind, 0).of(model.spec))
+    ratio = ratio_for_budget(model, method, budget)
+    pruned = prune(model, method, ratio=ratio).model.spec
+    assert budget.of(pruned) <= budget.value
+    slightly_less = prune(model, method, ratio=max(ratio - 0.02, 0.001)).model.spec
+    assert budget.of(slightly_less) > budget.value or ratio <= 0.02
