@@ -85,9 +85,20 @@ def test_module_entry_point_runs_as_a_subprocess():
     assert proc.stderr.strip().startswith("guided cost: error: unknown model")
 
 
-def test_readme_documents_every_subcommand():
+def test_readme_cli_reference_matches_the_parsers():
+    """The README's reference is what `python -m guided.clidoc` generates from argparse, and it names every
+    subcommand and every option of each."""
     from pathlib import Path
 
+    from guided.clidoc import END, START, reference
+
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    for name in COMMANDS:
-        assert f"`guided {name}" in readme, f"README's CLI reference lacks `guided {name}`"
+    block = readme.split(START, 1)[1].split(END, 1)[0]
+    assert block.strip() == reference().strip(), "README's CLI reference is stale: run `python -m guided.clidoc`"
+    parser = build_parser()
+    for name, sub in parser.subparsers.items():
+        section = block.split(f"### `guided {name}`", 1)[1].split("### ", 1)[0]
+        for action in sub._actions:
+            for option in action.option_strings:
+                if option not in ("-h", "--help"):
+                    assert f"`{option}" in section or f", {option}" in section, f"guided {name} {option}"

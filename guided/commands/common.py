@@ -112,15 +112,15 @@ def add_recipe_args(p: argparse.ArgumentParser) -> None:
 
     g = p.add_argument_group("recipe (named defaults, each field overridable)")
     g.add_argument("--recipe", default="quick", choices=sorted(RECIPES), help="quick (CPU, one-cycle) or paper")
-    g.add_argument("--epochs", type=int, metavar="N")
-    g.add_argument("--batch-size", type=int, metavar="N")
+    g.add_argument("--epochs", type=int, metavar="N", help="passes over the training set")
+    g.add_argument("--batch-size", type=int, metavar="N", help="images per step")
     g.add_argument("--lr", type=float, metavar="LR", help="peak learning rate")
-    g.add_argument("--momentum", type=float, metavar="M")
-    g.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=None)
-    g.add_argument("--weight-decay", type=float, metavar="WD")
-    g.add_argument("--schedule", choices=SCHEDULES)
+    g.add_argument("--momentum", type=float, metavar="M", help="SGD momentum")
+    g.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=None, help="Nesterov momentum")
+    g.add_argument("--weight-decay", type=float, metavar="WD", help="L2 penalty on every parameter")
+    g.add_argument("--schedule", choices=SCHEDULES, help="learning-rate schedule")
     g.add_argument("--warmup", type=float, metavar="F", help="onecycle warm-up, fraction of training")
-    g.add_argument("--label-smoothing", type=float, metavar="S")
+    g.add_argument("--label-smoothing", type=float, metavar="S", help="cross-entropy label smoothing")
 
 
 def recipe_from_args(args: argparse.Namespace):

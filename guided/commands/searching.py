@@ -57,8 +57,10 @@ def _search_args(p: argparse.ArgumentParser) -> None:
         help="RDB storage: seconds between heartbeats; a trial silent for 2 beats is failed and retried",
     )
     g.add_argument("--seed", type=int, default=0, help="sampler and training seed")
-    g.add_argument("--device", default="auto")
-    g.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
+    g.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:N")
+    g.add_argument(
+        "--precision", default="auto", choices=["auto", "fp32", "bf16"], help="bf16 autocast where native (auto)"
+    )
     p.add_argument("--out", required=True, metavar="DIR", help="trials, best spec(s), trials.csv, plots")
 
 
