@@ -26,7 +26,7 @@ from guided.pipeline.stages import Services, plan
 __all__ = ["Study", "load_study", "parse_study", "plan_study", "run_study", "dry_run", "Stage", "Services"]
 
 
-def plan_study(study: Study, *, log: Callable[[str], None] = print) -> tuple[list[Stage], Services]:
+def plan_study(study: Study) -> tuple[list[Stage], Services]:
     """The study's stages (loading its datasets once, to size the models)."""
     services = Services(study)
     return plan(study, services), services
@@ -62,7 +62,7 @@ def run_study(
             raise UserError(f"{out} already holds this study; pass --resume to continue it, or choose another --out")
     elif out.exists() and any(out.iterdir()) and not (out / "stages").exists():
         raise UserError(f"{out} exists and is not a study folder; choose another --out")
-    stages, services = plan_study(study, log=log)
+    stages, services = plan_study(study)
     out.mkdir(parents=True, exist_ok=True)
     write_json(marker, {"name": study.study.name, "config": study.to_dict(), "started": time.strftime("%Y-%m-%d")})
     if source_text is not None:

@@ -62,8 +62,6 @@ class StageContext:
     stage: Stage
     services: Any = None
     log: Callable[[str], None] = print
-    fresh: bool = True
-    cache: dict[str, Any] = field(default_factory=dict)
 
     @property
     def dir(self) -> Path:
@@ -127,7 +125,7 @@ def run_stages(
         write_json(folder / "stage.json", {"id": s.id, "kind": s.kind, "fingerprint": prints[s.id], "config": s.config})
         log(f"[{n}/{len(todo)}] {s.kind} {s.id}" + (" (continuing)" if state == "partial" else ""))
         started = time.perf_counter()
-        ctx = StageContext(out, s, services, log, fresh=state != "partial")
+        ctx = StageContext(out, s, services, log)
         try:
             record = s.action(ctx)
         except UserError as exc:

@@ -72,13 +72,13 @@ def plan(study: Study, services: Services) -> list[Stage]:
     recipe = get_recipe(study.train.recipe).override(
         epochs=study.train.epochs, batch_size=study.train.batch_size, lr=study.train.lr
     )
-    source = _domain(SOURCE, study.data, study.model.arch, study.model.width_mult, study.model.head, study, services)
+    source = _domain(SOURCE, study.data, study.model.arch, study.model.width_mult, study.model.head, services)
     source = dataclasses.replace(source, prune=tuple(study.prune))
     stages: list[Stage] = []
     build_ = _Builder(study, services, recipe, stages)
     build_.domain(source)
     for t in study.transfer:
-        dom = _domain(t.name, t.data(study.data), t.arch, t.width_mult, t.head, study, services)
+        dom = _domain(t.name, t.data(study.data), t.arch, t.width_mult, t.head, services)
         own = tuple(
             dataclasses.replace(p, retrain=[]) for p in study.prune if p.name == study.design.pattern and t.own_pattern
         )
@@ -91,7 +91,7 @@ def plan(study: Study, services: Services) -> list[Stage]:
     return stages
 
 
-def _domain(name, data_cfg, arch, width_mult, head, study, services) -> Domain:
+def _domain(name: str, data_cfg: DataConfig, arch: str, width_mult: float, head, services: Services) -> Domain:
     data = services.data(data_cfg)
     spec = create_spec(
         arch,
