@@ -15,6 +15,7 @@ from guided import __version__
 from guided.commands import basic, designs, experiments, plots, pruning, searching, studies, summaries, training
 from guided.commands.common import Command
 from guided.errors import USER_ERRORS, UserError
+from guided.io import read_toml
 
 __all__ = ["main", "COMMANDS", "build_parser", "apply_config"]
 
@@ -59,15 +60,7 @@ def apply_config(parser: argparse.ArgumentParser, path: str) -> None:
 
     Unknown keys and values of the wrong type are refused before anything runs.
     """
-    import tomllib
-
-    try:
-        with open(path, "rb") as f:
-            table = tomllib.load(f)
-    except FileNotFoundError:
-        raise UserError(f"config file {path} does not exist") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise UserError(f"config file {path} is not valid TOML: {exc}") from None
+    table = read_toml(path)
     actions = {a.dest: a for a in parser._actions if a.dest not in ("help", "config")}
     defaults = {}
     for key, value in table.items():

@@ -11,7 +11,7 @@ from typing import Any
 from guided.errors import UserError
 from models.spec import ArchSpec, SpecError
 
-__all__ = ["atomic_write_bytes", "atomic_write_text", "write_json", "read_json", "read_spec", "write_spec"]
+__all__ = ["atomic_write_bytes", "atomic_write_text", "write_json", "read_json", "read_spec", "write_spec", "read_toml"]
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
@@ -73,3 +73,16 @@ def read_spec(path: str | os.PathLike) -> ArchSpec:
 def write_spec(path: str | os.PathLike, spec: ArchSpec) -> Path:
     """Write a spec as indented JSON, atomically."""
     return atomic_write_text(path, spec.to_json() + "\n")
+
+
+def read_toml(path: str | os.PathLike, what: str = "config file") -> dict[str, Any]:
+    """A TOML file as a dict; a missing or malformed file is a one-line `UserError` naming it."""
+    import tomllib
+
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise UserError(f"{what} {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"{what} {path} is not valid TOML: {exc}") from None

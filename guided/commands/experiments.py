@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 
 from guided.commands.common import Command
-from guided.errors import UserError
 
 
 def _experiment_args(p: argparse.ArgumentParser) -> None:
@@ -18,17 +17,10 @@ def _experiment_args(p: argparse.ArgumentParser) -> None:
 
 
 def _experiment(args: argparse.Namespace) -> int:
-    import tomllib
-
     from guided.experiments import EXPERIMENTS
+    from guided.io import read_toml
 
-    try:
-        with open(args.config_file, "rb") as f:
-            config = tomllib.load(f)
-    except FileNotFoundError:
-        raise UserError(f"config file {args.config_file} does not exist") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise UserError(f"config file {args.config_file} is not valid TOML: {exc}") from None
+    config = read_toml(args.config_file)
     EXPERIMENTS[args.name](config, args.out, runs_dir=args.runs_dir)
     print(f"wrote {args.out}/table.md, table.csv, runs.csv, summary.json")
     return 0

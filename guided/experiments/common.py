@@ -14,7 +14,7 @@ import pandas as pd
 from guided.data import ImageData, load_dataset, subsample
 from guided.errors import UserError
 
-__all__ = ["DataConfig", "section", "load_data", "finished", "timed", "mean_std", "markdown_table"]
+__all__ = ["DataConfig", "ModelConfig", "section", "load_data", "finished", "timed", "mean_std", "markdown_table"]
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,15 @@ class DataConfig:
     image_size: int | None = None
     train_subset: int | None = None
     test_subset: int | None = None
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """``[model]``: a registered architecture and its width multiplier (and VGG head)."""
+
+    arch: str
+    width_mult: float = 1.0
+    head: str | None = None
 
 
 def section(cls, table: dict[str, Any], name: str):

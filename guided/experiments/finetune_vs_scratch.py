@@ -30,7 +30,16 @@ from typing import Any
 import pandas as pd
 
 from guided.errors import UserError
-from guided.experiments.common import DataConfig, finished, load_data, markdown_table, mean_std, section, timed
+from guided.experiments.common import (
+    DataConfig,
+    ModelConfig,
+    finished,
+    load_data,
+    markdown_table,
+    mean_std,
+    section,
+    timed,
+)
 from guided.hooks import BatchNormL1
 from guided.io import atomic_write_text, write_json
 from guided.patterns import load_sparsity_reports, sparsity_summary
@@ -43,15 +52,6 @@ from guided.train import load_weights, train
 from models import build, create_spec
 
 __all__ = ["run", "ModelConfig", "TrainConfig", "RowConfig"]
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """``[model]``."""
-
-    arch: str
-    width_mult: float = 1.0
-    head: str | None = None
 
 
 @dataclass(frozen=True)

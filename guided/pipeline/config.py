@@ -28,7 +28,8 @@ from typing import Any
 
 from guided.design import Budget, parse_budget
 from guided.errors import UserError
-from guided.experiments.common import DataConfig, section
+from guided.experiments.common import DataConfig, ModelConfig, section
+from guided.io import read_toml
 from guided.pruning import PRUNERS
 from guided.recipes import get_recipe
 from guided.retrain import MODES
@@ -58,15 +59,6 @@ class StudyConfig:
     seeds: list[int] = field(default_factory=lambda: [0])
     device: str = "auto"
     precision: str = "auto"
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """``[model]``: the source architecture."""
-
-    arch: str
-    width_mult: float = 1.0
-    head: str | None = None
 
 
 @dataclass(frozen=True)
@@ -173,15 +165,7 @@ SEARCH_ARMS = ("cold", "seeded")
 
 def load_study(path: str | Path) -> Study:
     """Read and validate a study TOML file."""
-    import tomllib
-
-    try:
-        with open(path, "rb") as f:
-            table = tomllib.load(f)
-    except FileNotFoundError:
-        raise UserError(f"study file {path} does not exist") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise UserError(f"study file {path} is not valid TOML: {exc}") from None
+    table = read_toml(path, "study file")
     return parse_study(table)
 
 
