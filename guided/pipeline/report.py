@@ -116,7 +116,7 @@ def write_report(study: Study, recipe: Recipe, stages: list[Stage], ctx: StageCo
     runs = runs_table(stages, ctx)
     runs.to_csv(out / "runs.csv", index=False)
     title = study.report.title or f"Study {study.study.name}"
-    parts = [f"# {title}", ""]
+    parts = [f"# {title}", "", _overview(study, recipe, ctx), ""]
     tables: dict[str, pd.DataFrame] = {}
 
     def add_table(name: str, df: pd.DataFrame) -> str:
@@ -308,6 +308,35 @@ def write_report(study: Study, recipe: Recipe, stages: list[Stage], ctx: StageCo
         },
     )
     return {"tables": sorted(tables), "verdicts": verdicts}
+
+
+def _overview(study: Study, recipe: Recipe, ctx: StageContext) -> str:
+    """One paragraph: data, source model, pruning, budgets, transfers, search (from the study itself)."""
+    svc = ctx.services
+    m = study.model
+    lines = [
+        f"Source: {m.arch} x{m.width_mult} on {svc.data(study.data).describe()}. "
+        f"Every network is trained with the `{study.train.recipe}` recipe ({recipe.epochs} epochs) for seeds "
+        f"{study.study.seeds}; accuracies are on the test split (mean ± sample std over seeds)."
+    ]
+    if study.prune:
+        methods = ", ".join(
+            f"{p.name} ({p.method}, {f'preset {p.preset}' if p.preset else f'ratio {p.ratio}'}"
+            + (", slimming-penalty base" if p.base == "sparse" else "")
+            + ")"
+            for p in study.prune
+        )
+        lines.append(f"Pruning: {methods}.")
+    if study.design:
+        lines.append(
+            f"Designs follow the `{study.design.pattern}` pattern at budgets {', '.join(study.design.budgets)} "
+            "(percentages of each full-width model)."
+        )
+    for t in study.transfer:
+        data = svc.data(t.data(study.data)).describe()
+        lines.append(f"Transfer `{t.name}`: {t.arch} x{t.width_mult} on {data}.")
+    lines.append("The study file is `study.toml`.")
+    return " ".join(lines)
 
 
 def _draw_search(curves: dict[str, dict[str, list]], guided_val: float | None, path) -> None:

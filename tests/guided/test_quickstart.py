@@ -5,30 +5,40 @@ import json
 from guided.cli import main
 from guided.io import read_spec
 from guided.quickstart import quickstart
-from models import cost
+from models import cost, create_spec
 
 
 def test_quickstart_writes_report_plots_and_html_then_resumes(tmp_path):
     logs = []
-    settings = {"epochs": 1, "seeds": [0, 1]}
-    report = quickstart(tmp_path, log=logs.append, settings=settings)
+    report = quickstart(tmp_path, log=logs.append, train={"epochs": 1})
     text = report.read_text()
-    for heading in ("## The pattern pruning found", "## Designs at", "## Trained from scratch", "## Provenance"):
+    for heading in ("## Full-width models", "## Design patterns", "## Guided versus uniform", "## Provenance"):
         assert heading in text
     page = (tmp_path / "report.html").read_text()
-    assert page.count("data:image/png;base64,") == 3 and page.count("<table>") == 3
-    for name in ("widths", "profile", "accuracy"):
-        assert (tmp_path / f"{name}.png").stat().st_size > 5000 and (tmp_path / f"{name}.svg").exists()
-    pattern = json.loads((tmp_path / "pattern.json").read_text())
+    assert page.count("data:image/png;base64,") == text.count("](figures/") >= 4
+    assert page.count("<table>") == sum(line.startswith("| --- |") for line in text.splitlines())
+    for name in ("widths-source-params-30pct", "profile", "accuracy-source", "accuracy-vgg16"):
+        assert (tmp_path / "figures" / f"{name}.png").stat().st_size > 5000
+        assert (tmp_path / "figures" / f"{name}.svg").exists()
+    pattern = json.loads((tmp_path / "patterns" / "source-slimming.json").read_text())
     assert len(pattern["stages"]) == 5 and pattern["runs"] == 2
-    budget = 0.3 * cost(read_spec(tmp_path / "runs" / "base-s0" / "spec.json")).params
-    for design in (tmp_path / "designs").glob("*.json"):
-        assert abs(cost(read_spec(design)).params - budget) / budget <= 0.01
-    assert sum(line.strip().startswith("training ") for line in logs) == 10
+    for arch, arms in (("vgg11", ("uniform", "guided")), ("vgg16", ("uniform", "transferred"))):
+        full = create_spec(arch, width_mult=0.25, head="slim", input_size=16, in_channels=1)
+        budget = 0.3 * cost(full).params  # each target's budget: 30% of its own full-width model
+        prefix = "source" if arch == "vgg11" else arch
+        for arm in arms:
+            params = cost(read_spec(tmp_path / "designs" / f"{prefix}-params-30pct-{arm}.json")).params
+            assert abs(params - budget) <= 0.01 * budget, (arch, arm)
+        if arch == "vgg11":  # pruned to the budget: at most it, whole channels below it
+            for pruned in (tmp_path / "designs").glob("source-params-30pct-pruned-s*.json"):
+                assert 0.95 * budget <= cost(read_spec(pruned)).params <= budget
+    trained = [line for line in logs if "] train " in line]
+    assert len(trained) == 12  # 2 bases, 3 source designs x 2 seeds, 2 vgg16 designs x 2 seeds
 
     again = []
-    quickstart(tmp_path, log=again.append, settings=settings)
-    assert not any(line.strip().startswith("training ") for line in again)
+    quickstart(tmp_path, log=again.append, train={"epochs": 1})
+    assert not [line for line in again if "] train " in line]
+    assert (tmp_path / "report.md").read_text() == text
 
 
 def test_quickstart_help(capsys):
