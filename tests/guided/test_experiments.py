@@ -32,7 +32,7 @@ def test_shipped_configs_are_valid(path):
         table = tomllib.load(f)
     if "study" in table:
         study = parse_study(table)
-        assert path.name.startswith("study-") and study.study.name == path.stem
+        assert study.study.name == path.stem
         assert len(study.study.seeds) >= 2
         return
     data, model, train, rows = parse(table)
