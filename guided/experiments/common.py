@@ -14,7 +14,17 @@ import pandas as pd
 from guided.data import ImageData, load_dataset, subsample
 from guided.errors import UserError
 
-__all__ = ["DataConfig", "ModelConfig", "section", "load_data", "finished", "timed", "mean_std", "markdown_table"]
+__all__ = [
+    "DataConfig",
+    "ModelConfig",
+    "PruneRow",
+    "section",
+    "load_data",
+    "finished",
+    "timed",
+    "mean_std",
+    "markdown_table",
+]
 
 
 @dataclass(frozen=True)
@@ -35,6 +45,28 @@ class ModelConfig:
     arch: str
     width_mult: float = 1.0
     head: str | None = None
+
+
+@dataclass(frozen=True)
+class PruneRow:
+    """One pruning method and setting (an experiment's ``[[rows]]``, a study's ``[[prune]]``)."""
+
+    name: str
+    method: str
+    base: str = "plain"
+    ratio: float | list[float] | None = None
+    preset: str | None = None
+    allocation: str | None = None
+    samples: int = 512
+
+    def check(self, where: str) -> None:
+        """Refuse an unknown method or base, naming ``where`` the row is."""
+        from guided.pruning import PRUNERS
+
+        if self.method not in PRUNERS:
+            raise UserError(f"{where}: unknown method {self.method!r}; choose one of {', '.join(sorted(PRUNERS))}")
+        if self.base not in ("plain", "sparse"):
+            raise UserError(f"{where}: base must be 'plain' or 'sparse', got {self.base!r}")
 
 
 def section(cls, table: dict[str, Any], name: str):

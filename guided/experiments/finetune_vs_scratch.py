@@ -33,6 +33,7 @@ from guided.errors import UserError
 from guided.experiments.common import (
     DataConfig,
     ModelConfig,
+    PruneRow,
     finished,
     load_data,
     markdown_table,
@@ -45,7 +46,7 @@ from guided.io import atomic_write_text, write_json
 from guided.patterns import load_sparsity_reports, sparsity_summary
 from guided.plots import draw_sparsity
 from guided.provenance import provenance, resolve_device
-from guided.pruning import PRUNERS, prune
+from guided.pruning import prune
 from guided.recipes import get_recipe
 from guided.retrain import MODES, retrain, save_pruned
 from guided.train import load_weights, train
@@ -68,17 +69,8 @@ class TrainConfig:
     device: str = "auto"
 
 
-@dataclass(frozen=True)
-class RowConfig:
-    """``[[rows]]``: one pruning method and setting."""
-
-    name: str
-    method: str
-    base: str = "plain"
-    ratio: float | list[float] | None = None
-    preset: str | None = None
-    allocation: str | None = None
-    samples: int = 512
+#: ``[[rows]]``: one pruning method and setting.
+RowConfig = PruneRow
 
 
 def parse(config: dict[str, Any]) -> tuple[DataConfig, ModelConfig, TrainConfig, list[RowConfig]]:
@@ -96,10 +88,7 @@ def parse(config: dict[str, Any]) -> tuple[DataConfig, ModelConfig, TrainConfig,
     create_spec(model.arch, width_mult=model.width_mult, head=model.head)  # the model exists
     get_recipe(tr.recipe)
     for r in rows:
-        if r.method not in PRUNERS:
-            raise UserError(f"[[rows]] {r.name!r}: unknown method {r.method!r}; choose one of {', '.join(PRUNERS)}")
-        if r.base not in ("plain", "sparse"):
-            raise UserError(f"[[rows]] {r.name!r}: base must be 'plain' or 'sparse', got {r.base!r}")
+        r.check(f"[[rows]] {r.name!r}")
         if (r.ratio is None) == (r.preset is None):
             raise UserError(f"[[rows]] {r.name!r}: give ratio or preset")
     if not tr.seeds:

@@ -28,7 +28,7 @@ from typing import Any
 
 from guided.design import Budget, parse_budget
 from guided.errors import UserError
-from guided.experiments.common import DataConfig, ModelConfig, section
+from guided.experiments.common import DataConfig, ModelConfig, PruneRow, section
 from guided.io import read_toml
 from guided.pruning import PRUNERS
 from guided.recipes import get_recipe
@@ -73,16 +73,9 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
-class PruneConfig:
+class PruneConfig(PruneRow):
     """``[[prune]]``: one pruning method applied to every seed's base; optionally retrained."""
 
-    name: str
-    method: str
-    base: str = "plain"
-    ratio: float | list[float] | None = None
-    preset: str | None = None
-    allocation: str | None = None
-    samples: int = 512
     retrain: list[str] = field(default_factory=list)
 
 
@@ -209,10 +202,7 @@ def _check(s: Study) -> None:
         raise UserError(f"[[prune]] names repeat: {names}")
     for p in s.prune:
         where = f"[[prune]] {p.name!r}"
-        if p.method not in PRUNERS:
-            raise UserError(f"{where}: unknown method {p.method!r}; choose one of {', '.join(sorted(PRUNERS))}")
-        if p.base not in ("plain", "sparse"):
-            raise UserError(f"{where}: base must be 'plain' or 'sparse', got {p.base!r}")
+        p.check(where)
         if (p.ratio is None) == (p.preset is None) and PRUNERS[p.method].custom is None:
             raise UserError(f"{where}: give ratio or preset")
         bad = [m for m in p.retrain if m not in MODES]
