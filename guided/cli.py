@@ -32,14 +32,21 @@ COMMANDS: dict[str, Command] = {
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line (what is wrong, and where to read more), exit code 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full parser: one subparser per entry of `COMMANDS` (``parser.subparsers`` maps name to it)."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="guided",
         description="Pruning as architecture discovery: train, prune, summarise, design, search.",
     )
     parser.add_argument("--version", action="version", version=f"guided {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_Parser)
     subparsers = {}
     for name, cmd in COMMANDS.items():
         p = sub.add_parser(
@@ -91,11 +98,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             args = parser.parse_args(argv)
         return COMMANDS[args.command].run(args)
     except USER_ERRORS as exc:
-        print(f"guided {args.command}: error: {exc}", file=sys.stderr)
+        print(f"guided {args.command}: error: {_one_line(str(exc))}", file=sys.stderr)
         return 2
+    except OSError as exc:  # the file system said no (permissions, a full disk): not a bug to trace
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"guided {args.command}: error: cannot use{where}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"guided {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def _one_line(message: str) -> str:
+    """A message folded onto one line (an error is one line on stderr, whatever produced it)."""
+    return " ".join(part.strip() for part in message.splitlines() if part.strip())
 
 
 if __name__ == "__main__":

@@ -21,6 +21,8 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import sys
+import zipfile
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -168,9 +170,8 @@ def load_dataset(
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
     cached = cache / f"{_slug(name)}-{size or 'native'}-{key}.npz"
     crop_padding, flip = AUGMENTATION.get(name, (4, True))
-    if cached.is_file():
-        data = _from_npz(name, cached)
-    else:
+    data = _from_npz(name, cached) if cached.is_file() else None
+    if data is None:
         train, test, classes = loader(Path(root).expanduser() if root else None, size)
         data = _with_stats(name, train, test, classes)
         _to_npz(data, cached)
@@ -233,16 +234,24 @@ def _to_npz(data: ImageData, path: Path) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def _from_npz(name: str, path: Path) -> ImageData:
-    with np.load(path, allow_pickle=False) as z:
-        return ImageData(
-            name,
-            Split(z["train_x"], z["train_y"]),
-            Split(z["test_x"], z["test_y"]),
-            tuple(str(c) for c in z["classes"]),
-            tuple(float(v) for v in z["mean"]),
-            tuple(float(v) for v in z["std"]),
+def _from_npz(name: str, path: Path) -> ImageData | None:
+    """The cached arrays, or ``None`` (with a one-line notice) when the cache file is unreadable."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return ImageData(
+                name,
+                Split(z["train_x"], z["train_y"]),
+                Split(z["test_x"], z["test_y"]),
+                tuple(str(c) for c in z["classes"]),
+                tuple(float(v) for v in z["mean"]),
+                tuple(float(v) for v in z["std"]),
+            )
+    except (ValueError, KeyError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        print(
+            f"note: dataset cache {path} is unreadable ({type(exc).__name__}); decoding the images again",
+            file=sys.stderr,
         )
+        return None
 
 
 # ---------------------------------------------------------------------- image folders

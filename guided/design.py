@@ -78,7 +78,9 @@ def layer_ratios(pattern: dict[str, Any], target_units: Sequence[int], stage_map
         by_stage.setdefault(row["stage"], []).append(row["keep_ratio_mean"])
     out = []
     for n, src in zip(target_units, stage_map):
-        values = by_stage[src]
+        values = by_stage.get(src)
+        if not values:
+            raise UserError(f"per-layer designs need the pattern's per-layer rows; it has none for stage {src}")
         xs = (np.arange(len(values)) + 0.5) / len(values)
         out.append([float(np.interp((i + 0.5) / n, xs, values)) for i in range(n)])
     return out
@@ -92,6 +94,7 @@ def design(
     per_layer: bool = False,
     stage_map: Sequence[int] | None = None,
     multiple_of: int = 1,
+    allow_wider: bool = False,
 ) -> ArchSpec:
     """A network shaped like ``target`` whose widths follow ``pattern`` and whose cost meets ``budget``.
 
@@ -103,6 +106,8 @@ def design(
         stage_map: for each target stage, which pattern stage it follows (default: the same index; the
             pattern and target must then have as many stages).
         multiple_of: round every width to a multiple of this (at least one multiple).
+        allow_wider: accept a budget above ``target``'s own cost (a network wider than the target); by
+            default such a budget is refused, since it is almost always a unit mistake.
 
     Example:
         >>> from models import create_spec, cost
@@ -117,6 +122,13 @@ def design(
         )
     if multiple_of < 1:
         raise UserError(f"multiple_of must be at least 1, got {multiple_of}")
+    full = budget.of(target)
+    if budget.value > 1.01 * full and not allow_wider:
+        raise UserError(
+            f"budget {budget.kind}={budget.value:,.0f} is {budget.value / full:.1f}x the full {target.name} "
+            f"({full:,}): the design would be wider than the model; lower the budget, or allow a wider network "
+            "(--allow-wider)"
+        )
     stages = len(target.stages)
     ratios = _ratios(target, pattern, per_layer, stage_map)
     base = _base_widths(target)

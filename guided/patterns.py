@@ -16,7 +16,10 @@ import numpy as np
 from guided.errors import UserError
 from guided.io import read_json, read_spec
 
-__all__ = ["sparsity_summary", "load_sparsity_reports", "channel_summary", "load_channel_rows"]
+__all__ = ["sparsity_summary", "load_sparsity_reports", "channel_summary", "load_channel_rows", "check_pattern"]
+
+#: Per kind of pattern: the per-stage and per-layer fields every row must have (fractions in [0, 1]).
+PATTERN_FIELDS = {"channels": "keep_ratio_mean", "sparsity": "density_mean"}
 
 
 def load_sparsity_reports(pruned_dirs: Sequence[str | Path]) -> list[dict[str, Any]]:
@@ -148,3 +151,31 @@ def channel_summary(runs: Sequence[Sequence[dict[str, Any]]]) -> dict[str, Any]:
             }
         )
     return {"stages": out_stages, "layers": layers, "runs": len(runs)}
+
+
+def check_pattern(pattern: Any, source: str | Path = "pattern") -> dict[str, Any]:
+    """Refuse a pattern that `channel_summary` or `sparsity_summary` (``guided summarize --out``) did not write.
+
+    Checks the structure the designers read: a ``kind``, ``stages`` and ``layers`` rows with integer
+    ``stage`` and a fraction in [0, 1]. Returns ``pattern`` unchanged.
+    """
+    if not isinstance(pattern, dict):
+        raise UserError(
+            f"{source} holds a {type(pattern).__name__}, not a pattern (write one with guided summarize --out)"
+        )
+    kind = pattern.get("kind", "channels")
+    if kind not in PATTERN_FIELDS:
+        raise UserError(f"{source}: pattern kind {kind!r} is unknown; expected channels or sparsity")
+    field = PATTERN_FIELDS[kind]
+    for part in ("stages", "layers"):
+        rows = pattern.get(part, [] if part == "layers" else None)
+        if not isinstance(rows, list) or (part == "stages" and not rows):
+            raise UserError(f"{source}: a {kind} pattern needs a non-empty list {part!r} (see guided summarize --out)")
+        for i, row in enumerate(rows):
+            ok = isinstance(row, dict) and isinstance(row.get("stage"), int) and not isinstance(row["stage"], bool)
+            value = row.get(field) if isinstance(row, dict) else None
+            if not ok or not isinstance(value, int | float) or isinstance(value, bool) or not 0 <= value <= 1:
+                raise UserError(f"{source}: {part}[{i}] needs an integer 'stage' and {field!r} in [0, 1], got {row!r}")
+    if kind == "sparsity" and not isinstance(pattern.get("kernel", {}), dict):
+        raise UserError(f"{source}: 'kernel' must map stages to 3x3 grids")
+    return pattern

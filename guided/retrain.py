@@ -29,7 +29,16 @@ import torch
 from guided.data import ImageData
 from guided.errors import UserError
 from guided.hooks import FixedMasks
-from guided.io import atomic_write_bytes, atomic_write_text, read_json, read_spec, write_json, write_spec
+from guided.io import (
+    atomic_write_bytes,
+    atomic_write_text,
+    load_state,
+    read_json,
+    read_spec,
+    read_tensors,
+    write_json,
+    write_spec,
+)
 from guided.pruning import PruneResult
 from guided.pruning.unstructured import load_masks, save_masks
 from guided.recipes import Recipe, scratch_epochs
@@ -75,7 +84,7 @@ def load_pruned(pruned_dir: str | Path) -> tuple[torch.nn.Module, dict[str, Any]
     info = read_json(folder / "prune.json", "pruned-model record")
     spec = read_spec(folder / "spec.json")
     model = build(spec)
-    model.load_state_dict(torch.load(folder / "model.pt", map_location="cpu", weights_only=True), strict=True)
+    load_state(model, read_tensors(folder / "model.pt", "pruned weights"), folder / "model.pt")
     masks = load_masks(folder / "masks.npz", model) if (folder / "masks.npz").exists() else None
     return model, info, masks
 
@@ -154,5 +163,5 @@ def _winning_ticket(inherited: torch.nn.Module, info: dict[str, Any], masks) -> 
             f"the lottery mode needs the source run's initial weights ({init}); train the source with --save-init"
         )
     model = build(inherited.spec)
-    model.load_state_dict(torch.load(init, map_location="cpu", weights_only=True), strict=True)
+    load_state(model, read_tensors(init, "initial weights"), init)
     return model

@@ -15,9 +15,11 @@ a generator whose state is checkpointed.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import math
+import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -31,7 +33,7 @@ from torch import nn
 from guided.data import ImageData
 from guided.errors import UserError
 from guided.hooks import FixedMasks, Hook
-from guided.io import atomic_write_bytes, atomic_write_text, write_json, write_spec
+from guided.io import atomic_write_bytes, atomic_write_text, load_state, read_tensors, write_json, write_spec
 from guided.loader import DeviceLoader
 from guided.provenance import provenance
 from guided.recipes import Recipe
@@ -88,7 +90,8 @@ def train(
         precision: ``fp32``, ``bf16`` (autocast: convs and linears in bfloat16, weights and optimiser in
             fp32) or ``auto``: bf16 where the device computes it natively (CUDA; CPUs with AVX512-BF16 or
             AMX), fp32 elsewhere.
-        config: the resolved configuration, recorded in ``result.json``.
+        config: the resolved configuration: written to ``config.json`` when a new run starts (with the
+            resolved recipe) and recorded in ``result.json``.
         on_epoch: called with each finished epoch's metrics row, after its checkpoint is written; it may
             raise to stop the run (width search stops unpromising trials this way).
         log: where per-epoch lines go.
@@ -111,11 +114,14 @@ def train(
     ckpt_path = out / "checkpoint.pt"
     if ckpt_path.exists() and not resume:
         raise UserError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
-    if resume and (out / "result.json").exists():
-        log(f"{out}: already finished; nothing to do")
-        return json.loads((out / "result.json").read_text())
-
-    out.mkdir(parents=True, exist_ok=True)
+    if resume:
+        finished = _finished_run(out, recipe)
+        if finished is not None:
+            log(f"{out}: already finished; nothing to do")
+            return finished
+        if not ckpt_path.exists():
+            raise UserError(f"nothing to resume in {out} (no checkpoint.pt); drop --resume to start the run")
+    train_loader, test_loader = _loaders(data, recipe, device, seed)
     model.to(device=device, memory_format=torch.channels_last)
     amp = resolve_precision(precision, device) == "bf16"
     optimizer = torch.optim.SGD(
@@ -125,78 +131,33 @@ def train(
         nesterov=recipe.nesterov,
         weight_decay=recipe.weight_decay,
     )
-    train_loader = DeviceLoader(
-        data.train,
-        data.mean,
-        data.std,
-        batch_size=recipe.batch_size,
-        train=True,
-        device=device,
-        seed=seed,
-        crop_padding=data.crop_padding,
-        flip=data.flip,
-    )
-    test_loader = DeviceLoader(
-        data.test, data.mean, data.std, batch_size=max(256, recipe.batch_size), train=False, device=device
-    )
-    if len(train_loader) == 0:
-        raise UserError(f"batch size {recipe.batch_size} exceeds the {len(data.train)} training images")
     for hook in hooks:
         if isinstance(hook, FixedMasks):
             hook.bind(model)
 
-    state = {"epoch": 0, "step": 0, "elapsed": 0.0, "metrics": []}
-    if resume and ckpt_path.exists():
+    if resume:
         state = _load_checkpoint(ckpt_path, model, optimizer, train_loader, spec)
         log(f"{out}: resuming after epoch {state['epoch']} of {recipe.epochs}")
     else:
-        write_spec(out / "spec.json", spec)
-        if save_init:
-            _save_state_dict(out / "init.pt", model)
-
-    step_fn = torch.compile(model) if compile else model
-    total_steps = recipe.epochs * len(train_loader)
-    c = cost(spec)
-    for epoch in range(state["epoch"], recipe.epochs):
-        start = time.perf_counter()
-        train_loss, train_acc = train_epoch(
-            step_fn,
-            model,
-            train_loader,
-            optimizer,
-            recipe,
-            hooks,
-            state,
-            total_steps,
-            amp,
-            desc=f"epoch {epoch + 1}/{recipe.epochs}",
-        )
-        test_loss, test_acc = evaluate(step_fn, test_loader, amp=amp)
-        seconds = time.perf_counter() - start
-        state["elapsed"] += seconds
-        state["epoch"] = epoch + 1
-        row = {
-            "epoch": epoch + 1,
-            "train_loss": train_loss,
-            "train_acc": train_acc,
-            "test_loss": test_loss,
-            "test_acc": test_acc,
-            "lr": recipe.lr_at(state["step"] / total_steps),
-            "seconds": round(seconds, 3),
-            "images_per_s": round(len(train_loader) * recipe.batch_size / seconds, 1),
-        }
-        state["metrics"].append(row)
-        _save_checkpoint(ckpt_path, model, optimizer, train_loader, spec, state)
-        atomic_write_text(out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in state["metrics"]))
-        log(
-            f"epoch {epoch + 1:>3}/{recipe.epochs}  train loss {train_loss:.4f} acc {train_acc:6.2%}  "
-            f"test loss {test_loss:.4f} acc {test_acc:6.2%}  {seconds:6.1f}s  {row['images_per_s']:.0f} img/s"
-        )
-        if on_epoch is not None:
-            on_epoch(row)
+        state = {"epoch": 0, "step": 0, "elapsed": 0.0, "metrics": []}
+    with _removed_on_early_failure(out, keep=resume):
+        if not resume:
+            write_spec(out / "spec.json", spec)
+            if config is not None:
+                write_json(out / "config.json", {**config, "recipe_resolved": recipe.to_dict()})
+            if save_init:
+                _save_state_dict(out / "init.pt", model)
+        loop = _Loop(torch.compile(model) if compile else model, model, optimizer, recipe, hooks, amp, log)
+        for _ in range(state["epoch"], recipe.epochs):
+            row = loop.epoch(train_loader, test_loader, state)
+            _save_checkpoint(ckpt_path, model, optimizer, train_loader, spec, state)
+            atomic_write_text(out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in state["metrics"]))
+            if on_epoch is not None:
+                on_epoch(row)
 
     _save_state_dict(out / "model.pt", model)
     last = state["metrics"][-1]
+    c = cost(spec)
     result = {
         "spec": spec.name,
         "dataset": data.name,
@@ -214,6 +175,110 @@ def train(
         "provenance": provenance(device),
     }
     write_json(out / "result.json", result)
+    return result
+
+
+def _loaders(data: ImageData, recipe: Recipe, device: torch.device, seed: int) -> tuple[DeviceLoader, DeviceLoader]:
+    """The shuffled, augmented training loader and the test loader, on ``device``."""
+    if recipe.batch_size > len(data.train):
+        raise UserError(f"batch size {recipe.batch_size} exceeds the {len(data.train)} training images")
+    train_loader = DeviceLoader(
+        data.train,
+        data.mean,
+        data.std,
+        batch_size=recipe.batch_size,
+        train=True,
+        device=device,
+        seed=seed,
+        crop_padding=data.crop_padding,
+        flip=data.flip,
+    )
+    test_loader = DeviceLoader(
+        data.test, data.mean, data.std, batch_size=max(256, recipe.batch_size), train=False, device=device
+    )
+    return train_loader, test_loader
+
+
+@contextlib.contextmanager
+def _removed_on_early_failure(out: Path, *, keep: bool):
+    """Run a new training in ``out``; if it fails before its first checkpoint, remove what it wrote.
+
+    A run that stops before finishing one epoch has nothing to resume, so its folder goes back to how it
+    was: removed if this call created it, else emptied of the files this call wrote.
+    """
+    created = not out.exists()
+    before = set() if created else set(out.iterdir())
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        yield
+    except BaseException:
+        if not keep and not (out / "checkpoint.pt").exists():
+            if created:
+                shutil.rmtree(out, ignore_errors=True)
+            else:
+                for path in set(out.iterdir()) - before:
+                    path.unlink(missing_ok=True)
+        raise
+
+
+class _Loop:
+    """One epoch of training and evaluation at a time, with the per-epoch log line."""
+
+    def __init__(self, step_fn, model, optimizer, recipe: Recipe, hooks, amp: bool, log):
+        self.step_fn, self.model, self.optimizer, self.recipe = step_fn, model, optimizer, recipe
+        self.hooks, self.amp, self.log = hooks, amp, log
+
+    def epoch(self, train_loader: DeviceLoader, test_loader: DeviceLoader, state: dict) -> dict[str, Any]:
+        """Train one epoch and evaluate; updates ``state`` (epoch, step, elapsed, metrics) and returns the row."""
+        recipe, epochs = self.recipe, self.recipe.epochs
+        total_steps = epochs * len(train_loader)
+        start = time.perf_counter()
+        train_loss, train_acc = train_epoch(
+            self.step_fn,
+            self.model,
+            train_loader,
+            self.optimizer,
+            recipe,
+            self.hooks,
+            state,
+            total_steps,
+            self.amp,
+            desc=f"epoch {state['epoch'] + 1}/{epochs}",
+        )
+        test_loss, test_acc = evaluate(self.step_fn, test_loader, amp=self.amp)
+        seconds = time.perf_counter() - start
+        state["elapsed"] += seconds
+        state["epoch"] += 1
+        row = {
+            "epoch": state["epoch"],
+            "train_loss": train_loss,
+            "train_acc": train_acc,
+            "test_loss": test_loss,
+            "test_acc": test_acc,
+            "lr": recipe.lr_at(state["step"] / total_steps),
+            "seconds": round(seconds, 3),
+            "images_per_s": round(len(train_loader) * recipe.batch_size / seconds, 1),
+        }
+        state["metrics"].append(row)
+        self.log(
+            f"epoch {state['epoch']:>3}/{epochs}  train loss {train_loss:.4f} acc {train_acc:6.2%}  "
+            f"test loss {test_loss:.4f} acc {test_acc:6.2%}  {seconds:6.1f}s  {row['images_per_s']:.0f} img/s"
+        )
+        return row
+
+
+def _finished_run(out: Path, recipe: Recipe) -> dict[str, Any] | None:
+    """A finished run's result (``None`` if unfinished); refuses to extend it to more epochs."""
+    from guided.io import read_json
+
+    if not (out / "result.json").exists():
+        return None
+    result = read_json(out / "result.json", "run result")
+    if result.get("epochs") != recipe.epochs:
+        raise UserError(
+            f"{out} finished its {result.get('epochs')} epochs; {recipe.epochs} epochs is another run (the learning "
+            "rate follows the step through the whole schedule), so train it in a new --out"
+        )
     return result
 
 
@@ -289,9 +354,14 @@ def train_epoch(step_fn, model, loader, optimizer, recipe, hooks, state, total_s
         if i % 25 == 0 or i == len(loader) - 1:  # a sync: cheap on CPU, rare enough on GPU
             mean_loss = loss_sum.item() / seen
             if not math.isfinite(mean_loss):
+                kept = (
+                    f"the last good checkpoint (epoch {state['epoch']}) is kept"
+                    if state["epoch"]
+                    else "no epoch had finished, so nothing is kept"
+                )
                 raise TrainingDiverged(
-                    f"loss became {mean_loss} at step {state['step']}; stopped, the last good checkpoint "
-                    f"(epoch {state['epoch']}) is kept. Lower the learning rate (now {lr:g})"
+                    f"loss became {mean_loss} at step {state['step']}; stopped ({kept}). "
+                    f"Lower the learning rate (now {lr:g})"
                 )
             bar.set_postfix(loss=f"{mean_loss:.3f}", refresh=False)
     return loss_sum.item() / seen, correct.item() / seen
@@ -344,23 +414,24 @@ def _save_checkpoint(path: Path, model, optimizer, loader: DeviceLoader, spec: A
 
 
 def _load_checkpoint(path: Path, model, optimizer, loader: DeviceLoader, spec: ArchSpec) -> dict:
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is the same user-facing problem
-        raise UserError(f"cannot read checkpoint {path}: {exc}") from None
+    payload = read_tensors(path, "checkpoint")
     if payload.get("format") != CHECKPOINT_FORMAT:
         raise UserError(f"{path} is not a guided checkpoint (format {payload.get('format')!r})")
-    if ArchSpec.from_json(payload["spec"]) != spec:
+    try:
+        same = ArchSpec.from_json(payload["spec"]) == spec
+        metrics = json.loads(payload["metrics"])
+        counters = {k: payload[k] for k in ("epoch", "step", "elapsed")}
+    except (KeyError, TypeError, ValueError) as exc:
+        raise UserError(f"checkpoint {path} is incomplete ({exc}); remove it to start the run again") from None
+    if not same:
         raise UserError(f"{path} was written for another architecture; use a new --out for this one")
-    model.load_state_dict(payload["model"], strict=True)
-    optimizer.load_state_dict(payload["optimizer"])
-    loader.set_state(payload["loader_rng"])
-    return {
-        "epoch": payload["epoch"],
-        "step": payload["step"],
-        "elapsed": payload["elapsed"],
-        "metrics": json.loads(payload["metrics"]),
-    }
+    load_state(model, payload["model"], path)
+    try:
+        optimizer.load_state_dict(payload["optimizer"])
+        loader.set_state(payload["loader_rng"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise UserError(f"checkpoint {path} has an unusable optimiser or data-order state ({exc})") from None
+    return {**counters, "metrics": metrics}
 
 
 def load_weights(run_dir: str | Path, *, which: str = "model.pt") -> nn.Module:
@@ -378,9 +449,9 @@ def load_weights(run_dir: str | Path, *, which: str = "model.pt") -> nn.Module:
     path = run / which
     if not path.is_file():
         raise UserError(f"{path} does not exist; is {run} a finished training run?")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = read_tensors(path, "weights file")
     if which == "checkpoint.pt":
-        state = state["model"]
+        state = state.get("model", {})
     model = build(spec)
-    model.load_state_dict(state, strict=True)
+    load_state(model, state, path)
     return model

@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -28,14 +27,67 @@ from guided.train import train
 from models import ArchSpec, build
 from search.space import WidthSpace
 
-__all__ = ["run_search", "open_storage", "mask_url", "PRUNERS"]
+__all__ = ["run_search", "open_storage", "storage_url", "mask_url", "PRUNERS"]
 
 PRUNERS = ("median", "hyperband", "none")
 
 
-def mask_url(url: str) -> str:
-    """The URL with any password replaced by ``***``."""
-    return re.sub(r"(//[^:/@]+):[^@/]*@", r"\1:***@", url)
+def storage_url(text: str):
+    """Parse a database URL into a SQLAlchemy ``URL``, also when the password holds ``/``, ``@`` or ``:``.
+
+    The user part ends at the *last* ``@`` before the query string, so a password need not be
+    percent-encoded (``postgresql://me:p@ss/word@host/db`` works); percent-escapes in it are decoded, as
+    in every database URL.
+    """
+    from urllib.parse import unquote
+
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    scheme, sep, rest = text.partition("://")
+    head, qmark, query = rest.partition("?")
+    user = password = None
+    if sep and "@" in head:
+        userinfo, head = head.rsplit("@", 1)
+        user, colon, secret = userinfo.partition(":")
+        password = unquote(secret) if colon else None
+        user = unquote(user)
+    try:
+        url = make_url(f"{scheme}{sep}{head}{qmark}{query}")
+    except ArgumentError:
+        raise UserError(
+            f"--storage {mask_url(text)} is not a database URL; write DIALECT://USER:PASSWORD@HOST:PORT/DATABASE"
+        ) from None
+    return url.set(username=user, password=password) if user is not None else url
+
+
+def mask_url(url) -> str:
+    """The URL (text or SQLAlchemy ``URL``) with its password, if any, shown as ``***``."""
+    if not isinstance(url, str):
+        return url.render_as_string(hide_password=True)
+    scheme, sep, rest = url.partition("://")
+    head, qmark, query = rest.partition("?")
+    if sep and "@" in head:
+        userinfo, host = head.rsplit("@", 1)
+        user, colon, _ = userinfo.partition(":")
+        return f"{scheme}{sep}{user}{':***' if colon else ''}@{host}{qmark}{query}"
+    return url
+
+
+def _scrub(message: str, text: str, url) -> str:
+    """``message`` with every spelling of the URL's password (as typed, decoded, encoded) replaced by ``***``."""
+    from urllib.parse import quote
+
+    secrets = set()
+    if url.password:
+        secrets |= {url.password, quote(url.password, safe=""), quote(url.password)}
+    scheme, sep, rest = text.partition("://")
+    head = rest.partition("?")[0]
+    if "@" in head and ":" in head.rsplit("@", 1)[0]:
+        secrets.add(head.rsplit("@", 1)[0].partition(":")[2])
+    for secret in sorted((s for s in secrets if s), key=len, reverse=True):
+        message = message.replace(secret, "***")
+    return message
 
 
 def open_storage(url: str | None, out_dir: Path, *, heartbeat: int = 30):
@@ -43,7 +95,7 @@ def open_storage(url: str | None, out_dir: Path, *, heartbeat: int = 30):
 
     With an RDB, each running trial beats every ``heartbeat`` seconds; a trial silent for two beats (its
     worker was killed) is marked failed by the next worker that starts a trial, and retried once more as a
-    new trial, up to three times.
+    new trial, up to three times. The password is never printed nor written to a file.
     """
     import optuna
 
@@ -57,12 +109,13 @@ def open_storage(url: str | None, out_dir: Path, *, heartbeat: int = 30):
 
     from sqlalchemy.exc import IntegrityError, ProgrammingError
 
+    parsed = storage_url(url)
     for attempt in range(5):
         try:
             with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna's terms; we need them
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 return optuna.storages.RDBStorage(
-                    url,
+                    parsed.render_as_string(hide_password=False),
                     heartbeat_interval=heartbeat,
                     grace_period=2 * heartbeat,
                     heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3),
@@ -73,11 +126,8 @@ def open_storage(url: str | None, out_dir: Path, *, heartbeat: int = 30):
         except Exception as exc:  # noqa: BLE001 - a wrong URL, an unreachable server: the user's to fix
             error = exc
             break
-    message = str(error).splitlines()[0] if str(error) else type(error).__name__
-    password = re.search(r"//[^:/@]+:([^@/]*)@", url)
-    if password and password.group(1):
-        message = message.replace(password.group(1), "***")
-    raise UserError(f"cannot open storage {mask_url(url)}: {message[:200]}")
+    message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    raise UserError(f"cannot open storage {mask_url(parsed)}: {_scrub(message, url, parsed)[:200]}")
 
 
 def run_search(
@@ -130,6 +180,7 @@ def run_search(
     multi = len(objectives) == 2
     out = Path(out_dir)
     space = WidthSpace(target, budget, per_layer=per_layer)
+    space.spec(dict.fromkeys(space.names, 1.0))  # the uniform point: refuses an unreachable budget now
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     sampler = optuna.samplers.NSGAIISampler(seed=seed) if multi else optuna.samplers.TPESampler(seed=seed)
     if multi or pruner == "none":
@@ -206,7 +257,7 @@ def summarize(study, out: Path, *, multi: bool, storage: str | None) -> dict[str
         draw_pareto(complete, [t.number for t in best], out / "pareto.png")
     summary = {
         "study": study.study_name,
-        "storage": mask_url(storage) if storage else str(out / "study.journal"),
+        "storage": mask_url(storage_url(storage)) if storage else str(out / "study.journal"),
         "trials": {s.name.lower(): len(study.get_trials(deepcopy=False, states=(s,))) for s in optuna.trial.TrialState},
         "best": [
             {

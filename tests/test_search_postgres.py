@@ -137,3 +137,28 @@ def test_killed_worker_trial_is_failed_and_retried_and_the_study_completes(postg
     assert len(retried) == 1 and retried[0].state == optuna.trial.TrialState.COMPLETE
     assert retried[0].params == next(t for t in trials if t.number == killed_number).params
     assert len({t.number for t in trials}) == len(trials)  # nothing duplicated
+
+
+@pytest.mark.parametrize("case", enumerate(["Sl/ashPW42", "p@ss@word9", "co:lon:pw7", "pc%zz%9"]), ids=lambda c: c[1])
+def test_password_reaches_no_output_and_no_file(postgres_url, case, tmp_path, capsys):
+    """The server trusts every password, so each connects; none may be printed or written anywhere."""
+    import json
+    from urllib.parse import quote
+
+    from guided.cli import main
+
+    number, password = case
+    url = postgres_url.replace("guided@", f"guided:{password}@")
+    out = tmp_path / "search"
+    argv = ["search", "--arch", "vgg-tiny", "--dataset", "digits", "--train-subset", "200", "--budget", "params=4000"]
+    argv += ["--trials", "1", "--epochs", "1", "--batch-size", "32", "--pruner", "none", "--storage", url]
+    argv += ["--study-name", f"password-{number}", "--out", str(out)]
+    assert main(argv) == 0
+    printed = "".join(capsys.readouterr())
+    files = [f for f in out.rglob("*") if f.is_file()]
+    assert files
+    for spelling in {password, quote(password, safe="")}:
+        assert spelling not in printed
+        assert not [f for f in files if spelling.encode() in f.read_bytes()]
+    recorded = json.loads((out / "search.json").read_text())["storage"]
+    assert recorded == postgres_url.replace("guided@", "guided:***@")

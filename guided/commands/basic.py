@@ -6,7 +6,7 @@ import argparse
 import json
 
 from guided.commands.common import Command, add_arch_args, spec_from_args
-from guided.io import write_spec
+from guided.io import check_output, write_spec
 from models import ArchSpec, cost, create_spec, list_models
 
 
@@ -55,6 +55,7 @@ def _spec_args(p: argparse.ArgumentParser) -> None:
 def _spec(args: argparse.Namespace) -> int:
     spec = spec_from_args(args)
     if args.out:
+        check_output(args.out, folder=False)
         write_spec(args.out, spec)
         print(f"wrote {args.out} ({spec.name}, {cost(spec).params:,} params)")
     else:

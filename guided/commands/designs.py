@@ -29,6 +29,9 @@ def _design_args(p: argparse.ArgumentParser) -> None:
         metavar="I,J,...",
         help="transfer: for each target stage, the pattern stage it follows",
     )
+    g.add_argument(
+        "--allow-wider", action="store_true", help="accept a budget above the full model's cost (a wider network)"
+    )
     g.add_argument("--multiple-of", type=int, default=1, metavar="K", help="round widths to multiples of K")
     g.add_argument("--kernel", action="store_true", help="sparsity: draw 3x3 positions with the pattern's weights")
     g.add_argument("--include-linear", action="store_true", help="sparsity: mask linear layers too")
@@ -43,7 +46,8 @@ def _design_args(p: argparse.ArgumentParser) -> None:
 
 def _design(args: argparse.Namespace) -> int:
     from guided.design import design, design_sparsity, parse_budget
-    from guided.io import read_json, write_json, write_spec
+    from guided.io import check_output, read_json, write_json, write_spec
+    from guided.patterns import check_pattern
     from guided.pruning.unstructured import nonzero_cost, save_masks
     from models import cost
 
@@ -51,10 +55,11 @@ def _design(args: argparse.Namespace) -> int:
         raise UserError("give --pattern PATTERN.json for a guided design, or --uniform for the baseline")
     budget = parse_budget(args.budget)
     target = spec_from_args(args)
-    pattern = read_json(args.pattern, "pattern") if args.pattern else None
+    pattern = check_pattern(read_json(args.pattern, "pattern"), args.pattern) if args.pattern else None
     kind = (pattern or {}).get("kind", "channels")
     if args.uniform and (args.kernel or args.include_linear):
         kind = "sparsity"
+    check_output(args.out, folder=kind == "sparsity")
     if kind == "sparsity":
         result = design_sparsity(
             target,
@@ -96,6 +101,7 @@ def _design(args: argparse.Namespace) -> int:
         per_layer=args.per_layer,
         stage_map=args.stage_map,
         multiple_of=args.multiple_of,
+        allow_wider=args.allow_wider,
     )
     write_spec(args.out, spec)
     c = cost(spec)

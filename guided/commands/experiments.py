@@ -31,7 +31,10 @@ def _quickstart_args(p: argparse.ArgumentParser) -> None:
 
 
 def _quickstart(args: argparse.Namespace) -> int:
+    from guided.io import check_output
     from guided.quickstart import quickstart
+
+    check_output(args.out)
 
     quickstart(args.out)
     return 0

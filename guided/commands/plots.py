@@ -41,7 +41,10 @@ def _plot(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from guided import plots
-    from guided.io import read_json, read_spec
+    from guided.io import check_output, read_json, read_spec
+    from guided.patterns import check_pattern
+
+    check_output(args.out, folder=False)
 
     if args.kind in ("widths", "sparsity") and len(args.inputs) != 1:
         raise UserError(f"plot {args.kind} takes one input file, got {len(args.inputs)}")
@@ -52,16 +55,19 @@ def _plot(args: argparse.Namespace) -> int:
             if not sep:
                 raise UserError(f"--design takes LABEL=SPEC.json, got {item!r}")
             designs[label] = read_spec(path)
-        files = plots.draw_width_bars(read_json(args.inputs[0], "pattern"), designs, args.out, title=args.title)
+        pattern = check_pattern(read_json(args.inputs[0], "pattern"), args.inputs[0])
+        files = plots.draw_width_bars(pattern, designs, args.out, title=args.title)
     elif args.kind == "profile":
         patterns = {}
         for path in args.inputs:
-            pattern = read_json(path, "pattern")
+            pattern = check_pattern(read_json(path, "pattern"), path)
             methods = sorted({s.get("method") or "?" for s in pattern.get("sources", []) if isinstance(s, dict)})
             patterns[", ".join(methods) or Path(path).stem] = pattern
         files = plots.draw_profiles(patterns, args.out, title=args.title)
     elif args.kind == "sparsity":
-        files = plots.draw_sparsity(read_json(args.inputs[0], "sparsity summary"), args.out, title=args.title)
+        summary = read_json(args.inputs[0], "sparsity summary")
+        check_pattern({**summary, "kind": "sparsity"} if isinstance(summary, dict) else summary, args.inputs[0])
+        files = plots.draw_sparsity(summary, args.out, title=args.title)
     else:
         frames = []
         for path in args.inputs:

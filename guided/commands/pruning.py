@@ -14,7 +14,7 @@ from guided.commands.common import (
     spec_from_args,
 )
 from guided.errors import UserError
-from guided.io import read_json
+from guided.io import check_output, read_json
 
 
 def _parse_ratio(text: str) -> float | list[float]:
@@ -73,6 +73,8 @@ def _prune_args(p: argparse.ArgumentParser) -> None:
 def _prune_defaults(args: argparse.Namespace) -> dict:
     if not args.checkpoint:
         return {}
+    if not Path(args.checkpoint).is_dir():
+        raise UserError(f"--checkpoint {args.checkpoint} does not exist or is not a run folder (from guided train)")
     return inherited_defaults(read_json(Path(args.checkpoint) / "config.json", "run configuration"))
 
 
@@ -85,6 +87,8 @@ def _prune(args: argparse.Namespace) -> int:
 
     if args.checkpoint and (args.arch or args.spec):
         raise UserError("give --checkpoint RUN_DIR, or --arch/--spec for fresh weights, not both")
+    if (check_output(args.out) / "prune.json").exists():
+        raise UserError(f"{args.out} already holds a pruned model; choose another --out")
     if args.min_channels < 1:
         raise UserError(f"--min-channels must be at least 1, got {args.min_channels}")
     needs_data = PRUNERS[args.method].needs_data

@@ -66,10 +66,11 @@ def _search_args(p: argparse.ArgumentParser) -> None:
 
 def _search(args: argparse.Namespace) -> int:
     from guided.design import parse_budget
-    from guided.io import read_spec
+    from guided.io import check_output, read_spec
     from guided.provenance import resolve_device
     from search.study import run_search
 
+    check_output(args.out)
     if args.val_fraction is None:
         args.val_fraction = 0.1  # search never looks at the test set
     budget = parse_budget(args.budget)

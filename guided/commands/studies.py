@@ -20,10 +20,11 @@ def _run_args(p: argparse.ArgumentParser) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from guided.io import check_output
     from guided.pipeline import dry_run, load_study, run_study
 
     study = load_study(args.study_file)
-    out = Path(args.out) if args.out else Path("results") / study.study.name
+    out = check_output(Path(args.out) if args.out else Path("results") / study.study.name)
     if args.dry_run:
         rows = dry_run(study, out)
         total_macs = sum(r["macs"] for r in rows if r["status"] != "done")

@@ -20,9 +20,12 @@ def _summarize_args(p: argparse.ArgumentParser) -> None:
 def _summarize(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from guided.io import atomic_write_text, write_json
+    from guided.io import atomic_write_text, check_output, write_json
     from guided.patterns import channel_summary, load_channel_rows, load_sparsity_reports, sparsity_summary
 
+    for option in ("out", "csv", "plot"):
+        if getattr(args, option):
+            check_output(getattr(args, option), folder=False, option=f"--{option}")
     masked = [(Path(d) / "masks.npz").exists() for d in args.pruned]
     if any(masked) and not all(masked):
         raise UserError("mix of masked (unstructured) and structured pruned folders; summarise them separately")

@@ -17,19 +17,8 @@ from guided.commands.common import (
     spec_from_args,
 )
 from guided.errors import UserError
+from guided.io import check_output
 from models import cost
-
-
-def record_config(args: argparse.Namespace, config: dict, recipe) -> None:
-    """Write the resolved configuration of a new run; refuse to start over an existing one."""
-    from guided.io import write_json
-
-    if args.resume:
-        return
-    out = Path(args.out)
-    if (out / "checkpoint.pt").exists():
-        raise UserError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
-    write_json(out / "config.json", {**config, "recipe_resolved": recipe.to_dict()})
 
 
 def finished_line(result: dict) -> str:
@@ -69,6 +58,7 @@ def _train(args: argparse.Namespace) -> int:
     from guided.train import resolve_precision, train
     from models import build
 
+    check_output(args.out)
     device = resolve_device(args.device)
     recipe = recipe_from_args(args)
     data = data_from_args(args)
@@ -89,7 +79,7 @@ def _train(args: argparse.Namespace) -> int:
         f"{data.describe()}\n{spec.name}: {cost(spec).params:,} params, {cost(spec).macs / 1e6:.1f}M MACs, "
         f"{recipe.epochs} epochs on {device} ({resolve_precision(args.precision, device)})"
     )
-    record_config(args, config, recipe)
+    done_before = args.resume and (Path(args.out) / "result.json").exists()
     result = train(
         build(spec, seed=args.seed),
         data,
@@ -104,7 +94,7 @@ def _train(args: argparse.Namespace) -> int:
         precision=args.precision,
         config=config,
     )
-    print(f"{finished_line(result)}; wrote {args.out}/result.json")
+    print(finished_line(result) + ("" if done_before else f"; wrote {args.out}/result.json"))
     return 0
 
 
@@ -136,11 +126,12 @@ def _retrain(args: argparse.Namespace) -> int:
     from guided.provenance import resolve_device
     from guided.retrain import retrain
 
+    check_output(args.out)
     device = resolve_device(args.device)
     recipe = recipe_from_args(args)
     data = data_from_args(args)
     config = {k: v for k, v in vars(args).items()}
-    record_config(args, config, recipe)
+    done_before = args.resume and (Path(args.out) / "result.json").exists()
     result = retrain(
         args.pruned,
         args.mode,
@@ -154,7 +145,7 @@ def _retrain(args: argparse.Namespace) -> int:
         precision=args.precision,
         config=config,
     )
-    print(f"{args.mode}: {finished_line(result)}; wrote {args.out}/result.json")
+    print(f"{args.mode}: {finished_line(result)}" + ("" if done_before else f"; wrote {args.out}/result.json"))
     return 0
 
 

@@ -67,6 +67,13 @@ class PruneRow:
             raise UserError(f"{where}: unknown method {self.method!r}; choose one of {', '.join(sorted(PRUNERS))}")
         if self.base not in ("plain", "sparse"):
             raise UserError(f"{where}: base must be 'plain' or 'sparse', got {self.base!r}")
+        if isinstance(self.ratio, list):
+            if not all(0 <= r < 1 for r in self.ratio) or not any(self.ratio):
+                raise UserError(f"{where}: stage ratios must lie in [0, 1) and not all be 0, got {self.ratio}")
+        elif self.ratio is not None and not 0 < self.ratio < 1:
+            raise UserError(f"{where}: ratio must lie in (0, 1) (the fraction removed), got {self.ratio}")
+        if self.samples < 1:
+            raise UserError(f"{where}: samples must be at least 1, got {self.samples}")
 
 
 def section(cls, table: dict[str, Any], name: str):

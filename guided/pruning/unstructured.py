@@ -10,6 +10,7 @@ pruned at ratio r loses exactly ``round(r * n)`` weights.
 from __future__ import annotations
 
 import io
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -150,8 +151,9 @@ def load_masks(path: str | Path, model: nn.Module | None = None) -> Masks:
                 n = int(np.prod(shape))
                 bits = np.unpackbits(z[f"bits{i}"])[:n]
                 masks[str(name)] = torch.from_numpy(bits.astype(bool).reshape(shape))
-    except (ValueError, KeyError, OSError) as exc:
-        raise UserError(f"{path} is not a mask file written by guided: {exc}") from None
+    except (ValueError, KeyError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        reason = "it holds pickled objects" if "pickled" in str(exc) else type(exc).__name__
+        raise UserError(f"{path} is not a mask file written by guided ({reason}); write it with guided prune") from None
     if model is not None:
         check_masks(model.spec, masks, dict(model.named_parameters()))
     return masks

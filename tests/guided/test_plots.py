@@ -80,7 +80,7 @@ def test_drawing_writes_png_and_svg(tmp_path):
 def test_plot_command(tmp_path, capsys):
     (tmp_path / "p.json").write_text(json.dumps({**pattern(), "sources": [{"method": "slimming"}]}))
     target = create_spec("vgg11", width_mult=0.25).replace(stages=((16, 16), (32,)))
-    write_spec(tmp_path / "g.json", design(target, Budget("params", 2e4), pattern=pattern()))
+    write_spec(tmp_path / "g.json", design(target, Budget("params", 1e4), pattern=pattern()))
     assert (
         main(
             [

@@ -69,6 +69,19 @@ def test_diverging_loss_stops_cleanly_and_keeps_the_last_good_checkpoint(digits,
     assert not (tmp_path / "result.json").exists()
 
 
+def test_divergence_in_the_first_epoch_leaves_nothing_behind(digits, tmp_path):
+    bad = get_recipe("quick").override(epochs=2, batch_size=64, schedule="constant", lr=1e30)
+    out = tmp_path / "run"
+    with pytest.raises(TrainingDiverged, match="no epoch had finished, so nothing is kept"):
+        train(tiny(digits), digits, bad, out_dir=out, save_init=True, config={"lr": 1e30}, log=QUIET)
+    assert not out.exists()  # the folder this call created is gone
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("the user's file")
+    with pytest.raises(TrainingDiverged):
+        train(tiny(digits), digits, bad, out_dir=tmp_path / "mine", save_init=True, log=QUIET)
+    assert [p.name for p in (tmp_path / "mine").iterdir()] == ["notes.txt"]
+
+
 def test_spec_and_dataset_must_agree(digits, tmp_path):
     model = build(create_spec("vgg-tiny", num_classes=7, in_channels=1), seed=0)
     with pytest.raises(UserError, match="expects 7 classes but digits has 10"):
