@@ -12,10 +12,10 @@ import sys
 from collections.abc import Sequence
 
 from guided import __version__
-from guided.commands import basic, designs, experiments, plots, pruning, searching, studies, summaries, training
+from guided.commands import basic, designs, plots, pruning, searching, studies, summaries, training
 from guided.commands.common import Command
 from guided.errors import USER_ERRORS, UserError
-from guided.io import read_toml
+from guided.io import read_toml, type_ok
 
 __all__ = ["main", "COMMANDS", "build_parser", "apply_config"]
 
@@ -27,7 +27,6 @@ COMMANDS: dict[str, Command] = {
     **designs.COMMANDS,
     **plots.COMMANDS,
     **searching.COMMANDS,
-    **experiments.COMMANDS,
     **studies.COMMANDS,
 }
 
@@ -74,12 +73,16 @@ def apply_config(parser: argparse.ArgumentParser, path: str) -> None:
         dest = key.replace("-", "_")
         if dest not in actions:
             raise UserError(f"{path}: unknown key {key!r}; it must be one of this command's options")
-        expected = actions[dest].type or (
-            bool if actions[dest].const in (True, False) or isinstance(actions[dest].default, bool) else str
-        )
-        ok = isinstance(value, expected) or (expected is float and isinstance(value, int))
-        if not ok or (expected is int and isinstance(value, bool)):
-            raise UserError(f"{path}: key {key!r} must be {expected.__name__}, got {value!r}")
+        action = actions[dest]
+        expected = action.type.__name__ if action.type in (int, float, str) else "str"
+        if action.type not in (None, int, float, str):  # a parsing function (e.g. ratios): its own forms
+            expected = "str | int | float | list[float]"
+        if action.nargs == 0 or isinstance(action.default, bool):
+            expected = "bool"
+        elif action.nargs in ("+", "*"):
+            expected = f"list[{expected}]"
+        if not type_ok(value, expected):
+            raise UserError(f"{path}: key {key!r} must be {expected}, got {value!r}")
         defaults[dest] = value
     parser.set_defaults(**defaults)
 

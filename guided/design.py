@@ -41,21 +41,40 @@ class Budget:
         return c.params if self.kind == "params" else c.macs
 
 
-def parse_budget(text: str) -> Budget:
-    """``params=0.3M``, ``macs=40M``, ``params=250000``, ``macs=1.2G`` -> `Budget`."""
-    try:
-        kind, value = text.split("=", 1)
-        kind = kind.strip().lower()
-        value = value.strip()
-        mult = {"k": 1e3, "m": 1e6, "g": 1e9}.get(value[-1:].lower(), 1.0)
-        number = float(value[:-1] if mult != 1.0 else value) * mult
-    except ValueError:
-        raise UserError(f"budget {text!r} is not KIND=NUMBER, e.g. params=0.3M or macs=40M") from None
+def parse_budget(text: str, *, full: ArchSpec | None = None) -> Budget:
+    """``params=0.3M``, ``macs=40M``, ``params=250000``, ``macs=1.2G`` -> `Budget`; with ``full``, also
+    ``params=25%`` (a share of that architecture's cost).
+
+    Example:
+        >>> parse_budget("macs=40M")
+        Budget(kind='macs', value=40000000.0)
+    """
+    kind, sep, value = text.partition("=")
+    kind, value = kind.strip().lower(), value.strip()
+    if not sep or not value:
+        raise UserError(f"budget {text!r} is not KIND=NUMBER, e.g. params=0.3M, macs=40M or params=25%")
     if kind not in ("params", "macs"):
         raise UserError(f"budget kind must be params or macs, got {kind!r}")
+    if value.endswith("%"):
+        if full is None:
+            raise UserError(f"budget {text!r} is a percentage; give an absolute count here, e.g. {kind}=0.3M")
+        fraction = _number(value[:-1], text) / 100
+        if not 0 < fraction <= 1:
+            raise UserError(f"budget {text!r} must be a percentage in (0, 100]")
+        c = cost(full)
+        return Budget(kind, fraction * (c.params if kind == "params" else c.macs))
+    mult = {"k": 1e3, "m": 1e6, "g": 1e9}.get(value[-1:].lower(), 1.0)
+    number = _number(value[:-1] if mult != 1.0 else value, text) * mult
     if not number > 0:
         raise UserError(f"budget must be positive, got {text!r}")
     return Budget(kind, number)
+
+
+def _number(text: str, budget: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise UserError(f"budget {budget!r} is not KIND=NUMBER, e.g. params=0.3M, macs=40M or params=25%") from None
 
 
 def stage_ratios(pattern: dict[str, Any]) -> list[float]:
@@ -279,30 +298,38 @@ def design_sparsity(
     Returns:
         ``masks`` (parameter name to bool tensor) and ``densities`` (layer name to kept fraction).
     """
-    import torch
-
-    from guided.pruning.unstructured import nonzero_cost
     from models import layers as layer_rows
 
     weighted = [r for r in layer_rows(spec) if r.kind == "conv" or (include_linear and r.kind == "linear")]
+    dens, kernels = _stage_densities(spec, pattern, stage_map)
+    keep = _solve_counts(spec, budget, weighted, dens)
+    masks = _random_masks(weighted, keep, kernels if kernel else {}, seed)
+    return {"masks": masks, "densities": {r.name: keep[r.name] / r.weight_params for r in weighted}}
+
+
+def _stage_densities(spec: ArchSpec, pattern, stage_map) -> tuple[list[float], dict]:
+    """Each target stage's density from the pattern (through the stage map), and its 3x3 kernel grid."""
     n_stages = len(spec.stages)
     if pattern is None:
-        dens = [1.0] * n_stages
-        kernels = {}
-    else:
-        if pattern.get("kind") != "sparsity":
-            raise UserError("guided sparsification needs a sparsity pattern (from masked runs), not a channel one")
-        src = [row["density_mean"] for row in sorted(pattern["stages"], key=lambda r: r["stage"])]
-        stage_map = list(stage_map) if stage_map is not None else list(range(n_stages))
-        if len(src) != n_stages and stage_map == list(range(n_stages)):
-            raise UserError(
-                f"the pattern has {len(src)} stages but {spec.name} has {n_stages}; give a stage map "
-                f"(--stage-map with {n_stages} pattern-stage indices)"
-            )
-        if len(stage_map) != n_stages or any(not 0 <= m < len(src) for m in stage_map):
-            raise UserError(f"a stage map needs {n_stages} indices in 0..{len(src) - 1}, got {stage_map}")
-        dens = [src[m] for m in stage_map]
-        kernels = {s: pattern["kernel"].get(m, pattern["kernel"].get(str(m))) for s, m in enumerate(stage_map)}
+        return [1.0] * n_stages, {}
+    if pattern.get("kind") != "sparsity":
+        raise UserError("guided sparsification needs a sparsity pattern (from masked runs), not a channel one")
+    src = [row["density_mean"] for row in sorted(pattern["stages"], key=lambda r: r["stage"])]
+    stage_map = list(stage_map) if stage_map is not None else list(range(n_stages))
+    if len(src) != n_stages and stage_map == list(range(n_stages)):
+        raise UserError(
+            f"the pattern has {len(src)} stages but {spec.name} has {n_stages}; give a stage map "
+            f"(--stage-map with {n_stages} pattern-stage indices)"
+        )
+    if len(stage_map) != n_stages or any(not 0 <= m < len(src) for m in stage_map):
+        raise UserError(f"a stage map needs {n_stages} indices in 0..{len(src) - 1}, got {stage_map}")
+    grids = pattern.get("kernel", {})
+    return [src[m] for m in stage_map], {s: grids.get(m, grids.get(str(m))) for s, m in enumerate(stage_map)}
+
+
+def _solve_counts(spec: ArchSpec, budget: Budget, weighted, dens: list[float]) -> dict[str, int]:
+    """Kept weights per layer, ``min(1, c * density)`` of each, with ``c`` bisected to the budget."""
+    from guided.pruning.unstructured import nonzero_cost
 
     def counts(c: float) -> dict[str, int]:
         return {
@@ -323,22 +350,27 @@ def design_sparsity(
     for _ in range(60):
         mid = (lo + hi) / 2
         lo, hi = (mid, hi) if spend(mid) <= budget.value else (lo, mid)
-    keep = counts(hi if abs(spend(hi) - budget.value) < abs(spend(lo) - budget.value) else lo)
+    return counts(hi if abs(spend(hi) - budget.value) < abs(spend(lo) - budget.value) else lo)
+
+
+def _random_masks(weighted, keep: dict[str, int], kernels: dict, seed: int) -> dict[str, Any]:
+    """Seeded random masks with ``keep`` entries per layer; 3x3 positions drawn by ``kernels`` weights."""
+    import torch
+
     gen = torch.Generator().manual_seed(seed)
     masks = {}
     for r in weighted:
         shape = (r.out_ch, r.in_ch, r.kernel, r.kernel) if r.kind == "conv" else (r.out_ch, r.in_ch)
-        n = r.weight_params
-        grid = kernels.get(r.stage) if kernel and r.kind == "conv" and r.kernel == 3 else None
+        grid = kernels.get(r.stage) if r.kind == "conv" and r.kernel == 3 else None
         if grid is not None:
             weights = torch.tensor(grid, dtype=torch.float64).clamp_min(1e-6).repeat(r.out_ch * r.in_ch, 1, 1)
             idx = torch.multinomial(weights.flatten(), keep[r.name], replacement=False, generator=gen)
         else:
-            idx = torch.randperm(n, generator=gen)[: keep[r.name]]
-        m = torch.zeros(n, dtype=torch.bool)
+            idx = torch.randperm(r.weight_params, generator=gen)[: keep[r.name]]
+        m = torch.zeros(r.weight_params, dtype=torch.bool)
         m[idx] = True
         masks[f"{r.name}.weight"] = m.view(shape)
-    return {"masks": masks, "densities": {r.name: keep[r.name] / r.weight_params for r in weighted}}
+    return masks
 
 
 class _CountMask:

@@ -22,6 +22,8 @@ __all__ = [
     "read_tensors",
     "load_state",
     "check_output",
+    "toml_section",
+    "type_ok",
 ]
 
 
@@ -184,3 +186,42 @@ def check_output(path: str | os.PathLike, *, folder: bool = True, option: str = 
             f"{option} {path} cannot be written ({probe_in}: {exc.strerror}); choose another place"
         ) from None
     return path
+
+
+def type_ok(value: Any, expected: str) -> bool:
+    """Whether a TOML value fits a type annotation written as text (``int``, ``float | None``, ``list[str]``).
+
+    ``float`` accepts integers; ``bool`` is never taken for a number. The one type check behind study
+    sections (`toml_section`) and ``--config`` files (`guided.cli.apply_config`).
+    """
+    checks = {"str": str, "int": int, "float": (int, float), "bool": bool}
+    for t in (part.strip() for part in str(expected).split("|")):
+        if t == "None" and value is None:
+            return True
+        if t.startswith("list") and isinstance(value, list):
+            inner = t[t.index("[") + 1 : -1] if "[" in t else "str"
+            if all(type_ok(v, inner) for v in value):
+                return True
+        if t in checks and isinstance(value, checks[t]) and not (t != "bool" and isinstance(value, bool)):
+            return True
+    return False
+
+
+def toml_section(cls, table: Any, name: str):
+    """Build dataclass ``cls`` from a TOML table, refusing unknown keys, wrong types and missing keys by name."""
+    from dataclasses import MISSING, fields
+
+    if not isinstance(table, dict):
+        raise UserError(f"[{name}] must be a table")
+    known = {f.name: f for f in fields(cls)}
+    for key, value in table.items():
+        if key not in known:
+            raise UserError(f"[{name}] has unknown key {key!r}; known keys: {', '.join(known)}")
+        if not type_ok(value, known[key].type):
+            raise UserError(f"[{name}] {key} = {value!r} has the wrong type (expected {known[key].type})")
+    missing = [
+        f.name for f in fields(cls) if f.name not in table and f.default is MISSING and f.default_factory is MISSING
+    ]
+    if missing:
+        raise UserError(f"[{name}] is missing {', '.join(missing)}")
+    return cls(**table)

@@ -1,7 +1,8 @@
 """The offline quick start: pruning as architecture discovery, end to end, in about a minute on a CPU.
 
 It is an ordinary study (`guided/studies/quickstart.toml`, also ``configs/quickstart.toml``) run by the
-pipeline into ``results/quickstart``: on scikit-learn's handwritten digits (always offline), a small VGG
+pipeline into ``./guided-quickstart`` (ignored by git; the committed reference run is in
+``results/quickstart``): on scikit-learn's handwritten digits (always offline), a small VGG
 trained with the Network Slimming penalty for two seeds, pruned, summarised into a per-stage pattern,
 guided / uniform / pruned networks at one budget trained from scratch, the pattern transferred to a
 deeper VGG, and a report (Markdown and a self-contained HTML page) with tables and plots. Run again, it
@@ -26,7 +27,7 @@ def quickstart_text() -> str:
 
 
 def quickstart(
-    out_dir: str | Path = "results/quickstart",
+    out_dir: str | Path = "guided-quickstart",
     *,
     log: Callable[[str], None] = print,
     train: dict[str, Any] | None = None,

@@ -83,15 +83,13 @@ def train(
         device: where to train; the data are moved there once.
         seed: seeds data order and augmentation (initialisation is seeded where the model is built).
         hooks: pruning hooks (L1 on BN scales, fixed masks, ...).
-        resume: continue from ``out_dir/checkpoint.pt``; without it, a folder that already holds a
-            checkpoint is refused rather than overwritten.
+        resume: continue from ``out_dir/checkpoint.pt`` (a finished run with the same epochs is returned as
+            is); without it, a folder that already holds a checkpoint is refused rather than overwritten.
         save_init: write the initial weights to ``init.pt`` (for lottery-ticket retraining).
         compile: wrap the model in `torch.compile`.
-        precision: ``fp32``, ``bf16`` (autocast: convs and linears in bfloat16, weights and optimiser in
-            fp32) or ``auto``: bf16 where the device computes it natively (CUDA; CPUs with AVX512-BF16 or
-            AMX), fp32 elsewhere.
-        config: the resolved configuration: written to ``config.json`` when a new run starts (with the
-            resolved recipe) and recorded in ``result.json``.
+        precision: ``fp32``, ``bf16`` (autocast) or ``auto``: bf16 where the device computes it natively.
+        config: the resolved configuration: written to ``config.json`` when a new run starts, and recorded
+            in ``result.json``.
         on_epoch: called with each finished epoch's metrics row, after its checkpoint is written; it may
             raise to stop the run (width search stops unpromising trials this way).
         log: where per-epoch lines go.
@@ -100,65 +98,68 @@ def train(
         The contents of ``result.json``.
 
     Example:
-        >>> from guided.data import load_dataset
         >>> from guided.recipes import get_recipe
         >>> from models import build, create_spec
-        >>> data = load_dataset("digits")
         >>> model = build(create_spec("vgg-tiny", in_channels=1), seed=0)
-        >>> result = train(model, data, get_recipe("quick").override(epochs=1), out_dir="/tmp/run")  # doctest: +SKIP
+        >>> train(model, load_dataset("digits"), get_recipe("quick"), out_dir="/tmp/run")  # doctest: +SKIP
     """
-    out = Path(out_dir)
-    device = torch.device(device)
-    spec: ArchSpec = model.spec
+    out, device, spec = Path(out_dir), torch.device(device), model.spec
     _check_fits(spec, data)
-    ckpt_path = out / "checkpoint.pt"
-    if ckpt_path.exists() and not resume:
-        raise UserError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
-    if resume:
-        finished = _finished_run(out, recipe)
-        if finished is not None:
-            log(f"{out}: already finished; nothing to do")
-            return finished
-        if not ckpt_path.exists():
-            raise UserError(f"nothing to resume in {out} (no checkpoint.pt); drop --resume to start the run")
+    finished = _check_resume(out, recipe, resume)
+    if finished is not None:
+        log(f"{out}: already finished; nothing to do")
+        return finished
     train_loader, test_loader = _loaders(data, recipe, device, seed)
     model.to(device=device, memory_format=torch.channels_last)
     amp = resolve_precision(precision, device) == "bf16"
-    optimizer = torch.optim.SGD(
+    optimizer = _optimizer(model, recipe, hooks)
+    state = {"epoch": 0, "step": 0, "elapsed": 0.0, "metrics": []}
+    if resume:
+        state = _load_checkpoint(out / "checkpoint.pt", model, optimizer, train_loader, spec)
+        log(f"{out}: resuming after epoch {state['epoch']} of {recipe.epochs}")
+    with _removed_on_early_failure(out, keep=resume):
+        if not resume:
+            _start_run(out, model, recipe, config, save_init)
+        loop = _Loop(torch.compile(model) if compile else model, model, optimizer, recipe, hooks, amp, log)
+        for _ in range(state["epoch"], recipe.epochs):
+            row = loop.epoch(train_loader, test_loader, state)
+            _save_checkpoint(out / "checkpoint.pt", model, optimizer, train_loader, spec, state)
+            atomic_write_text(out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in state["metrics"]))
+            if on_epoch is not None:
+                on_epoch(row)
+    _save_state_dict(out / "model.pt", model)
+    result = _result(spec, data, recipe, state, seed=seed, amp=amp, config=config, device=device)
+    write_json(out / "result.json", result)
+    return result
+
+
+def _optimizer(model: nn.Module, recipe: Recipe, hooks: Sequence[Hook]) -> torch.optim.Optimizer:
+    """SGD as the recipe says; fixed-mask hooks are bound to the model (weights zeroed) first."""
+    for hook in hooks:
+        if isinstance(hook, FixedMasks):
+            hook.bind(model)
+    return torch.optim.SGD(
         model.parameters(),
         lr=recipe.lr,
         momentum=recipe.momentum,
         nesterov=recipe.nesterov,
         weight_decay=recipe.weight_decay,
     )
-    for hook in hooks:
-        if isinstance(hook, FixedMasks):
-            hook.bind(model)
 
-    if resume:
-        state = _load_checkpoint(ckpt_path, model, optimizer, train_loader, spec)
-        log(f"{out}: resuming after epoch {state['epoch']} of {recipe.epochs}")
-    else:
-        state = {"epoch": 0, "step": 0, "elapsed": 0.0, "metrics": []}
-    with _removed_on_early_failure(out, keep=resume):
-        if not resume:
-            write_spec(out / "spec.json", spec)
-            if config is not None:
-                write_json(out / "config.json", {**config, "recipe_resolved": recipe.to_dict()})
-            if save_init:
-                _save_state_dict(out / "init.pt", model)
-        loop = _Loop(torch.compile(model) if compile else model, model, optimizer, recipe, hooks, amp, log)
-        for _ in range(state["epoch"], recipe.epochs):
-            row = loop.epoch(train_loader, test_loader, state)
-            _save_checkpoint(ckpt_path, model, optimizer, train_loader, spec, state)
-            atomic_write_text(out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in state["metrics"]))
-            if on_epoch is not None:
-                on_epoch(row)
 
-    _save_state_dict(out / "model.pt", model)
-    last = state["metrics"][-1]
-    c = cost(spec)
-    result = {
+def _start_run(out: Path, model: nn.Module, recipe: Recipe, config: dict[str, Any] | None, save_init: bool) -> None:
+    """The files a new run writes before its first epoch: spec, resolved configuration, initial weights."""
+    write_spec(out / "spec.json", model.spec)
+    if config is not None:
+        write_json(out / "config.json", {**config, "recipe_resolved": recipe.to_dict()})
+    if save_init:
+        _save_state_dict(out / "init.pt", model)
+
+
+def _result(spec: ArchSpec, data: ImageData, recipe: Recipe, state: dict, **run: Any) -> dict[str, Any]:
+    """``result.json``: the last epoch's numbers, the costs, and the run's provenance."""
+    last, c = state["metrics"][-1], cost(spec)
+    return {
         "spec": spec.name,
         "dataset": data.name,
         "test_acc": last["test_acc"],
@@ -168,14 +169,12 @@ def train(
         "params": c.params,
         "macs": c.macs,
         "wall_time_s": round(state["elapsed"], 2),
-        "seed": seed,
-        "precision": "bf16" if amp else "fp32",
+        "seed": run["seed"],
+        "precision": "bf16" if run["amp"] else "fp32",
         "recipe": recipe.to_dict(),
-        "config": config or {},
-        "provenance": provenance(device),
+        "config": run["config"] or {},
+        "provenance": provenance(run["device"]),
     }
-    write_json(out / "result.json", result)
-    return result
 
 
 def _loaders(data: ImageData, recipe: Recipe, device: torch.device, seed: int) -> tuple[DeviceLoader, DeviceLoader]:
@@ -265,6 +264,18 @@ class _Loop:
             f"test loss {test_loss:.4f} acc {test_acc:6.2%}  {seconds:6.1f}s  {row['images_per_s']:.0f} img/s"
         )
         return row
+
+
+def _check_resume(out: Path, recipe: Recipe, resume: bool) -> dict[str, Any] | None:
+    """A finished run's result when resuming one; refuses resuming nothing, and starting over a run."""
+    finished = _finished_run(out, recipe) if resume else None
+    if finished is None and resume != (out / "checkpoint.pt").exists():
+        raise UserError(
+            f"nothing to resume in {out} (no checkpoint.pt); drop --resume to start the run"
+            if resume
+            else f"{out} already holds a run; pass --resume to continue it or choose another --out"
+        )
+    return finished
 
 
 def _finished_run(out: Path, recipe: Recipe) -> dict[str, Any] | None:

@@ -155,10 +155,19 @@ def channel_groups(spec: ArchSpec) -> list[ChannelGroup]:
 def cost(spec: ArchSpec, density: dict[str, float] | None = None) -> Cost:
     """Parameters and MACs of a spec (non-zero counts given per-layer weight densities).
 
+    A model built from a spec may stand in for it (its ``spec`` is counted); anything else is refused.
+
     Example:
         >>> cost(create_spec("vgg16")).params
         14987722
     """
+    if not isinstance(spec, ArchSpec):
+        spec = getattr(spec, "spec", spec)
+    if not isinstance(spec, ArchSpec):
+        raise SpecError(
+            f"cost counts architectures described by an ArchSpec, not a {type(spec).__name__}: pass a spec "
+            "(create_spec, ArchSpec.from_json) or a model built from one (models.build)"
+        )
     return count(layers(spec), density)
 
 

@@ -8,34 +8,40 @@ from typing import Any
 __all__ = ["history_data", "draw_history", "pareto_data", "draw_pareto"]
 
 
-def history_data(trials: list[Any]) -> dict[str, list]:
-    """Trial numbers, first objective values, the running best, and which trials were seeded designs."""
-    trials = sorted(trials, key=lambda t: t.number)
-    values = [t.values[0] for t in trials]
+def history_data(history: list[dict[str, Any]]) -> dict[str, list]:
+    """Completed trials of a search history (``search.json``'s ``history`` rows): their numbers, values,
+    the running best, and which were seeded designs."""
+    done = sorted((t for t in history if t.get("value") is not None), key=lambda t: t["number"])
     best, running = [], float("-inf")
-    for v in values:
-        running = max(running, v)
+    for t in done:
+        running = max(running, t["value"])
         best.append(running)
     return {
-        "number": [t.number for t in trials],
-        "value": values,
+        "number": [t["number"] for t in done],
+        "value": [t["value"] for t in done],
         "best": best,
-        "seeded": ["seed_design" in t.user_attrs for t in trials],
+        "seeded": [t.get("seed_design") is not None for t in done],
     }
 
 
-def draw_history(trials: list[Any], path: str | Path, *, seeded: bool = True) -> list[Path]:
-    """Validation accuracy per trial and the best so far; seeded designs marked."""
+def draw_history(
+    histories: dict[str, list[dict[str, Any]]], path: str | Path, *, reference: float | None = None
+) -> list[Path]:
+    """Validation accuracy per trial and the best so far, one colour per search; seeded designs boxed;
+    ``reference`` (e.g. the guided design's validation accuracy) as a dashed line."""
     from guided.plots import finish, subplots
 
-    data = history_data(trials)
     fig, ax = subplots(figsize=(5.5, 3.2))
-    ax.plot(data["number"], [100 * v for v in data["value"]], "o", ms=4, label="trial")
-    ax.plot(data["number"], [100 * v for v in data["best"]], "-", label="best so far")
-    if seeded:
-        xs = [n for n, s in zip(data["number"], data["seeded"]) if s]
-        ys = [100 * v for v, s in zip(data["value"], data["seeded"]) if s]
-        ax.plot(xs, ys, "s", mfc="none", ms=9, label="seeded design")
+    for name, history in histories.items():
+        data = history_data(history)
+        xs = [n + 1 for n in data["number"]]
+        (line,) = ax.plot(xs, [100 * v for v in data["best"]], "-", label=f"{name}: best so far")
+        ax.plot(xs, [100 * v for v in data["value"]], "o", ms=3, color=line.get_color(), alpha=0.5)
+        seeded = [(x, 100 * v) for x, v, s in zip(xs, data["value"], data["seeded"]) if s]
+        if seeded:
+            ax.plot(*zip(*seeded), "s", mfc="none", ms=9, color=line.get_color())
+    if reference is not None:
+        ax.axhline(100 * reference, ls="--", color="k", lw=1, label="guided design")
     ax.set_xlabel("trial")
     ax.set_ylabel("validation accuracy (%)")
     ax.legend(fontsize=8)

@@ -27,9 +27,10 @@ from guided.train import train
 from models import ArchSpec, build
 from search.space import WidthSpace
 
-__all__ = ["run_search", "open_storage", "storage_url", "mask_url", "PRUNERS"]
+__all__ = ["run_search", "open_storage", "storage_url", "mask_url", "TRIAL_STOPPERS"]
 
-PRUNERS = ("median", "hyperband", "none")
+#: Optuna "pruners" that stop unpromising trials early (named apart from network pruning methods).
+TRIAL_STOPPERS = ("median", "hyperband", "none")
 
 
 def storage_url(text: str):
@@ -170,56 +171,27 @@ def run_search(
     """
     import optuna
 
-    objectives = tuple(objectives)
-    if objectives not in (("acc",), ("acc", "macs")):
-        raise UserError(f"objectives must be acc or acc,macs, got {','.join(objectives)}")
-    if pruner not in PRUNERS:
-        raise UserError(f"unknown pruner {pruner!r}; choose one of {', '.join(PRUNERS)}")
-    if trials < 1:
-        raise UserError(f"--trials must be at least 1, got {trials}")
-    multi = len(objectives) == 2
+    multi = _check_request(tuple(objectives), pruner, trials)
     out = Path(out_dir)
     space = WidthSpace(target, budget, per_layer=per_layer)
     space.spec(dict.fromkeys(space.names, 1.0))  # the uniform point: refuses an unreachable budget now
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    sampler = optuna.samplers.NSGAIISampler(seed=seed) if multi else optuna.samplers.TPESampler(seed=seed)
-    if multi or pruner == "none":
-        study_pruner = optuna.pruners.NopPruner()
-    elif pruner == "median":
-        study_pruner = optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1)
-    else:
-        study_pruner = optuna.pruners.HyperbandPruner(min_resource=1, max_resource=recipe.epochs)
-    study = optuna.create_study(
-        study_name=study_name,
-        storage=open_storage(storage, out, heartbeat=heartbeat),
-        sampler=sampler,
-        pruner=study_pruner,
-        directions=["maximize", "minimize"] if multi else ["maximize"],
-        load_if_exists=True,
+    study = _create_study(
+        multi, pruner, recipe.epochs, seed, open_storage(storage, out, heartbeat=heartbeat), study_name
     )
     for i, spec in enumerate(seed_designs):
         study.enqueue_trial(space.params_of(spec), user_attrs={"seed_design": i}, skip_if_exists=True)
 
     def objective(trial) -> float | tuple[float, float]:
         spec = space.suggest(trial)
-        run_dir = out / "trials" / f"trial-{trial.number:04d}"
-
-        def report(row: dict[str, Any]) -> None:
-            if multi:
-                return
-            trial.report(row["test_acc"], row["epoch"])
-            if trial.should_prune():
-                raise optuna.TrialPruned()
-
         result = train(
             build(spec, seed=seed),
             data,
             recipe,
-            out_dir=run_dir,
+            out_dir=out / "trials" / f"trial-{trial.number:04d}",
             seed=seed,
             device=device,
             precision=precision,
-            on_epoch=report,
+            on_epoch=None if multi else _reporter(trial),
             log=lambda _line: None,
         )
         log(
@@ -233,6 +205,51 @@ def run_search(
     if len(study.get_trials(deepcopy=False, states=done_states)) < trials:
         study.optimize(objective, callbacks=[stop], catch=())
     return summarize(study, out, multi=multi, storage=storage)
+
+
+def _check_request(objectives: tuple[str, ...], pruner: str, trials: int) -> bool:
+    """Refuse unknown objectives, stoppers and trial counts; returns whether the search is multi-objective."""
+    if objectives not in (("acc",), ("acc", "macs")):
+        raise UserError(f"objectives must be acc or acc,macs, got {','.join(objectives)}")
+    if pruner not in TRIAL_STOPPERS:
+        raise UserError(f"unknown pruner {pruner!r}; choose one of {', '.join(TRIAL_STOPPERS)}")
+    if trials < 1:
+        raise UserError(f"--trials must be at least 1, got {trials}")
+    return len(objectives) == 2
+
+
+def _create_study(multi: bool, pruner: str, epochs: int, seed: int, storage, name: str):
+    """The Optuna study: TPE (one objective) or NSGA-II (accuracy and MACs), with its trial stopper."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    sampler = optuna.samplers.NSGAIISampler(seed=seed) if multi else optuna.samplers.TPESampler(seed=seed)
+    if multi or pruner == "none":
+        stopper = optuna.pruners.NopPruner()
+    elif pruner == "median":
+        stopper = optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1)
+    else:
+        stopper = optuna.pruners.HyperbandPruner(min_resource=1, max_resource=epochs)
+    return optuna.create_study(
+        study_name=name,
+        storage=storage,
+        sampler=sampler,
+        pruner=stopper,
+        directions=["maximize", "minimize"] if multi else ["maximize"],
+        load_if_exists=True,
+    )
+
+
+def _reporter(trial) -> Callable[[dict[str, Any]], None]:
+    """Per epoch: report validation accuracy to the trial, and stop it when its stopper says so."""
+    import optuna
+
+    def report(row: dict[str, Any]) -> None:
+        trial.report(row["test_acc"], row["epoch"])
+        if trial.should_prune():
+            raise optuna.TrialPruned()
+
+    return report
 
 
 def summarize(study, out: Path, *, multi: bool, storage: str | None) -> dict[str, Any]:
@@ -250,11 +267,6 @@ def summarize(study, out: Path, *, multi: bool, storage: str | None) -> dict[str
         path = out / (f"pareto-{i}.json" if multi else "best.json")
         write_spec(path, ArchSpec.from_json(t.user_attrs["spec"]))
         files.append(path.name)
-    from search.plots import draw_history, draw_pareto
-
-    draw_history(complete, out / "history.png", seeded=True)
-    if multi:
-        draw_pareto(complete, [t.number for t in best], out / "pareto.png")
     summary = {
         "study": study.study_name,
         "storage": mask_url(storage_url(storage)) if storage else str(out / "study.journal"),
@@ -281,5 +293,10 @@ def summarize(study, out: Path, *, multi: bool, storage: str | None) -> dict[str
         }
         for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)
     ]
+    from search.plots import draw_history, draw_pareto
+
+    draw_history({study.study_name: summary["history"]}, out / "history.png")
+    if multi:
+        draw_pareto(complete, [t.number for t in best], out / "pareto.png")
     write_json(out / "search.json", summary)
     return summary

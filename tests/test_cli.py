@@ -79,6 +79,7 @@ def test_bad_spec_files_are_one_line_errors(capsys, tmp_path, content, message):
     assert code == 2 and message in err and str(path) in err
 
 
+@pytest.mark.slow
 def test_module_entry_point_runs_as_a_subprocess():
     proc = subprocess.run([sys.executable, "-m", "guided", "cost", "--arch", "vgg17"], capture_output=True, text=True)
     assert proc.returncode == 2

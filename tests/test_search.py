@@ -48,6 +48,7 @@ def tiny_data():
     return validation_split(data, 0.2, seed=0)
 
 
+@pytest.mark.slow
 def test_tiny_search_runs_seeds_first_and_writes_a_spec_cost_accepts(tmp_path, tiny_data, capsys):
     target = create_spec("vgg-tiny", in_channels=1)
     budget = Budget("params", 4000)
@@ -96,11 +97,12 @@ def test_tiny_search_runs_seeds_first_and_writes_a_spec_cost_accepts(tmp_path, t
 
 
 def test_history_data_tracks_the_best():
-    class T:
-        def __init__(self, n, v, seeded=False):
-            self.number, self.values, self.user_attrs = n, [v], {"seed_design": 0} if seeded else {}
+    def row(n, v, seeded=False, state="complete"):
+        return {"number": n, "value": v, "seed_design": 0 if seeded else None, "state": state}
 
-    data = history_data([T(1, 0.5), T(0, 0.7, True), T(2, 0.9)])
+    history = [row(1, 0.5), row(0, 0.7, True), row(3, None, state="pruned"), row(2, 0.9)]
+    data = history_data(history)
+    assert data["number"] == [0, 1, 2]  # completed trials only, in order
     assert data["best"] == [0.7, 0.7, 0.9] and data["seeded"] == [True, False, False]
 
 

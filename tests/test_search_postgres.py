@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.postgres
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 
 def _server_bin(name: str) -> str | None:
@@ -139,7 +139,9 @@ def test_killed_worker_trial_is_failed_and_retried_and_the_study_completes(postg
     assert len({t.number for t in trials}) == len(trials)  # nothing duplicated
 
 
-@pytest.mark.parametrize("case", enumerate(["Sl/ashPW42", "p@ss@word9", "co:lon:pw7", "pc%zz%9"]), ids=lambda c: c[1])
+@pytest.mark.parametrize(
+    "case", list(enumerate(["Sl/ashPW42", "p@ss@word9", "co:lon:pw7", "pc%zz%9"])), ids=lambda c: c[1]
+)
 def test_password_reaches_no_output_and_no_file(postgres_url, case, tmp_path, capsys):
     """The server trusts every password, so each connects; none may be printed or written anywhere."""
     import json

@@ -21,7 +21,12 @@ def _design_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("design")
     g.add_argument("--pattern", metavar="PATTERN.json", help="a pattern from `guided summarize --out`")
     g.add_argument("--uniform", action="store_true", help="the uniform baseline: one multiplier (or density) for all")
-    g.add_argument("--budget", required=True, metavar="KIND=N", help="params=0.3M or macs=40M (non-zero for masks)")
+    g.add_argument(
+        "--budget",
+        required=True,
+        metavar="KIND=N",
+        help="params=0.3M, macs=40M or params=25%% (of the target) (non-zero for masks)",
+    )
     g.add_argument("--per-layer", action="store_true", help="channels: interpolate the pattern's per-layer ratios")
     g.add_argument(
         "--stage-map",
@@ -53,8 +58,8 @@ def _design(args: argparse.Namespace) -> int:
 
     if bool(args.pattern) == bool(args.uniform):
         raise UserError("give --pattern PATTERN.json for a guided design, or --uniform for the baseline")
-    budget = parse_budget(args.budget)
     target = spec_from_args(args)
+    budget = parse_budget(args.budget, full=target)
     pattern = check_pattern(read_json(args.pattern, "pattern"), args.pattern) if args.pattern else None
     kind = (pattern or {}).get("kind", "channels")
     if args.uniform and (args.kernel or args.include_linear):

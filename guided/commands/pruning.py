@@ -46,6 +46,12 @@ def _prune_args(p: argparse.ArgumentParser) -> None:
         help="fraction of channels to remove, in (0, 1); or one per stage: 0.5,0.3,0.1",
     )
     g.add_argument("--preset", choices=sorted(PRESETS), help="a named per-layer recipe (Li et al.)")
+    g.add_argument(
+        "--budget",
+        metavar="KIND=N",
+        help="channel methods: the smallest ratio whose result fits params=25%% (of this model), params=0.3M or "
+        "macs=40M (found by bisection over the allocation)",
+    )
     g.add_argument("--threshold", type=float, metavar="T", help="sss: remove blocks whose |gate| is below T")
     g.add_argument("--include-linear", action="store_true", help="magnitude/random: mask linear weights too")
     g.add_argument("--like", metavar="PRUNED_DIR", help="random: copy the per-layer sparsity of these masks")
@@ -106,6 +112,16 @@ def _prune(args: argparse.Namespace) -> int:
         model = build(spec_from_args(args, data), seed=args.seed)
         source = {"run": None, "epochs": None, "config": {}}
     model.to(resolve_device(args.device))
+    ratio = args.ratio
+    if args.budget:
+        if args.ratio is not None or args.preset:
+            raise UserError("give --budget, or --ratio/--preset, not both")
+        from guided.design import parse_budget
+        from guided.pruning import ratio_for_budget
+
+        budget = parse_budget(args.budget, full=model.spec)
+        kw = {"allocation": args.allocation, "min_channels": args.min_channels, "data": data, "samples": args.samples}
+        ratio = ratio_for_budget(model.eval(), args.method, budget, seed=args.seed, **kw)
     like = None
     if args.like:
         from guided.pruning.unstructured import load_masks
@@ -114,7 +130,7 @@ def _prune(args: argparse.Namespace) -> int:
     result = prune(
         model.eval(),
         args.method,
-        ratio=args.ratio,
+        ratio=ratio,
         preset=args.preset,
         allocation=args.allocation,
         min_channels=args.min_channels,
@@ -126,29 +142,34 @@ def _prune(args: argparse.Namespace) -> int:
         like=like,
     )
     save_pruned(result, args.out, source=source)
+    print("\n".join(_summary(args.method, model.spec.name, result)))
+    masks = ", masks.npz" if result.masks is not None else ""
+    print(f"wrote {args.out}/spec.json, model.pt, prune.json, layers.csv{masks}")
+    return 0
+
+
+def _summary(method: str, name: str, result) -> list[str]:
+    """What pruning did: costs before and after, and per stage what was kept (weights, blocks, channels)."""
     info = result.info
     nonzero = "non-zero " if result.masks is not None else ""
-    print(
-        f"{args.method} ({info['allocation']}): {model.spec.name} {info['params_before']:,} -> {nonzero}"
+    lines = [
+        f"{method} ({info['allocation']}): {name} {info['params_before']:,} -> {nonzero}"
         f"{info['params_after']:,} params ({info['params_after'] / info['params_before']:.1%}), "
         f"{info['macs_before'] / 1e6:.1f}M -> {info['macs_after'] / 1e6:.1f}M MACs"
-    )
+    ]
     for s in range(len(result.model.spec.stages)):
         rows = [r for r in result.rows if r["stage"] == s]
         if result.masks is not None:
             kept, total = sum(r["kept"] for r in rows), sum(r["weights"] for r in rows)
-            print(f"  stage {s}: kept {kept:,}/{total:,} weights ({kept / max(total, 1):.1%})")
-        elif args.method == "sss":
+            lines.append(f"  stage {s}: kept {kept:,}/{total:,} weights ({kept / max(total, 1):.1%})")
+        elif method == "sss":
             gates = " ".join(format(r["gate"], ".2g") for r in rows)
-            print(f"  stage {s}: kept {sum(r['kept'] for r in rows)}/{len(rows)} blocks, gates [{gates}]")
+            lines.append(f"  stage {s}: kept {sum(r['kept'] for r in rows)}/{len(rows)} blocks, gates [{gates}]")
         else:
-            print(
-                f"  stage {s}: kept {sum(r['kept'] for r in rows)}/{sum(r['original'] for r in rows)} channels "
-                f"[{' '.join(str(r['kept']) for r in rows)}]"
-            )
-    masks = ", masks.npz" if result.masks is not None else ""
-    print(f"wrote {args.out}/spec.json, model.pt, prune.json, layers.csv{masks}")
-    return 0
+            kept = " ".join(str(r["kept"]) for r in rows)
+            total = sum(r["original"] for r in rows)
+            lines.append(f"  stage {s}: kept {sum(r['kept'] for r in rows)}/{total} channels [{kept}]")
+    return lines
 
 
 COMMANDS = {
@@ -157,7 +178,8 @@ COMMANDS = {
         "guided prune --method slimming --checkpoint runs/vgg16-sparse --ratio 0.6 --out pruned/slim60\n"
         "  guided prune --method l1-norm --arch vgg16 --preset vgg16-a --out pruned/vgg16-a\n"
         "  guided prune --method thinet --checkpoint runs/vgg16 --ratio 0.5 --samples 256 --out pruned/thinet\n"
-        "  guided prune --method l1-norm --checkpoint runs/r56 --ratio 0.5,0.3,0.1 --out pruned/r56",
+        "  guided prune --method l1-norm --checkpoint runs/r56 --ratio 0.5,0.3,0.1 --out pruned/r56\n"
+        "  guided prune --method slimming --checkpoint runs/vgg16-sparse --budget params=25% --out pruned/slim-25pct",
         _prune_args,
         _prune,
         defaults=_prune_defaults,

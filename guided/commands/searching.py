@@ -17,13 +17,18 @@ from guided.errors import UserError
 
 
 def _search_args(p: argparse.ArgumentParser) -> None:
-    from search.study import PRUNERS
+    from search.study import TRIAL_STOPPERS
 
     add_arch_args(p)
     add_data_args(p)
     add_recipe_args(p)
     g = p.add_argument_group("search")
-    g.add_argument("--budget", required=True, metavar="KIND=N", help="params=0.2M or macs=20M: every trial's cost")
+    g.add_argument(
+        "--budget",
+        required=True,
+        metavar="KIND=N",
+        help="params=0.2M, macs=20M or params=25%% (of the target): every trial's cost",
+    )
     g.add_argument("--trials", type=int, default=20, help="finished trials to reach, over all workers (default 20)")
     g.add_argument(
         "--objectives",
@@ -34,7 +39,7 @@ def _search_args(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--pruner",
         default="median",
-        choices=PRUNERS,
+        choices=TRIAL_STOPPERS,
         help="stop unpromising trials early (Optuna pruners; single objective only)",
     )
     g.add_argument(
@@ -73,9 +78,9 @@ def _search(args: argparse.Namespace) -> int:
     check_output(args.out)
     if args.val_fraction is None:
         args.val_fraction = 0.1  # search never looks at the test set
-    budget = parse_budget(args.budget)
     data = data_from_args(args)
     target = spec_from_args(args, data)
+    budget = parse_budget(args.budget, full=target)
     seeds = [read_spec(p) for p in args.seed_designs]
     if args.trials < len(seeds):
         raise UserError(f"--trials {args.trials} is fewer than the {len(seeds)} seed designs")

@@ -60,7 +60,31 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f}h"
 
 
+def _quickstart_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--out",
+        default="guided-quickstart",
+        metavar="DIR",
+        help="the study folder (default ./guided-quickstart; a second run skips finished stages)",
+    )
+
+
+def _quickstart(args: argparse.Namespace) -> int:
+    from guided.io import check_output
+    from guided.quickstart import quickstart
+
+    check_output(args.out)
+    quickstart(args.out)
+    return 0
+
+
 COMMANDS = {
+    "quickstart": Command(
+        "the offline main job: slimming on digits, pattern, guided vs uniform designs, transfer, report",
+        "guided quickstart\n  guided quickstart --out /tmp/qs",
+        _quickstart_args,
+        _quickstart,
+    ),
     "run": Command(
         "run a whole study from one TOML file: stages in order, resumable, with a report",
         "guided run configs/study-tiny-digits.toml --out /tmp/tiny\n"

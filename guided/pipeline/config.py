@@ -5,8 +5,8 @@ Sections (only ``[study]``, ``[data]`` and ``[model]`` are required)::
     [study]        name, seeds, device, precision
     [data]         dataset, data_root, image_size, train_subset, test_subset   (the source dataset)
     [model]        arch, width_mult, head                                       (the source model)
-    [train]        recipe, epochs, batch_size, lr, sparsity_l1                  (every training run)
-    [[prune]]      name, method, base ("plain" | "sparse"), ratio | preset, allocation, samples,
+    [train]        recipe, epochs, batch_size, lr, sparsity_l1, sparsity_gates  (every training run)
+    [[prune]]      name, method, base ("plain" | "sparse" | "gated"), ratio | preset, allocation, samples,
                    retrain (["finetune", "scratch-e", "scratch-b", "lottery"])
     [design]       pattern (a [[prune]] name), budgets (["params=25%", "macs=40M"]), per_layer,
                    multiple_of, pruned (also prune each base to the budget and train that from scratch)
@@ -15,6 +15,11 @@ Sections (only ``[study]``, ``[data]`` and ``[model]`` are required)::
     [search]       budget, trials, epochs, validation, arms (["cold", "seeded"]), pruner, seed
     [report]       title
 
+Every registered pruning method can be a ``[[prune]]`` entry: channel methods (their pattern is the kept
+share of channels per stage), weight methods (``magnitude``, ``random``: masks; their pattern is a sparsity
+pattern; the only ones with a ``lottery`` retraining) and block methods (``sss``: on a ``gated`` base of a
+residual network, trained with the gate penalty ``sparsity_gates``; no pattern).
+
 Budgets ending in ``%`` are fractions of the full-width model being designed (the source model, or the
 transfer target), so one budget list serves every model of the study.
 """
@@ -22,22 +27,23 @@ transfer target), so one budget list serves every model of the study.
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from guided.design import Budget, parse_budget
 from guided.errors import UserError
-from guided.experiments.common import DataConfig, ModelConfig, PruneRow, section
-from guided.io import read_toml
+from guided.io import read_toml, toml_section
 from guided.pruning import PRUNERS
 from guided.recipes import get_recipe
 from guided.retrain import MODES
-from models import ArchSpec, cost, create_spec
+from models import ArchSpec, create_spec
 
 __all__ = [
     "Study",
     "StudyConfig",
+    "DataConfig",
     "ModelConfig",
     "TrainConfig",
     "PruneConfig",
@@ -48,6 +54,7 @@ __all__ = [
     "parse_study",
     "load_study",
     "resolve_budget",
+    "slug",
 ]
 
 
@@ -62,6 +69,26 @@ class StudyConfig:
 
 
 @dataclass(frozen=True)
+class DataConfig:
+    """``[data]``: which dataset and how much of it."""
+
+    dataset: str
+    data_root: str = "./data"
+    image_size: int | None = None
+    train_subset: int | None = None
+    test_subset: int | None = None
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """``[model]``: a registered architecture and its width multiplier (and VGG head)."""
+
+    arch: str
+    width_mult: float = 1.0
+    head: str | None = None
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """``[train]``: the recipe every run uses, and the slimming penalty of ``sparse`` bases."""
 
@@ -70,13 +97,66 @@ class TrainConfig:
     batch_size: int | None = None
     lr: float | None = None
     sparsity_l1: float = 1e-4
+    sparsity_gates: float = 1e-2
+
+
+#: What each kind of base is trained with: nothing, the slimming L1 penalty on BN scales, or gated residual
+#: blocks with the Sparse Structure Selection penalty on the gates.
+BASES = ("plain", "sparse", "gated")
 
 
 @dataclass(frozen=True)
-class PruneConfig(PruneRow):
+class PruneConfig:
     """``[[prune]]``: one pruning method applied to every seed's base; optionally retrained."""
 
+    name: str
+    method: str
+    base: str = "plain"
+    ratio: float | list[float] | None = None
+    preset: str | None = None
+    allocation: str | None = None
+    samples: int = 512
     retrain: list[str] = field(default_factory=list)
+
+    @property
+    def unit(self) -> str:
+        """What the method removes: ``channels``, ``weights`` or ``blocks`` (see `guided.pruning.Method`)."""
+        return PRUNERS[self.method].unit
+
+    def prune_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments of `guided.pruning.prune` this entry stands for (data and seed aside)."""
+        return {"ratio": self.ratio, "preset": self.preset, "allocation": self.allocation, "samples": self.samples}
+
+    def check(self, where: str) -> None:
+        """Refuse what could only fail later: unknown names, ratios out of range, impossible combinations."""
+        if self.method not in PRUNERS:
+            raise UserError(f"{where}: unknown method {self.method!r}; choose one of {', '.join(sorted(PRUNERS))}")
+        if self.base not in BASES:
+            raise UserError(f"{where}: base must be one of {', '.join(BASES)}, got {self.base!r}")
+        if isinstance(self.ratio, list):
+            if not all(0 <= r < 1 for r in self.ratio) or not any(self.ratio):
+                raise UserError(f"{where}: stage ratios must lie in [0, 1) and not all be 0, got {self.ratio}")
+        elif self.ratio is not None and not 0 < self.ratio < 1:
+            raise UserError(f"{where}: ratio must lie in (0, 1) (the fraction removed), got {self.ratio}")
+        if self.samples < 1:
+            raise UserError(f"{where}: samples must be at least 1, got {self.samples}")
+        if self.unit == "channels" and (self.ratio is None) == (self.preset is None):
+            raise UserError(f"{where}: give ratio or preset")
+        if self.unit != "channels" and (self.preset is not None or isinstance(self.ratio, list)):
+            raise UserError(f"{where}: {self.method} takes one ratio, not presets or stage ratios")
+        if self.unit == "weights" and self.ratio is None:
+            raise UserError(f"{where}: give ratio (the fraction of weights removed)")
+        if (self.unit == "blocks") != (self.base == "gated"):
+            raise UserError(
+                f"{where}: {self.method} needs base = 'gated'"
+                if self.unit == "blocks"
+                else f"{where}: a gated base is for block methods (sss), not {self.method}"
+            )
+        bad = [m for m in self.retrain if m not in MODES]
+        if bad:
+            raise UserError(f"{where}: unknown retrain mode(s) {bad}; choose from {', '.join(MODES)}")
+        if "lottery" in self.retrain and self.unit != "weights":
+            raise UserError(f"{where}: lottery retraining restarts masked weights; {self.method} removes {self.unit}")
 
 
 @dataclass(frozen=True)
@@ -173,15 +253,15 @@ def parse_study(table: dict[str, Any]) -> Study:
     for name in ("prune", "transfer"):
         if name in table and not isinstance(table[name], list):
             raise UserError(f"[{name}] must be an array of tables: write [[{name}]]")
-    study = section(StudyConfig, table["study"], "study")
-    data = section(DataConfig, table["data"], "data")
-    model = section(ModelConfig, table["model"], "model")
-    train = section(TrainConfig, table.get("train", {}), "train")
-    prune = [section(PruneConfig, p, f"prune.{i}") for i, p in enumerate(table.get("prune", []))]
-    design = section(DesignConfig, table["design"], "design") if "design" in table else None
-    transfer = [section(TransferConfig, t, f"transfer.{i}") for i, t in enumerate(table.get("transfer", []))]
-    search = section(SearchConfig, table["search"], "search") if "search" in table else None
-    report = section(ReportConfig, table.get("report", {}), "report")
+    study = toml_section(StudyConfig, table["study"], "study")
+    data = toml_section(DataConfig, table["data"], "data")
+    model = toml_section(ModelConfig, table["model"], "model")
+    train = toml_section(TrainConfig, table.get("train", {}), "train")
+    prune = [toml_section(PruneConfig, p, f"prune.{i}") for i, p in enumerate(table.get("prune", []))]
+    design = toml_section(DesignConfig, table["design"], "design") if "design" in table else None
+    transfer = [toml_section(TransferConfig, t, f"transfer.{i}") for i, t in enumerate(table.get("transfer", []))]
+    search = toml_section(SearchConfig, table["search"], "search") if "search" in table else None
+    report = toml_section(ReportConfig, table.get("report", {}), "report")
     s = Study(study, data, model, train, prune, design, transfer, search, report)
     _check(s)
     return s
@@ -201,22 +281,21 @@ def _check(s: Study) -> None:
     if len(set(names)) != len(names):
         raise UserError(f"[[prune]] names repeat: {names}")
     for p in s.prune:
-        where = f"[[prune]] {p.name!r}"
-        p.check(where)
-        if (p.ratio is None) == (p.preset is None) and PRUNERS[p.method].custom is None:
-            raise UserError(f"{where}: give ratio or preset")
-        bad = [m for m in p.retrain if m not in MODES]
-        if bad:
-            raise UserError(f"{where}: unknown retrain mode(s) {bad}; choose from {', '.join(MODES)}")
+        p.check(f"[[prune]] {p.name!r}")
+        if p.base == "gated" and source.family not in ("resnet", "preresnet"):
+            raise UserError(
+                f"[[prune]] {p.name!r}: gated bases are residual networks (resnet, preresnet), not {source.name}"
+            )
     if s.design:
         d = s.design
         if d.pattern not in names:
             raise UserError(f"[design] pattern = {d.pattern!r} names no [[prune]] entry; give one of {names}")
         method = next(p.method for p in s.prune if p.name == d.pattern)
-        if PRUNERS[method].custom is not None:
+        if PRUNERS[method].unit != "channels":
+            channel_methods = sorted(n for n, m in PRUNERS.items() if m.unit == "channels")
             raise UserError(
                 f"[design] pattern {d.pattern!r} uses {method}, which does not prune channels; designs need a "
-                f"channel method (l1-norm, slimming, thinet, regression, apoz, taylor)"
+                f"channel method ({', '.join(channel_methods)})"
             )
         if not d.budgets:
             raise UserError("[design] budgets is empty")
@@ -271,18 +350,10 @@ def _check_dataset(name: str, where: str) -> None:
 
 
 def resolve_budget(text: str, full: ArchSpec) -> Budget:
-    """``params=25%`` -> 25% of ``full``'s parameters; anything else as `guided.design.parse_budget`."""
-    if text.strip().endswith("%"):
-        kind, _, value = text.partition("=")
-        try:
-            fraction = float(value.strip()[:-1]) / 100
-        except ValueError:
-            raise UserError(f"budget {text!r} is not KIND=NUMBER% (e.g. params=25%)") from None
-        if not 0 < fraction <= 1:
-            raise UserError(f"budget {text!r} must be a percentage in (0, 100]")
-        kind = kind.strip().lower()
-        if kind not in ("params", "macs"):
-            raise UserError(f"budget kind must be params or macs, got {kind!r}")
-        c = cost(full)
-        return Budget(kind, fraction * (c.params if kind == "params" else c.macs))
-    return parse_budget(text)
+    """``params=25%`` -> 25% of ``full``'s parameters; absolute budgets as `guided.design.parse_budget`."""
+    return parse_budget(text, full=full)
+
+
+def slug(budget: str) -> str:
+    """A folder-safe name for a budget string: ``params=25%`` -> ``params-25pct``."""
+    return re.sub(r"[^A-Za-z0-9.]+", "-", budget.replace("%", "pct")).strip("-")

@@ -5,29 +5,62 @@ study equals that of an uninterrupted one. Written into the study folder, beside
 
     report.md, report.html   tables/*.csv|md   figures/*.png|svg   patterns/*.json   designs/*.json
     runs.csv (every training run, with wall times)   summary.json (study, recipe, provenance, times)
+
+`write_report` calls one function per section; each returns its Markdown lines and registers its tables
+and figures with the `_Report` it is given.
 """
 
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from guided.experiments.common import markdown_table, mean_std
+from guided.html import html_page
 from guided.io import atomic_write_text, read_json, write_json
-from guided.pipeline.config import Study
+from guided.pipeline.config import Study, slug
 from guided.pipeline.runner import Stage, StageContext
-from guided.pipeline.stages import slug
-from guided.plots import draw_accuracy_cost, draw_profiles, draw_width_bars
+from guided.plots import draw_accuracy_cost, draw_profiles, draw_sparsity, draw_width_bars
 from guided.provenance import provenance
 from guided.recipes import Recipe
-from guided.report import compare, html_page
+from guided.tables import compare, markdown_table, mean_std
 from models import ArchSpec
 
-__all__ = ["write_report", "runs_table", "design_table", "search_table", "search_curves"]
+__all__ = ["write_report", "runs_table", "design_table", "retraining_table", "search_table"]
 
 MODE_LABELS = {"finetune": "fine-tuned", "scratch-e": "Scratch-E", "scratch-b": "Scratch-B", "lottery": "lottery"}
+
+
+class _Report:
+    """The report being written: the study folder, the runs table, and what each section adds."""
+
+    def __init__(self, study: Study, recipe: Recipe, stages: list[Stage], ctx: StageContext):
+        self.study, self.recipe, self.stages, self.ctx, self.out = study, recipe, stages, ctx, ctx.out
+        self.runs = runs_table(stages, ctx)
+        self.tables: dict[str, pd.DataFrame] = {}
+        self.verdicts: list[str] = []
+        self.patterns: dict[str, dict[str, Any]] = {}
+        self.domains = list(dict.fromkeys(s.tags["domain"] for s in stages if "domain" in s.tags))
+
+    def role(self, role: str) -> list[Stage]:
+        """The stages tagged with ``role``."""
+        return [s for s in self.stages if s.tags.get("role") == role]
+
+    def runs_of(self, role: str) -> pd.DataFrame:
+        """Training runs of one role (``base``, ``retrain``, ``scratch``, ``search-best``)."""
+        return self.runs[self.runs["role"] == role] if len(self.runs) else self.runs
+
+    def table(self, name: str, df: pd.DataFrame) -> str:
+        """Write ``tables/NAME.csv`` and ``.md``; returns the Markdown."""
+        self.tables[name] = df
+        df.to_csv(self.out / "tables" / f"{name}.csv", index=False)
+        atomic_write_text(self.out / "tables" / f"{name}.md", markdown_table(df) + "\n")
+        return markdown_table(df)
+
+    def figure(self, path: Path) -> Path:
+        return self.out / "figures" / path
 
 
 def runs_table(stages: list[Stage], ctx: StageContext) -> pd.DataFrame:
@@ -36,6 +69,148 @@ def runs_table(stages: list[Stage], ctx: StageContext) -> pd.DataFrame:
     for s in stages:
         if s.kind == "train":
             rows.append({"stage": s.id, **s.tags, **ctx.record(s.id)})
+    return pd.DataFrame(rows)
+
+
+def write_report(study: Study, recipe: Recipe, stages: list[Stage], ctx: StageContext) -> dict[str, Any]:
+    """Write the report files into the study folder; returns a small record of what was written."""
+    out = ctx.out
+    for sub in ("tables", "figures", "patterns", "designs"):
+        shutil.rmtree(out / sub, ignore_errors=True)
+        (out / sub).mkdir(parents=True)
+    r = _Report(study, recipe, stages, ctx)
+    r.runs.to_csv(out / "runs.csv", index=False)
+    title = study.report.title or f"Study {study.study.name}"
+    parts = [f"# {title}", "", _overview(study, recipe, ctx), ""]
+    for section in (_bases, _retraining, _patterns, _designs, _search, _provenance):
+        parts += section(r)
+    report = "\n".join(parts)
+    atomic_write_text(out / "report.md", report)
+    atomic_write_text(out / "report.html", html_page(report, out, title=title))
+    write_json(
+        out / "summary.json",
+        {
+            "study": study.to_dict(),
+            "recipe": recipe.to_dict(),
+            "training_runs": len(r.runs),
+            "train_wall_time_s": round(_train_seconds(r), 1),
+            "verdicts": r.verdicts,
+            "provenance": provenance(ctx.services.device),
+        },
+    )
+    return {"tables": sorted(r.tables), "verdicts": r.verdicts}
+
+
+def _train_seconds(r: _Report) -> float:
+    return float(r.runs["wall_time_s"].sum()) if len(r.runs) else 0.0
+
+
+# ---------------------------------------------------------------------- sections
+def _bases(r: _Report) -> list[str]:
+    bases = r.runs_of("base")
+    if not len(bases):
+        return []
+    rows = []
+    for (dom, kind), runs in bases.groupby(["domain", "kind"], sort=False):
+        stage = next(s for s in r.stages if s.id == runs["stage"].iloc[0])
+        rows.append(
+            {
+                "model": dom,
+                "architecture": ArchSpec.from_dict(stage.config["spec"]).name,
+                "dataset": stage.config["data"]["dataset"],
+                "training": {"sparse": "with slimming penalty", "gated": "gated blocks, gate penalty"}.get(
+                    kind, "plain"
+                ),
+                "params": f"{int(runs['params'].iloc[0]):,}",
+                "MACs": f"{runs['macs'].iloc[0] / 1e6:.2f}M",
+                "test accuracy (%)": mean_std(runs["test_acc"].tolist()),
+            }
+        )
+    return ["## Full-width models", "", r.table("bases", pd.DataFrame(rows)), ""]
+
+
+def retraining_table(runs: pd.DataFrame, prune_records: dict[tuple[str, str], list[dict]]) -> pd.DataFrame:
+    """Per pruned model: its cost after pruning (non-zero counts for masks), and test accuracy over seeds
+    of every retraining mode, with Scratch-B's epoch count."""
+    rows = []
+    for (dom, name), r in runs.groupby(["domain", "prune"], sort=False):
+        records = prune_records[dom, name]
+        row = {
+            "model": dom,
+            "pruning": name,
+            "params after": f"{int(sum(p['params_after'] for p in records) / len(records)):,}",
+            "MACs after": f"{sum(p['macs_after'] for p in records) / len(records) / 1e6:.2f}M",
+        }
+        for mode, label in MODE_LABELS.items():
+            vals = r[r["mode"] == mode]["test_acc"].tolist()
+            if vals:
+                row[label] = mean_std(vals)
+        if (r["mode"] == "scratch-b").any():
+            row["Scratch-B epochs"] = int(r[r["mode"] == "scratch-b"]["epochs"].iloc[0])
+        rows.append(row)
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    return pd.DataFrame([{c: row.get(c, "") for c in columns} for row in rows], columns=columns)
+
+
+def _retraining(r: _Report) -> list[str]:
+    retrains = r.runs_of("retrain")
+    if not len(retrains):
+        return []
+    prune_records = {}
+    for s in r.role("prune"):
+        prune_records.setdefault((s.tags["domain"], s.tags["prune"]), []).append(r.ctx.record(s.id))
+    rc = r.recipe
+    ft = rc.finetune()
+    return [
+        "## Fine-tuning versus training from scratch",
+        "",
+        "Test accuracy (%) of each pruned model, mean ± std over seeds. *fine-tuned*: the inherited weights "
+        f"trained {ft.epochs} more epochs at lr {ft.lr:g} ({ft.schedule} schedule); *Scratch-E*: a fresh "
+        f"initialisation trained as many epochs as the base ({rc.epochs}); *Scratch-B*: as much compute as the "
+        "base (epochs x full MACs / pruned MACs); *lottery*: the base's own initial weights under the masks.",
+        "",
+        r.table("retraining", retraining_table(retrains, prune_records)),
+        "",
+    ]
+
+
+def _patterns(r: _Report) -> list[str]:
+    for st in r.role("pattern"):
+        name = f"{st.tags['domain']}-{st.tags['prune']}"
+        shutil.copy(r.ctx.dir_of(st.id) / "pattern.json", r.out / "patterns" / f"{name}.json")
+        r.patterns[name] = read_json(r.ctx.dir_of(st.id) / "pattern.json")
+    channels = {n: p for n, p in r.patterns.items() if p.get("kind") == "channels"}
+    weights = {n: p for n, p in r.patterns.items() if p.get("kind") == "sparsity"}
+    lines = []
+    if channels:
+        draw_profiles(channels, r.figure("profile.png"), title="fraction of channels kept, per layer")
+        lines += [
+            "## Design patterns",
+            "",
+            "Share of channels kept per stage (%, mean ± std over seeds):",
+            "",
+            r.table("patterns", _stage_table(channels, "keep_ratio")),
+            "",
+            "![per-layer keep ratio](figures/profile.png)",
+            "",
+        ]
+    if weights:
+        lines += ["## Sparsity patterns", "", "Share of weights kept per stage (%, mean ± std over seeds):", ""]
+        lines += [r.table("sparsity", _stage_table(weights, "density")), ""]
+        for name, pattern in weights.items():
+            draw_sparsity(pattern, r.figure(f"sparsity-{name}.png"), title=name)
+            lines += [f"![density and 3x3 kernel positions, {name}](figures/sparsity-{name}.png)", ""]
+    return lines
+
+
+def _stage_table(patterns: dict[str, dict[str, Any]], key: str) -> pd.DataFrame:
+    rows = []
+    for i in range(max(len(p["stages"]) for p in patterns.values())):
+        row = {"stage": i + 1}
+        for name, p in patterns.items():
+            st = next((s for s in p["stages"] if s["stage"] == i), None)
+            row[name] = f"{100 * st[key + '_mean']:.1f} ± {100 * st[key + '_std']:.1f}" if st else "-"
+        rows.append(row)
     return pd.DataFrame(rows)
 
 
@@ -59,22 +234,66 @@ def design_table(runs: pd.DataFrame, domain: str, budget: str) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def search_curves(records: dict[str, dict[str, Any]]) -> dict[str, dict[str, list]]:
-    """Per search arm: trial numbers of completed trials, their validation accuracy, the best so far."""
-    out = {}
-    for arm, rec in records.items():
-        done = [t for t in rec["trials"] if t["value"] is not None]
-        best, running = [], float("-inf")
-        for t in done:
-            running = max(running, t["value"])
-            best.append(running)
-        out[arm] = {
-            "number": [t["number"] for t in done],
-            "value": [t["value"] for t in done],
-            "best": best,
-            "seeded": [t["seed_design"] is not None for t in done],
-        }
-    return out
+def _designs(r: _Report) -> list[str]:
+    if not r.study.design:
+        return []
+    lines = [
+        "## Guided versus uniform designs",
+        "",
+        "Every network below was trained from scratch with the same recipe "
+        f"({r.recipe.epochs} epochs). *guided*: widths from the model's own pruning pattern; *transferred*: "
+        "from the source's pattern; *pruned*: the architecture the pattern's method finds when it prunes each "
+        "seed's base down to the budget; *uniform*: one width multiplier for every layer; *-per-layer*: the "
+        "pattern's per-layer ratios instead of one per stage.",
+        "",
+    ]
+    for dom in r.domains:
+        acc_rows = []
+        for budget in r.study.design.budgets:
+            lines += _design_budget(r, dom, budget, acc_rows)
+        if acc_rows:
+            draw_accuracy_cost(acc_rows, r.figure(f"accuracy-{dom}.png"), title=f"{dom}: from scratch")
+            lines += [f"![test error against cost](figures/accuracy-{dom}.png)", ""]
+    if r.verdicts:
+        lines += ["What the numbers say (a difference counts when it exceeds the seed std):", ""]
+        lines += [f"- {v}" for v in r.verdicts] + [""]
+    return lines
+
+
+def _design_budget(r: _Report, dom: str, budget: str, acc_rows: list[dict[str, Any]]) -> list[str]:
+    """One domain at one budget: the table, the verdicts against uniform, copies of the designs, widths."""
+    table = design_table(r.runs, dom, budget)
+    if not len(table):
+        return []
+    b = slug(budget)
+    lines = [f"### {dom}, budget {budget}", "", r.table(f"designs-{dom}-{b}", table), ""]
+    sub = r.runs[(r.runs["role"] == "scratch") & (r.runs["domain"] == dom) & (r.runs["budget"] == budget)]
+    uniform = sub[sub["arm"] == "uniform"]["test_acc"].tolist()
+    for arm in [a for a in dict.fromkeys(sub["arm"]) if a != "uniform"]:
+        vals = sub[sub["arm"] == arm]["test_acc"].tolist()
+        r.verdicts.append(f"{dom}, {budget}: " + compare(vals, uniform, names=(arm, "uniform")))
+    acc_rows += [
+        {"label": x["arm"], "params": x["params"], "macs": x["macs"], "test_acc": x["test_acc"]}
+        for _, x in sub.iterrows()
+    ]
+    specs = {}
+    for st in r.role("design"):
+        if st.tags["domain"] == dom and st.tags["budget"] == budget:
+            for arm in st.config["arms"]:
+                path = r.ctx.dir_of(st.id) / f"{arm}.json"
+                shutil.copy(path, r.out / "designs" / f"{dom}-{b}-{arm}.json")
+                specs[arm] = ArchSpec.from_json(path.read_text())
+    for st in r.role("prune-budget"):
+        if st.tags["domain"] == dom and st.tags["budget"] == budget:
+            shutil.copy(
+                r.ctx.dir_of(st.id) / "spec.json", r.out / "designs" / f"{dom}-{b}-pruned-s{st.tags['seed']}.json"
+            )
+    own = next((p for n, p in r.patterns.items() if n.startswith(f"{dom}-") and p.get("kind") == "channels"), None)
+    if own:  # the pruned bars are this model's own pruned runs
+        figure = f"widths-{dom}-{b}"
+        draw_width_bars(own, specs, r.figure(f"{figure}.png"), title=f"{dom}: channels per layer, {budget}")
+        lines += [f"![widths](figures/{figure}.png)", ""]
+    return lines
 
 
 def search_table(records: dict[str, dict[str, Any]], runs: pd.DataFrame) -> tuple[pd.DataFrame, float | None]:
@@ -107,207 +326,47 @@ def search_table(records: dict[str, dict[str, Any]], runs: pd.DataFrame) -> tupl
     return pd.DataFrame(out), guided_val
 
 
-def write_report(study: Study, recipe: Recipe, stages: list[Stage], ctx: StageContext) -> dict[str, Any]:
-    """Write the report files into the study folder; returns a small record of what was written."""
-    out = ctx.out
-    for sub in ("tables", "figures", "patterns", "designs"):
-        shutil.rmtree(out / sub, ignore_errors=True)
-        (out / sub).mkdir(parents=True)
-    runs = runs_table(stages, ctx)
-    runs.to_csv(out / "runs.csv", index=False)
-    title = study.report.title or f"Study {study.study.name}"
-    parts = [f"# {title}", "", _overview(study, recipe, ctx), ""]
-    tables: dict[str, pd.DataFrame] = {}
+def _search(r: _Report) -> list[str]:
+    from search.plots import draw_history
 
-    def add_table(name: str, df: pd.DataFrame) -> str:
-        tables[name] = df
-        df.to_csv(out / "tables" / f"{name}.csv", index=False)
-        atomic_write_text(out / "tables" / f"{name}.md", markdown_table(df) + "\n")
-        return markdown_table(df)
-
-    by_role = {role: [s for s in stages if s.tags.get("role") == role] for role in {s.tags.get("role") for s in stages}}
-    domains = list(dict.fromkeys(s.tags["domain"] for s in stages if "domain" in s.tags))
-
-    # -- bases
-    bases = runs[runs["role"] == "base"] if len(runs) else runs
-    if len(bases):
-        rows = []
-        for (dom, kind), r in bases.groupby(["domain", "kind"], sort=False):
-            spec = ArchSpec.from_dict(next(s for s in stages if s.id == r["stage"].iloc[0]).config["spec"])
-            data = next(s for s in stages if s.id == r["stage"].iloc[0]).config["data"]["dataset"]
-            rows.append(
-                {
-                    "model": dom,
-                    "architecture": spec.name,
-                    "dataset": data,
-                    "training": "with slimming penalty" if kind == "sparse" else "plain",
-                    "params": f"{int(r['params'].iloc[0]):,}",
-                    "MACs": f"{r['macs'].iloc[0] / 1e6:.2f}M",
-                    "test accuracy (%)": mean_std(r["test_acc"].tolist()),
-                }
-            )
-        parts += ["## Full-width models", "", add_table("bases", pd.DataFrame(rows)), ""]
-
-    # -- pruning and retraining
-    retrains = runs[runs["role"] == "retrain"] if len(runs) else runs
-    if len(retrains):
-        rows = []
-        for (dom, name), r in retrains.groupby(["domain", "prune"], sort=False):
-            prune_ids = [s.id for s in by_role["prune"] if s.tags["domain"] == dom and s.tags["prune"] == name]
-            params = [ctx.record(i)["params_after"] for i in prune_ids]
-            row = {"model": dom, "pruning": name, "params after": f"{int(sum(params) / len(params)):,}"}
-            for mode, label in MODE_LABELS.items():
-                vals = r[r["mode"] == mode]["test_acc"].tolist()
-                if vals:
-                    row[label] = mean_std(vals)
-            rows.append(row)
-        parts += [
-            "## Fine-tuning versus training from scratch",
-            "",
-            "Test accuracy (%) of each pruned model fine-tuned from the base's weights and trained from scratch "
-            "(Scratch-E: the base's epochs; Scratch-B: the base's compute).",
-            "",
-            add_table("retraining", pd.DataFrame(rows)),
-            "",
-        ]
-
-    # -- patterns
-    patterns = {}
-    for st in by_role.get("pattern", []):
-        name = f"{st.tags['domain']}-{st.tags['prune']}"
-        shutil.copy(ctx.dir_of(st.id) / "pattern.json", out / "patterns" / f"{name}.json")
-        patterns[name] = read_json(ctx.dir_of(st.id) / "pattern.json")
-    if patterns:
-        rows = []
-        n = max(len(p["stages"]) for p in patterns.values())
-        for i in range(n):
-            row = {"stage": i + 1}
-            for name, p in patterns.items():
-                st = next((r for r in p["stages"] if r["stage"] == i), None)
-                row[name] = f"{100 * st['keep_ratio_mean']:.1f} ± {100 * st['keep_ratio_std']:.1f}" if st else "-"
-            rows.append(row)
-        draw_profiles(patterns, out / "figures" / "profile.png", title="fraction of channels kept, per layer")
-        parts += [
-            "## Design patterns",
-            "",
-            "Share of channels kept per stage (%, mean ± std over seeds):",
-            "",
-            add_table("patterns", pd.DataFrame(rows)),
-            "",
-            "![per-layer keep ratio](figures/profile.png)",
-            "",
-        ]
-
-    # -- designs
-    verdicts = []
-    if study.design:
-        parts += [
-            "## Guided versus uniform designs",
-            "",
-            "Every network below was trained from scratch with the same recipe "
-            f"({recipe.epochs} epochs). *guided*: widths from the model's own pruning pattern; *transferred*: "
-            "from the source's pattern; *pruned*: the architecture the pattern's method finds when it prunes each "
-            "seed's base down to the budget; *uniform*: one width multiplier for every layer; *-per-layer*: the "
-            "pattern's per-layer ratios instead of one per stage.",
-            "",
-        ]
-        for dom in domains:
-            acc_rows = []
-            for budget in study.design.budgets:
-                table = design_table(runs, dom, budget)
-                if not len(table):
-                    continue
-                name = f"designs-{dom}-{slug(budget)}"
-                parts += [f"### {dom}, budget {budget}", "", add_table(name, table), ""]
-                sub = runs[(runs["role"] == "scratch") & (runs["domain"] == dom) & (runs["budget"] == budget)]
-                uni = sub[sub["arm"] == "uniform"]["test_acc"].tolist()
-                for arm in [a for a in dict.fromkeys(sub["arm"]) if a != "uniform"]:
-                    vals = sub[sub["arm"] == arm]["test_acc"].tolist()
-                    verdicts.append(f"{dom}, {budget}: " + compare(vals, uni, names=(arm, "uniform")))
-                acc_rows += [
-                    {"label": r["arm"], "params": r["params"], "macs": r["macs"], "test_acc": r["test_acc"]}
-                    for _, r in sub.iterrows()
-                ]
-                specs = {}
-                for st in by_role["design"]:
-                    if st.tags["domain"] != dom or st.tags["budget"] != budget:
-                        continue
-                    for arm in st.config["arms"]:
-                        path = ctx.dir_of(st.id) / f"{arm}.json"
-                        shutil.copy(path, out / "designs" / f"{dom}-{slug(budget)}-{arm}.json")
-                        specs[arm] = ArchSpec.from_json(path.read_text())
-                for st in by_role.get("prune-budget", []):
-                    if st.tags["domain"] == dom and st.tags["budget"] == budget:
-                        name = f"{dom}-{slug(budget)}-pruned-s{st.tags['seed']}.json"
-                        shutil.copy(ctx.dir_of(st.id) / "spec.json", out / "designs" / name)
-                own = next((p for p in patterns if p.startswith(f"{dom}-")), None)
-                if own:  # the pruned bars are this model's own pruned runs
-                    figure = f"widths-{dom}-{slug(budget)}"
-                    draw_width_bars(
-                        patterns[own],
-                        specs,
-                        out / "figures" / f"{figure}.png",
-                        title=f"{dom}: channels per layer, {budget}",
-                    )
-                    parts += [f"![widths](figures/{figure}.png)", ""]
-            if acc_rows:
-                draw_accuracy_cost(acc_rows, out / "figures" / f"accuracy-{dom}.png", title=f"{dom}: from scratch")
-                parts += [f"![test error against cost](figures/accuracy-{dom}.png)", ""]
-        if verdicts:
-            parts += ["What the numbers say (a difference counts when it exceeds the seed std):", ""]
-            parts += [f"- {v}" for v in verdicts] + [""]
-
-    # -- search
-    search_records = {s.tags["arm"]: ctx.record(s.id) for s in by_role.get("search", [])}
-    if search_records:
-        table, guided_val = search_table(search_records, runs)
-        curves = search_curves(search_records)
-        _draw_search(curves, guided_val, out / "figures" / "search.png")
-        for arm in search_records:
-            src = ctx.dir_of(f"search/{arm}")
-            shutil.copy(src / "best.json", out / "designs" / f"search-{arm}-best.json")
-            shutil.copy(src / "trials.csv", out / "tables" / f"search-{arm}-trials.csv")
-        q = study.search
-        parts += [
-            f"## Width search at {q.budget}",
-            "",
-            f"Optuna TPE over per-stage width ratios, {q.trials} trials of {q.epochs} epochs each on a "
-            f"{q.validation:.0%} validation split of the training set ({q.pruner} pruner); *seeded* enqueues the "
-            "guided and uniform designs as its first trials. The best spec of each search is retrained like "
-            "the designs and tested once.",
-            "",
-            add_table("search", table),
-            "",
-            "![search history](figures/search.png)",
-            "",
-        ]
-    prov = provenance(ctx.services.device)
-    total = float(runs["wall_time_s"].sum()) if len(runs) else 0.0
-    parts += [
-        "## Provenance",
+    records = {s.tags["arm"]: r.ctx.record(s.id) for s in r.role("search")}
+    if not records:
+        return []
+    table, guided_val = search_table(records, r.runs)
+    draw_history({arm: rec["trials"] for arm, rec in records.items()}, r.figure("search.png"), reference=guided_val)
+    for arm in records:
+        src = r.ctx.dir_of(f"search/{arm}")
+        shutil.copy(src / "best.json", r.out / "designs" / f"search-{arm}-best.json")
+        shutil.copy(src / "trials.csv", r.out / "tables" / f"search-{arm}-trials.csv")
+    q = r.study.search
+    return [
+        f"## Width search at {q.budget}",
         "",
-        f"Study `{study.study.name}`, seeds {study.study.seeds}, recipe `{study.train.recipe}` "
-        f"({recipe.epochs} epochs, batch {recipe.batch_size}, lr {recipe.lr}); {len(runs)} training runs, "
-        f"{total / 60:.1f} min of training. guided {prov['guided']}, git {prov['git']}, torch {prov['torch']}, "
-        f"{prov['device']}, python {prov['python']}. Stage records and runs: `stages/`; every training run "
-        "with its wall time: `runs.csv`.",
+        f"Optuna TPE over per-stage width ratios, {q.trials} trials of {q.epochs} epochs each on a "
+        f"{q.validation:.0%} validation split of the training set ({q.pruner} pruner); *seeded* enqueues the "
+        "guided and uniform designs as its first trials. The best spec of each search is retrained like "
+        "the designs and tested once.",
+        "",
+        r.table("search", table),
+        "",
+        "![search history](figures/search.png)",
         "",
     ]
-    report = "\n".join(parts)
-    atomic_write_text(out / "report.md", report)
-    atomic_write_text(out / "report.html", html_page(report, out, title=title))
-    write_json(
-        out / "summary.json",
-        {
-            "study": study.to_dict(),
-            "recipe": recipe.to_dict(),
-            "training_runs": len(runs),
-            "train_wall_time_s": round(total, 1),
-            "verdicts": verdicts,
-            "provenance": prov,
-        },
-    )
-    return {"tables": sorted(tables), "verdicts": verdicts}
+
+
+def _provenance(r: _Report) -> list[str]:
+    prov = provenance(r.ctx.services.device)
+    st, rc = r.study, r.recipe
+    return [
+        "## Provenance",
+        "",
+        f"Study `{st.study.name}`, seeds {st.study.seeds}, recipe `{st.train.recipe}` "
+        f"({rc.epochs} epochs, batch {rc.batch_size}, lr {rc.lr}); {len(r.runs)} training runs, "
+        f"{_train_seconds(r) / 60:.1f} min of training. guided {prov['guided']}, git {prov['git']}, "
+        f"torch {prov['torch']}, {prov['device']}, python {prov['python']}. Stage records and runs: `stages/`; "
+        "every training run with its wall time: `runs.csv`.",
+        "",
+    ]
 
 
 def _overview(study: Study, recipe: Recipe, ctx: StageContext) -> str:
@@ -320,9 +379,10 @@ def _overview(study: Study, recipe: Recipe, ctx: StageContext) -> str:
         f"{study.study.seeds}; accuracies are on the test split (mean ± sample std over seeds)."
     ]
     if study.prune:
+        bases = {"sparse": ", slimming-penalty base", "gated": ", gated base"}
         methods = ", ".join(
             f"{p.name} ({p.method}, {f'preset {p.preset}' if p.preset else f'ratio {p.ratio}'}"
-            + (", slimming-penalty base" if p.base == "sparse" else "")
+            + bases.get(p.base, "")
             + ")"
             for p in study.prune
         )
@@ -337,19 +397,3 @@ def _overview(study: Study, recipe: Recipe, ctx: StageContext) -> str:
         lines.append(f"Transfer `{t.name}`: {t.arch} x{t.width_mult} on {data}.")
     lines.append("The study file is `study.toml`.")
     return " ".join(lines)
-
-
-def _draw_search(curves: dict[str, dict[str, list]], guided_val: float | None, path) -> None:
-    from guided.plots import finish, subplots
-
-    fig, ax = subplots(figsize=(5.5, 3.2))
-    for arm, c in curves.items():
-        xs = [n + 1 for n in c["number"]]
-        (line,) = ax.plot(xs, [100 * v for v in c["best"]], "-", label=f"{arm}: best so far")
-        ax.plot(xs, [100 * v for v in c["value"]], "o", ms=3, color=line.get_color(), alpha=0.5)
-    if guided_val is not None:
-        ax.axhline(100 * guided_val, ls="--", color="k", lw=1, label="guided design")
-    ax.set_xlabel("trial")
-    ax.set_ylabel("validation accuracy (%)")
-    ax.legend(fontsize=8)
-    finish(fig, path)

@@ -18,25 +18,41 @@ and ``search/{arm}-best-s{seed}`` (its best spec retrained like the designs), an
 from __future__ import annotations
 
 import dataclasses
-import re
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from guided.data import ImageData, validation_split
+from guided.data import ImageData, load_dataset, subsample, validation_split
 from guided.design import Budget, design
-from guided.experiments.common import DataConfig, finished, load_data
-from guided.hooks import BatchNormL1
+from guided.hooks import BatchNormL1, GateSparsity
 from guided.io import read_json, read_spec, write_json, write_spec
-from guided.pipeline.config import PruneConfig, Study, resolve_budget
+from guided.pipeline.config import DataConfig, PruneConfig, Study, resolve_budget, slug
+from guided.pipeline.report import write_report
 from guided.pipeline.runner import Stage, StageContext
 from guided.provenance import resolve_device
 from guided.recipes import Recipe, get_recipe
 from models import ArchSpec, build, cost, create_spec
 
-__all__ = ["Services", "Domain", "plan", "SOURCE"]
+__all__ = ["Services", "Domain", "plan", "load_data", "SOURCE"]
 
 SOURCE = "source"
+
+
+def load_data(cfg: DataConfig, seed: int = 0) -> ImageData:
+    """The configured dataset, subsampled with a fixed seed (the same images for every run)."""
+    name = cfg.dataset
+    if name.startswith("imagefolder:"):
+        name = "imagefolder:" + str(Path(name.split(":", 1)[1]).expanduser())
+    data = load_dataset(name, root=cfg.data_root, size=cfg.image_size)
+    return subsample(data, train=cfg.train_subset, test=cfg.test_subset, seed=seed)
+
+
+def finished(run_dir: Path) -> dict | None:
+    """A training run's result.json if it finished, else None."""
+    path = run_dir / "result.json"
+    return json.loads(path.read_text()) if path.is_file() else None
 
 
 class Services:
@@ -104,11 +120,6 @@ def _domain(name: str, data_cfg: DataConfig, arch: str, width_mult: float, head,
     return Domain(name, data_cfg, spec, (), len(data.train), len(data.test))
 
 
-def slug(budget: str) -> str:
-    """A folder-safe name for a budget string: ``params=25%`` -> ``params-25pct``."""
-    return re.sub(r"[^A-Za-z0-9.]+", "-", budget.replace("%", "pct")).strip("-")
-
-
 class _Builder:
     """Appends stages; keeps the ids of what later stages need."""
 
@@ -142,13 +153,15 @@ class _Builder:
         bases: dict[tuple[str, int], str] = {}
         for seed in self.seeds:
             for kind in kinds:
-                l1 = st.train.sparsity_l1 if kind == "sparse" else None
+                penalty = {"sparse": st.train.sparsity_l1, "gated": st.train.sparsity_gates}.get(kind)
+                spec = dom.spec.replace(gated=True) if kind == "gated" else dom.spec
+                extra = {"sparsity_gates" if kind == "gated" else "sparsity_l1": penalty}
                 bases[kind, seed] = self.add(
                     Stage(
                         f"{dom.name}/base-{kind}-s{seed}",
                         "train",
-                        self.train_config(dom, dom.spec, seed, self.recipe, sparsity_l1=l1, save_init=True),
-                        _train_action(dom.data, self.recipe, seed, l1, save_init=True),
+                        self.train_config(dom, spec, seed, self.recipe, **extra, save_init=True),
+                        _train_action(dom.data, self.recipe, seed, kind, penalty),
                         macs=self.training_macs(dom, dom.spec, self.recipe.epochs),
                         tags={"domain": dom.name, "role": "base", "kind": kind, "seed": seed},
                     )
@@ -181,6 +194,8 @@ class _Builder:
                             tags={"domain": dom.name, "role": "retrain", "prune": p.name, "mode": mode, "seed": seed},
                         )
                     )
+            if p.unit == "blocks":  # removed blocks make no per-stage pattern
+                continue
             self.add(
                 Stage(
                     f"{dom.name}/pattern-{p.name}",
@@ -188,7 +203,7 @@ class _Builder:
                     {"method": p.method, "ratio": p.ratio, "preset": p.preset, "source": dom.spec.name},
                     _pattern_action(p, dom),
                     tuple(pruned[p.name]),
-                    tags={"domain": dom.name, "role": "pattern", "prune": p.name},
+                    tags={"domain": dom.name, "role": "pattern", "prune": p.name, "unit": p.unit},
                 )
             )
             if st.design and p.name == st.design.pattern:
@@ -248,7 +263,7 @@ class _Builder:
                             f"{dom.name}/prune-to-{b}-s{seed}",
                             "prune",
                             {**prune_config, "budget": dataclasses.asdict(budget), "seed": seed},
-                            _prune_to_budget_action(dom.data, pattern_row, bases[pattern_row.base, seed], budget, seed),
+                            _prune_action(dom.data, pattern_row, bases[pattern_row.base, seed], seed, budget),
                             (bases[pattern_row.base, seed],),
                             tags={"domain": dom.name, "role": "prune-budget", "budget": budget_text, "seed": seed},
                         )
@@ -353,12 +368,14 @@ def _run_training(ctx: StageContext, model, data: ImageData, recipe: Recipe, see
     return _brief(result)
 
 
-def _train_action(data_cfg: DataConfig, recipe: Recipe, seed: int, l1: float | None, save_init: bool):
+def _train_action(data_cfg: DataConfig, recipe: Recipe, seed: int, kind: str, penalty: float | None):
+    """Train a base: ``plain``, ``sparse`` (slimming's L1 on BN scales) or ``gated`` (SSS gate penalty)."""
+
     def action(ctx: StageContext) -> dict[str, Any]:
         spec = ArchSpec.from_dict(ctx.stage.config["spec"])
-        hooks = [BatchNormL1(l1)] if l1 else []
+        hooks = [BatchNormL1(penalty)] if kind == "sparse" else [GateSparsity(penalty)] if kind == "gated" else []
         data = ctx.services.data(data_cfg)
-        return _run_training(ctx, build(spec, seed=seed), data, recipe, seed, hooks=hooks, save_init=save_init)
+        return _run_training(ctx, build(spec, seed=seed), data, recipe, seed, hooks=hooks, save_init=True)
 
     return action
 
@@ -381,50 +398,33 @@ def _spec_from(stage_id: str, filename: str) -> Callable[[StageContext], ArchSpe
     return lambda ctx: read_spec(ctx.dir_of(stage_id) / filename)
 
 
-def _prune_action(data_cfg: DataConfig, p: PruneConfig, base_id: str, seed: int):
-    def action(ctx: StageContext) -> dict[str, Any]:
-        from guided.pruning import prune
-        from guided.train import load_weights
+def _prune_action(data_cfg: DataConfig, p: PruneConfig, base_id: str, seed: int, budget: Budget | None = None):
+    """Prune one seed's base as ``p`` says, or (``budget``) with the ratio that just fits the budget."""
 
-        data = ctx.services.data(data_cfg)
-        model = load_weights(ctx.dir_of(base_id)).to(ctx.services.device).eval()
-        result = prune(
-            model,
-            p.method,
-            ratio=p.ratio,
-            preset=p.preset,
-            allocation=p.allocation,
-            data=data,
-            samples=p.samples,
-            seed=seed,
-        )
-        return _save(ctx, result, base_id)
-
-    return action
-
-
-def _save(ctx: StageContext, result, base_id: str) -> dict[str, Any]:
-    from guided.retrain import save_pruned
-
-    base = ctx.record(base_id)
-    save_pruned(result, ctx.dir, source={"run": str(ctx.dir_of(base_id)), "epochs": base["epochs"], "config": {}})
-    info = result.info
-    return {k: info[k] for k in ("method", "params_after", "macs_after", "params_before", "macs_before")}
-
-
-def _prune_to_budget_action(data_cfg: DataConfig, p: PruneConfig, base_id: str, budget: Budget, seed: int):
     def action(ctx: StageContext) -> dict[str, Any]:
         from guided.pruning import prune, ratio_for_budget
+        from guided.retrain import save_pruned
         from guided.train import load_weights
 
-        data = ctx.services.data(data_cfg)
         model = load_weights(ctx.dir_of(base_id)).to(ctx.services.device).eval()
-        kw = {"allocation": p.allocation, "data": data, "samples": p.samples, "seed": seed}
-        ratio = ratio_for_budget(model, p.method, budget, **kw)
-        record = _save(ctx, prune(model, p.method, ratio=ratio, **kw), base_id)
-        return {**record, "ratio": ratio}
+        kwargs = {**p.prune_kwargs(), "data": ctx.services.data(data_cfg), "seed": seed}
+        extra = {}
+        if budget is not None:
+            kwargs.update(preset=None, ratio=None)
+            extra["ratio"] = kwargs["ratio"] = ratio_for_budget(
+                model, p.method, budget, **_without(kwargs, "ratio", "preset")
+            )
+        result = prune(model, p.method, **kwargs)
+        base = ctx.record(base_id)
+        save_pruned(result, ctx.dir, source={"run": str(ctx.dir_of(base_id)), "epochs": base["epochs"], "config": {}})
+        keys = ("method", "params_after", "macs_after", "params_before", "macs_before")
+        return {**{k: result.info[k] for k in keys}, **extra}
 
     return action
+
+
+def _without(kwargs: dict[str, Any], *keys: str) -> dict[str, Any]:
+    return {k: v for k, v in kwargs.items() if k not in keys}
 
 
 def _retrain_action(data_cfg: DataConfig, recipe: Recipe, mode: str, prune_id: str, seed: int):
@@ -453,27 +453,20 @@ def _retrain_action(data_cfg: DataConfig, recipe: Recipe, mode: str, prune_id: s
 
 
 def _pattern_action(p: PruneConfig, dom: Domain):
+    """Summarise the seeds' pruned folders: kept channels per stage, or (weight methods) weight density."""
+
     def action(ctx: StageContext) -> dict[str, Any]:
-        from guided.patterns import channel_summary, load_channel_rows
+        from guided.patterns import channel_summary, load_channel_rows, load_sparsity_reports, sparsity_summary
 
         dirs = [ctx.dir_of(n) for n in ctx.stage.needs]
-        pattern = {
-            "kind": "channels",
-            **channel_summary(load_channel_rows(dirs)),
-            "sources": [
-                {
-                    "dir": str(d.relative_to(ctx.out)),
-                    "method": p.method,
-                    "ratio": p.ratio,
-                    "preset": p.preset,
-                    "source_spec": dom.spec.name,
-                    "dataset": dom.data.dataset,
-                }
-                for d in dirs
-            ],
-        }
-        write_json(ctx.dir / "pattern.json", pattern)
-        return {"stages": [round(r["keep_ratio_mean"], 4) for r in pattern["stages"]]}
+        if p.unit == "weights":
+            summary, key = {"kind": "sparsity", **sparsity_summary(load_sparsity_reports(dirs))}, "density_mean"
+        else:
+            summary, key = {"kind": "channels", **channel_summary(load_channel_rows(dirs))}, "keep_ratio_mean"
+        source = {"method": p.method, "ratio": p.ratio, "preset": p.preset, "source_spec": dom.spec.name}
+        summary["sources"] = [{"dir": str(d.relative_to(ctx.out)), **source, "dataset": dom.data.dataset} for d in dirs]
+        write_json(ctx.dir / "pattern.json", summary)
+        return {"stages": [round(r[key], 4) for r in summary["stages"]]}
 
     return action
 
@@ -536,9 +529,4 @@ def _search_action(source: Domain, budget: Budget, recipe: Recipe, q, designs: t
 
 
 def _report_action(study: Study, recipe: Recipe, stages: list[Stage]):
-    def action(ctx: StageContext) -> dict[str, Any]:
-        from guided.pipeline.report import write_report
-
-        return write_report(study, recipe, stages, ctx)
-
-    return action
+    return lambda ctx: write_report(study, recipe, stages, ctx)

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from guided.errors import UserError
+from guided.pruning.result import PruneResult, cost_change
 from models import build, entries_per_unit
 
 __all__ = ["prune_blocks", "block_gates"]
@@ -46,7 +47,6 @@ def prune_blocks(model: nn.Module, *, ratio: float | None = None, threshold: flo
     Returns:
         A `guided.pruning.PruneResult` whose model is ungated and shallower.
     """
-    from guided.pruning.methods import PruneResult, cost_change
 
     if (ratio is None) == (threshold is None):
         raise UserError("sss removes blocks: give either --ratio R (fraction of removable blocks) or --threshold T")

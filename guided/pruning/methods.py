@@ -8,7 +8,7 @@ model is never modified.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -18,30 +18,14 @@ from guided.data import ImageData
 from guided.errors import UserError
 from guided.pruning import allocate, criteria, reconstruct
 from guided.pruning.blocks import prune_blocks
+from guided.pruning.result import PruneResult, cost_change
 from guided.pruning.surgery import cut, pruned_spec
 from guided.pruning.unstructured import prune_weights
-from models import ArchSpec, ChannelGroup, channel_groups, cost
+from models import ArchSpec, ChannelGroup, channel_groups
 
 __all__ = ["Method", "PRUNERS", "PruneResult", "prune", "ratio_for_budget", "register_pruner", "cost_change"]
 
 Key = tuple[int, int]
-
-
-@dataclass
-class PruneResult:
-    """A pruned model and what was done.
-
-    Attributes:
-        model: the new module (``model.spec`` is the pruned spec).
-        rows: per group: layer, stage, original, kept, kept fraction.
-        info: method, allocation and costs before and after (non-zero counts for masks).
-        masks: unstructured methods: the binary weight masks (the spec is unchanged).
-    """
-
-    model: nn.Module
-    rows: list[dict[str, Any]]
-    info: dict[str, Any] = field(default_factory=dict)
-    masks: dict[str, torch.Tensor] | None = None
 
 
 @dataclass(frozen=True)
@@ -56,7 +40,9 @@ class Method:
         score: ``(context, groups) -> {key: scores}``, higher keeps; ``None`` for selection methods.
         select: ``(inputs, consumer, k, seed) -> (kept, new consumer weight)`` for reconstruction methods.
         needs_data: whether it reads activations of training images.
-        custom: prunes on its own terms instead of channel groups (block removal).
+        custom: prunes on its own terms instead of channel groups (block removal, weight masks).
+        unit: what it removes: ``channels`` (a narrower spec), ``weights`` (masks; the spec is unchanged)
+            or ``blocks`` (residual blocks).
     """
 
     name: str
@@ -67,6 +53,7 @@ class Method:
     select: Callable[..., tuple[torch.Tensor, torch.Tensor]] | None = None
     needs_data: bool = False
     custom: Callable[..., PruneResult] | None = None
+    unit: str = "channels"
 
 
 PRUNERS: dict[str, Method] = {}
@@ -127,6 +114,7 @@ register_pruner(
         (),
         "blocks",
         custom=prune_blocks,
+        unit="blocks",
     )
 )
 register_pruner(
@@ -136,6 +124,7 @@ register_pruner(
         (),
         "global",
         custom=lambda model, **kw: prune_weights(model, method="magnitude", **kw),
+        unit="weights",
     )
 )
 register_pruner(
@@ -145,6 +134,7 @@ register_pruner(
         (),
         "layer",
         custom=lambda model, **kw: prune_weights(model, method="random", **kw),
+        unit="weights",
     )
 )
 register_pruner(
@@ -196,9 +186,7 @@ def prune(
         >>> result.info["params_after"]
         5397034
     """
-    if method not in PRUNERS:
-        raise UserError(f"unknown pruning method {method!r}; choose one of {', '.join(sorted(PRUNERS))}")
-    m = PRUNERS[method]
+    m = _method(method, model)
     if m.custom:
         if preset is not None or not isinstance(ratio, (float, int, type(None))):
             raise UserError(f"{method} takes one --ratio or --threshold, not presets or stage ratios")
@@ -217,27 +205,63 @@ def prune(
         raise UserError("give either a ratio (--ratio R) or a preset (--preset NAME)")
     if m.needs_data and data is None:
         raise UserError(f"{method} reads activations of training images; give a dataset (--dataset NAME)")
-    allocation = allocation or m.allocation
-    if allocation not in ("global", "layer"):
-        raise UserError(f"unknown allocation {allocation!r}; choose global or layer")
     spec = model.spec
     all_groups = channel_groups(spec)
+    groups = _groups(m, spec, all_groups)
+    ctx = criteria.Context(model, data=data, samples=samples, seed=seed)
+    scores = m.score(ctx, groups) if m.score else None
+    counts, allocation = _allocate(m, spec, groups, scores, ratio, preset, allocation, min_channels)
+    keep, updates = _choose(m, model, ctx, groups, counts, scores, seed)
+    new = cut(model, keep, updates=updates)
+    info = {
+        "method": method,
+        "allocation": allocation,
+        "ratio": ratio,
+        "preset": preset,
+        "min_channels": min_channels,
+        "samples": samples if m.needs_data else None,
+        "seed": seed,
+        **cost_change(spec, new.spec),
+    }
+    return PruneResult(new, _rows(all_groups, groups, counts), info)
+
+
+def _method(method: str, model: nn.Module) -> Method:
+    """The registered method, once the model is known to be one guided built (it carries its spec)."""
+    if method not in PRUNERS:
+        raise UserError(f"unknown pruning method {method!r}; choose one of {', '.join(sorted(PRUNERS))}")
+    if not isinstance(getattr(model, "spec", None), ArchSpec):
+        raise UserError(
+            f"{type(model).__name__} was not built by guided: pruning reads the architecture from model.spec; "
+            "build models with models.build(spec) or create_model(name) (see `guided models`)"
+        )
+    return PRUNERS[method]
+
+
+def _groups(m: Method, spec: ArchSpec, all_groups: list[ChannelGroup]) -> list[ChannelGroup]:
     groups = [g for g in all_groups if g.kind in m.kinds]
     if not groups:
-        raise UserError(f"{method} finds nothing to prune in {spec.name}")
-    ctx = criteria.Context(model, data=data, samples=samples, seed=seed)
+        raise UserError(f"{m.name} finds nothing to prune in {spec.name}")
+    return groups
 
-    scores = m.score(ctx, groups) if m.score else None
+
+def _allocate(m: Method, spec, groups, scores, ratio, preset, allocation, min_channels) -> tuple[dict, str]:
+    """Kept channels per group, and the allocation's name: a preset, one global threshold, or per layer."""
+    allocation = allocation or m.allocation
     if preset is not None:
-        counts = allocate.preset(preset, spec, groups)
-        allocation = f"preset {preset}"
-    elif allocation == "global":
+        return allocate.preset(preset, spec, groups), f"preset {preset}"
+    if allocation == "global":
         if scores is None or isinstance(ratio, Sequence):
-            raise UserError(f"global allocation needs one ratio and a method with comparable scores, not {method}")
-        counts = allocate.global_threshold(groups, scores, ratio, min_channels=min_channels)
-    else:
-        counts = allocate.by_ratio(groups, ratio, min_channels=min_channels)
+            raise UserError(f"global allocation needs one ratio and a method with comparable scores, not {m.name}")
+        return allocate.global_threshold(groups, scores, ratio, min_channels=min_channels), allocation
+    if allocation != "layer":
+        raise UserError(f"unknown allocation {allocation!r}; choose global or layer")
+    return allocate.by_ratio(groups, ratio, min_channels=min_channels), allocation
 
+
+def _choose(m: Method, model, ctx, groups, counts, scores, seed: int) -> tuple[dict, dict]:
+    """Which channels each narrowed group keeps (highest scores, or the method's own selection), and the
+    reconstructed consumer weights of selection methods."""
     keep, updates = {}, {}
     pruned = [g for g in groups if counts[g.key] < g.width]
     inputs = reconstruct.sample_consumer_inputs(ctx, pruned) if m.select and pruned else {}
@@ -250,30 +274,25 @@ def prune(
         else:
             kept = scores[g.key].argsort(descending=True, stable=True)[:k].sort().values
         keep[g.key] = kept
-    new = cut(model, keep, updates=updates)
+    return keep, updates
 
-    rows = [
-        {
-            "layer": g.name,
-            "stage": g.stage,
-            "kind": g.kind,
-            "original": g.width,
-            "kept": counts.get(g.key, g.width) if g in groups else g.width,
-            "kept_fraction": round((counts.get(g.key, g.width) if g in groups else g.width) / g.width, 4),
-        }
-        for g in all_groups
-    ]
-    info = {
-        "method": method,
-        "allocation": allocation,
-        "ratio": ratio,
-        "preset": preset,
-        "min_channels": min_channels,
-        "samples": samples if m.needs_data else None,
-        "seed": seed,
-        **cost_change(spec, new.spec),
-    }
-    return PruneResult(new, rows, info)
+
+def _rows(all_groups, groups, counts) -> list[dict[str, Any]]:
+    """Per channel group: layer, stage, kind, original and kept width (``layers.csv``)."""
+    rows = []
+    for g in all_groups:
+        kept = counts.get(g.key, g.width) if g in groups else g.width
+        rows.append(
+            {
+                "layer": g.name,
+                "stage": g.stage,
+                "kind": g.kind,
+                "original": g.width,
+                "kept": kept,
+                "kept_fraction": round(kept / g.width, 4),
+            }
+        )
+    return rows
 
 
 def ratio_for_budget(
@@ -300,26 +319,18 @@ def ratio_for_budget(
         >>> prune(model, "l1-norm", ratio=r).info["params_after"] <= 5e6
         True
     """
-    if method not in PRUNERS or PRUNERS[method].custom is not None:
+    m = _method(method, model)
+    if m.unit != "channels":
         raise UserError(f"pruning to a budget needs a channel method, not {method!r}")
-    m = PRUNERS[method]
-    allocation = allocation or m.allocation
     spec = model.spec
-    groups = [g for g in channel_groups(spec) if g.kind in m.kinds]
-    if allocation == "global":
-        if m.score is None:
-            raise UserError(f"global allocation needs a method with comparable scores, not {method}")
+    groups = _groups(m, spec, channel_groups(spec))
+    scores = None
+    if (allocation or m.allocation) == "global" and m.score is not None:
         scores = m.score(criteria.Context(model, data=data, samples=samples, seed=seed), groups)
 
-        def counts(r: float) -> dict:
-            return allocate.global_threshold(groups, scores, r, min_channels=min_channels)
-    else:
-
-        def counts(r: float) -> dict:
-            return allocate.by_ratio(groups, r, min_channels=min_channels)
-
     def fits(r: float) -> bool:
-        return budget.of(pruned_spec(spec, counts(r))) <= budget.value
+        counts, _ = _allocate(m, spec, groups, scores, r, None, allocation, min_channels)
+        return budget.of(pruned_spec(spec, counts)) <= budget.value
 
     if budget.of(spec) <= budget.value:
         raise UserError(f"{spec.name} already fits {budget.kind}={budget.value:,.0f}; nothing to prune")
@@ -330,18 +341,3 @@ def ratio_for_budget(
         mid = (lo + hi) / 2
         lo, hi = (lo, mid) if fits(mid) else (mid, hi)
     return hi
-
-
-def cost_change(before: ArchSpec, after: ArchSpec, masks: dict[str, torch.Tensor] | None = None) -> dict[str, Any]:
-    """The source spec's name, and parameters and MACs before and after pruning (non-zero ones with masks)."""
-    from models import densities_from_masks
-
-    old = cost(before)
-    new = cost(after, densities_from_masks(masks) if masks else None)
-    return {
-        "source_spec": before.name,
-        "params_before": old.params,
-        "params_after": new.params,
-        "macs_before": old.macs,
-        "macs_after": new.macs,
-    }

@@ -20,6 +20,7 @@ from torch import nn
 
 from guided.errors import UserError
 from guided.io import atomic_write_bytes
+from guided.pruning.result import PruneResult, cost_change
 from models import ArchSpec, cost, densities_from_masks, layers
 
 __all__ = [
@@ -222,8 +223,6 @@ def prune_weights(
     ``ratio`` in every layer.
     """
     import copy
-
-    from guided.pruning.methods import PruneResult, cost_change
 
     spec = model.spec
     if method == "magnitude":

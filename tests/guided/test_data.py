@@ -22,6 +22,7 @@ def make_tree(root, classes=("cat", "ant"), per_class=3, size=10, splits=("train
     return root
 
 
+@pytest.mark.slow
 def test_digits_is_offline_split_and_upsampled(tmp_path):
     data = load_dataset("digits", cache_dir=tmp_path)
     assert data.num_classes == 10 and data.in_channels == 1 and data.input_size == 16
@@ -73,6 +74,7 @@ def test_bad_image_folders_give_one_clear_error(tmp_path, setup, message):
         load_dataset(f"imagefolder:{root}", cache_dir=tmp_path / "cache")
 
 
+@pytest.mark.slow
 def test_unknown_dataset_and_missing_torchvision_root(tmp_path):
     with pytest.raises(UserError, match="unknown dataset 'mnist2'.*digits"):
         load_dataset("mnist2")
@@ -120,6 +122,7 @@ def test_subsample_keeps_requested_counts(tmp_path):
 
 
 @pytest.mark.data
+@pytest.mark.slow
 def test_shared_cifar10_images_load(tmp_path):
     tarball = SHARED_DATA / "cifar10.tar.gz"
     if not tarball.exists():

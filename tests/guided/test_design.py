@@ -42,7 +42,15 @@ def test_pattern_maps_to_hand_computed_widths():
     assert rounded.stages == ((8, 8), (16, 16), (32,) * 3, (64,) * 3, (64,) * 3)
 
 
-@pytest.mark.parametrize("arch", ["vgg16", "vgg19", "resnet56", "preresnet56"])
+@pytest.mark.parametrize(  # the residual families take seconds per case: the inner loop checks VGG
+    "arch",
+    [
+        "vgg16",
+        "vgg19",
+        pytest.param("resnet56", marks=pytest.mark.slow),
+        pytest.param("preresnet56", marks=pytest.mark.slow),
+    ],
+)
 @pytest.mark.parametrize("kind", ["params", "macs"])
 @pytest.mark.parametrize("fraction", [0.03, 0.25, 0.6])
 @pytest.mark.parametrize("guided", [False, True])
@@ -88,6 +96,7 @@ def test_transfer_across_depth_keeps_per_stage_ratios():
         assert ratios[s] / ratios[0] == pytest.approx(expected, rel=0.15)
 
 
+@pytest.mark.slow
 def test_mismatched_transfer_is_refused_with_a_way_out():
     with pytest.raises(UserError, match="5 stages but resnet56 has 3; give a stage map"):
         design(create_spec("resnet56"), Budget("params", 2e5), pattern=PATTERN)

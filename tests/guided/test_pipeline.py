@@ -19,6 +19,8 @@ from guided.errors import UserError
 from guided.pipeline import dry_run, parse_study, plan_study
 from guided.pipeline.runner import fingerprints
 
+pytestmark = pytest.mark.slow  # one tiny study (~14 s), then resumes, kills and dry runs of it
+
 ROOT = Path(__file__).resolve().parents[2]
 
 TINY = """

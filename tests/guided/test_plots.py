@@ -65,6 +65,7 @@ def test_profile_and_accuracy_data():
     assert data["error_std"][0] == pytest.approx(7.0711, rel=1e-3)
 
 
+@pytest.mark.slow
 def test_drawing_writes_png_and_svg(tmp_path):
     spec = create_spec("vgg11").replace(stages=((6, 10), (12,)))
     for draw, args in [

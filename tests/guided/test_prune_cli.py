@@ -27,6 +27,7 @@ def test_prune_preset_then_cost_reports_vgg16_a(tmp_path, capsys):
     )
 
 
+@pytest.mark.slow
 def test_prune_checkpoint_then_every_retraining_mode(base_run, tmp_path):
     pruned = tmp_path / "slim"
     assert (

@@ -41,31 +41,52 @@ def trained_like(name, seed=0):
     return model.eval()
 
 
-CASES = [
-    (method, name)
-    for method in PRUNERS
-    if PRUNERS[method].custom is None
-    for name in TINY_MODELS
-    if any(g.kind in PRUNERS[method].kinds for g in channel_groups(create_spec(name)))
-]
+def applies(method: str, name: str) -> bool:
+    """Whether a registered method can prune the tiny model ``name`` (the contract tests' case list)."""
+    m = PRUNERS[method]
+    if m.unit == "weights":
+        return True
+    if m.unit == "blocks":
+        return create_spec(name).gated
+    return any(g.kind in m.kinds for g in channel_groups(create_spec(name)))
 
 
-@pytest.mark.parametrize("method, name", CASES)
-def test_widths_shrink_and_the_pruned_model_runs(method, name):
+def contract_cases() -> list[tuple[str, str]]:
+    return [(method, name) for method in PRUNERS for name in TINY_MODELS if applies(method, name)]
+
+
+CASES = [c for c in contract_cases() if PRUNERS[c[0]].unit == "channels"]
+
+
+def check_method_contract(method: str, name: str) -> None:
+    """What every registered method promises on a model it applies to: a smaller, working network (or
+    masks), its costs recorded, and the input model untouched. Channel methods: every eligible group
+    narrows as the allocation says and no other group changes."""
     model = trained_like(name)
     result = prune(model, method, ratio=0.5, data=random_data(), samples=64)
-    new = result.model
-    old_w, new_w = model.spec.widths(), new.spec.widths()
-    groups = channel_groups(model.spec)
-    eligible = [j for j, g in enumerate(groups) if g.kind in PRUNERS[method].kinds]
-    if PRUNERS[method].allocation == "layer":
-        assert all(new_w[j] == max(1, int(old_w[j] * 0.5)) for j in eligible)
-    assert sum(new_w) < sum(old_w)
-    assert all(new_w[j] == old_w[j] for j in range(len(old_w)) if j not in eligible)
-    assert result.info["params_after"] == cost(new.spec).params < result.info["params_before"]
+    new, unit = result.model, PRUNERS[method].unit
+    assert result.info["params_after"] < result.info["params_before"]
     out = new(torch.randn(2, 3, 16, 16))
     assert out.shape == (2, 10) and torch.isfinite(out).all()
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), trained_like(name).state_dict().values()))
+    if unit == "weights":
+        kept = sum(int(m.sum()) for m in result.masks.values()) / sum(m.numel() for m in result.masks.values())
+        assert 0.45 <= kept <= 0.55 and new.spec == model.spec
+    elif unit == "blocks":
+        assert new.spec.depth < model.spec.depth
+    else:
+        old_w, new_w = model.spec.widths(), new.spec.widths()
+        eligible = [j for j, g in enumerate(channel_groups(model.spec)) if g.kind in PRUNERS[method].kinds]
+        if PRUNERS[method].allocation == "layer":
+            assert all(new_w[j] == max(1, int(old_w[j] * 0.5)) for j in eligible)
+        assert sum(new_w) < sum(old_w)
+        assert all(new_w[j] == old_w[j] for j in range(len(old_w)) if j not in eligible)
+        assert result.info["params_after"] == cost(new.spec).params
+
+
+@pytest.mark.parametrize("method, name", contract_cases())
+def test_every_registered_method_keeps_its_contract(method, name):
+    check_method_contract(method, name)
 
 
 @pytest.mark.parametrize("method, name", [c for c in CASES if PRUNERS[c[0]].select is None])

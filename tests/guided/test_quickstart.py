@@ -1,13 +1,19 @@
 """The quick start end to end on digits (shortened), and its resumption."""
 
 import json
+from pathlib import Path
+
+import pytest
 
 from guided.cli import main
 from guided.io import read_spec
 from guided.quickstart import quickstart
 from models import cost, create_spec
 
+ROOT = Path(__file__).resolve().parents[2]
 
+
+@pytest.mark.slow
 def test_quickstart_writes_report_plots_and_html_then_resumes(tmp_path):
     logs = []
     report = quickstart(tmp_path, log=logs.append, train={"epochs": 1})
@@ -46,4 +52,10 @@ def test_quickstart_help(capsys):
         main(["quickstart", "--help"])
     except SystemExit as exc:
         assert exc.code == 0
-    assert "results/quickstart" in capsys.readouterr().out
+    assert "guided-quickstart" in capsys.readouterr().out
+
+
+def test_the_config_copy_is_the_packaged_study():
+    from guided.quickstart import quickstart_text
+
+    assert (ROOT / "configs" / "quickstart.toml").read_text() == quickstart_text()

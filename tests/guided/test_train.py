@@ -30,6 +30,7 @@ def tiny(data, name="vgg-tiny", seed=0):
     return build(create_spec(name, num_classes=10, in_channels=1, input_size=data.input_size), seed=seed)
 
 
+@pytest.mark.slow
 def test_run_folder_holds_everything_and_learns(digits, tmp_path):
     recipe = get_recipe("quick").override(epochs=8, batch_size=32)
     result = train(tiny(digits, "resnet-tiny"), digits, recipe, out_dir=tmp_path, save_init=True, log=QUIET)
@@ -138,6 +139,7 @@ def _train_argv(out, epochs=3):
     ]
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_to_bit_identical_weights(tmp_path):
     """SIGKILL in the middle of epoch 2, resume: the final weights equal an uninterrupted run's."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}

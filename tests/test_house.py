@@ -1,0 +1,93 @@
+"""The shape of the house: no import cycles inside the packages, no function longer than 80 lines."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("guided", "models", "search")
+MAX_LINES = 80
+
+#: Functions allowed past MAX_LINES, each with the reason it reads better whole. Keep this empty if you can.
+LONG_FUNCTIONS_ALLOWED: dict[str, str] = {}
+
+
+def modules() -> dict[str, Path]:
+    found = {}
+    for package in PACKAGES:
+        for path in (ROOT / package).rglob("*.py"):
+            name = ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+            found[name] = path
+    return found
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Module -> the package modules it imports (at any depth of its code, lazy imports included)."""
+    mods = modules()
+    graph = {m: set() for m in mods}
+    for name, path in mods.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        for node in ast.walk(ast.parse(path.read_text())):
+            targets = []
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                    base = ".".join(parts + ([base] if base else []))
+                targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in mods else base for a in node.names]
+            for t in targets:
+                while t and t not in mods:
+                    t = t.rpartition(".")[0]
+                if t and t != name:
+                    graph[name].add(t)
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Every elementary cycle found by depth-first search (each reported once)."""
+    found, seen = [], set()
+
+    def walk(node: str, path: list[str]) -> None:
+        for nxt in sorted(graph[node]):
+            if nxt in path:
+                cycle = path[path.index(nxt) :]
+                if frozenset(cycle) not in seen:
+                    seen.add(frozenset(cycle))
+                    found.append(cycle + [nxt])
+            elif len(path) < 8:
+                walk(nxt, path + [nxt])
+
+    for start in sorted(graph):
+        walk(start, [start])
+    return found
+
+
+def package_cycles() -> list[list[str]]:
+    """Cycles between modules; a package's ``__init__`` re-exporting its own modules is not one."""
+    graph = import_graph()
+    for name in graph:
+        graph[name] = {t for t in graph[name] if not (t == name.rpartition(".")[0] or name.startswith(t + "."))}
+    return cycles(graph)
+
+
+def test_no_import_cycles():
+    assert package_cycles() == []
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c", "a"]]
+
+
+def test_no_function_is_longer_than_80_lines():
+    long = []
+    for name, path in modules().items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                length = node.end_lineno - node.lineno + 1
+                where = f"{name}.{node.name}"
+                if length > MAX_LINES and where not in LONG_FUNCTIONS_ALLOWED:
+                    long.append(f"{where}: {length} lines")
+    assert long == []
