@@ -11,7 +11,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from guided import __version__
+from guided import __version__, threads
 from guided.commands import basic, designs, plots, pruning, searching, studies, summaries, training
 from guided.commands.common import Command
 from guided.errors import USER_ERRORS, UserError
@@ -99,6 +99,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if getattr(args, "config", None):
             apply_config(parser.subparsers[args.command], args.config)
             args = parser.parse_args(argv)
+        if hasattr(args, "threads"):  # a command that computes: set its CPU thread budget first
+            threads.configure(args.threads)
         return COMMANDS[args.command].run(args)
     except USER_ERRORS as exc:
         print(f"guided {args.command}: error: {_one_line(str(exc))}", file=sys.stderr)

@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from guided import threads
 from guided.data import ImageData
 from guided.errors import UserError
 from guided.hooks import FixedMasks, Hook
@@ -231,6 +232,7 @@ class _Loop:
         """Train one epoch and evaluate; updates ``state`` (epoch, step, elapsed, metrics) and returns the row."""
         recipe, epochs = self.recipe, self.recipe.epochs
         total_steps = epochs * len(train_loader)
+        threads.rebalance()  # another guided process may have started since the last epoch
         start = time.perf_counter()
         train_loss, train_acc = train_epoch(
             self.step_fn,

@@ -27,7 +27,7 @@ from guided.train import train
 from models import ArchSpec, build
 from search.space import WidthSpace
 
-__all__ = ["run_search", "open_storage", "storage_url", "mask_url", "TRIAL_STOPPERS"]
+__all__ = ["run_search", "open_storage", "storage_url", "mask_url", "worker_seed", "TRIAL_STOPPERS"]
 
 #: Optuna "pruners" that stop unpromising trials early (named apart from network pruning methods).
 TRIAL_STOPPERS = ("median", "hyperband", "none")
@@ -167,7 +167,7 @@ def run_search(
         heartbeat: seconds between a running trial's heartbeats (RDB storage).
         study_name: joins an existing study of that name in the storage.
         per_layer: search one ratio per layer instead of per stage.
-        seed: sampler seed and training seed.
+        seed: training seed, and the sampler seed (with shared storage, each worker derives its own from it).
     """
     import optuna
 
@@ -175,9 +175,9 @@ def run_search(
     out = Path(out_dir)
     space = WidthSpace(target, budget, per_layer=per_layer)
     space.spec(dict.fromkeys(space.names, 1.0))  # the uniform point: refuses an unreachable budget now
-    study = _create_study(
-        multi, pruner, recipe.epochs, seed, open_storage(storage, out, heartbeat=heartbeat), study_name
-    )
+    sampler_seed = seed if storage is None else worker_seed(seed, out)  # shared storage: one seed per worker
+    stored = open_storage(storage, out, heartbeat=heartbeat)
+    study = _create_study(multi, pruner, recipe.epochs, sampler_seed, stored, study_name)
     for i, spec in enumerate(seed_designs):
         study.enqueue_trial(space.params_of(spec), user_attrs={"seed_design": i}, skip_if_exists=True)
 
@@ -205,6 +205,17 @@ def run_search(
     if len(study.get_trials(deepcopy=False, states=done_states)) < trials:
         study.optimize(objective, callbacks=[stop], catch=())
     return summarize(study, out, multi=multi, storage=storage)
+
+
+def worker_seed(seed: int, out: Path) -> int:
+    """The sampler seed of one worker of a shared study: derived from ``seed``, the host and the worker's
+    ``--out`` folder, so that workers given the same ``--seed`` draw different trials, and the same worker
+    started again draws the same ones."""
+    import hashlib
+    import socket
+
+    key = f"{seed}|{socket.gethostname()}|{Path(out).resolve()}"
+    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:4], "little")
 
 
 def _check_request(objectives: tuple[str, ...], pruner: str, trials: int) -> bool:

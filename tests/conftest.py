@@ -27,3 +27,14 @@ def _private_cache(tmp_path_factory):
 def _deterministic():
     torch.manual_seed(0)
     yield
+
+
+@pytest.fixture(autouse=True)
+def _thread_budget():
+    """A test that runs the CLI sets this process's thread budget; the next test starts from the default."""
+    from guided import threads
+
+    before = torch.get_num_threads()
+    yield
+    threads._state.update(configured=False, explicit=None, share=1, applied=None)
+    torch.set_num_threads(before)

@@ -164,3 +164,25 @@ def test_password_reaches_no_output_and_no_file(postgres_url, case, tmp_path, ca
         assert not [f for f in files if spelling.encode() in f.read_bytes()]
     recorded = json.loads((out / "search.json").read_text())["storage"]
     assert recorded == postgres_url.replace("guided@", "guided:***@")
+
+
+def test_workers_with_the_same_seed_draw_different_trials(postgres_url, tmp_path):
+    """Each worker of a shared study derives its own sampler seed (from --seed, host and --out)."""
+    import optuna
+
+    url = postgres_url
+    cmd = [sys.executable, "-m", "guided", "search", "--arch", "vgg-tiny", "--dataset", "digits"]
+    cmd += ["--train-subset", "200", "--budget", "params=4000", "--trials", "8", "--epochs", "1", "--batch-size", "32"]
+    cmd += ["--pruner", "none", "--seed", "0", "--storage", url, "--study-name", "same-seed"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    workers = [
+        subprocess.Popen([*cmd, "--out", str(tmp_path / w)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+        for w in ("a", "b")
+    ]
+    for w in workers:
+        out, _ = w.communicate(timeout=300)
+        assert w.returncode == 0, out
+    trials = optuna.load_study(study_name="same-seed", storage=url).get_trials(deepcopy=False)
+    drawn = [tuple(sorted(t.params.items())) for t in trials]
+    assert len(drawn) >= 8
+    assert len(set(drawn)) == len(drawn), "two trials evaluated the same parameters"

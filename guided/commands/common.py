@@ -19,6 +19,7 @@ __all__ = [
     "add_recipe_args",
     "recipe_from_args",
     "add_run_args",
+    "add_threads_arg",
 ]
 
 
@@ -140,9 +141,21 @@ def recipe_from_args(args: argparse.Namespace):
     )
 
 
+def add_threads_arg(p) -> None:
+    """``--threads N``: the CPU threads this command computes with (see `guided.threads`)."""
+    p.add_argument(
+        "--threads",
+        type=int,
+        metavar="N",
+        help="CPU threads to compute with (default: $GUIDED_THREADS, else the cores divided among the guided "
+        "processes running on this machine, re-checked every epoch)",
+    )
+
+
 def add_run_args(p: argparse.ArgumentParser) -> None:
     """Seed, device and output options of a training run."""
     g = p.add_argument_group("run")
+    add_threads_arg(g)
     g.add_argument("--out", required=True, metavar="DIR", help="run folder (checkpoints, metrics, result.json)")
     g.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     g.add_argument("--seed", type=int, default=0, help="seeds initialisation, data order, augmentation (default 0)")

@@ -9,6 +9,7 @@ from guided.commands.common import (
     Command,
     add_arch_args,
     add_data_args,
+    add_threads_arg,
     data_from_args,
     inherited_defaults,
     spec_from_args,
@@ -74,6 +75,7 @@ def _prune_args(p: argparse.ArgumentParser) -> None:
         "--out", required=True, metavar="DIR", help="pruned folder: spec.json, model.pt, prune.json, layers.csv"
     )
     p.add_argument("--device", default="cpu", help="where activations are computed (default cpu)")
+    add_threads_arg(p)
 
 
 def _prune_defaults(args: argparse.Namespace) -> dict:

@@ -9,6 +9,7 @@ from guided.commands.common import (
     add_arch_args,
     add_data_args,
     add_recipe_args,
+    add_threads_arg,
     data_from_args,
     recipe_from_args,
     spec_from_args,
@@ -67,6 +68,7 @@ def _search_args(p: argparse.ArgumentParser) -> None:
         "--precision", default="auto", choices=["auto", "fp32", "bf16"], help="bf16 autocast where native (auto)"
     )
     p.add_argument("--out", required=True, metavar="DIR", help="trials, best spec(s), trials.csv, plots")
+    add_threads_arg(p)
 
 
 def _search(args: argparse.Namespace) -> int:

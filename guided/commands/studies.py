@@ -5,13 +5,32 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from guided.commands.common import Command
+from guided.commands.common import Command, add_threads_arg
 
 
 def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("study_file", metavar="STUDY.toml", help="the study (see configs/study-*.toml)")
     p.add_argument("--out", metavar="DIR", help="the study folder (default results/<study name>)")
     p.add_argument("--resume", action="store_true", help="continue the study already in --out")
+    add_threads_arg(p)
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=0,
+        metavar="N",
+        help="run up to N ready stages at once in worker processes, splitting the CPU threads between them "
+        "(default: one per GPU on a CUDA study, else 1: serially)",
+    )
+    p.add_argument(
+        "--executor",
+        choices=["local", "ray"],
+        default="local",
+        help="local: worker processes on this machine; ray: one Ray task per stage on a cluster (pip install "
+        "'guided[ray]'; --out must be on a file system every node shares)",
+    )
+    p.add_argument(
+        "--address", metavar="ADDR", help="ray: the cluster to join (auto, or HOST:PORT; default: start one)"
+    )
     p.add_argument(
         "--dry-run",
         action="store_true",
@@ -41,7 +60,16 @@ def _run(args: argparse.Namespace) -> int:
             f"{_duration(total_s)} (a lower bound: small networks run below the calibrated rate)"
         )
         return 0
-    run_study(study, out, resume=args.resume, source_text=Path(args.study_file).read_text())
+    run_study(
+        study,
+        out,
+        resume=args.resume,
+        source_text=Path(args.study_file).read_text(),
+        jobs=args.jobs,
+        executor=args.executor,
+        address=args.address,
+        threads=args.threads,
+    )
     return 0
 
 
@@ -67,6 +95,7 @@ def _quickstart_args(p: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="the study folder (default ./guided-quickstart; a second run skips finished stages)",
     )
+    add_threads_arg(p)
 
 
 def _quickstart(args: argparse.Namespace) -> int:
@@ -89,7 +118,9 @@ COMMANDS = {
         "run a whole study from one TOML file: stages in order, resumable, with a report",
         "guided run configs/study-tiny-digits.toml --out /tmp/tiny\n"
         "  guided run configs/study-vgg16-cifar10-cpu.toml --dry-run\n"
-        "  guided run configs/study-vgg16-cifar10-cpu.toml --out results/study-vgg16-cifar10-cpu --resume",
+        "  guided run configs/study-vgg16-cifar10-cpu.toml --out results/study-vgg16-cifar10-cpu --resume\n"
+        "  guided run configs/study-tiny-digits.toml --out /tmp/tiny --jobs 2\n"
+        "  guided run configs/study-vgg16-cifar10-paper.toml --executor ray --address auto --out /shared/vgg16",
         _run_args,
         _run,
     ),

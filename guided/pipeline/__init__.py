@@ -38,6 +38,10 @@ def run_study(
     *,
     resume: bool = False,
     source_text: str | None = None,
+    jobs: int = 1,
+    executor: str = "local",
+    address: str | None = None,
+    threads: int | None = None,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Run ``study`` into ``out``; returns every stage's completion record.
@@ -49,6 +53,11 @@ def run_study(
         resume: continue a study started in ``out``: finished stages are skipped, interrupted training
             continues from its checkpoint, stages whose inputs changed are redone.
         source_text: the TOML text, copied to ``out/study.toml``.
+        jobs: ``local`` executor: stages run at once in worker processes (1: serially in this process;
+            0: one per visible GPU on a CUDA study, else 1). Each worker gets ``threads // jobs`` threads.
+        executor: ``local`` (this machine) or ``ray`` (a Ray cluster at ``address``; see
+            `guided.pipeline.executors`).
+        threads: CPU threads shared by the workers (default: the machine's cores).
     """
     out = Path(out)
     marker = out / "study.json"
@@ -67,7 +76,14 @@ def run_study(
     write_json(marker, {"name": study.study.name, "config": study.to_dict(), "started": time.strftime("%Y-%m-%d")})
     if source_text is not None:
         atomic_write_text(out / "study.toml", source_text)
-    records = run_stages(stages, out, services=services, log=log)
+    from guided.pipeline.executors import make_executor
+
+    runner = make_executor(executor, study, out, jobs=jobs, threads=threads, address=address)
+    try:
+        records = run_stages(stages, out, services=services, executor=runner, log=log)
+    finally:
+        if runner is not None:
+            runner.close()
     log(f"wrote {out / 'report.md'} and {out / 'report.html'}")
     return records
 

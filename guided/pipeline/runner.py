@@ -24,7 +24,7 @@ from typing import Any
 from guided.errors import UserError
 from guided.io import read_json, write_json
 
-__all__ = ["Stage", "StageContext", "fingerprints", "status", "run_stages", "STATUS"]
+__all__ = ["Stage", "StageContext", "fingerprints", "status", "run_one", "run_stages", "STATUS"]
 
 #: What `status` reports: finished; started with the same inputs (continues); started with other inputs
 #: (starts over); not started.
@@ -100,48 +100,85 @@ def status(out: Path, stage: Stage, fingerprint: str) -> str:
     return "stale" if folder.exists() else "todo"
 
 
+def run_one(stage: Stage, out: Path, fingerprint: str, *, services: Any = None, log=print) -> dict[str, Any]:
+    """Run one stage into its folder and write its ``done.json``; returns the completion record.
+
+    A stage already done with this fingerprint is not run again (a retried task that had finished is
+    recorded once); one started with other inputs starts over; one started with the same inputs
+    continues (its training resumes from the last epoch checkpoint).
+    """
+    state = status(out, stage, fingerprint)
+    folder = out / "stages" / stage.id
+    if state == "done":
+        return read_json(folder / "done.json")
+    if state == "stale":
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json(
+        folder / "stage.json", {"id": stage.id, "kind": stage.kind, "fingerprint": fingerprint, "config": stage.config}
+    )
+    started = time.perf_counter()
+    try:
+        record = stage.action(StageContext(out, stage, services, log))
+    except UserError as exc:
+        raise UserError(f"stage {stage.id}: {exc}") from None
+    done = {
+        "id": stage.id,
+        "fingerprint": fingerprint,
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "wall_time_s": round(time.perf_counter() - started, 1),
+        "record": record,
+    }
+    write_json(folder / "done.json", done)
+    return done
+
+
 def run_stages(
     stages: Sequence[Stage],
     out: Path,
     *,
     services: Any = None,
+    executor: Any = None,
     log: Callable[[str], None] = print,
 ) -> dict[str, dict[str, Any]]:
-    """Run every unfinished stage in order; returns each stage's completion record.
+    """Run every unfinished stage, each after the stages it reads; returns each stage's completion record.
 
-    A stage whose inputs changed since it last ran is redone from scratch, and so (through the
-    fingerprints) is everything that reads it.
+    Serially in this process by default; with an ``executor`` (`guided.pipeline.executors`), every stage
+    whose inputs are finished is handed to it, as many at once as it has slots. A stage whose inputs
+    changed since it last ran is redone from scratch, and so (through the fingerprints) is everything
+    that reads it.
     """
     prints = fingerprints(stages)
-    records: dict[str, dict[str, Any]] = {}
     todo = [s for s in stages if status(out, s, prints[s.id]) != "done"]
     log(f"{len(stages)} stages, {len(stages) - len(todo)} already done")
-    for n, s in enumerate(todo, 1):
-        state = status(out, s, prints[s.id])
-        folder = out / "stages" / s.id
-        if state == "stale":
-            shutil.rmtree(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        write_json(folder / "stage.json", {"id": s.id, "kind": s.kind, "fingerprint": prints[s.id], "config": s.config})
-        log(f"[{n}/{len(todo)}] {s.kind} {s.id}" + (" (continuing)" if state == "partial" else ""))
-        started = time.perf_counter()
-        ctx = StageContext(out, s, services, log)
-        try:
-            record = s.action(ctx)
-        except UserError as exc:
-            raise UserError(f"stage {s.id}: {exc}") from None
-        seconds = round(time.perf_counter() - started, 1)
-        write_json(
-            folder / "done.json",
-            {
-                "id": s.id,
-                "fingerprint": prints[s.id],
-                "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                "wall_time_s": seconds,
-                "record": record,
-            },
-        )
-        log(f"      done in {seconds:.0f}s")
-    for s in stages:
-        records[s.id] = read_json(out / "stages" / s.id / "done.json")["record"]
-    return records
+    if executor is None:
+        for n, s in enumerate(todo, 1):
+            log(
+                f"[{n}/{len(todo)}] {s.kind} {s.id}"
+                + (" (continuing)" if status(out, s, prints[s.id]) == "partial" else "")
+            )
+            done = run_one(s, out, prints[s.id], services=services, log=log)
+            log(f"      done in {done['wall_time_s']:.0f}s")
+    else:
+        _schedule(todo, out, executor, log)
+    return {s.id: read_json(out / "stages" / s.id / "done.json")["record"] for s in stages}
+
+
+def _schedule(todo: list[Stage], out: Path, executor: Any, log: Callable[[str], None]) -> None:
+    """Keep the executor's slots busy with ready stages, in plan order, until every stage is done."""
+    pending, running, finished = list(todo), {}, set()
+    waiting_on = {s.id for s in todo}  # what the other stages need is done already
+    count = 0
+    while pending or running:
+        ready = [s for s in pending if not (set(s.needs) & waiting_on - finished)]
+        for s in ready[: max(0, executor.slots - len(running))]:
+            pending.remove(s)
+            running[executor.submit(s.id)] = s
+            log(f"      start {s.kind} {s.id}")
+        if not running:
+            raise RuntimeError(f"stages {[s.id for s in pending]} wait on stages that never run")
+        handle, result = executor.wait(list(running))
+        s = running.pop(handle)
+        count += 1
+        log(f"[{count}/{len(todo)}] {s.kind} {s.id}: done in {result['wall_time_s']:.0f}s on {result['worker']}")
+        finished.add(s.id)

@@ -79,10 +79,23 @@ def records(out: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def finished_study(tmp_path_factory) -> Path:
-    """The tiny study run once, uninterrupted, through the command line."""
+    """The tiny study run once, uninterrupted, through the command line, with one thread (the numerics of
+    every run it is compared with: results depend on the threads per process)."""
     tmp = tmp_path_factory.mktemp("study")
-    assert main(["run", str(write_study(tmp)), "--out", str(tmp / "out")]) == 0
+    assert main(["run", str(write_study(tmp)), "--out", str(tmp / "out"), "--threads", "1"]) == 0
     return tmp / "out"
+
+
+def assert_same_tables(a: Path, b: Path) -> None:
+    """Every table of two study folders is equal, trial clock times aside."""
+    names = sorted(p.name for p in (a / "tables").glob("*.csv"))
+    assert names == sorted(p.name for p in (b / "tables").glob("*.csv"))
+    for name in names:
+        x, y = pd.read_csv(a / "tables" / name), pd.read_csv(b / "tables" / name)
+        when = [c for c in x.columns if c.startswith("datetime") or c == "duration"]
+        pd.testing.assert_frame_equal(x.drop(columns=when), y.drop(columns=when), obj=name)
+    designs = sorted((a / "designs").glob("*.json"))
+    assert [p.read_text() for p in designs] == [(b / "designs" / p.name).read_text() for p in designs]
 
 
 def test_tiny_study_runs_every_stage_and_writes_the_report(finished_study):
@@ -133,7 +146,7 @@ def test_rerunning_needs_resume_and_then_does_nothing(finished_study, capsys):
 
 def test_killed_study_resumes_without_redoing_finished_stages(tmp_path, finished_study):
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "guided", "run", str(write_study(tmp_path)), "--out", str(out)]
+    cmd = [sys.executable, "-m", "guided", "run", str(write_study(tmp_path)), "--out", str(out), "--threads", "1"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     deadline = time.time() + 120
@@ -150,10 +163,16 @@ def test_killed_study_resumes_without_redoing_finished_stages(tmp_path, finished
     after = records(out)
     assert {k: after[k] for k in finished_before} == finished_before  # finished stages were not redone
     assert set(after) == set(records(finished_study))
-    for table in sorted((finished_study / "tables").glob("*.csv")):
-        a, b = pd.read_csv(table), pd.read_csv(out / "tables" / table.name)
-        when = [c for c in a.columns if c.startswith("datetime") or c == "duration"]  # trial clock times
-        pd.testing.assert_frame_equal(a.drop(columns=when), b.drop(columns=when), obj=table.name)
+    assert_same_tables(finished_study, out)
+
+
+def test_two_local_workers_give_the_serial_results(tmp_path, finished_study, capsys):
+    out = tmp_path / "out"
+    assert main(["run", str(write_study(tmp_path)), "--out", str(out), "--jobs", "2", "--threads", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert "on worker 1/2" in printed and "on worker 2/2" in printed  # progress says which worker ran what
+    assert set(records(out)) == set(records(finished_study))
+    assert_same_tables(finished_study, out)
 
 
 def test_dry_run_lists_status_and_editing_a_section_redoes_only_what_reads_it(finished_study, tmp_path):
@@ -220,3 +239,58 @@ def test_shipped_tiny_study_matches_the_documented_command():
     text = (ROOT / "configs" / "study-tiny-digits.toml").read_text()
     assert "guided run configs/study-tiny-digits.toml" in text
     parse_study(tomllib.loads(text))
+
+
+@pytest.fixture(scope="module")
+def ray_cluster(tmp_path_factory):
+    """A local Ray cluster with 2 CPUs and no dashboard, stopped afterwards."""
+    import shutil
+    import socket
+
+    if shutil.which("ray") is None and not (Path(sys.executable).parent / "ray").exists():
+        if os.environ.get("CI"):
+            pytest.fail("CI must run the Ray test, but Ray is not installed (pip install -e '.[dev]' installs it)")
+        pytest.skip("Ray is not installed (pip install -e '.[ray]')")
+    ray = str(Path(sys.executable).parent / "ray") if (Path(sys.executable).parent / "ray").exists() else "ray"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    start = [ray, "start", "--head", "--num-cpus", "2", "--include-dashboard", "false", "--port", str(port)]
+    subprocess.run([*start, "--disable-usage-stats"], check=True, capture_output=True, env=env, timeout=180)
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        subprocess.run([ray, "stop", "--force"], capture_output=True, env=env, timeout=120)
+
+
+def test_ray_study_survives_a_killed_worker(ray_cluster, tmp_path, finished_study):
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "guided", "run", str(write_study(tmp_path)), "--out", str(out), "--threads", "1"]
+    cmd += ["--executor", "ray", "--address", ray_cluster]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "RAY_USAGE_STATS_ENABLED": "0"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    try:
+        killed, deadline = None, time.time() + 240
+        while killed is None and time.time() < deadline and proc.poll() is None:
+            training = [  # a training stage started after a few stages finished, with an epoch checkpointed
+                p.parent.name
+                for p in (out / "stages").rglob("checkpoint.pt")
+                if not (p.parent / "done.json").exists() and len(records(out)) >= 4
+            ]
+            workers = subprocess.run(["pgrep", "-f", "ray::_ray_task"], capture_output=True, text=True).stdout.split()
+            if training and workers:
+                finished_before = records(out)
+                os.kill(int(workers[0]), signal.SIGKILL)
+                killed = training[0]
+            time.sleep(0.02)
+        output, _ = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert killed is not None, "no Ray worker was caught inside a training stage"
+    assert proc.returncode == 0, output[-3000:]
+    after = records(out)
+    assert {k: after[k] for k in finished_before} == finished_before  # finished stages were not redone
+    assert set(after) == set(records(finished_study))  # every stage recorded, once (one done.json each)
+    assert_same_tables(finished_study, out)
