@@ -71,16 +71,22 @@ def run_study(
             raise UserError(f"{out} already holds this study; pass --resume to continue it, or choose another --out")
     elif out.exists() and any(out.iterdir()) and not (out / "stages").exists():
         raise UserError(f"{out} exists and is not a study folder; choose another --out")
-    stages, services = plan_study(study)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(marker, {"name": study.study.name, "config": study.to_dict(), "started": time.strftime("%Y-%m-%d")})
-    if source_text is not None:
-        atomic_write_text(out / "study.toml", source_text)
     from guided.pipeline.executors import make_executor
 
-    runner = make_executor(executor, study, out, jobs=jobs, threads=threads, address=address)
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    runner = None
     try:
+        runner = make_executor(executor, study, out, jobs=jobs, threads=threads, address=address)  # workers start
+        stages, services = plan_study(study)
+        write_json(marker, {"name": study.study.name, "config": study.to_dict(), "started": time.strftime("%Y-%m-%d")})
+        if source_text is not None:
+            atomic_write_text(out / "study.toml", source_text)
         records = run_stages(stages, out, services=services, executor=runner, log=log)
+    except BaseException:
+        if created and not any(out.iterdir()):  # failed before anything was written: leave no folder
+            out.rmdir()
+        raise
     finally:
         if runner is not None:
             runner.close()

@@ -89,6 +89,8 @@ class LocalExecutor:
             initializer=_init_local,
             initargs=(study, str(out), per_worker, jobs, slots, devices or []),
         )
+        for _ in range(jobs):  # start every worker now: they import and plan while the caller plans too
+            self._pool.submit(os.getpid)
 
     def submit(self, stage_id: str):
         return self._pool.submit(_run_stage, stage_id)
