@@ -15,20 +15,20 @@ __all__ = ["provenance", "git_revision", "device_name", "resolve_device"]
 
 
 def git_revision() -> str:
-    """The checkout's commit (with ``+dirty`` when it has uncommitted changes), or ``unknown``."""
+    """The checkout's commit, or ``unknown``; with uncommitted changes, ``COMMIT+dirty.HASH`` where HASH is
+    the start of the SHA-256 of ``git diff HEAD`` (so two different dirty trees never look the same)."""
+    import hashlib
+
     root = Path(__file__).resolve().parents[1]
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10, check=True).stdout
+
     try:
-        rev = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            timeout=5,
-        ).stdout.strip()
-        return rev + ("+dirty" if dirty else "")
+        rev = git("rev-parse", "HEAD").strip()
+        if not git("status", "--porcelain", "--untracked-files=no").strip():
+            return rev
+        return f"{rev}+dirty.{hashlib.sha256(git('diff', 'HEAD').encode()).hexdigest()[:12]}"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
 

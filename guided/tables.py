@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["mean_std", "markdown_table", "compare"]
+__all__ = ["mean_std", "markdown_table", "difference", "interval_cell", "compare"]
 
 
 def mean_std(values: Sequence[float], *, percent: bool = True, digits: int = 2) -> str:
@@ -34,22 +35,53 @@ def markdown_table(df: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def compare(a: Sequence[float], b: Sequence[float], *, names: tuple[str, str] = ("A", "B")) -> str:
-    """A plain-words comparison of two sets of accuracies (0..1) over seeds.
-
-    The difference counts as real only when it exceeds the larger of the two sample standard deviations
-    (with one run each, it never does).
+def difference(a: Sequence[float], b: Sequence[float], *, confidence: float = 0.95) -> dict[str, Any]:
+    """Mean difference ``a - b`` in points (accuracies given in 0..1) with its confidence interval from
+    Welch's t-test (`scipy.stats.ttest_ind` with unequal variances); ``low``/``high`` are ``None`` when a
+    side has fewer than two seeds.
 
     Example:
-        >>> compare([0.80, 0.82], [0.70, 0.71], names=("guided", "uniform"))
-        'guided beats uniform by 10.50 points (81.00% vs 70.50%)'
-        >>> compare([0.80, 0.82], [0.805, 0.81], names=("guided", "uniform"))
-        'guided and uniform are within seed noise (81.00% vs 80.75%, +0.25 points)'
+        >>> d = difference([0.80, 0.82, 0.81], [0.70, 0.71, 0.69])
+        >>> round(d["diff"], 2), round(d["low"], 2), round(d["high"], 2)
+        (11.0, 8.73, 13.27)
     """
-    ma, mb = 100 * float(np.mean(a)), 100 * float(np.mean(b))
-    noise = max([100 * float(np.std(x, ddof=1)) for x in (a, b) if len(x) > 1] or [float("inf")])
-    diff = ma - mb
-    if abs(diff) <= noise:
-        return f"{names[0]} and {names[1]} are within seed noise ({ma:.2f}% vs {mb:.2f}%, {diff:+.2f} points)"
-    word = "beats" if diff > 0 else "trails"
-    return f"{names[0]} {word} {names[1]} by {abs(diff):.2f} points ({ma:.2f}% vs {mb:.2f}%)"
+    from scipy import stats
+
+    x, y = 100 * np.asarray(a, dtype=float), 100 * np.asarray(b, dtype=float)
+    out = {"diff": float(x.mean() - y.mean()), "low": None, "high": None, "p": None, "n": (len(x), len(y))}
+    if len(x) < 2 or len(y) < 2:
+        return out
+    if x.std() == 0 and y.std() == 0:  # no spread at all: the interval is the point
+        return {**out, "low": out["diff"], "high": out["diff"], "p": float(out["diff"] == 0)}
+    test = stats.ttest_ind(x, y, equal_var=False)
+    ci = test.confidence_interval(confidence)
+    return {**out, "low": float(ci.low), "high": float(ci.high), "p": float(test.pvalue)}
+
+
+def interval_cell(d: dict[str, Any]) -> str:
+    """``+2.90 [+1.10, +4.70]`` (or just the difference when there is no interval)."""
+    if d["low"] is None:
+        return f"{d['diff']:+.2f}"
+    return f"{d['diff']:+.2f} [{d['low']:+.2f}, {d['high']:+.2f}]"
+
+
+def compare(a: Sequence[float], b: Sequence[float], *, names: tuple[str, str] = ("A", "B")) -> str:
+    """A plain-words verdict on two sets of accuracies (0..1) over seeds, from `difference`.
+
+    "beats"/"trails" only when the 95% confidence interval of the difference excludes 0; otherwise "no
+    detectable difference"; with one seed on a side, no verdict at all.
+
+    Example:
+        >>> compare([0.80, 0.82, 0.81], [0.70, 0.71, 0.69], names=("guided", "uniform"))
+        'guided beats uniform: +11.00 points [+8.73, +13.27] (95% CI, Welch, n=3 vs 3)'
+        >>> compare([0.80, 0.82], [0.805, 0.81], names=("guided", "uniform"))
+        'no detectable difference between guided and uniform: +0.25 points [-12.86, +13.36] (95% CI, Welch, n=2 vs 2)'
+    """
+    d = difference(a, b)
+    n = f"n={d['n'][0]} vs {d['n'][1]}"
+    if d["low"] is None:
+        return f"{names[0]} vs {names[1]}: {d['diff']:+.2f} points; one seed, so no verdict ({n})"
+    cell = f"{d['diff']:+.2f} points [{d['low']:+.2f}, {d['high']:+.2f}] (95% CI, Welch, {n})"
+    if d["low"] > 0 or d["high"] < 0:
+        return f"{names[0]} {'beats' if d['diff'] > 0 else 'trails'} {names[1]}: {cell}"
+    return f"no detectable difference between {names[0]} and {names[1]}: {cell}"

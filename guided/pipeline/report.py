@@ -25,7 +25,7 @@ from guided.pipeline.runner import Stage, StageContext
 from guided.plots import draw_accuracy_cost, draw_profiles, draw_sparsity, draw_width_bars
 from guided.provenance import provenance
 from guided.recipes import Recipe
-from guided.tables import compare, markdown_table, mean_std
+from guided.tables import compare, difference, interval_cell, markdown_table, mean_std
 from models import ArchSpec
 
 __all__ = ["write_report", "runs_table", "design_table", "retraining_table", "search_table"]
@@ -95,10 +95,20 @@ def write_report(study: Study, recipe: Recipe, stages: list[Stage], ctx: StageCo
             "training_runs": len(r.runs),
             "train_wall_time_s": round(_train_seconds(r), 1),
             "verdicts": r.verdicts,
+            "revisions": revisions(r),
+            "datasets": _datasets(study, ctx),
             "provenance": provenance(ctx.services.device),
         },
     )
     return {"tables": sorted(r.tables), "verdicts": r.verdicts}
+
+
+def _datasets(study: Study, ctx: StageContext) -> dict[str, dict[str, Any]]:
+    """Each dataset the study read (as subsampled): image counts and a hash of the decoded arrays."""
+    from guided.data import fingerprint
+
+    configs = [study.data] + [t.data(study.data) for t in study.transfer]
+    return {cfg.dataset: fingerprint(ctx.services.data(cfg)) for cfg in configs}
 
 
 def _train_seconds(r: _Report) -> float:
@@ -217,7 +227,7 @@ def _stage_table(patterns: dict[str, dict[str, Any]], key: str) -> pd.DataFrame:
 def design_table(runs: pd.DataFrame, domain: str, budget: str) -> pd.DataFrame:
     """Arms trained from scratch at one budget: cost, test accuracy over seeds, difference to uniform."""
     sub = runs[(runs["role"] == "scratch") & (runs["domain"] == domain) & (runs["budget"] == budget)]
-    uniform = sub[sub["arm"] == "uniform"]["test_acc"].mean()
+    uniform = sub[sub["arm"] == "uniform"]["test_acc"].tolist()
     out = []
     for arm in dict.fromkeys(sub["arm"]):
         r = sub[sub["arm"] == arm]
@@ -227,7 +237,7 @@ def design_table(runs: pd.DataFrame, domain: str, budget: str) -> pd.DataFrame:
                 "params": f"{int(r['params'].mean()):,}",
                 "MACs": f"{r['macs'].mean() / 1e6:.2f}M",
                 "test accuracy (%)": mean_std(r["test_acc"].tolist()),
-                "vs uniform": f"{100 * (r['test_acc'].mean() - uniform):+.2f}",
+                "vs uniform (95% CI)": interval_cell(difference(r["test_acc"].tolist(), uniform)),
                 "seeds": len(r),
             }
         )
@@ -255,7 +265,11 @@ def _designs(r: _Report) -> list[str]:
             draw_accuracy_cost(acc_rows, r.figure(f"accuracy-{dom}.png"), title=f"{dom}: from scratch")
             lines += [f"![test error against cost](figures/accuracy-{dom}.png)", ""]
     if r.verdicts:
-        lines += ["What the numbers say (a difference counts when it exceeds the seed std):", ""]
+        lines += [
+            "What the numbers say (a difference counts when the 95% confidence interval of the difference of "
+            "means over seeds, from Welch's t-test, excludes 0; all at equal parameters or MACs as each budget says):",
+            "",
+        ]
         lines += [f"- {v}" for v in r.verdicts] + [""]
     return lines
 
@@ -354,19 +368,39 @@ def _search(r: _Report) -> list[str]:
     ]
 
 
+def revisions(r: _Report) -> dict[str, int]:
+    """Code revision -> how many of the study's stages started on it (from each ``stage.json``)."""
+    counts: dict[str, int] = {}
+    for s in [*r.stages, r.ctx.stage]:  # every stage before the report, and the report
+        started = r.ctx.dir_of(s.id) / "stage.json"
+        rev = read_json(started).get("revision", "not recorded") if started.is_file() else "not recorded"
+        counts[rev] = counts.get(rev, 0) + 1
+    return counts
+
+
 def _provenance(r: _Report) -> list[str]:
     prov = provenance(r.ctx.services.device)
     st, rc = r.study, r.recipe
-    return [
+    revs = revisions(r)
+    lines = [
         "## Provenance",
         "",
         f"Study `{st.study.name}`, seeds {st.study.seeds}, recipe `{st.train.recipe}` "
         f"({rc.epochs} epochs, batch {rc.batch_size}, lr {rc.lr}); {len(r.runs)} training runs, "
-        f"{_train_seconds(r) / 60:.1f} min of training. guided {prov['guided']}, git {prov['git']}, "
-        f"torch {prov['torch']}, {prov['device']}, python {prov['python']}. Stage records and runs: `stages/`; "
-        "every training run with its wall time: `runs.csv`.",
+        f"{_train_seconds(r) / 60:.1f} min of training. guided {prov['guided']}, torch {prov['torch']}, "
+        f"{prov['device']}, python {prov['python']}. Code revisions the stages started on: "
+        + ", ".join(f"`{rev}` ({n} stages)" for rev, n in revs.items())
+        + ". Stage records and runs: `stages/`; every training run with its wall time: `runs.csv`; the datasets' "
+        "image counts and content hashes: `summary.json`.",
         "",
     ]
+    if len(revs) > 1:
+        lines += [
+            f"**Warning: the stages ran on {len(revs)} different code revisions**, so these results mix code "
+            "versions; for one revision, run the study again into a new folder.",
+            "",
+        ]
+    return lines
 
 
 def _overview(study: Study, recipe: Recipe, ctx: StageContext) -> str:

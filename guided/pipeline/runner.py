@@ -2,8 +2,9 @@
 
 A `Stage` is one unit of work (one training run, one pruning, one pattern, one set of designs, one
 search, the report) with a resolved config and the stages it reads. Its folder is
-``OUT/stages/<id>/``: ``stage.json`` (config and input fingerprint) is written when it starts and
-``done.json`` (its completion record) when it finishes. A stage is finished when ``done.json`` exists
+``OUT/stages/<id>/``: ``stage.json`` (config, input fingerprint, and the code revision it started on) is
+written when it starts and ``done.json`` (its completion record) when it finishes. A stage is finished
+when ``done.json`` exists
 and records the same fingerprint as now; the fingerprint hashes the stage's config and the
 fingerprints of the stages it reads, so editing one section of a study redoes exactly the stages
 downstream of it. A started but unfinished stage continues (training resumes from its checkpoint) when
@@ -114,9 +115,11 @@ def run_one(stage: Stage, out: Path, fingerprint: str, *, services: Any = None, 
     if state == "stale":
         shutil.rmtree(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    write_json(
-        folder / "stage.json", {"id": stage.id, "kind": stage.kind, "fingerprint": fingerprint, "config": stage.config}
-    )
+    from guided.provenance import git_revision
+
+    record = {"id": stage.id, "kind": stage.kind, "fingerprint": fingerprint, "config": stage.config}
+    started_at = {"started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "revision": git_revision()}
+    write_json(folder / "stage.json", {**record, **started_at})
     started = time.perf_counter()
     try:
         record = stage.action(StageContext(out, stage, services, log))

@@ -110,6 +110,10 @@ def test_tiny_study_runs_every_stage_and_writes_the_report(finished_study):
         assert heading in report
     html = (out / "report.html").read_text()
     assert html.count("data:image/png;base64,") == report.count("](figures/")
+    summary = json.loads((out / "summary.json").read_text())
+    assert len(summary["revisions"]) == 1 and sum(summary["revisions"].values()) == len(stages)
+    assert summary["datasets"]["digits"]["train"] == 400 and len(summary["datasets"]["digits"]["sha256"]) == 64
+    assert "Warning" not in report and "(95% CI, Welch, n=2 vs 2)" in report
     for table in ("bases", "retraining", "patterns", "designs-source-params-50pct", "designs-wide-params-50pct"):
         assert (out / "tables" / f"{table}.csv").stat().st_size > 0
     designs = {p.name for p in (out / "designs").glob("*.json")}
@@ -294,3 +298,17 @@ def test_ray_study_survives_a_killed_worker(ray_cluster, tmp_path, finished_stud
     assert {k: after[k] for k in finished_before} == finished_before  # finished stages were not redone
     assert set(after) == set(records(finished_study))  # every stage recorded, once (one done.json each)
     assert_same_tables(finished_study, out)
+
+
+def test_the_report_warns_when_stages_ran_on_different_revisions(tmp_path, finished_study):
+    import shutil
+
+    out = tmp_path / "out"
+    shutil.copytree(finished_study, out)
+    started = out / "stages" / "source" / "base-sparse-s0" / "stage.json"
+    started.write_text(json.dumps({**json.loads(started.read_text()), "revision": "0123abc+dirty.456def"}))
+    (out / "stages" / "report" / "done.json").unlink()  # only the report runs again
+    assert main(["run", str(write_study(tmp_path)), "--out", str(out), "--resume", "--threads", "1"]) == 0
+    report = (out / "report.md").read_text()
+    assert "**Warning: the stages ran on 2 different code revisions**" in report
+    assert "`0123abc+dirty.456def` (1 stages)" in report
