@@ -14,9 +14,14 @@ from guided import __version__
 __all__ = ["provenance", "git_revision", "device_name", "resolve_device"]
 
 
+#: What decides results: the code and its dependencies (not results/, the README, tests or benchmarks).
+CODE_PATHS = ("guided", "models", "search", "pyproject.toml")
+
+
 def git_revision() -> str:
-    """The checkout's commit, or ``unknown``; with uncommitted changes, ``COMMIT+dirty.HASH`` where HASH is
-    the start of the SHA-256 of ``git diff HEAD`` (so two different dirty trees never look the same)."""
+    """The checkout's commit, or ``unknown``; with uncommitted changes to the code (`CODE_PATHS`),
+    ``COMMIT+dirty.HASH`` where HASH is the start of the SHA-256 of their ``git diff HEAD`` (so two
+    different dirty trees never look the same)."""
     import hashlib
 
     root = Path(__file__).resolve().parents[1]
@@ -26,9 +31,9 @@ def git_revision() -> str:
 
     try:
         rev = git("rev-parse", "HEAD").strip()
-        if not git("status", "--porcelain", "--untracked-files=no").strip():
+        if not git("status", "--porcelain", "--untracked-files=no", "--", *CODE_PATHS).strip():
             return rev
-        return f"{rev}+dirty.{hashlib.sha256(git('diff', 'HEAD').encode()).hexdigest()[:12]}"
+        return f"{rev}+dirty.{hashlib.sha256(git('diff', 'HEAD', '--', *CODE_PATHS).encode()).hexdigest()[:12]}"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
 
