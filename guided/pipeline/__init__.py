@@ -21,15 +21,9 @@ from guided.errors import UserError
 from guided.io import atomic_write_text, read_json, write_json
 from guided.pipeline.config import Study, load_study, parse_study
 from guided.pipeline.runner import Stage, fingerprints, run_stages, status
-from guided.pipeline.stages import Services, plan
+from guided.pipeline.stages import Services, plan_study
 
 __all__ = ["Study", "load_study", "parse_study", "plan_study", "run_study", "dry_run", "Stage", "Services"]
-
-
-def plan_study(study: Study) -> tuple[list[Stage], Services]:
-    """The study's stages (loading its datasets once, to size the models)."""
-    services = Services(study)
-    return plan(study, services), services
 
 
 def run_study(

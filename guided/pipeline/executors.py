@@ -26,8 +26,8 @@ _WORKER: dict[str, Any] = {}  # per worker process: the planned study (stages, f
 def _plan_in_worker(study, out: str, threads: int | None, share: int, name: str) -> None:
     """Plan the study once per worker process and set its thread budget."""
     from guided import threads as thread_budget
-    from guided.pipeline import plan_study
     from guided.pipeline.runner import fingerprints
+    from guided.pipeline.stages import plan_study
 
     thread_budget.configure(threads, share=share)
     stages, services = plan_study(study)

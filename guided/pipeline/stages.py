@@ -35,7 +35,7 @@ from guided.provenance import resolve_device
 from guided.recipes import Recipe, get_recipe
 from models import ArchSpec, build, cost, create_spec
 
-__all__ = ["Services", "Domain", "plan", "load_data", "SOURCE"]
+__all__ = ["Services", "Domain", "plan", "plan_study", "load_data", "SOURCE"]
 
 SOURCE = "source"
 
@@ -81,6 +81,12 @@ class Domain:
     prune: tuple[PruneConfig, ...]
     train_images: int
     test_images: int
+
+
+def plan_study(study: Study) -> tuple[list[Stage], Services]:
+    """The study's stages, and the services they share (loading its datasets once, to size the models)."""
+    services = Services(study)
+    return plan(study, services), services
 
 
 def plan(study: Study, services: Services) -> list[Stage]:
