@@ -1,9 +1,9 @@
 """How many CPU threads a `guided` process computes with, so that several processes share a machine well.
 
-Measured on a 2-core machine (VGG-16 x0.25 training steps): one process with 2 threads trains 420 img/s;
-two such processes at once train 124 img/s each (0.59x the throughput of one, not 1x), because PyTorch's
-OpenMP threads spin while they wait for work and steal the cores the other process needs (4 busy threads
-on 2 cores). With one thread each, the two train 211 and 225 img/s: 1.04x the throughput of one alone.
+Measured on a 2-core machine (``benchmarks/study_speed.py``): two ``guided train`` processes that each
+take both cores train at 0.62x the total throughput of one alone, because PyTorch's OpenMP threads spin
+while they wait for work and steal the cores the other process needs (4 busy threads on 2 cores); with
+one core each, the two train at 1.23x the throughput of one alone.
 So the budget is:
 
 * ``--threads N`` or ``GUIDED_THREADS=N``: exactly N intra-op threads (reproducible numerics: pin it);
