@@ -18,6 +18,7 @@ __all__ = [
     "draw_profiles",
     "accuracy_cost_data",
     "draw_accuracy_cost",
+    "pareto_front",
 ]
 
 
@@ -149,8 +150,9 @@ def accuracy_cost_data(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Per group (``label``): mean and std test error (%) at each cost point, over seeds.
 
     Args:
-        rows: one per run: ``label``, ``params``, ``macs``, ``test_acc`` (0..1); runs of one label at one
-            budget share ``params`` up to 2% (designs meet budgets within 1%).
+        rows: one per run: ``label``, ``params``, ``macs``, ``test_acc`` (0..1), and optionally ``group``
+            (the budget): runs of one label and group make one point. Without ``group``, runs of one label
+            whose ``params`` agree within 2% do (designs meet budgets within 1%).
     """
     import numpy as np
 
@@ -162,7 +164,13 @@ def accuracy_cost_data(rows: list[dict[str, Any]]) -> dict[str, Any]:
         runs = sorted(runs, key=lambda r: r["params"])
         points: list[list[dict[str, Any]]] = []
         for r in runs:
-            if points and abs(r["params"] - points[-1][0]["params"]) <= 0.02 * points[-1][0]["params"]:
+            if "group" in r:
+                same = [p for p in points if p[0]["group"] == r["group"]]
+                if same:
+                    same[0].append(r)
+                else:
+                    points.append([r])
+            elif points and abs(r["params"] - points[-1][0]["params"]) <= 0.02 * points[-1][0]["params"]:
                 points[-1].append(r)
             else:
                 points.append([r])
@@ -178,19 +186,47 @@ def accuracy_cost_data(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The (cost, error) points no other point beats on both (lower or equal cost and lower error), by cost.
+
+    Example:
+        >>> pareto_front([(1, 10), (2, 8), (3, 9), (4, 5)])
+        [(1, 10), (2, 8), (4, 5)]
+    """
+    front: list[tuple[float, float]] = []
+    for cost, error in sorted(points, key=lambda p: (p[0], p[1])):
+        if not front or error < front[-1][1]:
+            front.append((cost, error))
+    return front
+
+
 def draw_accuracy_cost(rows: list[dict[str, Any]], path: str | Path, *, title: str = ""):
-    """Test error against parameters and against MACs, one line per group, error bars over seeds."""
+    """Test error against parameters and against MACs: one marker per arm at each budget (error bars over
+    seeds, points of an arm joined in cost order) and the Pareto front over all arms, dashed."""
     data = accuracy_cost_data(rows)
-    fig, axes = subplots(1, 2, figsize=(8, 3.2), sharey=True)
-    for label, ser in data.items():
-        axes[0].errorbar(
-            [p / 1e6 for p in ser["params"]], ser["error"], yerr=ser["error_std"], marker="o", capsize=3, label=label
-        )
-        axes[1].errorbar([m / 1e6 for m in ser["macs"]], ser["error"], yerr=ser["error_std"], marker="o", capsize=3)
+    fig, axes = subplots(1, 2, figsize=(9, 3.6), sharey=True)
+    markers = "osD^vP*Xh<>"
+    for i, (label, ser) in enumerate(data.items()):
+        for ax, key in zip(axes, ("params", "macs")):
+            order = sorted(range(len(ser[key])), key=lambda j: ser[key][j])
+            ax.errorbar(
+                [ser[key][j] / 1e6 for j in order],
+                [ser["error"][j] for j in order],
+                yerr=[ser["error_std"][j] for j in order],
+                marker=markers[i % len(markers)],
+                capsize=3,
+                alpha=0.85,
+                label=label if key == "params" else None,
+            )
+    for ax, key in zip(axes, ("params", "macs")):
+        points = [(c / 1e6, e) for ser in data.values() for c, e in zip(ser[key], ser["error"])]
+        front = pareto_front(points)
+        ax.step(*zip(*front), where="post", color="black", linestyle="--", linewidth=1, label=None)
+        ax.plot(*zip(*front), "o", markerfacecolor="none", markeredgecolor="black", markersize=10)
     axes[0].set_xlabel("parameters (M)")
     axes[1].set_xlabel("MACs (M)")
     axes[0].set_ylabel("test error (%)")
-    axes[0].legend(fontsize=8)
+    axes[0].legend(fontsize=7)
     if title:
         fig.suptitle(title, fontsize=10)
     return finish(fig, path)

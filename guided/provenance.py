@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import subprocess
 from pathlib import Path
@@ -21,7 +22,8 @@ CODE_PATHS = ("guided", "models", "search", "pyproject.toml")
 def git_revision() -> str:
     """The checkout's commit, or ``unknown``; with uncommitted changes to the code (`CODE_PATHS`),
     ``COMMIT+dirty.HASH`` where HASH is the start of the SHA-256 of their ``git diff HEAD`` (so two
-    different dirty trees never look the same)."""
+    different dirty trees never look the same). Where the code is no git checkout (a copied tree, a
+    container image), the environment variable ``GUIDED_REVISION`` names it, marked ``(declared)``."""
     import hashlib
 
     root = Path(__file__).resolve().parents[1]
@@ -35,7 +37,8 @@ def git_revision() -> str:
             return rev
         return f"{rev}+dirty.{hashlib.sha256(git('diff', 'HEAD', '--', *CODE_PATHS).encode()).hexdigest()[:12]}"
     except (OSError, subprocess.SubprocessError):
-        return "unknown"
+        declared = os.environ.get("GUIDED_REVISION", "").strip()
+        return f"{declared} (declared)" if declared else "unknown"
 
 
 def resolve_device(name: str) -> torch.device:

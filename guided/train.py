@@ -170,6 +170,9 @@ def _result(spec: ArchSpec, data: ImageData, recipe: Recipe, state: dict, **run:
         "params": c.params,
         "macs": c.macs,
         "wall_time_s": round(state["elapsed"], 2),
+        "train_images_per_s": round(state["train_images"] / state["train_seconds"], 1)
+        if state.get("train_seconds")
+        else None,
         "seed": run["seed"],
         "precision": "bf16" if run["amp"] else "fp32",
         "recipe": recipe.to_dict(),
@@ -246,9 +249,12 @@ class _Loop:
             self.amp,
             desc=f"epoch {state['epoch'] + 1}/{epochs}",
         )
+        trained = time.perf_counter() - start
         test_loss, test_acc = evaluate(self.step_fn, test_loader, amp=self.amp)
         seconds = time.perf_counter() - start
         state["elapsed"] += seconds
+        state["train_seconds"] = state.get("train_seconds", 0.0) + trained  # absent in older checkpoints
+        state["train_images"] = state.get("train_images", 0) + len(train_loader) * recipe.batch_size
         state["epoch"] += 1
         row = {
             "epoch": state["epoch"],
@@ -419,6 +425,8 @@ def _save_checkpoint(path: Path, model, optimizer, loader: DeviceLoader, spec: A
         "epoch": state["epoch"],
         "step": state["step"],
         "elapsed": state["elapsed"],
+        "train_seconds": state.get("train_seconds", 0.0),
+        "train_images": state.get("train_images", 0),
         "metrics": json.dumps(state["metrics"]),
     }
     buf = io.BytesIO()
@@ -434,6 +442,7 @@ def _load_checkpoint(path: Path, model, optimizer, loader: DeviceLoader, spec: A
         same = ArchSpec.from_json(payload["spec"]) == spec
         metrics = json.loads(payload["metrics"])
         counters = {k: payload[k] for k in ("epoch", "step", "elapsed")}
+        counters.update({k: payload[k] for k in ("train_seconds", "train_images") if k in payload})
     except (KeyError, TypeError, ValueError) as exc:
         raise UserError(f"checkpoint {path} is incomplete ({exc}); remove it to start the run again") from None
     if not same:

@@ -3,9 +3,12 @@
 * Objective: validation accuracy after a short training (never the test set), or two objectives,
   accuracy and MACs, with NSGA-II (a Pareto front). Every trial meets the budget by construction
   (`search.space.WidthSpace`).
+* Samplers: TPE, or uniform random sampling (``sampler="random"``: the control that says whether TPE
+  beats chance); NSGA-II for two objectives.
 * Early stopping of unpromising trials through Optuna's pruners (median, Hyperband) on per-epoch
-  validation accuracy, single-objective only. (Optuna's "pruners" stop trials; they are not network
-  pruning.)
+  validation accuracy, single-objective only, off by default so that every trial completes: at the small
+  trial counts of a study the median pruner stops about half of all trials once its 5 start-up trials
+  are done. (Optuna's "pruners" stop trials; they are not network pruning.)
 * Warm start: guided and uniform designs are enqueued as the first trials.
 * Storage: a journal file under the output folder by default (no server), or any Optuna RDB URL
   (``postgresql://...``) shared by many workers; with RDB storage, heartbeats mark a killed worker's trial
@@ -27,10 +30,12 @@ from guided.train import train
 from models import ArchSpec, build
 from search.space import WidthSpace
 
-__all__ = ["run_search", "open_storage", "storage_url", "mask_url", "worker_seed", "TRIAL_STOPPERS"]
+__all__ = ["run_search", "open_storage", "storage_url", "mask_url", "worker_seed", "TRIAL_STOPPERS", "SAMPLERS"]
 
 #: Optuna "pruners" that stop unpromising trials early (named apart from network pruning methods).
-TRIAL_STOPPERS = ("median", "hyperband", "none")
+TRIAL_STOPPERS = ("none", "median", "hyperband")
+#: Samplers of single-objective searches: TPE, or uniform random (the control).
+SAMPLERS = ("tpe", "random")
 
 
 def storage_url(text: str):
@@ -140,7 +145,8 @@ def run_search(
     trials: int,
     out_dir: str | Path,
     objectives: Sequence[str] = ("acc",),
-    pruner: str = "median",
+    pruner: str = "none",
+    sampler: str = "tpe",
     seed_designs: Sequence[ArchSpec] = (),
     storage: str | None = None,
     heartbeat: int = 30,
@@ -161,7 +167,9 @@ def run_search(
         trials: finished (complete or stopped) trials the study should reach, over all workers.
         out_dir: trial runs, best spec(s), trials CSV, plots.
         objectives: ``("acc",)`` or ``("acc", "macs")`` (NSGA-II, a Pareto front).
-        pruner: ``median``, ``hyperband`` or ``none`` (single objective only).
+        pruner: ``none``, ``median`` (after 5 complete start-up trials) or ``hyperband`` (single objective
+            only).
+        sampler: ``tpe`` or ``random`` (single objective only; two objectives use NSGA-II).
         seed_designs: specs enqueued first (guided, uniform designs).
         storage: an Optuna RDB URL; default a journal file in ``out_dir``.
         heartbeat: seconds between a running trial's heartbeats (RDB storage).
@@ -171,13 +179,13 @@ def run_search(
     """
     import optuna
 
-    multi = _check_request(tuple(objectives), pruner, trials)
+    multi = _check_request(tuple(objectives), pruner, trials, sampler)
     out = Path(out_dir)
     space = WidthSpace(target, budget, per_layer=per_layer)
     space.spec(dict.fromkeys(space.names, 1.0))  # the uniform point: refuses an unreachable budget now
     sampler_seed = seed if storage is None else worker_seed(seed, out)  # shared storage: one seed per worker
     stored = open_storage(storage, out, heartbeat=heartbeat)
-    study = _create_study(multi, pruner, recipe.epochs, sampler_seed, stored, study_name)
+    study = _create_study(multi, pruner, sampler, recipe.epochs, sampler_seed, stored, study_name)
     for i, spec in enumerate(seed_designs):
         study.enqueue_trial(space.params_of(spec), user_attrs={"seed_design": i}, skip_if_exists=True)
 
@@ -218,33 +226,41 @@ def worker_seed(seed: int, out: Path) -> int:
     return int.from_bytes(hashlib.sha256(key.encode()).digest()[:4], "little")
 
 
-def _check_request(objectives: tuple[str, ...], pruner: str, trials: int) -> bool:
-    """Refuse unknown objectives, stoppers and trial counts; returns whether the search is multi-objective."""
+def _check_request(objectives: tuple[str, ...], pruner: str, trials: int, sampler: str = "tpe") -> bool:
+    """Refuse unknown objectives, stoppers, samplers and trial counts; returns whether the search is
+    multi-objective."""
     if objectives not in (("acc",), ("acc", "macs")):
         raise UserError(f"objectives must be acc or acc,macs, got {','.join(objectives)}")
     if pruner not in TRIAL_STOPPERS:
         raise UserError(f"unknown pruner {pruner!r}; choose one of {', '.join(TRIAL_STOPPERS)}")
+    if sampler not in SAMPLERS:
+        raise UserError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
     if trials < 1:
         raise UserError(f"--trials must be at least 1, got {trials}")
     return len(objectives) == 2
 
 
-def _create_study(multi: bool, pruner: str, epochs: int, seed: int, storage, name: str):
-    """The Optuna study: TPE (one objective) or NSGA-II (accuracy and MACs), with its trial stopper."""
+def _create_study(multi: bool, pruner: str, sampler: str, epochs: int, seed: int, storage, name: str):
+    """The Optuna study: TPE or random (one objective) or NSGA-II (accuracy and MACs), with its trial stopper."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    sampler = optuna.samplers.NSGAIISampler(seed=seed) if multi else optuna.samplers.TPESampler(seed=seed)
+    if multi:
+        chosen = optuna.samplers.NSGAIISampler(seed=seed)
+    elif sampler == "random":
+        chosen = optuna.samplers.RandomSampler(seed=seed)
+    else:
+        chosen = optuna.samplers.TPESampler(seed=seed)
     if multi or pruner == "none":
         stopper = optuna.pruners.NopPruner()
-    elif pruner == "median":
-        stopper = optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1)
+    elif pruner == "median":  # no trial is stopped before 5 have completed, nor in its first epoch
+        stopper = optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
     else:
         stopper = optuna.pruners.HyperbandPruner(min_resource=1, max_resource=epochs)
     return optuna.create_study(
         study_name=name,
         storage=storage,
-        sampler=sampler,
+        sampler=chosen,
         pruner=stopper,
         directions=["maximize", "minimize"] if multi else ["maximize"],
         load_if_exists=True,

@@ -132,3 +132,37 @@ def test_wrong_storage_url_is_one_line_without_the_password(tmp_path, capsys):
 def test_mask_url():
     assert mask_url("postgresql://u:p@h:5432/d") == "postgresql://u:***@h:5432/d"
     assert mask_url("sqlite:///x.db") == "sqlite:///x.db"
+
+
+def test_trial_stoppers_never_stop_the_first_five_trials_and_random_is_a_sampler():
+    import inspect
+
+    from search.study import _create_study
+
+    assert inspect.signature(run_search).parameters["pruner"].default == "none"
+    study = _create_study(False, "median", "tpe", 4, 0, None, "median")
+    assert isinstance(study.pruner, optuna.pruners.MedianPruner)
+    assert isinstance(study.sampler, optuna.samplers.TPESampler)
+    assert isinstance(_create_study(False, "none", "random", 4, 0, None, "r").sampler, optuna.samplers.RandomSampler)
+
+    def objective(trial):  # every later trial is worse than all before: the median stops it once it may
+        for step in range(1, 5):
+            trial.report(1.0 / (trial.number + 1), step)
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+        return 1.0 / (trial.number + 1)
+
+    study.optimize(objective, n_trials=10)
+    states = [t.state for t in sorted(study.trials, key=lambda t: t.number)]
+    assert states[:5] == [optuna.trial.TrialState.COMPLETE] * 5
+    assert optuna.trial.TrialState.PRUNED in states[5:]  # it does stop trials after its start-up
+
+
+def test_a_search_that_barely_completed_is_flagged():
+    from guided.pipeline.report import search_warnings
+
+    def trials(complete, stopped):
+        return {"trials": [{"value": 0.5}] * complete + [{"value": None}] * stopped}
+
+    warnings = search_warnings({"cold": trials(2, 10), "random": trials(6, 6), "seeded": trials(12, 0)})
+    assert len(warnings) == 1 and "only 2 of 12 trials of the cold search completed" in warnings[0]

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from guided.commands.common import Command, add_arch_args, spec_from_args
+from guided.commands.common import Command, add_arch_args, add_threads_arg, spec_from_args
+from guided.errors import UserError
 from guided.io import check_output, write_spec
 from models import ArchSpec, cost, create_spec, list_models
 
@@ -14,15 +15,40 @@ from models import ArchSpec, cost, create_spec, list_models
 def _cost_args(p: argparse.ArgumentParser) -> None:
     add_arch_args(p)
     p.add_argument("--json", action="store_true", help="print a JSON object (params, macs, flops, layers)")
+    g = p.add_argument_group("measured speed")
+    g.add_argument(
+        "--measure",
+        action="store_true",
+        help="also time the forward pass: images/s at --batch-size, median of 5 passes after 2 warm-up passes",
+    )
+    g.add_argument("--batch-size", type=int, default=256, metavar="N", help="images per timed pass (default 256)")
+    g.add_argument("--device", default="auto", help="where to time it: auto (CUDA when available), cpu, cuda:N")
+    g.add_argument("--precision", default="fp32", choices=["fp32", "bf16"], help="fp32 (default) or bf16 autocast")
+    add_threads_arg(p)
 
 
 def _cost(args: argparse.Namespace) -> int:
     spec = spec_from_args(args)
     c = cost(spec)
+    speed = None
+    if args.measure:
+        from guided.provenance import resolve_device
+        from guided.speed import inference_throughput
+
+        if args.batch_size < 1:
+            raise UserError(f"--batch-size must be at least 1, got {args.batch_size}")
+        speed = inference_throughput(
+            spec, resolve_device(args.device), batch_size=args.batch_size, precision=args.precision
+        )
     if args.json:
-        print(json.dumps({"name": spec.name, **c.to_dict()}, indent=2))
+        print(json.dumps({"name": spec.name, **c.to_dict(), **({"inference": speed} if speed else {})}, indent=2))
         return 0
     print(format_cost_table(spec, c))
+    if speed:
+        print(
+            f"inference {speed['images_per_s']:,.0f} images/s (batch {speed['batch_size']}, {speed['precision']}, "
+            f"median of {speed['repeats']} passes: {1000 * speed['median_s']:.1f} ms) on {speed['device']}"
+        )
     return 0
 
 
@@ -87,7 +113,8 @@ COMMANDS = {
         "count parameters and MACs of an architecture, per layer",
         "guided cost --arch vgg16 --num-classes 10\n"
         "  guided cost --arch resnet56 --json\n"
-        "  guided cost --spec pruned/spec.json",
+        "  guided cost --spec pruned/spec.json\n"
+        "  guided cost --spec designs/guided.json --measure --device cpu",
         _cost_args,
         _cost,
     ),

@@ -18,7 +18,7 @@ from guided.errors import UserError
 
 
 def _search_args(p: argparse.ArgumentParser) -> None:
-    from search.study import TRIAL_STOPPERS
+    from search.study import SAMPLERS, TRIAL_STOPPERS
 
     add_arch_args(p)
     add_data_args(p)
@@ -39,9 +39,16 @@ def _search_args(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--pruner",
-        default="median",
+        default="none",
         choices=TRIAL_STOPPERS,
-        help="stop unpromising trials early (Optuna pruners; single objective only)",
+        help="stop unpromising trials early (Optuna pruners; single objective only; median waits for 5 "
+        "complete trials). Default none: every trial completes",
+    )
+    g.add_argument(
+        "--sampler",
+        default="tpe",
+        choices=SAMPLERS,
+        help="tpe, or random (uniform sampling: the control); single objective only",
     )
     g.add_argument(
         "--seed-designs",
@@ -95,6 +102,7 @@ def _search(args: argparse.Namespace) -> int:
         out_dir=args.out,
         objectives=args.objectives.split(","),
         pruner=args.pruner,
+        sampler=args.sampler,
         seed_designs=seeds,
         storage=args.storage,
         heartbeat=args.heartbeat,

@@ -8,11 +8,13 @@ Sections (only ``[study]``, ``[data]`` and ``[model]`` are required)::
     [train]        recipe, epochs, batch_size, lr, sparsity_l1, sparsity_gates  (every training run)
     [[prune]]      name, method, base ("plain" | "sparse" | "gated"), ratio | preset, allocation, samples,
                    retrain (["finetune", "scratch-e", "scratch-b", "lottery"])
-    [design]       pattern (a [[prune]] name), budgets (["params=25%", "macs=40M"]), per_layer,
-                   multiple_of, pruned (also prune each base to the budget and train that from scratch)
+    [design]       pattern (a [[prune]] name), budgets (["25%", "params=10%", "macs=40M"]),
+                   match (["params", "macs"]: the cost kinds a budget without one is matched on),
+                   per_layer, multiple_of, pruned (also prune each base to the budget, train it from scratch)
     [[transfer]]   name, arch, width_mult, head, dataset, data_root, image_size, train_subset,
                    test_subset, own_pattern, stage_map
-    [search]       budget, trials, epochs, validation, arms (["cold", "seeded"]), pruner, seed
+    [search]       budget, trials, epochs, validation, train_subset, arms (["cold", "seeded", "random"]),
+                   pruner, seed
     [report]       title
 
 Every registered pruning method can be a ``[[prune]]`` entry: channel methods (their pattern is the kept
@@ -21,7 +23,10 @@ pattern; the only ones with a ``lottery`` retraining) and block methods (``sss``
 residual network, trained with the gate penalty ``sparsity_gates``; no pattern).
 
 Budgets ending in ``%`` are fractions of the full-width model being designed (the source model, or the
-transfer target), so one budget list serves every model of the study.
+transfer target), so one budget list serves every model of the study. A budget written without a cost
+kind (``25%``) is matched once on each kind of ``match`` (default ``["params"]``): with
+``match = ["params", "macs"]`` every arm is designed once at 25% of the parameters and once at 25% of the
+MACs, and the report compares them at each.
 """
 
 from __future__ import annotations
@@ -165,9 +170,18 @@ class DesignConfig:
 
     pattern: str
     budgets: list[str]
+    match: list[str] = field(default_factory=lambda: ["params"])
     per_layer: bool = False
     multiple_of: int = 1
     pruned: bool = True
+
+    def budget_list(self) -> list[str]:
+        """Every budget designed at, each with its kind: ``25%`` becomes ``params=25%``, ``macs=25%``, ...
+        (one per kind of ``match``); a budget that names its kind stays as it is."""
+        out: list[str] = []
+        for b in self.budgets:
+            out += [b] if "=" in b else [f"{kind}={b.strip()}" for kind in self.match]
+        return list(dict.fromkeys(out))
 
 
 @dataclass(frozen=True)
@@ -195,15 +209,23 @@ class TransferConfig:
 
 @dataclass(frozen=True)
 class SearchConfig:
-    """``[search]``: Optuna width search on the source model at one budget, against the designs."""
+    """``[search]``: Optuna width search on the source model at one budget, against the designs.
+
+    ``cold`` and ``seeded`` sample with TPE (``seeded`` first tries the guided and uniform designs),
+    ``random`` samples uniformly (the control that says whether TPE beats chance). A trial trains for
+    ``epochs`` on ``train_subset`` images of the training split (all but the ``validation`` share when not
+    given) and is scored on the validation share. ``pruner`` (Optuna's early stopping of trials) is ``none``
+    by default so that every trial completes at small trial counts.
+    """
 
     budget: str
     trials: int = 12
     epochs: int = 3
     validation: float = 0.1
-    arms: list[str] = field(default_factory=lambda: ["cold", "seeded"])
-    pruner: str = "median"
+    arms: list[str] = field(default_factory=lambda: ["cold", "seeded", "random"])
+    pruner: str = "none"
     seed: int = 0
+    train_subset: int | None = None
 
 
 @dataclass(frozen=True)
@@ -233,7 +255,8 @@ class Study:
 
 
 SECTIONS = ("study", "data", "model", "train", "prune", "design", "transfer", "search", "report")
-SEARCH_ARMS = ("cold", "seeded")
+SEARCH_ARMS = ("cold", "seeded", "random")
+COST_KINDS = ("params", "macs")
 
 
 def load_study(path: str | Path) -> Study:
@@ -299,7 +322,10 @@ def _check(s: Study) -> None:
             )
         if not d.budgets:
             raise UserError("[design] budgets is empty")
-        for b in d.budgets:
+        bad = [k for k in d.match if k not in COST_KINDS]
+        if bad or not d.match or len(set(d.match)) != len(d.match):
+            raise UserError(f"[design] match must list distinct cost kinds among {', '.join(COST_KINDS)}, got {d.match}")
+        for b in d.budget_list():
             resolve_budget(b, source)
         if d.multiple_of < 1:
             raise UserError(f"[design] multiple_of must be at least 1, got {d.multiple_of}")
@@ -325,11 +351,15 @@ def _check(s: Study) -> None:
         bad = [a for a in q.arms if a not in SEARCH_ARMS]
         if bad or not q.arms:
             raise UserError(f"[search] arms must be among {', '.join(SEARCH_ARMS)}, got {q.arms}")
-        if "seeded" in q.arms and (not s.design or q.budget not in s.design.budgets):
+        if "seeded" in q.arms and (not s.design or q.budget not in s.design.budget_list()):
             raise UserError(
                 f"[search] arm 'seeded' starts from the guided and uniform designs at its budget: {q.budget!r} "
-                f"must be one of [design] budgets"
+                f"must be one of the [design] budgets ({', '.join(s.design.budget_list()) if s.design else 'none'})"
             )
+        if len(set(q.arms)) != len(q.arms):
+            raise UserError(f"[search] arms repeat: {q.arms}")
+        if q.train_subset is not None and q.train_subset < 1:
+            raise UserError(f"[search] train_subset must be at least 1, got {q.train_subset}")
         if q.trials < 1 or q.epochs < 1:
             raise UserError("[search] trials and epochs must be at least 1")
         if not 0 < q.validation < 1:

@@ -23,12 +23,21 @@ from guided.io import atomic_write_text, read_json, write_json
 from guided.pipeline.config import Study, slug
 from guided.pipeline.runner import Stage, StageContext
 from guided.plots import draw_accuracy_cost, draw_profiles, draw_sparsity, draw_width_bars
-from guided.provenance import provenance
+from guided.provenance import device_name, provenance
 from guided.recipes import Recipe
 from guided.tables import compare, difference, interval_cell, markdown_table, mean_std
 from models import ArchSpec
 
-__all__ = ["write_report", "runs_table", "design_table", "retraining_table", "search_table"]
+__all__ = [
+    "write_report",
+    "runs_table",
+    "budget_runs",
+    "design_table",
+    "retraining_table",
+    "search_table",
+    "search_warnings",
+    "measure_inference",
+]
 
 MODE_LABELS = {"finetune": "fine-tuned", "scratch-e": "Scratch-E", "scratch-b": "Scratch-B", "lottery": "lottery"}
 
@@ -79,6 +88,7 @@ def write_report(study: Study, recipe: Recipe, stages: list[Stage], ctx: StageCo
         shutil.rmtree(out / sub, ignore_errors=True)
         (out / sub).mkdir(parents=True)
     r = _Report(study, recipe, stages, ctx)
+    measure_inference(r)
     r.runs.to_csv(out / "runs.csv", index=False)
     title = study.report.title or f"Study {study.study.name}"
     parts = [f"# {title}", "", _overview(study, recipe, ctx), ""]
@@ -224,9 +234,23 @@ def _stage_table(patterns: dict[str, dict[str, Any]], key: str) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def budget_runs(runs: pd.DataFrame, domain: str, budget: str) -> pd.DataFrame:
+    """Every network trained from scratch at one budget of one domain: the designs, the pruned
+    architectures, and (at the search's budget) each search's best, as arm ``search-{arm}``."""
+    if not len(runs):
+        return runs
+    at = runs[(runs["domain"] == domain) & (runs["budget"] == budget)]
+    scratch = at[at["role"] == "scratch"]
+    searched = at[at["role"] == "search-best"].assign(arm=lambda d: "search-" + d["arm"].astype(str))
+    return pd.concat([scratch, searched])
+
+
 def design_table(runs: pd.DataFrame, domain: str, budget: str) -> pd.DataFrame:
-    """Arms trained from scratch at one budget: cost, test accuracy over seeds, difference to uniform."""
-    sub = runs[(runs["role"] == "scratch") & (runs["domain"] == domain) & (runs["budget"] == budget)]
+    """Arms trained from scratch at one budget: cost (counted and measured), test accuracy over seeds, and
+    the difference to uniform with its 95% confidence interval."""
+    sub = budget_runs(runs, domain, budget)
+    if not len(sub):
+        return pd.DataFrame()
     uniform = sub[sub["arm"] == "uniform"]["test_acc"].tolist()
     out = []
     for arm in dict.fromkeys(sub["arm"]):
@@ -236,12 +260,47 @@ def design_table(runs: pd.DataFrame, domain: str, budget: str) -> pd.DataFrame:
                 "network": arm,
                 "params": f"{int(r['params'].mean()):,}",
                 "MACs": f"{r['macs'].mean() / 1e6:.2f}M",
+                "inference (img/s)": _rate(r, "inference_images_per_s"),
+                "training (img/s)": _rate(r, "train_images_per_s"),
                 "test accuracy (%)": mean_std(r["test_acc"].tolist()),
                 "vs uniform (95% CI)": interval_cell(difference(r["test_acc"].tolist(), uniform)),
                 "seeds": len(r),
             }
         )
     return pd.DataFrame(out)
+
+
+def _rate(runs: pd.DataFrame, column: str) -> str:
+    values = runs[column].dropna() if column in runs else []
+    return f"{values.mean():,.0f}" if len(values) else "-"
+
+
+def measure_inference(r: _Report) -> None:
+    """Add each from-scratch run's measured inference throughput (batch 256, median of 5 timed passes
+    after 2 warm-up passes, on the study's device and precision) to the runs table, once per distinct spec.
+
+    Measured here, in the report stage, because it runs alone: a measurement beside other training
+    processes would time the contention.
+    """
+    from guided.speed import inference_throughput
+    from guided.train import resolve_precision
+
+    if not len(r.runs):
+        return
+    device = r.ctx.services.device
+    precision = resolve_precision(r.study.study.precision, device)
+    measured: dict[str, float] = {}
+    values = []
+    for _, row in r.runs.iterrows():
+        if row["role"] not in ("scratch", "search-best"):
+            values.append(None)
+            continue
+        text = (r.ctx.dir_of(row["stage"]) / "spec.json").read_text()
+        if text not in measured:
+            spec = ArchSpec.from_json(text)
+            measured[text] = inference_throughput(spec, device, precision=precision)["images_per_s"]
+        values.append(round(measured[text], 1))
+    r.runs["inference_images_per_s"] = values
 
 
 def _designs(r: _Report) -> list[str]:
@@ -254,16 +313,27 @@ def _designs(r: _Report) -> list[str]:
         f"({r.recipe.epochs} epochs). *guided*: widths from the model's own pruning pattern; *transferred*: "
         "from the source's pattern; *pruned*: the architecture the pattern's method finds when it prunes each "
         "seed's base down to the budget; *uniform*: one width multiplier for every layer; *-per-layer*: the "
-        "pattern's per-layer ratios instead of one per stage.",
+        "pattern's per-layer ratios instead of one per stage; *search-...*: each width search's best, retrained. "
+        "*inference*: images/s of a forward pass at batch 256 on "
+        f"{device_name(r.ctx.services.device)} (median of 5 timed passes, measured by the report stage alone); "
+        "*training*: images/s of the training steps of its runs, test passes excluded (with `--jobs` above 1 "
+        "they shared the machine with other runs). *vs uniform*: difference of mean test accuracy to the "
+        "uniform design at the same budget, points, with its 95% confidence interval (Welch).",
         "",
     ]
     for dom in r.domains:
         acc_rows = []
-        for budget in r.study.design.budgets:
+        for budget in r.study.design.budget_list():
             lines += _design_budget(r, dom, budget, acc_rows)
         if acc_rows:
             draw_accuracy_cost(acc_rows, r.figure(f"accuracy-{dom}.png"), title=f"{dom}: from scratch")
-            lines += [f"![test error against cost](figures/accuracy-{dom}.png)", ""]
+            lines += [
+                f"![test error against parameters and against MACs](figures/accuracy-{dom}.png)",
+                "",
+                "Each arm's points are its means over seeds at each budget (bars: sample std); the dashed line "
+                "is the Pareto front over all arms (no other network has both lower cost and lower error).",
+                "",
+            ]
     if r.verdicts:
         lines += [
             "What the numbers say (a difference counts when the 95% confidence interval of the difference of "
@@ -281,13 +351,13 @@ def _design_budget(r: _Report, dom: str, budget: str, acc_rows: list[dict[str, A
         return []
     b = slug(budget)
     lines = [f"### {dom}, budget {budget}", "", r.table(f"designs-{dom}-{b}", table), ""]
-    sub = r.runs[(r.runs["role"] == "scratch") & (r.runs["domain"] == dom) & (r.runs["budget"] == budget)]
+    sub = budget_runs(r.runs, dom, budget)
     uniform = sub[sub["arm"] == "uniform"]["test_acc"].tolist()
     for arm in [a for a in dict.fromkeys(sub["arm"]) if a != "uniform"]:
         vals = sub[sub["arm"] == arm]["test_acc"].tolist()
         r.verdicts.append(f"{dom}, {budget}: " + compare(vals, uniform, names=(arm, "uniform")))
     acc_rows += [
-        {"label": x["arm"], "params": x["params"], "macs": x["macs"], "test_acc": x["test_acc"]}
+        {"label": x["arm"], "group": budget, "params": x["params"], "macs": x["macs"], "test_acc": x["test_acc"]}
         for _, x in sub.iterrows()
     ]
     specs = {}
@@ -353,19 +423,37 @@ def _search(r: _Report) -> list[str]:
         shutil.copy(src / "best.json", r.out / "designs" / f"search-{arm}-best.json")
         shutil.copy(src / "trials.csv", r.out / "tables" / f"search-{arm}-trials.csv")
     q = r.study.search
-    return [
+    images = f"{q.train_subset:,} training images" if q.train_subset else "the rest of the training set"
+    lines = [
         f"## Width search at {q.budget}",
         "",
-        f"Optuna TPE over per-stage width ratios, {q.trials} trials of {q.epochs} epochs each on a "
-        f"{q.validation:.0%} validation split of the training set ({q.pruner} pruner); *seeded* enqueues the "
-        "guided and uniform designs as its first trials. The best spec of each search is retrained like "
-        "the designs and tested once.",
+        f"Optuna over per-stage width ratios, every trial solved to the budget: *cold* samples with TPE, "
+        "*seeded* with TPE after first trying the guided and uniform designs, *random* uniformly (the control: "
+        f"does TPE beat chance?). {q.trials} trials per arm, each {q.epochs} epochs on {images}, scored on a "
+        f"{q.validation:.0%} validation split of the training set (never the test set); trial stopper: "
+        f"{q.pruner}. *trials to reach guided*: the first trial (counting from 1) whose validation accuracy "
+        "reached that of the guided design trained the same way (the seeded arm's first trial). The best spec "
+        "of each search is retrained like the designs (see the budget's table above) and tested.",
         "",
         r.table("search", table),
         "",
-        "![search history](figures/search.png)",
-        "",
     ]
+    for warning in search_warnings(records):
+        lines += [warning, ""]
+    return lines + ["![search history](figures/search.png)", ""]
+
+
+def search_warnings(records: dict[str, dict[str, Any]]) -> list[str]:
+    """A warning for each search arm in which fewer than half of the trials completed."""
+    out = []
+    for arm, rec in records.items():
+        complete = sum(t["value"] is not None for t in rec["trials"])
+        if complete < len(rec["trials"]) / 2:
+            out.append(
+                f"**Warning: only {complete} of {len(rec['trials'])} trials of the {arm} search completed**, "
+                "so it barely searched; use fewer epochs per trial, more trials, or no trial stopper."
+            )
+    return out
 
 
 def revisions(r: _Report) -> dict[str, int]:
@@ -423,8 +511,8 @@ def _overview(study: Study, recipe: Recipe, ctx: StageContext) -> str:
         lines.append(f"Pruning: {methods}.")
     if study.design:
         lines.append(
-            f"Designs follow the `{study.design.pattern}` pattern at budgets {', '.join(study.design.budgets)} "
-            "(percentages of each full-width model)."
+            f"Designs follow the `{study.design.pattern}` pattern at budgets {', '.join(study.design.budget_list())} "
+            "(percentages of each full-width model's parameters or MACs)."
         )
     for t in study.transfer:
         data = svc.data(t.data(study.data)).describe()

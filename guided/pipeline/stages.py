@@ -11,7 +11,7 @@ For the source model, and for each ``[[transfer]]`` target (a *domain*: a model 
    architectures at each budget, and ``{budget}-pruned-s{seed}``: each base pruned to the budget;
 5. ``{budget}-{arm}-s{seed}``: every design trained from scratch with the study's recipe;
 
-then ``search/{cold|seeded}`` (Optuna width search on the source at one budget, on a validation split)
+then ``search/{cold|seeded|random}`` (Optuna width search on the source at one budget, on a validation split)
 and ``search/{arm}-best-s{seed}`` (its best spec retrained like the designs), and ``report``.
 """
 
@@ -222,7 +222,7 @@ class _Builder:
         pattern_row = next(p for p in self.study.prune if p.name == d.pattern)
         own = self.patterns.get(dom.name)
         borrowed = self.patterns[SOURCE] if transfer is not None else None
-        for budget_text in d.budgets:
+        for budget_text in d.budget_list():
             budget = resolve_budget(budget_text, dom.spec)
             b = slug(budget_text)
             arms = ["uniform"]
@@ -302,7 +302,8 @@ class _Builder:
         approx = design(source.spec, budget)
         designs = (f"{SOURCE}/design-{slug(q.budget)}", f"{SOURCE}/uniform-{slug(q.budget)}")
         val_images = round(q.validation * source.train_images)
-        trial_macs = float(cost(approx).macs) * (3 * (source.train_images - val_images) + val_images) * q.epochs
+        trial_images = min(q.train_subset or source.train_images, source.train_images - val_images)
+        trial_macs = float(cost(approx).macs) * (3 * trial_images + val_images) * q.epochs
         for arm in q.arms:
             seeded = arm == "seeded"
             sid = self.add(
@@ -332,7 +333,7 @@ class _Builder:
                         _scratch_action(source.data, self.recipe, seed, _spec_from(sid, "best.json")),
                         (sid,),
                         macs=self.training_macs(source, approx, self.recipe.epochs),
-                        tags={"role": "search-best", "arm": arm, "budget": q.budget, "seed": seed},
+                        tags={"domain": SOURCE, "role": "search-best", "arm": arm, "budget": q.budget, "seed": seed},
                     )
                 )
 
@@ -348,7 +349,7 @@ def _quiet(ctx: StageContext) -> Callable[[str], None]:
 
 
 def _brief(result: dict[str, Any]) -> dict[str, Any]:
-    keys = ("test_acc", "params", "macs", "epochs", "wall_time_s", "mode")
+    keys = ("test_acc", "params", "macs", "epochs", "wall_time_s", "train_images_per_s", "mode")
     return {k: result[k] for k in keys if k in result}
 
 
@@ -511,6 +512,8 @@ def _search_action(source: Domain, budget: Budget, recipe: Recipe, q, designs: t
 
         svc = ctx.services
         data = validation_split(svc.data(source.data), q.validation, seed=q.seed)
+        if q.train_subset is not None:  # cheaper trials: fewer training images, the same validation images
+            data = subsample(data, train=q.train_subset, seed=q.seed)
         seeds = []
         if designs:
             seeds = [read_spec(ctx.dir_of(stage) / f"{arm}.json") for stage, arm in zip(designs, ("guided", "uniform"))]
@@ -522,6 +525,7 @@ def _search_action(source: Domain, budget: Budget, recipe: Recipe, q, designs: t
             trials=q.trials,
             out_dir=ctx.dir,
             pruner=q.pruner,
+            sampler="random" if ctx.stage.config["arm"] == "random" else "tpe",
             seed_designs=seeds,
             study_name=f"search-{ctx.stage.config['arm']}",
             seed=q.seed,

@@ -50,7 +50,8 @@ retrain = ["finetune", "scratch-e"]
 
 [design]
 pattern = "slim"
-budgets = ["params=50%"]
+budgets = ["50%"]
+match = ["params", "macs"]
 
 [[transfer]]
 name = "wide"
@@ -58,11 +59,11 @@ arch = "vgg-tiny"
 width_mult = 1.5
 
 [search]
-budget = "params=50%"
-trials = 2
+budget = "macs=50%"
+trials = 3
 epochs = 1
 validation = 0.25
-pruner = "none"
+train_subset = 200
 """
 
 
@@ -87,12 +88,12 @@ def finished_study(tmp_path_factory) -> Path:
 
 
 def assert_same_tables(a: Path, b: Path) -> None:
-    """Every table of two study folders is equal, trial clock times aside."""
+    """Every table of two study folders is equal, clock times and measured speeds aside."""
     names = sorted(p.name for p in (a / "tables").glob("*.csv"))
     assert names == sorted(p.name for p in (b / "tables").glob("*.csv"))
     for name in names:
         x, y = pd.read_csv(a / "tables" / name), pd.read_csv(b / "tables" / name)
-        when = [c for c in x.columns if c.startswith("datetime") or c == "duration"]
+        when = [c for c in x.columns if c.startswith("datetime") or c == "duration" or "img/s" in c]
         pd.testing.assert_frame_equal(x.drop(columns=when), y.drop(columns=when), obj=name)
     designs = sorted((a / "designs").glob("*.json"))
     assert [p.read_text() for p in designs] == [(b / "designs" / p.name).read_text() for p in designs]
@@ -124,19 +125,50 @@ def test_tiny_study_runs_every_stage_and_writes_the_report(finished_study):
     assert [t["seed_design"] for t in trials[:2]] == [0, 1]
 
 
-def test_designs_meet_their_budget(finished_study):
+def test_every_arm_meets_each_budget_on_params_and_on_macs(finished_study):
     from guided.io import read_spec
     from models import cost
 
-    target = 0.5 * cost(read_spec(finished_study / "stages/source/base-sparse-s0/spec.json")).params
-    paths = sorted((finished_study / "designs").glob("source-params-50pct-*.json"))
-    assert len(paths) == 4  # uniform, guided, and each seed's pruned architecture
-    for path in paths:
-        params = cost(read_spec(path)).params
-        if "pruned" in path.name:  # pruning removes whole channels: at most the budget, close below it
-            assert 0.9 * target <= params <= target, path.name
-        else:
-            assert abs(params - target) <= 0.01 * target, path.name
+    for dom in ("source", "wide"):
+        full = cost(read_spec(finished_study / f"stages/{dom}/base-sparse-s0/spec.json"))
+        for kind in ("params", "macs"):
+            target = 0.5 * getattr(full, kind)
+            paths = sorted((finished_study / "designs").glob(f"{dom}-{kind}-50pct-*.json"))
+            if dom == "source" and kind == "macs":
+                paths += sorted((finished_study / "designs").glob("search-*-best.json"))
+            arms = {p.stem.removeprefix(f"{dom}-{kind}-50pct-") for p in paths}
+            assert {"uniform", "guided", "pruned-s0", "pruned-s1"} <= arms, arms
+            assert dom == "source" or "transferred" in arms
+            for path in paths:
+                value = getattr(cost(read_spec(path)), kind)
+                if "pruned" in path.name:  # pruning removes whole channels: at most the budget, close below it
+                    assert 0.9 * target <= value <= target, path.name
+                else:
+                    assert abs(value - target) <= 0.01 * target, (path.name, value, target)
+
+
+def test_report_compares_at_equal_params_and_at_equal_macs_with_intervals(finished_study):
+    report = (finished_study / "report.md").read_text()
+    for dom in ("source", "wide"):
+        for kind in ("params", "macs"):
+            table = pd.read_csv(finished_study / "tables" / f"designs-{dom}-{kind}-50pct.csv")
+            assert {"vs uniform (95% CI)", "inference (img/s)", "training (img/s)"} <= set(table.columns)
+            assert table["vs uniform (95% CI)"].str.fullmatch(r"[+-]\d+\.\d\d \[[+-]\d+\.\d\d, [+-]\d+\.\d\d\]").all()
+            assert (table["inference (img/s)"].str.replace(",", "").astype(float) > 0).all()
+            assert f"### {dom}, budget {kind}=50%" in report
+        assert (finished_study / "figures" / f"accuracy-{dom}.png").stat().st_size > 0
+    searched = pd.read_csv(finished_study / "tables" / "designs-source-macs-50pct.csv")["network"].tolist()
+    assert {"search-cold", "search-seeded", "search-random"} <= set(searched)
+    assert "source, macs=50%: " in report and "source, params=50%: " in report
+
+
+def test_search_arms_report_their_trials_and_the_defaults_let_them_complete(finished_study):
+    table = pd.read_csv(finished_study / "tables" / "search.csv")
+    assert table["search"].tolist() == ["cold", "seeded", "random"]
+    counts = table["trials (complete / stopped)"].str.split(" / ", expand=True).astype(int)
+    assert (counts.sum(axis=1) == 3).all()
+    assert (counts[0] >= 3 / 2).all()  # the default trial stopper lets at least half complete
+    assert "Warning: only" not in (finished_study / "report.md").read_text()
 
 
 def test_rerunning_needs_resume_and_then_does_nothing(finished_study, capsys):
@@ -185,10 +217,11 @@ def test_dry_run_lists_status_and_editing_a_section_redoes_only_what_reads_it(fi
     assert {r["status"] for r in rows} == {"done"}
     assert all(r["macs"] > 0 for r in rows if r["kind"] == "train")
 
-    edited = parse_study(tomllib.loads(TINY.replace("trials = 2", "trials = 3")))
+    edited = parse_study(tomllib.loads(TINY.replace("trials = 3", "trials = 4")))
     changed = {r["stage"] for r in dry_run(edited, finished_study, calibrate=False) if r["status"] != "done"}
-    assert changed == {"search/cold", "search/seeded", "report"} | {
-        f"search/{arm}-best-s{seed}" for arm in ("cold", "seeded") for seed in (0, 1)
+    arms = ("cold", "seeded", "random")
+    assert changed == {f"search/{arm}" for arm in arms} | {"report"} | {
+        f"search/{arm}-best-s{seed}" for arm in arms for seed in (0, 1)
     }
     fresh = dry_run(study, tmp_path / "nothing-here", calibrate=False)
     assert {r["status"] for r in fresh} == {"todo"}
@@ -215,8 +248,10 @@ def test_fingerprints_depend_on_what_a_stage_reads():
         ('method = "slimming"', 'method = "slimmer"', "unknown method 'slimmer'"),
         ('pattern = "slim"', 'pattern = "l1"', "pattern = 'l1' names no [[prune]] entry"),
         ('retrain = ["finetune", "scratch-e"]', 'retrain = ["scratch-c"]', "unknown retrain mode"),
-        ('budgets = ["params=50%"]', 'budgets = ["flops=50%"]', "budget kind must be params or macs"),
-        ('budget = "params=50%"', 'budget = "params=40%"', "must be one of [design] budgets"),
+        ('budgets = ["50%"]', 'budgets = ["flops=50%"]', "budget kind must be params or macs"),
+        ('match = ["params", "macs"]', 'match = ["flops"]', "[design] match must list distinct cost kinds"),
+        ('budget = "macs=50%"', 'budget = "macs=40%"', "must be one of the [design] budgets (params=50%, macs=50%)"),
+        ("train_subset = 200", 'arms = ["cold", "grid"]', "[search] arms must be among cold, seeded, random"),
         ('dataset = "digits"', 'dataset = "cifar11"', "dataset 'cifar11' is unknown"),
         ("[[transfer]]", "[transfers]", "unknown section(s) ['transfers']"),
         ('arch = "vgg-tiny"\nwidth_mult = 1.5', 'arch = "resnet-tiny"', "give stage_map"),
