@@ -19,23 +19,27 @@ __all__ = ["provenance", "git_revision", "device_name", "resolve_device"]
 CODE_PATHS = ("guided", "models", "search", "pyproject.toml")
 
 
-def git_revision() -> str:
+def git_revision(root: Path | None = None) -> str:
     """The checkout's commit, or ``unknown``; with uncommitted changes to the code (`CODE_PATHS`),
-    ``COMMIT+dirty.HASH`` where HASH is the start of the SHA-256 of their ``git diff HEAD`` (so two
-    different dirty trees never look the same). Where the code is no git checkout (a copied tree, a
+    ``COMMIT+dirty.HASH`` where HASH is the start of the SHA-256 of their ``git diff HEAD`` and of the
+    code files git does not track yet (so two different dirty trees never look the same). Where the code is no git checkout (a copied tree, a
     container image), the environment variable ``GUIDED_REVISION`` names it, marked ``(declared)``."""
     import hashlib
 
-    root = Path(__file__).resolve().parents[1]
+    root = root or Path(__file__).resolve().parents[1]
 
     def git(*args: str) -> str:
         return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10, check=True).stdout
 
     try:
         rev = git("rev-parse", "HEAD").strip()
-        if not git("status", "--porcelain", "--untracked-files=no", "--", *CODE_PATHS).strip():
+        new_files = sorted(git("ls-files", "--others", "--exclude-standard", "--", *CODE_PATHS).splitlines())
+        if not new_files and not git("status", "--porcelain", "--untracked-files=no", "--", *CODE_PATHS).strip():
             return rev
-        return f"{rev}+dirty.{hashlib.sha256(git('diff', 'HEAD', '--', *CODE_PATHS).encode()).hexdigest()[:12]}"
+        digest = hashlib.sha256(git("diff", "HEAD", "--", *CODE_PATHS).encode())
+        for path in new_files:  # code not yet added to git changes results as much as edited code
+            digest.update(f"\0{path}\0".encode() + (root / path).read_bytes())
+        return f"{rev}+dirty.{digest.hexdigest()[:12]}"
     except (OSError, subprocess.SubprocessError):
         declared = os.environ.get("GUIDED_REVISION", "").strip()
         return f"{declared} (declared)" if declared else "unknown"

@@ -40,6 +40,9 @@ __all__ = [
 ]
 
 MODE_LABELS = {"finetune": "fine-tuned", "scratch-e": "Scratch-E", "scratch-b": "Scratch-B", "lottery": "lottery"}
+#: The paper's questions about retraining: does training from scratch match fine-tuning (Scratch-E and
+#: Scratch-B against fine-tuned), and does the lottery ticket's original initialisation beat a fresh one?
+RETRAIN_CONTRASTS = (("scratch-e", "finetune"), ("scratch-b", "finetune"), ("lottery", "scratch-e"))
 
 
 class _Report:
@@ -161,12 +164,17 @@ def retraining_table(runs: pd.DataFrame, prune_records: dict[tuple[str, str], li
             "params after": f"{int(sum(p['params_after'] for p in records) / len(records)):,}",
             "MACs after": f"{sum(p['macs_after'] for p in records) / len(records) / 1e6:.2f}M",
         }
+        acc = {mode: r[r["mode"] == mode]["test_acc"].tolist() for mode in MODE_LABELS}
         for mode, label in MODE_LABELS.items():
-            vals = r[r["mode"] == mode]["test_acc"].tolist()
-            if vals:
-                row[label] = mean_std(vals)
+            if acc[mode]:
+                row[label] = mean_std(acc[mode])
         if (r["mode"] == "scratch-b").any():
             row["Scratch-B epochs"] = int(r[r["mode"] == "scratch-b"]["epochs"].iloc[0])
+        for mode, base in RETRAIN_CONTRASTS:
+            if acc[mode] and acc[base]:
+                row[f"{MODE_LABELS[mode]} − {MODE_LABELS[base]} (95% CI)"] = interval_cell(
+                    difference(acc[mode], acc[base])
+                )
         rows.append(row)
     columns = list(dict.fromkeys(k for row in rows for k in row))
     return pd.DataFrame([{c: row.get(c, "") for c in columns} for row in rows], columns=columns)
@@ -181,15 +189,28 @@ def _retraining(r: _Report) -> list[str]:
         prune_records.setdefault((s.tags["domain"], s.tags["prune"]), []).append(r.ctx.record(s.id))
     rc = r.recipe
     ft = rc.finetune()
+    verdicts = []
+    for (dom, name), runs in retrains.groupby(["domain", "prune"], sort=False):
+        acc = {mode: runs[runs["mode"] == mode]["test_acc"].tolist() for mode in MODE_LABELS}
+        for mode, base in RETRAIN_CONTRASTS:
+            if acc[mode] and acc[base]:
+                names = (f"{MODE_LABELS[mode]}", f"{MODE_LABELS[base]}")
+                verdicts.append(f"{dom}, {name}: " + compare(acc[mode], acc[base], names=names))
+    r.verdicts += verdicts
     return [
         "## Fine-tuning versus training from scratch",
         "",
         "Test accuracy (%) of each pruned model, mean ± std over seeds. *fine-tuned*: the inherited weights "
         f"trained {ft.epochs} more epochs at lr {ft.lr:g} ({ft.schedule} schedule); *Scratch-E*: a fresh "
         f"initialisation trained as many epochs as the base ({rc.epochs}); *Scratch-B*: as much compute as the "
-        "base (epochs x full MACs / pruned MACs); *lottery*: the base's own initial weights under the masks.",
+        "base (epochs x full MACs / pruned MACs); *lottery*: the base's own initial weights under the masks. "
+        "The last columns give differences of means in points with their 95% confidence intervals (Welch).",
         "",
         r.table("retraining", retraining_table(retrains, prune_records)),
+        "",
+        "What the numbers say (a difference counts when its 95% confidence interval excludes 0):",
+        "",
+        *[f"- {v}" for v in verdicts],
         "",
     ]
 
@@ -321,6 +342,7 @@ def _designs(r: _Report) -> list[str]:
         "uniform design at the same budget, points, with its 95% confidence interval (Welch).",
         "",
     ]
+    before = len(r.verdicts)
     for dom in r.domains:
         acc_rows = []
         for budget in r.study.design.budget_list():
@@ -334,13 +356,13 @@ def _designs(r: _Report) -> list[str]:
                 "is the Pareto front over all arms (no other network has both lower cost and lower error).",
                 "",
             ]
-    if r.verdicts:
+    if len(r.verdicts) > before:
         lines += [
             "What the numbers say (a difference counts when the 95% confidence interval of the difference of "
             "means over seeds, from Welch's t-test, excludes 0; all at equal parameters or MACs as each budget says):",
             "",
         ]
-        lines += [f"- {v}" for v in r.verdicts] + [""]
+        lines += [f"- {v}" for v in r.verdicts[before:]] + [""]
     return lines
 
 

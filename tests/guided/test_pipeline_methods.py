@@ -44,7 +44,7 @@ WEIGHTS = (
 name = "mag50"
 method = "magnitude"
 ratio = 0.5
-retrain = ["finetune", "scratch-b", "lottery"]
+retrain = ["finetune", "scratch-e", "scratch-b", "lottery"]
 
 [[prune]]
 name = "l1"
@@ -88,6 +88,10 @@ def test_weight_masks_lottery_tickets_and_sparsity_patterns(tmp_path):
     assert "## Sparsity patterns" in report and "figures/sparsity-source-mag50.png" in report
     assert "## Design patterns" in report  # the l1 entry's channel pattern
     assert "1 more epochs at lr" not in report and "fine-tuned*: the inherited weights trained" in report
+    # every retraining contrast has its interval, and a verdict line in the report
+    contrasts = ["Scratch-B − fine-tuned (95% CI)", "lottery − Scratch-E (95% CI)"]
+    assert all(mag[c].count("[") == 1 for c in contrasts)
+    assert "- source, mag50: " in report and "lottery" in report.split("- source, mag50: ", 1)[1]
 
 
 def test_sss_on_a_gated_base_removes_blocks(tmp_path):
