@@ -16,7 +16,14 @@ import numpy as np
 from guided.errors import UserError
 from guided.io import read_json, read_spec
 
-__all__ = ["sparsity_summary", "load_sparsity_reports", "channel_summary", "load_channel_rows", "check_pattern"]
+__all__ = [
+    "sparsity_summary",
+    "load_sparsity_reports",
+    "channel_summary",
+    "load_channel_rows",
+    "check_pattern",
+    "pattern_cost",
+]
 
 #: Per kind of pattern: the per-stage and per-layer fields every row must have (fractions in [0, 1]).
 PATTERN_FIELDS = {"channels": "keep_ratio_mean", "sparsity": "density_mean"}
@@ -108,6 +115,18 @@ def load_channel_rows(pruned_dirs: Sequence[str | Path]) -> list[list[dict[str, 
             ]
         )
     return runs
+
+
+def pattern_cost(sources: Sequence[dict[str, Any]]) -> str | None:
+    """The cost a pattern was discovered under (``params``, ``macs``; ``None``: importance alone), from its
+    sources; refuses sources pruned under different costs, whose mean would describe neither."""
+    costs = {s.get("cost") for s in sources}
+    if len(costs) > 1:
+        raise UserError(
+            f"the pruned runs ranked channels under different costs ({sorted(map(str, costs))}); "
+            "summarise runs of one cost at a time"
+        )
+    return next(iter(costs), None)
 
 
 def channel_summary(runs: Sequence[Sequence[dict[str, Any]]]) -> dict[str, Any]:

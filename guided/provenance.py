@@ -22,8 +22,9 @@ CODE_PATHS = ("guided", "models", "search", "pyproject.toml")
 def git_revision(root: Path | None = None) -> str:
     """The checkout's commit, or ``unknown``; with uncommitted changes to the code (`CODE_PATHS`),
     ``COMMIT+dirty.HASH`` where HASH is the start of the SHA-256 of their ``git diff HEAD`` and of the
-    code files git does not track yet (so two different dirty trees never look the same). Where the code is no git checkout (a copied tree, a
-    container image), the environment variable ``GUIDED_REVISION`` names it, marked ``(declared)``."""
+    code files git does not track yet (so two different dirty trees never look the same). Where the code
+    is no git checkout (a copied tree, a container image), the environment variable ``GUIDED_REVISION``
+    names it, marked ``(declared)``."""
     import hashlib
 
     root = root or Path(__file__).resolve().parents[1]

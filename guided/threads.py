@@ -18,9 +18,10 @@ Inter-op parallelism is set to 1 thread: the engine's work is intra-op (one big 
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["configure", "rebalance", "budget", "guided_processes", "ENV"]
+__all__ = ["configure", "rebalance", "budget", "guided_processes", "all_cores", "ENV"]
 
 ENV = "GUIDED_THREADS"
 
@@ -93,3 +94,21 @@ def rebalance() -> int | None:
         except RuntimeError:  # can only be set before inter-op work starts; it stays as it was
             pass
     return n
+
+
+@contextmanager
+def all_cores():
+    """Within the block, PyTorch uses every core (or the explicit budget), then the budget it had before:
+    for work that runs alone and measures time, like a report stage's throughput timings, in a worker
+    whose share of the cores is smaller. Does nothing in a process that never called `configure`."""
+    import torch
+
+    if not _state["configured"]:
+        yield torch.get_num_threads()
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(_state["explicit"] or cores())
+    try:
+        yield torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)

@@ -108,7 +108,7 @@ def env(tmp_path_factory) -> dict[str, Path]:
         "study_negative_ratio": ("ratio = 0.4", "ratio = -0.4"),
         "study_unknown_method": ('method = "slimming"', 'method = "slimmer"'),
         "study_unknown_section": ("[report]", "[reprot]"),
-        "study_bad_budget": ('budgets = ["params=50%"]', 'budgets = ["params=500%"]'),
+        "study_bad_budget": ('budgets = ["50%"]', 'budgets = ["500%"]'),
         "study_no_pattern": ('pattern = "slimming"', 'pattern = "nothing"'),
     }.items():
         assert old in tiny or name == "study_unknown_section"

@@ -21,6 +21,12 @@ def _cost_args(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="also time the forward pass: images/s at --batch-size, median of 5 passes after 2 warm-up passes",
     )
+    g.add_argument(
+        "--latency",
+        action="store_true",
+        help="predict one training step (forward + backward) from the per-layer latency table of --device "
+        "(layers not yet in it are timed and cached) and print it beside a measured end-to-end step",
+    )
     g.add_argument("--batch-size", type=int, default=256, metavar="N", help="images per timed pass (default 256)")
     g.add_argument("--device", default="auto", help="where to time it: auto (CUDA when available), cpu, cuda:N")
     g.add_argument("--precision", default="fp32", choices=["fp32", "bf16"], help="fp32 (default) or bf16 autocast")
@@ -30,26 +36,52 @@ def _cost_args(p: argparse.ArgumentParser) -> None:
 def _cost(args: argparse.Namespace) -> int:
     spec = spec_from_args(args)
     c = cost(spec)
-    speed = None
-    if args.measure:
-        from guided.provenance import resolve_device
-        from guided.speed import inference_throughput
-
-        if args.batch_size < 1:
-            raise UserError(f"--batch-size must be at least 1, got {args.batch_size}")
-        speed = inference_throughput(
-            spec, resolve_device(args.device), batch_size=args.batch_size, precision=args.precision
-        )
+    measured = _measured(spec, args) if args.measure or args.latency else {}
     if args.json:
-        print(json.dumps({"name": spec.name, **c.to_dict(), **({"inference": speed} if speed else {})}, indent=2))
+        print(json.dumps({"name": spec.name, **c.to_dict(), **measured}, indent=2))
         return 0
     print(format_cost_table(spec, c))
-    if speed:
+    if "inference" in measured:
+        speed = measured["inference"]
         print(
             f"inference {speed['images_per_s']:,.0f} images/s (batch {speed['batch_size']}, {speed['precision']}, "
             f"median of {speed['repeats']} passes: {1000 * speed['median_s']:.1f} ms) on {speed['device']}"
         )
+    if "latency" in measured:
+        lat = measured["latency"]
+        print(
+            f"training step (batch {lat['batch_size']}, forward + backward) on {lat['device']}: predicted "
+            f"{1000 * lat['predicted_s']:.1f} ms from the per-layer table (conv and linear layers only), measured "
+            f"{1000 * lat['measured_s']:.1f} ms end to end ({lat['error']:+.0%})"
+        )
     return 0
+
+
+def _measured(spec: ArchSpec, args: argparse.Namespace) -> dict:
+    """``guided cost --measure`` / ``--latency``: timings of ``spec`` on ``--device``."""
+    from guided.provenance import device_name, resolve_device
+
+    if args.batch_size < 1:
+        raise UserError(f"--batch-size must be at least 1, got {args.batch_size}")
+    device = resolve_device(args.device)
+    out = {}
+    if args.measure:
+        from guided.speed import inference_throughput
+
+        out["inference"] = inference_throughput(spec, device, batch_size=args.batch_size, precision=args.precision)
+    if args.latency:
+        from guided.latency import LatencyTable, default_cache, measure_step
+
+        predicted = LatencyTable(device, batch_size=args.batch_size, cache=default_cache()).predict(spec)
+        measured = measure_step(spec, device, batch_size=args.batch_size)
+        out["latency"] = {
+            "predicted_s": predicted,
+            "measured_s": measured,
+            "error": predicted / measured - 1,
+            "batch_size": args.batch_size,
+            "device": device_name(device),
+        }
+    return out
 
 
 def format_cost_table(spec: ArchSpec, c) -> str:

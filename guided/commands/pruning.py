@@ -61,6 +61,13 @@ def _prune_args(p: argparse.ArgumentParser) -> None:
         choices=["global", "layer"],
         help="one threshold over the network, or the same ratio per layer (default: the method's)",
     )
+    g.add_argument(
+        "--cost",
+        choices=["params", "macs", "latency"],
+        help="global allocation: rank channels by score per unit of this cost (each channel is charged its "
+        "share of the layers it writes and reads; latency: measured per layer on --device at batch 128, "
+        "cached), so dear channels go first; default: by score alone",
+    )
     g.add_argument("--min-channels", type=int, default=1, metavar="N", help="channels every layer keeps (default 1)")
     g.add_argument(
         "--samples",
@@ -123,6 +130,7 @@ def _prune(args: argparse.Namespace) -> int:
 
         budget = parse_budget(args.budget, full=model.spec)
         kw = {"allocation": args.allocation, "min_channels": args.min_channels, "data": data, "samples": args.samples}
+        kw["cost"] = args.cost
         ratio = ratio_for_budget(model.eval(), args.method, budget, seed=args.seed, **kw)
     like = None
     if args.like:
@@ -142,6 +150,7 @@ def _prune(args: argparse.Namespace) -> int:
         threshold=args.threshold,
         include_linear=args.include_linear,
         like=like,
+        cost=args.cost,
     )
     save_pruned(result, args.out, source=source)
     print("\n".join(_summary(args.method, model.spec.name, result)))
@@ -181,7 +190,8 @@ COMMANDS = {
         "  guided prune --method l1-norm --arch vgg16 --preset vgg16-a --out pruned/vgg16-a\n"
         "  guided prune --method thinet --checkpoint runs/vgg16 --ratio 0.5 --samples 256 --out pruned/thinet\n"
         "  guided prune --method l1-norm --checkpoint runs/r56 --ratio 0.5,0.3,0.1 --out pruned/r56\n"
-        "  guided prune --method slimming --checkpoint runs/vgg16-sparse --budget params=25% --out pruned/slim-25pct",
+        "  guided prune --method slimming --checkpoint runs/vgg16-sparse --budget params=25% --out pruned/slim-25pct\n"
+        "  guided prune --method slimming --checkpoint runs/vgg16-sparse --budget macs=25% --cost macs --out p/mac",
         _prune_args,
         _prune,
         defaults=_prune_defaults,

@@ -21,7 +21,13 @@ def _summarize(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from guided.io import atomic_write_text, check_output, write_json
-    from guided.patterns import channel_summary, load_channel_rows, load_sparsity_reports, sparsity_summary
+    from guided.patterns import (
+        channel_summary,
+        load_channel_rows,
+        load_sparsity_reports,
+        pattern_cost,
+        sparsity_summary,
+    )
 
     for option in ("out", "csv", "plot"):
         if getattr(args, option):
@@ -54,6 +60,8 @@ def _summarize(args: argparse.Namespace) -> int:
                 f"    {row['layer']:<32} stage {row['stage'] + 1}  {row[key + '_mean']:.1%} ± {row[key + '_std']:.1%}"
             )
     summary["sources"] = [_provenance(Path(d)) for d in args.pruned]
+    summary["cost"] = pattern_cost(summary["sources"])
+    print(f"discovered ranking channels by {_cost_words(summary['cost'])}")
     if args.out:
         write_json(args.out, summary)
     if args.csv:
@@ -78,6 +86,10 @@ COMMANDS = {
 }
 
 
+def _cost_words(cost: str | None) -> str:
+    return f"importance per unit of {cost}" if cost else "importance alone (cost-agnostic)"
+
+
 def _provenance(folder: Path) -> dict:
     """Where one pruned folder came from: method, ratio, architecture, dataset."""
     from guided.io import read_json, read_spec
@@ -90,6 +102,7 @@ def _provenance(folder: Path) -> dict:
         "method": info.get("method"),
         "ratio": info.get("ratio"),
         "preset": info.get("preset"),
+        "cost": info.get("cost"),
         "source_spec": info.get("source_spec"),
         "family": spec.family,
         "dataset": config.get("dataset"),

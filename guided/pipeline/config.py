@@ -7,8 +7,9 @@ Sections (only ``[study]``, ``[data]`` and ``[model]`` are required)::
     [model]        arch, width_mult, head                                       (the source model)
     [train]        recipe, epochs, batch_size, lr, sparsity_l1, sparsity_gates  (every training run)
     [[prune]]      name, method, base ("plain" | "sparse" | "gated"), ratio | preset, allocation, samples,
+                   cost ("params" | "macs" | "latency": rank channels per unit of cost; global allocation),
                    retrain (["finetune", "scratch-e", "scratch-b", "lottery"])
-    [design]       pattern (a [[prune]] name), budgets (["25%", "params=10%", "macs=40M"]),
+    [design]       pattern (a [[prune]] name, or several to compare), budgets (["25%", "macs=40M"]),
                    match (["params", "macs"]: the cost kinds a budget without one is matched on),
                    per_layer, multiple_of, pruned (also prune each base to the budget, train it from scratch)
     [[transfer]]   name, arch, width_mult, head, dataset, data_root, image_size, train_subset,
@@ -44,6 +45,7 @@ from guided.pruning import PRUNERS
 from guided.recipes import get_recipe
 from guided.retrain import MODES
 from models import ArchSpec, create_spec
+from models.charge import COST_KINDS
 
 __all__ = [
     "Study",
@@ -122,6 +124,7 @@ class PruneConfig:
     allocation: str | None = None
     samples: int = 512
     retrain: list[str] = field(default_factory=list)
+    cost: str | None = None
 
     @property
     def unit(self) -> str:
@@ -130,7 +133,13 @@ class PruneConfig:
 
     def prune_kwargs(self) -> dict[str, Any]:
         """The keyword arguments of `guided.pruning.prune` this entry stands for (data and seed aside)."""
-        return {"ratio": self.ratio, "preset": self.preset, "allocation": self.allocation, "samples": self.samples}
+        return {
+            "ratio": self.ratio,
+            "preset": self.preset,
+            "allocation": self.allocation,
+            "samples": self.samples,
+            "cost": self.cost,
+        }
 
     def check(self, where: str) -> None:
         """Refuse what could only fail later: unknown names, ratios out of range, impossible combinations."""
@@ -160,20 +169,42 @@ class PruneConfig:
         bad = [m for m in self.retrain if m not in MODES]
         if bad:
             raise UserError(f"{where}: unknown retrain mode(s) {bad}; choose from {', '.join(MODES)}")
+        if self.cost is not None:
+            self._check_cost(where)
         if "lottery" in self.retrain and self.unit != "weights":
             raise UserError(f"{where}: lottery retraining restarts masked weights; {self.method} removes {self.unit}")
+
+    def _check_cost(self, where: str) -> None:
+        if self.cost not in (*COST_KINDS, "latency"):
+            raise UserError(f"{where}: cost must be one of {', '.join(COST_KINDS)}, latency; got {self.cost!r}")
+        allocation = self.allocation or PRUNERS[self.method].allocation
+        if self.unit != "channels" or allocation != "global":
+            how = f" with {allocation} allocation" if self.unit == "channels" else ""
+            raise UserError(
+                f"{where}: cost-aware pruning ranks channels across layers: it needs a channel method with "
+                f"a global allocation (allocation = 'global'), not {self.method}{how}"
+            )
 
 
 @dataclass(frozen=True)
 class DesignConfig:
     """``[design]``: guided and uniform designs at each budget, trained from scratch."""
 
-    pattern: str
+    pattern: str | list[str]
     budgets: list[str]
     match: list[str] = field(default_factory=lambda: ["params"])
     per_layer: bool = False
     multiple_of: int = 1
     pruned: bool = True
+
+    def pattern_names(self) -> list[str]:
+        """The ``[[prune]]`` entries whose patterns guide designs (one, or several to compare)."""
+        return [self.pattern] if isinstance(self.pattern, str) else list(self.pattern)
+
+    def arm(self, kind: str, pattern: str) -> str:
+        """An arm's name: ``guided`` / ``transferred`` / ``pruned`` with one pattern; with several,
+        ``guided-{pattern}`` and so on."""
+        return kind if isinstance(self.pattern, str) else f"{kind}-{pattern}"
 
     def budget_list(self) -> list[str]:
         """Every budget designed at, each with its kind: ``25%`` becomes ``params=25%``, ``macs=25%``, ...
@@ -256,7 +287,6 @@ class Study:
 
 SECTIONS = ("study", "data", "model", "train", "prune", "design", "transfer", "search", "report")
 SEARCH_ARMS = ("cold", "seeded", "random")
-COST_KINDS = ("params", "macs")
 
 
 def load_study(path: str | Path) -> Study:
@@ -310,25 +340,7 @@ def _check(s: Study) -> None:
                 f"[[prune]] {p.name!r}: gated bases are residual networks (resnet, preresnet), not {source.name}"
             )
     if s.design:
-        d = s.design
-        if d.pattern not in names:
-            raise UserError(f"[design] pattern = {d.pattern!r} names no [[prune]] entry; give one of {names}")
-        method = next(p.method for p in s.prune if p.name == d.pattern)
-        if PRUNERS[method].unit != "channels":
-            channel_methods = sorted(n for n, m in PRUNERS.items() if m.unit == "channels")
-            raise UserError(
-                f"[design] pattern {d.pattern!r} uses {method}, which does not prune channels; designs need a "
-                f"channel method ({', '.join(channel_methods)})"
-            )
-        if not d.budgets:
-            raise UserError("[design] budgets is empty")
-        bad = [k for k in d.match if k not in COST_KINDS]
-        if bad or not d.match or len(set(d.match)) != len(d.match):
-            raise UserError(f"[design] match must list distinct cost kinds among {', '.join(COST_KINDS)}, got {d.match}")
-        for b in d.budget_list():
-            resolve_budget(b, source)
-        if d.multiple_of < 1:
-            raise UserError(f"[design] multiple_of must be at least 1, got {d.multiple_of}")
+        _check_design(s.design, s.prune, source)
     tnames = [t.name for t in s.transfer]
     if len(set(tnames)) != len(tnames) or "source" in tnames:
         raise UserError(f"[[transfer]] names must be distinct and not 'source': {tnames}")
@@ -366,6 +378,31 @@ def _check(s: Study) -> None:
             raise UserError(f"[search] validation must lie in (0, 1), got {q.validation}")
         if q.pruner not in ("median", "hyperband", "none"):
             raise UserError(f"[search] pruner must be median, hyperband or none, got {q.pruner!r}")
+
+
+def _check_design(d: DesignConfig, prune: list[PruneConfig], source: ArchSpec) -> None:
+    if not d.pattern_names() or len(set(d.pattern_names())) != len(d.pattern_names()):
+        raise UserError(f"[design] pattern must name distinct [[prune]] entries, got {d.pattern!r}")
+    names = [p.name for p in prune]
+    for pattern in d.pattern_names():
+        if pattern not in names:
+            raise UserError(f"[design] pattern = {pattern!r} names no [[prune]] entry; give one of {names}")
+        method = next(p.method for p in prune if p.name == pattern)
+        if PRUNERS[method].unit != "channels":
+            channel_methods = sorted(n for n, m in PRUNERS.items() if m.unit == "channels")
+            raise UserError(
+                f"[design] pattern {pattern!r} uses {method}, which does not prune channels; designs need a "
+                f"channel method ({', '.join(channel_methods)})"
+            )
+    if not d.budgets:
+        raise UserError("[design] budgets is empty")
+    bad = [k for k in d.match if k not in COST_KINDS]
+    if bad or not d.match or len(set(d.match)) != len(d.match):
+        raise UserError(f"[design] match must list distinct cost kinds among {', '.join(COST_KINDS)}, got {d.match}")
+    for b in d.budget_list():
+        resolve_budget(b, source)
+    if d.multiple_of < 1:
+        raise UserError(f"[design] multiple_of must be at least 1, got {d.multiple_of}")
 
 
 def _check_dataset(name: str, where: str) -> None:

@@ -102,7 +102,9 @@ def plan(study: Study, services: Services) -> list[Stage]:
     for t in study.transfer:
         dom = _domain(t.name, t.data(study.data), t.arch, t.width_mult, t.head, services)
         own = tuple(
-            dataclasses.replace(p, retrain=[]) for p in study.prune if p.name == study.design.pattern and t.own_pattern
+            dataclasses.replace(p, retrain=[])
+            for p in study.prune
+            if p.name in study.design.pattern_names() and t.own_pattern
         )
         build_.domain(dataclasses.replace(dom, prune=own), transfer=t)
     if study.search:
@@ -132,7 +134,7 @@ class _Builder:
     def __init__(self, study: Study, services: Services, recipe: Recipe, stages: list[Stage]):
         self.study, self.services, self.recipe, self.stages = study, services, recipe, stages
         self.seeds = study.study.seeds
-        self.patterns: dict[str, str] = {}  # domain -> pattern stage id
+        self.patterns: dict[tuple[str, str], str] = {}  # (domain, [[prune]] name) -> pattern stage id
 
     def add(self, stage: Stage) -> str:
         self.stages.append(stage)
@@ -212,26 +214,26 @@ class _Builder:
                     tags={"domain": dom.name, "role": "pattern", "prune": p.name, "unit": p.unit},
                 )
             )
-            if st.design and p.name == st.design.pattern:
-                self.patterns[dom.name] = f"{dom.name}/pattern-{p.name}"
+            if st.design and p.name in st.design.pattern_names():
+                self.patterns[dom.name, p.name] = f"{dom.name}/pattern-{p.name}"
         if st.design:
             self.designs(dom, bases, transfer)
 
     def designs(self, dom: Domain, bases: dict[tuple[str, int], str], transfer) -> None:
         d = self.study.design
-        pattern_row = next(p for p in self.study.prune if p.name == d.pattern)
-        own = self.patterns.get(dom.name)
-        borrowed = self.patterns[SOURCE] if transfer is not None else None
+        pattern_of: dict[str, str] = {}  # guided/transferred arm -> the pattern stage it reads
+        for name in d.pattern_names():
+            if (dom.name, name) in self.patterns:
+                pattern_of[d.arm("guided", name)] = self.patterns[dom.name, name]
+        for name in d.pattern_names():
+            if transfer is not None:
+                pattern_of[d.arm("transferred", name)] = self.patterns[SOURCE, name]
         for budget_text in d.budget_list():
             budget = resolve_budget(budget_text, dom.spec)
             b = slug(budget_text)
-            arms = ["uniform"]
-            if own:
-                arms.append("guided")
-            if borrowed:
-                arms.append("transferred")
+            arms = list(pattern_of)
             if d.per_layer:
-                arms += [f"{a}-per-layer" for a in arms if a != "uniform"]
+                arms += [f"{a}-per-layer" for a in pattern_of]
             common = {"target": dom.spec.to_dict(), "budget": dataclasses.asdict(budget), "multiple_of": d.multiple_of}
             tags = {"domain": dom.name, "role": "design", "budget": budget_text}
             uid = self.add(  # reads no pattern: a new pattern does not redo the uniform runs
@@ -239,42 +241,29 @@ class _Builder:
                     f"{dom.name}/uniform-{b}",
                     "design",
                     {**common, "arms": ["uniform"]},
-                    _design_action(dom.spec, budget, ["uniform"], None, None, d.multiple_of, None),
+                    _design_action(dom.spec, budget, ["uniform"], {}, d.multiple_of, None),
                     tags=tags,
                 )
             )
             sources: dict[str, tuple[str, Callable[[StageContext], ArchSpec]]] = {
                 "uniform": (uid, _spec_from(uid, "uniform.json"))
             }
-            if len(arms) > 1:
-                guided_arms = arms[1:]
+            if arms:
                 did = self.add(
                     Stage(
                         f"{dom.name}/design-{b}",
                         "design",
-                        {**common, "arms": guided_arms, "stage_map": transfer.stage_map if transfer else None},
-                        _design_action(dom.spec, budget, guided_arms, own, borrowed, d.multiple_of, transfer),
-                        tuple(x for x in (own, borrowed) if x),
+                        {**common, "arms": arms, "stage_map": transfer.stage_map if transfer else None},
+                        _design_action(dom.spec, budget, arms, pattern_of, d.multiple_of, transfer),
+                        tuple(dict.fromkeys(pattern_of.values())),
                         tags=tags,
                     )
                 )
-                sources.update({arm: (did, _spec_from(did, f"{arm}.json")) for arm in guided_arms})
+                sources.update({arm: (did, _spec_from(did, f"{arm}.json")) for arm in arms})
             approx = design(dom.spec, budget, multiple_of=d.multiple_of)  # the uniform design's cost
-            macs = self.training_macs(dom, approx, self.recipe.epochs)
-            prune_config = {**dataclasses.asdict(pattern_row), "name": None, "ratio": None, "retrain": None}
             for seed in self.seeds:
-                if d.pruned and own:
-                    pid = self.add(
-                        Stage(
-                            f"{dom.name}/prune-to-{b}-s{seed}",
-                            "prune",
-                            {**prune_config, "budget": dataclasses.asdict(budget), "seed": seed},
-                            _prune_action(dom.data, pattern_row, bases[pattern_row.base, seed], seed, budget),
-                            (bases[pattern_row.base, seed],),
-                            tags={"domain": dom.name, "role": "prune-budget", "budget": budget_text, "seed": seed},
-                        )
-                    )
-                    sources["pruned"] = (pid, _spec_from(pid, "spec.json"))
+                if d.pruned:
+                    sources.update(self.pruned_to_budget(dom, bases, budget_text, seed))
                 for arm, (upstream, get_spec) in sources.items():
                     self.add(
                         Stage(
@@ -283,7 +272,7 @@ class _Builder:
                             self.train_config(dom, dom.spec, seed, self.recipe, arm=arm, budget=budget_text),
                             _scratch_action(dom.data, self.recipe, seed, get_spec),
                             (upstream,),
-                            macs=macs,
+                            macs=self.training_macs(dom, approx, self.recipe.epochs),
                             tags={
                                 "domain": dom.name,
                                 "role": "scratch",
@@ -294,13 +283,51 @@ class _Builder:
                         )
                     )
 
+    def pruned_to_budget(self, dom: Domain, bases, budget_text: str, seed: int) -> dict[str, tuple]:
+        """Each pattern's method pruning this seed's base down to the budget (where the domain has that
+        pattern of its own): arm -> (prune stage, how to read its spec)."""
+        d = self.study.design
+        budget, b = resolve_budget(budget_text, dom.spec), slug(budget_text)
+        out = {}
+        for name in d.pattern_names():
+            if (dom.name, name) not in self.patterns:
+                continue
+            row = next(p for p in self.study.prune if p.name == name)
+            arm = d.arm("pruned", name)
+            base = bases[row.base, seed]
+            pid = self.add(
+                Stage(
+                    f"{dom.name}/prune-to-{b}-s{seed}" if arm == "pruned" else f"{dom.name}/{arm}-to-{b}-s{seed}",
+                    "prune",
+                    {
+                        **dataclasses.asdict(row),
+                        "name": None,
+                        "ratio": None,
+                        "retrain": None,
+                        "budget": dataclasses.asdict(budget),
+                        "seed": seed,
+                    },
+                    _prune_action(dom.data, row, base, seed, budget),
+                    (base,),
+                    tags={"domain": dom.name, "role": "prune-budget", "budget": budget_text, "seed": seed, "arm": arm},
+                )
+            )
+            out[arm] = (pid, _spec_from(pid, "spec.json"))
+        return out
+
     # ------------------------------------------------------------------ search
     def search(self, source: Domain) -> None:
         q = self.study.search
         budget = resolve_budget(q.budget, source.spec)
         trial_recipe = self.recipe.override(epochs=q.epochs)
         approx = design(source.spec, budget)
-        designs = (f"{SOURCE}/design-{slug(q.budget)}", f"{SOURCE}/uniform-{slug(q.budget)}")
+        guided_arm = (
+            self.study.design.arm("guided", self.study.design.pattern_names()[0]) if self.study.design else None
+        )
+        designs = (
+            (f"{SOURCE}/design-{slug(q.budget)}", guided_arm),  # the first pattern's guided design, then uniform
+            (f"{SOURCE}/uniform-{slug(q.budget)}", "uniform"),
+        )
         val_images = round(q.validation * source.train_images)
         trial_images = min(q.train_subset or source.train_images, source.train_images - val_images)
         trial_macs = float(cost(approx).macs) * (3 * trial_images + val_images) * q.epochs
@@ -319,7 +346,7 @@ class _Builder:
                         "recipe": trial_recipe.to_dict(),
                     },
                     _search_action(source, budget, trial_recipe, q, designs if seeded else None),
-                    designs if seeded else (),
+                    tuple(stage for stage, _ in designs) if seeded else (),
                     macs=trial_macs * q.trials,
                     tags={"role": "search", "arm": arm, "budget": q.budget},
                 )
@@ -470,24 +497,31 @@ def _pattern_action(p: PruneConfig, dom: Domain):
             summary, key = {"kind": "sparsity", **sparsity_summary(load_sparsity_reports(dirs))}, "density_mean"
         else:
             summary, key = {"kind": "channels", **channel_summary(load_channel_rows(dirs))}, "keep_ratio_mean"
-        source = {"method": p.method, "ratio": p.ratio, "preset": p.preset, "source_spec": dom.spec.name}
+        source = {
+            "method": p.method,
+            "ratio": p.ratio,
+            "preset": p.preset,
+            "cost": p.cost,
+            "source_spec": dom.spec.name,
+        }
         summary["sources"] = [{"dir": str(d.relative_to(ctx.out)), **source, "dataset": dom.data.dataset} for d in dirs]
+        summary["cost"] = p.cost  # the cost the pattern was discovered under (None: importance alone)
         write_json(ctx.dir / "pattern.json", summary)
         return {"stages": [round(r[key], 4) for r in summary["stages"]]}
 
     return action
 
 
-def _design_action(target: ArchSpec, budget: Budget, arms, own: str | None, borrowed: str | None, k: int, transfer):
+def _design_action(target: ArchSpec, budget: Budget, arms, pattern_of: dict[str, str], k: int, transfer):
+    """Design each arm at the budget: ``uniform``, or from the pattern stage ``pattern_of`` names for it
+    (``-per-layer`` arms read their base arm's pattern)."""
+
     def action(ctx: StageContext) -> dict[str, Any]:
-        patterns = {
-            "guided": read_json(ctx.dir_of(own) / "pattern.json") if own else None,
-            "transferred": read_json(ctx.dir_of(borrowed) / "pattern.json") if borrowed else None,
-        }
+        patterns = {arm: read_json(ctx.dir_of(stage) / "pattern.json") for arm, stage in pattern_of.items()}
         record = {}
         for arm in arms:
             base = arm.removesuffix("-per-layer")
-            stage_map = transfer.stage_map if transfer and base == "transferred" else None
+            stage_map = transfer.stage_map if transfer and base.startswith("transferred") else None
             spec = design(
                 target,
                 budget,
@@ -504,8 +538,8 @@ def _design_action(target: ArchSpec, budget: Budget, arms, own: str | None, borr
     return action
 
 
-def _search_action(source: Domain, budget: Budget, recipe: Recipe, q, designs: tuple[str, str] | None):
-    """Search, with ``designs`` (the guided and the uniform design stages) enqueued first when given."""
+def _search_action(source: Domain, budget: Budget, recipe: Recipe, q, designs):
+    """Search, with ``designs`` ((stage, arm) of the guided and the uniform design) enqueued first when given."""
 
     def action(ctx: StageContext) -> dict[str, Any]:
         from search import run_search
@@ -516,7 +550,7 @@ def _search_action(source: Domain, budget: Budget, recipe: Recipe, q, designs: t
             data = subsample(data, train=q.train_subset, seed=q.seed)
         seeds = []
         if designs:
-            seeds = [read_spec(ctx.dir_of(stage) / f"{arm}.json") for stage, arm in zip(designs, ("guided", "uniform"))]
+            seeds = [read_spec(ctx.dir_of(stage) / f"{arm}.json") for stage, arm in designs]
         summary = run_search(
             source.spec,
             budget,

@@ -43,16 +43,25 @@ def by_ratio(groups: list[ChannelGroup], ratio: float | Sequence[float], *, min_
 
 
 def global_threshold(
-    groups: list[ChannelGroup], scores: dict[Key, torch.Tensor], ratio: float, *, min_channels: int = 1
+    groups: list[ChannelGroup],
+    scores: dict[Key, torch.Tensor],
+    ratio: float,
+    *,
+    min_channels: int = 1,
+    charges: dict[Key, float] | None = None,
 ) -> dict[Key, int]:
     """Remove the ``ratio`` fraction of pooled channels with the lowest scores.
 
     Exactly ``int(ratio * total)`` channels are removed (before the ``min_channels`` floor). Ties are
     broken by relative position within each group, so equal scores (an untrained network's BN scales)
     remove the same share of every group instead of every tied channel or whole leading layers.
+
+    With ``charges`` (each group's cost per channel, `models.charge.channel_charges`), channels are ranked
+    by score per unit of cost: of two equally important channels the dearer one goes first.
     """
     _check_ratio(ratio)
-    pooled = torch.cat([scores[g.key].flatten().float() for g in groups])
+    per_cost = charges or {}
+    pooled = torch.cat([scores[g.key].flatten().float() / per_cost.get(g.key, 1.0) for g in groups])
     spread = torch.cat([(torch.arange(scores[g.key].numel()) + 0.5) / scores[g.key].numel() for g in groups])
     n_remove = int(ratio * len(pooled))
     order = spread.argsort(stable=True)

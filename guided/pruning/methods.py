@@ -163,6 +163,7 @@ def prune(
     threshold: float | None = None,
     include_linear: bool = False,
     like: dict[str, torch.Tensor] | None = None,
+    cost: str | None = None,
 ) -> PruneResult:
     """Prune channels of ``model`` with a registered method.
 
@@ -179,6 +180,8 @@ def prune(
         threshold: ``sss`` only: remove every removable block whose |gate| is below it (instead of ``ratio``).
         include_linear: unstructured methods: mask linear weights too.
         like: ``random`` only: copy the per-layer sparsity of these masks.
+        cost: ``params``, ``macs`` or ``latency`` (`_charges`): a global allocation ranks channels by
+            score per unit of this cost; ``None`` (default) ranks by score alone.
 
     Example:
         >>> from models import create_model
@@ -188,8 +191,8 @@ def prune(
     """
     m = _method(method, model)
     if m.custom:
-        if preset is not None or not isinstance(ratio, (float, int, type(None))):
-            raise UserError(f"{method} takes one --ratio or --threshold, not presets or stage ratios")
+        if cost is not None or preset is not None or not isinstance(ratio, (float, int, type(None))):
+            raise UserError(f"{method} takes one --ratio or --threshold, not presets, stage ratios or --cost")
         return m.custom(
             model,
             ratio=ratio,
@@ -210,7 +213,8 @@ def prune(
     groups = _groups(m, spec, all_groups)
     ctx = criteria.Context(model, data=data, samples=samples, seed=seed)
     scores = m.score(ctx, groups) if m.score else None
-    counts, allocation = _allocate(m, spec, groups, scores, ratio, preset, allocation, min_channels)
+    charges = _charges(m, spec, groups, cost, allocation, preset, _device(model))
+    counts, allocation = _allocate(m, spec, groups, scores, ratio, preset, allocation, min_channels, charges)
     keep, updates = _choose(m, model, ctx, groups, counts, scores, seed)
     new = cut(model, keep, updates=updates)
     info = {
@@ -221,6 +225,7 @@ def prune(
         "min_channels": min_channels,
         "samples": samples if m.needs_data else None,
         "seed": seed,
+        "cost": cost,
         **cost_change(spec, new.spec),
     }
     return PruneResult(new, _rows(all_groups, groups, counts), info)
@@ -245,15 +250,45 @@ def _groups(m: Method, spec: ArchSpec, all_groups: list[ChannelGroup]) -> list[C
     return groups
 
 
-def _allocate(m: Method, spec, groups, scores, ratio, preset, allocation, min_channels) -> tuple[dict, str]:
-    """Kept channels per group, and the allocation's name: a preset, one global threshold, or per layer."""
+def _charges(m: Method, spec, groups, cost: str | None, allocation: str | None, preset, device="cpu") -> dict | None:
+    """Each group's cost per channel, when the allocation is to weigh channels by ``cost``: counted params
+    or MACs (`models.charge.channel_charges`), or each layer's forward + backward seconds at batch 128 on
+    ``device`` (`guided.latency.LatencyTable`), so of two equally important channels the dearer goes first."""
+    if cost is None:
+        return None
+    from models.charge import COST_KINDS, channel_charges
+
+    if cost not in (*COST_KINDS, "latency"):
+        raise UserError(f"unknown cost {cost!r}; choose one of {', '.join(COST_KINDS)}, latency")
+    if preset is not None or (allocation or m.allocation) != "global":
+        raise UserError(
+            f"cost-aware pruning ranks channels across layers, so it needs a global allocation: "
+            f"give --allocation global (and a ratio), not {f'preset {preset}' if preset else 'per-layer ratios'}"
+        )
+    if cost == "latency":  # seconds per layer from the table of this machine (measured once, then cached)
+        from guided.latency import LatencyTable, default_cache
+
+        table = LatencyTable(device, cache=default_cache())
+        seconds = {r["name"]: r["seconds"] for r in table.layer_seconds(spec)}
+        return channel_charges(spec, cost, groups, layer_costs=seconds)
+    return channel_charges(spec, cost, groups)
+
+
+def _device(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def _allocate(m: Method, spec, groups, scores, ratio, preset, allocation, min_channels, charges=None):
+    """Kept channels per group, and the allocation's name: a preset, one global threshold (by score, or by
+    score per unit of cost with ``charges``), or per layer."""
     allocation = allocation or m.allocation
     if preset is not None:
         return allocate.preset(preset, spec, groups), f"preset {preset}"
     if allocation == "global":
         if scores is None or isinstance(ratio, Sequence):
             raise UserError(f"global allocation needs one ratio and a method with comparable scores, not {m.name}")
-        return allocate.global_threshold(groups, scores, ratio, min_channels=min_channels), allocation
+        counts = allocate.global_threshold(groups, scores, ratio, min_channels=min_channels, charges=charges)
+        return counts, allocation
     if allocation != "layer":
         raise UserError(f"unknown allocation {allocation!r}; choose global or layer")
     return allocate.by_ratio(groups, ratio, min_channels=min_channels), allocation
@@ -305,8 +340,10 @@ def ratio_for_budget(
     data: ImageData | None = None,
     samples: int = 512,
     seed: int = 0,
+    cost: str | None = None,
 ) -> float:
-    """The smallest channel ratio whose pruned architecture fits ``budget`` (a `guided.design.Budget`).
+    """The smallest channel ratio whose pruned architecture fits ``budget`` (a `guided.design.Budget`);
+    with ``cost``, channels are ranked by score per unit of that cost, as `prune` does.
 
     Only the allocation is repeated (by bisection over the ratio): scores are computed once and no
     surgery happens, so this costs one scoring pass. Pass the result to `prune` as ``ratio``.
@@ -327,9 +364,10 @@ def ratio_for_budget(
     scores = None
     if (allocation or m.allocation) == "global" and m.score is not None:
         scores = m.score(criteria.Context(model, data=data, samples=samples, seed=seed), groups)
+    charges = _charges(m, spec, groups, cost, allocation, None, _device(model))
 
     def fits(r: float) -> bool:
-        counts, _ = _allocate(m, spec, groups, scores, r, None, allocation, min_channels)
+        counts, _ = _allocate(m, spec, groups, scores, r, None, allocation, min_channels, charges)
         return budget.of(pruned_spec(spec, counts)) <= budget.value
 
     if budget.of(spec) <= budget.value:

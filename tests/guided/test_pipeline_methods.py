@@ -3,6 +3,7 @@ gated base; impossible combinations are refused before anything runs; the shippe
 
 from __future__ import annotations
 
+import json
 import tomllib
 from pathlib import Path
 
@@ -94,6 +95,51 @@ def test_weight_masks_lottery_tickets_and_sparsity_patterns(tmp_path):
     assert "- source, mag50: " in report and "lottery" in report.split("- source, mag50: ", 1)[1]
 
 
+def test_a_mac_aware_prune_entry_records_its_cost_in_the_pattern(tmp_path):
+    out = run(tmp_path, WEIGHTS.replace('name = "l1"', 'name = "l1"\nallocation = "global"\ncost = "macs"'))
+    summary = json.loads((out / "stages" / "source" / "pattern-l1" / "pattern.json").read_text())
+    assert summary["cost"] == "macs" and {s["cost"] for s in summary["sources"]} == {"macs"}
+    prune_record = json.loads((out / "stages" / "source" / "prune-l1-s0" / "prune.json").read_text())
+    assert prune_record["cost"] == "macs" and prune_record["allocation"] == "global"
+    assert "channels ranked per unit of macs" in (out / "report.md").read_text()
+
+
+TWO_PATTERNS = (
+    HEAD.format(arch="vgg-tiny")
+    + """
+[[prune]]
+name = "slim"
+method = "slimming"
+base = "sparse"
+ratio = 0.4
+
+[[prune]]
+name = "slim-mac"
+method = "slimming"
+base = "sparse"
+ratio = 0.4
+cost = "macs"
+
+[design]
+pattern = ["slim", "slim-mac"]
+budgets = ["macs=50%"]
+"""
+)
+
+
+def test_designs_from_two_patterns_are_compared_side_by_side(tmp_path):
+    out = run(tmp_path, TWO_PATTERNS)
+    table = pd.read_csv(out / "tables" / "designs-source-macs-50pct.csv")
+    arms = {"uniform", "guided-slim", "guided-slim-mac", "pruned-slim", "pruned-slim-mac"}
+    assert set(table["network"]) == arms
+    designs = {p.name for p in (out / "designs").glob("source-macs-50pct-*.json")}
+    assert {"source-macs-50pct-guided-slim-mac.json", "source-macs-50pct-pruned-slim-mac-s1.json"} <= designs
+    pattern = json.loads((out / "patterns" / "source-slim-mac.json").read_text())
+    assert pattern["cost"] == "macs" and json.loads((out / "patterns" / "source-slim.json").read_text())["cost"] is None
+    report = (out / "report.md").read_text()
+    assert "source, macs=50%: " in report and "guided-slim-mac" in report
+
+
 def test_sss_on_a_gated_base_removes_blocks(tmp_path):
     out = run(tmp_path, BLOCKS)
     study = parse_study(tomllib.loads(BLOCKS))
@@ -113,6 +159,9 @@ def test_sss_on_a_gated_base_removes_blocks(tmp_path):
         (WEIGHTS, 'method = "magnitude"\nratio = 0.5', 'method = "magnitude"\npreset = "vgg16-a"', "takes one ratio"),
         (WEIGHTS, 'name = "l1"', 'name = "l1"\nbase = "gated"', "a gated base is for block methods"),
         (BLOCKS, 'base = "gated"', 'base = "plain"', "sss needs base = 'gated'"),
+        (WEIGHTS, 'name = "l1"', 'name = "l1"\ncost = "macs"', "needs a channel method with a global allocation"),
+        (WEIGHTS, 'name = "l1"', 'name = "l1"\nallocation = "global"\ncost = "flops"', "cost must be one of"),
+        (WEIGHTS, 'name = "mag50"', 'name = "mag50"\ncost = "macs"', "not magnitude"),
         (BLOCKS.replace("resnet-tiny", "vgg-tiny"), "[study]", "[study]", "gated bases are residual networks"),
         (
             WEIGHTS + '\n[design]\npattern = "mag50"\nbudgets = ["params=50%"]\n',

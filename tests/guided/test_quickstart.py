@@ -32,14 +32,17 @@ def test_quickstart_writes_report_plots_and_html_then_resumes(tmp_path):
         full = create_spec(arch, width_mult=0.25, head="slim", input_size=16, in_channels=1)
         budget = 0.3 * cost(full).params  # each target's budget: 30% of its own full-width model
         prefix = "source" if arch == "vgg11" else arch
+        macs_budget = 0.3 * cost(full).macs
         for arm in arms:
             params = cost(read_spec(tmp_path / "designs" / f"{prefix}-params-30pct-{arm}.json")).params
             assert abs(params - budget) <= 0.01 * budget, (arch, arm)
+            macs = cost(read_spec(tmp_path / "designs" / f"{prefix}-macs-30pct-{arm}.json")).macs
+            assert abs(macs - macs_budget) <= 0.01 * macs_budget, (arch, arm)
         if arch == "vgg11":  # pruned to the budget: at most it, whole channels below it
             for pruned in (tmp_path / "designs").glob("source-params-30pct-pruned-s*.json"):
                 assert 0.95 * budget <= cost(read_spec(pruned)).params <= budget
     trained = [line for line in logs if "] train " in line]
-    assert len(trained) == 12  # 2 bases, 3 source designs x 2 seeds, 2 vgg16 designs x 2 seeds
+    assert len(trained) == 22  # 2 bases; 3 source designs and 2 vgg16 designs x 2 seeds x 2 cost kinds
 
     again = []
     quickstart(tmp_path, log=again.append, train={"epochs": 1})

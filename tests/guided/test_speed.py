@@ -27,3 +27,47 @@ def test_cost_measure_prints_throughput(capsys):
     assert main(["cost", "--arch", "vgg-tiny", "--measure", "--batch-size", "8", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["inference"]["images_per_s"] > 0 and out["inference"]["batch_size"] == 8
+
+
+def test_latency_table_predicts_a_step_and_caches_each_shape(tmp_path):
+    from guided.latency import LatencyTable, measure_step
+
+    spec = create_spec("vgg-tiny")
+    table = LatencyTable("cpu", batch_size=8, repeats=2, cache=tmp_path)
+    rows = table.layer_seconds(spec)
+    assert rows and all(r["seconds"] > 0 for r in rows)
+    cached = LatencyTable("cpu", batch_size=8, cache=tmp_path)  # a new table reads the cache: nothing to time
+    assert cached.seconds == table.seconds and cached.predict(spec) == table.predict(spec)
+    assert measure_step(spec, "cpu", batch_size=8, repeats=2) > 0
+
+
+def test_cost_latency_prints_predicted_and_measured(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert main(["cost", "--arch", "vgg-tiny", "--latency", "--batch-size", "8", "--json"]) == 0
+    lat = json.loads(capsys.readouterr().out)["latency"]
+    assert lat["predicted_s"] > 0 and lat["measured_s"] > 0 and lat["batch_size"] == 8
+    assert list((tmp_path / "guided" / "latency").glob("cpu-*-b8.json"))
+    assert main(["cost", "--arch", "vgg-tiny", "--latency", "--batch-size", "8"]) == 0
+    assert "predicted" in capsys.readouterr().out
+
+
+def test_latency_aware_pruning_uses_the_table(tmp_path, monkeypatch):
+    from guided.pruning import prune
+    from models import build
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    result = prune(build(create_spec("vgg-tiny"), seed=0).eval(), "slimming", ratio=0.3, cost="latency")
+    assert result.info["cost"] == "latency" and list((tmp_path / "guided" / "latency").glob("*.json"))
+
+
+def test_all_cores_lends_the_whole_machine_to_a_block_and_gives_it_back(monkeypatch):
+    import torch
+
+    from guided import threads
+
+    monkeypatch.delenv(threads.ENV, raising=False)
+    monkeypatch.setattr(threads, "cores", lambda: 2)
+    assert threads.configure(share=2) == 1  # a worker of `--jobs 2`: half the cores
+    with threads.all_cores() as n:  # e.g. the report stage's timings, which run alone
+        assert n == 2 == torch.get_num_threads()
+    assert torch.get_num_threads() == 1
