@@ -21,6 +21,8 @@ import statistics
 import tempfile
 from pathlib import Path
 
+import torch
+
 from guided.io import read_spec, write_json
 from guided.latency import LatencyTable, measure_step
 from guided.provenance import provenance
@@ -74,7 +76,7 @@ def main() -> None:
             "command": f"python benchmarks/latency_prediction.py {args.study} --batch-size {args.batch_size}",
             "summary": summary,
             "rows": rows,
-            "provenance": provenance(),
+            "provenance": provenance(torch.device(args.device)),
         },
     )
     print(
