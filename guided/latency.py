@@ -14,8 +14,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import statistics
-import time
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +22,7 @@ from torch import nn
 
 from guided.io import atomic_write_text
 from guided.provenance import device_name
+from guided.speed import median_seconds
 from models import ArchSpec, build, cost
 
 __all__ = ["LatencyTable", "measure_step", "default_cache"]
@@ -89,7 +88,7 @@ class LatencyTable:
         def step() -> None:
             layer(x).sum().backward()
 
-        return _median_seconds(step, self.device, self.repeats)
+        return median_seconds(step, self.device, repeats=self.repeats)
 
 
 def measure_step(spec: ArchSpec, device="cpu", *, batch_size: int = 128, repeats: int = 5) -> float:
@@ -101,18 +100,4 @@ def measure_step(spec: ArchSpec, device="cpu", *, batch_size: int = 128, repeats
     def step() -> None:
         model(x).sum().backward()
 
-    return _median_seconds(step, device, repeats)
-
-
-def _median_seconds(step, device: torch.device, repeats: int, warmup: int = 2) -> float:
-    times = []
-    for i in range(warmup + repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        step()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        if i >= warmup:
-            times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return median_seconds(step, device, repeats=repeats)

@@ -17,7 +17,7 @@ import torch
 from guided.provenance import device_name
 from models import ArchSpec, build
 
-__all__ = ["inference_throughput"]
+__all__ = ["inference_throughput", "median_seconds"]
 
 
 def inference_throughput(
@@ -48,16 +48,8 @@ def inference_throughput(
     device = torch.device(device)
     model = build(spec, seed=0).to(device).eval()
     x = torch.randn(batch_size, spec.in_channels, spec.input_size, spec.input_size, device=device)
-    times = []
     with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-        for i in range(warmup + repeats):
-            _sync(device)
-            start = time.perf_counter()
-            model(x)
-            _sync(device)
-            if i >= warmup:
-                times.append(time.perf_counter() - start)
-    median = statistics.median(times)
+        median = median_seconds(lambda: model(x), device, repeats=repeats, warmup=warmup)
     return {
         "images_per_s": batch_size / median,
         "median_s": median,
@@ -66,6 +58,20 @@ def inference_throughput(
         "precision": precision,
         "device": device_name(device),
     }
+
+
+def median_seconds(step, device: torch.device, *, repeats: int = 5, warmup: int = 2) -> float:
+    """Median wall time of ``step()`` over ``repeats`` timed calls after ``warmup`` untimed ones, with the
+    device synchronised around each call (CUDA runs asynchronously)."""
+    times = []
+    for i in range(warmup + repeats):
+        _sync(device)
+        start = time.perf_counter()
+        step()
+        _sync(device)
+        if i >= warmup:
+            times.append(time.perf_counter() - start)
+    return statistics.median(times)
 
 
 def _sync(device: torch.device) -> None:
