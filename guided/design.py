@@ -1,4 +1,4 @@
-"""Guided design: turn a per-stage pattern into a new architecture at a parameter or MAC budget.
+"""Guided design: turn a per-stage pattern into a new architecture at a parameter, MAC or latency budget.
 
 Every layer's width is its base width (the unpruned target's) times its stage's keep ratio times one
 global scale, and the scale is solved so that the budget is met within 1% (Liu et al. 2019, section 5:
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -28,46 +28,79 @@ __all__ = ["Budget", "parse_budget", "stage_ratios", "layer_ratios", "design", "
 DESIGNABLE = ("vgg", "resnet", "preresnet")
 
 
+KINDS = ("params", "macs", "latency")
+
+
 @dataclass(frozen=True)
 class Budget:
-    """A target cost: ``kind`` is ``params`` or ``macs``; ``value`` an absolute count."""
+    """A target cost: ``kind`` is ``params``, ``macs`` or ``latency``; ``value`` an absolute count (for
+    ``latency``, seconds of one training step as ``table``, a `guided.latency.LatencyTable`, predicts them).
+    """
 
     kind: str
     value: float
+    table: Any = field(default=None, compare=False, repr=False)
 
-    def of(self, spec: ArchSpec) -> int:
+    def of(self, spec: ArchSpec) -> float:
         """The spec's cost in this budget's unit."""
+        if self.kind == "latency":
+            return self.table.predict(spec)
         c = cost(spec)
         return c.params if self.kind == "params" else c.macs
 
+    def show(self, amount: float | None = None) -> str:
+        """``amount`` (default: the budget's value) in this budget's unit: ``12.3 ms`` or ``250,000``."""
+        amount = self.value if amount is None else amount
+        return f"{1000 * amount:.2f} ms" if self.kind == "latency" else f"{amount:,.0f}"
 
-def parse_budget(text: str, *, full: ArchSpec | None = None) -> Budget:
-    """``params=0.3M``, ``macs=40M``, ``params=250000``, ``macs=1.2G`` -> `Budget`; with ``full``, also
-    ``params=25%`` (a share of that architecture's cost).
+    def __str__(self) -> str:
+        return f"{self.kind}={self.show()}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """What identifies the budget (a latency budget names the device and batch its table was timed on)."""
+        out: dict[str, Any] = {"kind": self.kind, "value": self.value}
+        if self.table is not None:
+            out.update(device=self.table.device_name, batch_size=self.table.batch_size)
+        return out
+
+
+def parse_budget(text: str, *, full: ArchSpec | None = None, table: Any = None) -> Budget:
+    """``params=0.3M``, ``macs=40M``, ``params=250000``, ``macs=1.2G``, ``latency=20ms`` -> `Budget`; with
+    ``full``, also ``params=25%`` (a share of that architecture's cost).
+
+    A ``latency`` budget is predicted by ``table`` (default: this machine's CPU table at batch 128, from
+    the cache `guided.latency.default_cache`, timed on first use).
 
     Example:
         >>> parse_budget("macs=40M")
         Budget(kind='macs', value=40000000.0)
     """
     kind, sep, value = text.partition("=")
-    kind, value = kind.strip().lower(), value.strip()
+    kind, value = kind.strip().lower(), value.strip().lower()
     if not sep or not value:
-        raise UserError(f"budget {text!r} is not KIND=NUMBER, e.g. params=0.3M, macs=40M or params=25%")
-    if kind not in ("params", "macs"):
-        raise UserError(f"budget kind must be params or macs, got {kind!r}")
+        raise UserError(f"budget {text!r} is not KIND=NUMBER, e.g. params=0.3M, macs=40M, latency=20ms or params=25%")
+    if kind not in KINDS:
+        raise UserError(f"budget kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    if kind == "latency" and table is None:
+        from guided.latency import LatencyTable, default_cache
+
+        table = LatencyTable("cpu", cache=default_cache())
+    table = table if kind == "latency" else None
     if value.endswith("%"):
         if full is None:
             raise UserError(f"budget {text!r} is a percentage; give an absolute count here, e.g. {kind}=0.3M")
         fraction = _number(value[:-1], text) / 100
         if not 0 < fraction <= 1:
             raise UserError(f"budget {text!r} must be a percentage in (0, 100]")
-        c = cost(full)
-        return Budget(kind, fraction * (c.params if kind == "params" else c.macs))
-    mult = {"k": 1e3, "m": 1e6, "g": 1e9}.get(value[-1:].lower(), 1.0)
-    number = _number(value[:-1] if mult != 1.0 else value, text) * mult
+        return Budget(kind, fraction * Budget(kind, 0, table).of(full), table)
+    units = {"ms": 1e-3, "s": 1.0} if kind == "latency" else {"k": 1e3, "m": 1e6, "g": 1e9}
+    unit = next((u for u in sorted(units, key=len, reverse=True) if value.endswith(u)), None)
+    if kind == "latency" and unit is None:
+        raise UserError(f"budget {text!r} needs a unit: latency=20ms, latency=0.02s or latency=25%")
+    number = _number(value[: -len(unit)] if unit else value, text) * units.get(unit, 1.0)
     if not number > 0:
         raise UserError(f"budget must be positive, got {text!r}")
-    return Budget(kind, number)
+    return Budget(kind, number, table)
 
 
 def _number(text: str, budget: str) -> float:
@@ -144,9 +177,8 @@ def design(
     full = budget.of(target)
     if budget.value > 1.01 * full and not allow_wider:
         raise UserError(
-            f"budget {budget.kind}={budget.value:,.0f} is {budget.value / full:.1f}x the full {target.name} "
-            f"({full:,}): the design would be wider than the model; lower the budget, or allow a wider network "
-            "(--allow-wider)"
+            f"budget {budget} is {budget.value / full:.1f}x the full {target.name} ({budget.show(full)}): the "
+            "design would be wider than the model; lower the budget, or allow a wider network (--allow-wider)"
         )
     stages = len(target.stages)
     ratios = _ratios(target, pattern, per_layer, stage_map)
@@ -159,11 +191,11 @@ def design(
     while budget.of(build(hi)) < budget.value:
         hi *= 2
         if hi > 1e4:
-            raise UserError(f"budget {budget.kind}={budget.value:,.0f} is out of reach for {target.name}")
+            raise UserError(f"budget {budget} is out of reach for {target.name}")
     if budget.of(build(lo)) > budget.value:
         raise UserError(
-            f"budget {budget.kind}={budget.value:,.0f} is below the smallest {target.name} "
-            f"({budget.of(build(lo)):,}); every layer keeps at least {multiple_of} channel(s)"
+            f"budget {budget} is below the smallest {target.name} "
+            f"({budget.show(budget.of(build(lo)))}); every layer keeps at least {multiple_of} channel(s)"
         )
     for _ in range(60):  # bisection: the largest scale whose cost stays within the budget
         mid = math.sqrt(lo * hi)
@@ -300,6 +332,8 @@ def design_sparsity(
     """
     from models import layers as layer_rows
 
+    if budget.kind == "latency":
+        raise UserError("sparse designs are matched on params or macs: dense kernels take as long however many zeros")
     weighted = [r for r in layer_rows(spec) if r.kind == "conv" or (include_linear and r.kind == "linear")]
     dens, kernels = _stage_densities(spec, pattern, stage_map)
     keep = _solve_counts(spec, budget, weighted, dens)
@@ -344,9 +378,9 @@ def _solve_counts(spec: ArchSpec, budget: Budget, weighted, dens: list[float]) -
 
     lo, hi = 0.0, 1.0 / max(min(dens), 1e-6)
     if spend(hi) < budget.value:
-        raise UserError(f"budget {budget.kind}={budget.value:,.0f} exceeds the dense {spec.name}")
+        raise UserError(f"budget {budget} exceeds the dense {spec.name}")
     if spend(lo) > budget.value:
-        raise UserError(f"budget {budget.kind}={budget.value:,.0f} is below what the unmasked layers alone cost")
+        raise UserError(f"budget {budget} is below what the unmasked layers alone cost")
     for _ in range(60):
         mid = (lo + hi) / 2
         lo, hi = (mid, hi) if spend(mid) <= budget.value else (lo, mid)

@@ -7,13 +7,23 @@ and keeps the results in a JSON cache keyed by device and batch size, so a shape
 device. A network's predicted latency is the sum over its conv and linear layers; BatchNorm, activations,
 pooling and the optimiser are not in the table, which is why `guided cost --latency` prints the
 prediction beside a measured end-to-end time.
+
+The table is measured at channel counts that are powers of two and interpolated bilinearly in (input,
+output) channels between them, so a width solver that tries hundreds of widths (`guided.design` at a
+``latency=`` budget) reads a few dozen measured shapes per layer position instead of timing each width
+it tries; bilinear interpolation is exact wherever time is affine in ``in``, ``out`` and ``in * out``,
+which is what a convolution's arithmetic is. `LatencyTable.prepare` times every node a network narrower
+than a given one can need, once, before any width is solved.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
+import platform
 import re
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -42,37 +52,119 @@ def _key(shape: tuple) -> str:
     return "-".join(str(v) for v in shape)
 
 
+def _bracket(n: int) -> tuple[int, int, float]:
+    """The powers of two around ``n`` and ``n``'s position between them (0 at the lower one).
+
+    Example:
+        >>> _bracket(12), _bracket(16)
+        ((8, 16, 0.5), (16, 16, 0.0))
+    """
+    lo = 1 << (max(int(n), 1).bit_length() - 1)
+    hi = lo if lo == n else 2 * lo
+    return lo, hi, 0.0 if hi == lo else (n - lo) / (hi - lo)
+
+
+def _nodes(n: int) -> list[int]:
+    """Every power of two up to the first one at or above ``n``: the nodes a width up to ``n`` reads."""
+    return [1 << i for i in range((max(int(n), 1) - 1).bit_length() + 1)]
+
+
 class LatencyTable:
     """Seconds of forward + backward per conv/linear shape, on one device at one batch size.
+
+    Shapes are measured at power-of-two channel counts and interpolated between them (module docstring).
 
     Args:
         device: where layers are timed.
         batch_size: images per timed pass (a study's training batch).
         repeats: timed passes per shape; the median is kept.
         cache: folder of the JSON cache (default `default_cache`); ``None`` keeps the table in memory.
+        threads: on a CPU, time with this many threads (default: the process's current count), whatever
+            the process uses otherwise; the count is part of the table's name.
     """
 
-    def __init__(self, device="cpu", *, batch_size: int = 128, repeats: int = 5, cache: Path | None = None):
+    def __init__(
+        self,
+        device="cpu",
+        *,
+        batch_size: int = 128,
+        repeats: int = 5,
+        cache: Path | None = None,
+        threads: int | None = None,
+    ):
         self.device = torch.device(device)
         self.batch_size, self.repeats = batch_size, repeats
-        name = re.sub(r"[^A-Za-z0-9]+", "-", device_name(self.device)).strip("-").lower()
+        self.threads = threads if self.device.type == "cpu" else None
+        self.device_name = (
+            device_name(self.device) if self.threads is None else f"cpu: {platform.machine()}, {self.threads} threads"
+        )
+        name = re.sub(r"[^A-Za-z0-9]+", "-", self.device_name).strip("-").lower()
         self.path = None if cache is None else Path(cache) / f"{name}-b{batch_size}.json"
         self.seconds: dict[str, float] = json.loads(self.path.read_text()) if self.path and self.path.is_file() else {}
 
     def layer_seconds(self, spec: ArchSpec) -> list[dict[str, Any]]:
-        """Each conv and linear layer of ``spec`` with its table latency, measuring shapes not yet in it."""
+        """Each conv and linear layer of ``spec`` with its predicted seconds, measuring nodes not yet timed."""
         rows = [r for r in cost(spec).layers if r["kind"] in ("conv", "linear")]
-        missing = {_key(_shape(r)): _shape(r) for r in rows if _key(_shape(r)) not in self.seconds}
-        for key, shape in missing.items():
-            self.seconds[key] = self._measure(shape)
-        if missing and self.path:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(self.path, json.dumps(self.seconds, indent=1, sort_keys=True))
-        return [{"name": r["name"], "stage": r["stage"], "seconds": self.seconds[_key(_shape(r))]} for r in rows]
+        return [{"name": r["name"], "stage": r["stage"], "seconds": self.shape_seconds(_shape(r))} for r in rows]
 
     def predict(self, spec: ArchSpec) -> float:
         """Predicted seconds of one training step (forward + backward) of ``spec``'s conv and linear layers."""
         return sum(r["seconds"] for r in self.layer_seconds(spec))
+
+    def shape_seconds(self, shape: tuple) -> float:
+        """One layer shape's seconds, interpolated bilinearly between power-of-two channel counts."""
+        kind, cin, cout, *rest = shape
+        (i0, i1, u), (o0, o1, v) = _bracket(cin), _bracket(cout)
+        corner = {(i, o): self._node((kind, i, o, *rest)) for i in {i0, i1} for o in {o0, o1}}
+        low = (1 - v) * corner[i0, o0] + v * corner[i0, o1]
+        high = (1 - v) * corner[i1, o0] + v * corner[i1, o1]
+        return (1 - u) * low + u * high
+
+    def prepare(self, spec: ArchSpec, *, headroom: float = 1.0, log=None) -> int:
+        """Time, now, every node a network at most ``headroom`` times as wide as ``spec`` (per layer
+        position) can read, so that later predictions measure nothing. Returns how many nodes were timed."""
+        widest: dict[tuple, list[int]] = {}
+        for r in cost(spec).layers:
+            if r["kind"] in ("conv", "linear"):
+                kind, cin, cout, *rest = _shape(r)
+                w = widest.setdefault((kind, *rest), [1, 1])
+                w[0], w[1] = max(w[0], math.ceil(cin * headroom)), max(w[1], math.ceil(cout * headroom))
+        todo = [
+            (kind, i, o, *rest)
+            for (kind, *rest), (cin, cout) in widest.items()
+            for i in _nodes(cin)
+            for o in _nodes(cout)
+            if _key((kind, i, o, *rest)) not in self.seconds
+        ]
+        for n, shape in enumerate(todo, 1):
+            self.seconds[_key(shape)] = self._measure(shape)
+            if log and (n % 50 == 0 or n == len(todo)):
+                log(f"latency table: {n}/{len(todo)} layer shapes timed on {self.device_name}")
+        self._save(bool(todo))
+        return len(todo)
+
+    def _node(self, shape: tuple) -> float:
+        key = _key(shape)
+        if key not in self.seconds:
+            self.seconds[key] = self._measure(shape)
+            self._save(True)
+        return self.seconds[key]
+
+    def _save(self, changed: bool) -> None:
+        if changed and self.path:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(self.path, json.dumps(self.seconds, indent=1, sort_keys=True))
+
+    @contextmanager
+    def _pinned(self):
+        """The table's thread count, for the time of a measurement."""
+        before = torch.get_num_threads()
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before)
 
     def _measure(self, shape: tuple) -> float:
         kind, cin, cout, k, stride, size = shape
@@ -88,7 +180,8 @@ class LatencyTable:
         def step() -> None:
             layer(x).sum().backward()
 
-        return median_seconds(step, self.device, repeats=self.repeats)
+        with self._pinned():
+            return median_seconds(step, self.device, repeats=self.repeats)
 
 
 def measure_step(spec: ArchSpec, device="cpu", *, batch_size: int = 128, repeats: int = 5) -> float:

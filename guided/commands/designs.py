@@ -25,7 +25,8 @@ def _design_args(p: argparse.ArgumentParser) -> None:
         "--budget",
         required=True,
         metavar="KIND=N",
-        help="params=0.3M, macs=40M or params=25%% (of the target) (non-zero for masks)",
+        help="params=0.3M, macs=40M, latency=20ms or params=25%% (of the target); latency: one training step "
+        "on this CPU at batch 128, predicted by the per-layer table (guided cost --latency); masks: params or macs",
     )
     g.add_argument("--per-layer", action="store_true", help="channels: interpolate the pattern's per-layer ratios")
     g.add_argument(
@@ -110,8 +111,9 @@ def _design(args: argparse.Namespace) -> int:
     )
     write_spec(args.out, spec)
     c = cost(spec)
+    step = f", {budget.show(budget.of(spec))} predicted step" if budget.kind == "latency" else ""
     print(
-        f"{'uniform' if args.uniform else 'guided'} {spec.name}: {c.params:,} params, {c.macs / 1e6:.2f}M MACs; "
+        f"{'uniform' if args.uniform else 'guided'} {spec.name}: {c.params:,} params, {c.macs / 1e6:.2f}M MACs{step}; "
         f"widths {[list(s) for s in spec.stages]}; wrote {args.out}"
     )
     return 0

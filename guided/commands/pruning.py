@@ -51,7 +51,7 @@ def _prune_args(p: argparse.ArgumentParser) -> None:
         "--budget",
         metavar="KIND=N",
         help="channel methods: the smallest ratio whose result fits params=25%% (of this model), params=0.3M or "
-        "macs=40M (found by bisection over the allocation)",
+        "macs=40M or latency=25%% (found by bisection over the allocation)",
     )
     g.add_argument("--threshold", type=float, metavar="T", help="sss: remove blocks whose |gate| is below T")
     g.add_argument("--include-linear", action="store_true", help="magnitude/random: mask linear weights too")

@@ -12,6 +12,7 @@ Example:
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -71,15 +72,15 @@ def run_study(
     out.mkdir(parents=True, exist_ok=True)
     runner = None
     try:
+        stages, services = plan_study(study, out)  # first: workers then read the latency table it times
         runner = make_executor(executor, study, out, jobs=jobs, threads=threads, address=address)  # workers start
-        stages, services = plan_study(study)
         write_json(marker, {"name": study.study.name, "config": study.to_dict(), "started": time.strftime("%Y-%m-%d")})
         if source_text is not None:
             atomic_write_text(out / "study.toml", source_text)
         records = run_stages(stages, out, services=services, executor=runner, log=log)
     except BaseException:
-        if created and not any(out.iterdir()):  # failed before anything was written: leave no folder
-            out.rmdir()
+        if created and not marker.is_file():  # failed before the study began: leave no folder
+            shutil.rmtree(out, ignore_errors=True)
         raise
     finally:
         if runner is not None:

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from guided.design import KINDS as BUDGET_KINDS
 from guided.design import Budget, parse_budget
 from guided.errors import UserError
 from guided.io import read_toml, toml_section
@@ -193,13 +194,21 @@ class DesignConfig:
     pattern: str | list[str]
     budgets: list[str]
     match: list[str] = field(default_factory=lambda: ["params"])
-    per_layer: bool = False
+    per_layer: bool | list[str] = False
     multiple_of: int = 1
-    pruned: bool = True
+    pruned: bool | list[str] = True
 
     def pattern_names(self) -> list[str]:
         """The ``[[prune]]`` entries whose patterns guide designs (one, or several to compare)."""
         return [self.pattern] if isinstance(self.pattern, str) else list(self.pattern)
+
+    def per_layer_for(self, pattern: str) -> bool:
+        """Whether ``pattern`` also gets a per-layer arm (``per_layer``: true, or the patterns that do)."""
+        return pattern in self.per_layer if isinstance(self.per_layer, list) else self.per_layer
+
+    def pruned_for(self, pattern: str) -> bool:
+        """Whether ``pattern``'s method also prunes each base to the budget (``pruned``: true, or a list)."""
+        return pattern in self.pruned if isinstance(self.pruned, list) else self.pruned
 
     def arm(self, kind: str, pattern: str) -> str:
         """An arm's name: ``guided`` / ``transferred`` / ``pruned`` with one pattern; with several,
@@ -230,6 +239,11 @@ class TransferConfig:
     test_subset: int | None = None
     own_pattern: bool = True
     stage_map: list[int] | None = None
+    budgets: list[str] | None = None
+
+    def budget_list(self, design: DesignConfig) -> list[str]:
+        """The ``[design]`` budgets this target is designed at (``budgets``, else all of them)."""
+        return design.budget_list() if self.budgets is None else list(self.budgets)
 
     def data(self, source: DataConfig) -> DataConfig:
         """This target's dataset (the source's when ``dataset`` is not given)."""
@@ -357,6 +371,11 @@ def _check(s: Study) -> None:
             )
         if t.stage_map is not None and len(t.stage_map) != len(target.stages):
             raise UserError(f"[[transfer]] {t.name!r}: stage_map needs {len(target.stages)} entries")
+        if t.budgets is not None and (not t.budgets or set(t.budgets) - set(s.design.budget_list())):
+            raise UserError(
+                f"[[transfer]] {t.name!r}: budgets = {t.budgets} must list some of the [design] budgets "
+                f"({', '.join(s.design.budget_list())}), each with its kind"
+            )
     if s.search:
         q = s.search
         resolve_budget(q.budget, source)
@@ -396,9 +415,14 @@ def _check_design(d: DesignConfig, prune: list[PruneConfig], source: ArchSpec) -
             )
     if not d.budgets:
         raise UserError("[design] budgets is empty")
-    bad = [k for k in d.match if k not in COST_KINDS]
+    bad = [k for k in d.match if k not in BUDGET_KINDS]
     if bad or not d.match or len(set(d.match)) != len(d.match):
-        raise UserError(f"[design] match must list distinct cost kinds among {', '.join(COST_KINDS)}, got {d.match}")
+        raise UserError(f"[design] match must list distinct cost kinds among {', '.join(BUDGET_KINDS)}, got {d.match}")
+    for key in ("per_layer", "pruned"):
+        chosen = getattr(d, key)
+        unknown = [n for n in chosen if n not in d.pattern_names()] if isinstance(chosen, list) else []
+        if unknown:
+            raise UserError(f"[design] {key} = {chosen} names {unknown}, which [design] pattern does not list")
     for b in d.budget_list():
         resolve_budget(b, source)
     if d.multiple_of < 1:
@@ -416,9 +440,21 @@ def _check_dataset(name: str, where: str) -> None:
         )
 
 
-def resolve_budget(text: str, full: ArchSpec) -> Budget:
-    """``params=25%`` -> 25% of ``full``'s parameters; absolute budgets as `guided.design.parse_budget`."""
-    return parse_budget(text, full=full)
+def resolve_budget(text: str, full: ArchSpec, table: Any = None) -> Budget:
+    """``params=25%`` -> 25% of ``full``'s parameters; absolute budgets as `guided.design.parse_budget`;
+    ``latency=`` budgets are predicted by ``table`` (without one, only checked: nothing is timed)."""
+    if table is None and text.partition("=")[0].strip().lower() == "latency":
+        table = _Untimed()
+    return parse_budget(text, full=full, table=table)
+
+
+class _Untimed:
+    """Stands in for a latency table where a budget is only checked, not solved."""
+
+    device_name, batch_size = "unmeasured", 0
+
+    def predict(self, spec: ArchSpec) -> float:
+        return 1.0
 
 
 def slug(budget: str) -> str:

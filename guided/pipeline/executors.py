@@ -30,7 +30,7 @@ def _plan_in_worker(study, out: str, threads: int | None, share: int, name: str)
     from guided.pipeline.stages import plan_study
 
     thread_budget.configure(threads, share=share)
-    stages, services = plan_study(study)
+    stages, services = plan_study(study, Path(out))
     _WORKER.update(key=(out, study), stages={s.id: s for s in stages}, prints=fingerprints(stages))
     _WORKER.update(out=Path(out), services=services, name=name)
 
@@ -89,7 +89,7 @@ class LocalExecutor:
             initializer=_init_local,
             initargs=(study, str(out), per_worker, jobs, slots, devices or []),
         )
-        for _ in range(jobs):  # start every worker now: they import and plan while the caller plans too
+        for _ in range(jobs):  # start every worker now: they import and plan while the caller waits
             self._pool.submit(os.getpid)
 
     def submit(self, stage_id: str):

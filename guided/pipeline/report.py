@@ -275,6 +275,7 @@ def design_table(runs: pd.DataFrame, domain: str, budget: str) -> pd.DataFrame:
     if not len(sub):
         return pd.DataFrame()
     uniform = sub[sub["arm"] == "uniform"]["test_acc"].tolist()
+    latency = budget.startswith("latency=")
     out = []
     for arm in dict.fromkeys(sub["arm"]):
         r = sub[sub["arm"] == arm]
@@ -283,6 +284,7 @@ def design_table(runs: pd.DataFrame, domain: str, budget: str) -> pd.DataFrame:
                 "network": arm,
                 "params": f"{int(r['params'].mean()):,}",
                 "MACs": f"{r['macs'].mean() / 1e6:.2f}M",
+                **({"step (ms, predicted)": _rate(r, "predicted_step_ms", ".1f")} if latency else {}),
                 "inference (img/s)": _rate(r, "inference_images_per_s"),
                 "training (img/s)": _rate(r, "train_images_per_s"),
                 "test accuracy (%)": mean_std(r["test_acc"].tolist()),
@@ -293,9 +295,9 @@ def design_table(runs: pd.DataFrame, domain: str, budget: str) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def _rate(runs: pd.DataFrame, column: str) -> str:
+def _rate(runs: pd.DataFrame, column: str, form: str = ",.0f") -> str:
     values = runs[column].dropna() if column in runs else []
-    return f"{values.mean():,.0f}" if len(values) else "-"
+    return f"{values.mean():{form}}" if len(values) else "-"
 
 
 def measure_inference(r: _Report) -> None:
@@ -326,6 +328,20 @@ def measure_inference(r: _Report) -> None:
             values.append(round(measured[text], 1))
         r.inference_device = device_name(device)
     r.runs["inference_images_per_s"] = values
+    predict_latency(r)
+
+
+def predict_latency(r: _Report) -> None:
+    """Add the latency table's prediction for each run at a ``latency=`` budget (the cost it is matched on)."""
+    if "budget" not in r.runs or not r.runs["budget"].astype(str).str.startswith("latency=").any():
+        return
+    table = r.ctx.services.latency_table(r.recipe.batch_size)
+    r.runs["predicted_step_ms"] = [
+        1000 * table.predict(ArchSpec.from_json((r.ctx.dir_of(row["stage"]) / "spec.json").read_text()))
+        if str(row["budget"]).startswith("latency=") and row["role"] in ("scratch", "search-best")
+        else None
+        for _, row in r.runs.iterrows()
+    ]
 
 
 def _designs(r: _Report) -> list[str]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,17 +59,40 @@ def finished(run_dir: Path) -> dict | None:
 class Services:
     """Shared by every stage of one invocation: datasets (loaded once), device, precision."""
 
-    def __init__(self, study: Study):
-        self.study = study
+    def __init__(self, study: Study, out: Path | None = None):
+        self.study, self.out = study, out
         self.device = resolve_device(study.study.device)
         self.precision = study.study.precision
         self._data: dict[DataConfig, ImageData] = {}
+        self._tables: dict[int, Any] = {}
 
     def data(self, cfg: DataConfig) -> ImageData:
         """The configured dataset (subsampled as configured), loaded once."""
         if cfg not in self._data:
             self._data[cfg] = load_data(cfg)
         return self._data[cfg]
+
+    def budget(self, text: str, spec: ArchSpec, batch_size: int) -> Budget:
+        """One of the study's budgets on ``spec``. A ``latency`` budget is predicted by this device's
+        per-layer table at the training batch size, timed with one thread on a CPU (what each run gets
+        beside others, whatever ``--jobs`` is) and kept in the study folder (``latency/``), so that every
+        process of the study, and a later ``--resume``, solves widths against the same numbers. Every width
+        up to twice ``spec``'s is timed here, while planning, so the stages that solve widths time nothing."""
+        if text.partition("=")[0].strip().lower() != "latency":
+            return resolve_budget(text, spec)
+        table = self.latency_table(batch_size)
+        table.prepare(spec, headroom=2, log=lambda line: print(line, file=sys.stderr, flush=True))
+        return resolve_budget(text, spec, table)
+
+    def latency_table(self, batch_size: int):
+        """This device's per-layer latency table at ``batch_size`` (one thread on a CPU; see `budget`), kept
+        in the study folder (else in the user's cache, `guided.latency.default_cache`)."""
+        from guided.latency import LatencyTable, default_cache
+
+        if batch_size not in self._tables:
+            cache = self.out / "latency" if self.out is not None else default_cache()
+            self._tables[batch_size] = LatencyTable(self.device, batch_size=batch_size, cache=cache, threads=1)
+        return self._tables[batch_size]
 
 
 @dataclass(frozen=True)
@@ -83,9 +107,10 @@ class Domain:
     test_images: int
 
 
-def plan_study(study: Study) -> tuple[list[Stage], Services]:
-    """The study's stages, and the services they share (loading its datasets once, to size the models)."""
-    services = Services(study)
+def plan_study(study: Study, out: Path | None = None) -> tuple[list[Stage], Services]:
+    """The study's stages, and the services they share (loading its datasets once, to size the models;
+    timing the latency table a ``latency=`` budget needs, kept in the study folder ``out``)."""
+    services = Services(study, out)
     return plan(study, services), services
 
 
@@ -222,19 +247,20 @@ class _Builder:
     def designs(self, dom: Domain, bases: dict[tuple[str, int], str], transfer) -> None:
         d = self.study.design
         pattern_of: dict[str, str] = {}  # guided/transferred arm -> the pattern stage it reads
+        name_of: dict[str, str] = {}  # ... and the pattern's name
         for name in d.pattern_names():
             if (dom.name, name) in self.patterns:
                 pattern_of[d.arm("guided", name)] = self.patterns[dom.name, name]
+                name_of[d.arm("guided", name)] = name
         for name in d.pattern_names():
             if transfer is not None:
                 pattern_of[d.arm("transferred", name)] = self.patterns[SOURCE, name]
-        for budget_text in d.budget_list():
-            budget = resolve_budget(budget_text, dom.spec)
+                name_of[d.arm("transferred", name)] = name
+        arms = list(pattern_of) + [f"{a}-per-layer" for a in pattern_of if d.per_layer_for(name_of[a])]
+        for budget_text in transfer.budget_list(d) if transfer else d.budget_list():
+            budget = self.services.budget(budget_text, dom.spec, self.recipe.batch_size)
             b = slug(budget_text)
-            arms = list(pattern_of)
-            if d.per_layer:
-                arms += [f"{a}-per-layer" for a in pattern_of]
-            common = {"target": dom.spec.to_dict(), "budget": dataclasses.asdict(budget), "multiple_of": d.multiple_of}
+            common = {"target": dom.spec.to_dict(), "budget": budget.to_dict(), "multiple_of": d.multiple_of}
             tags = {"domain": dom.name, "role": "design", "budget": budget_text}
             uid = self.add(  # reads no pattern: a new pattern does not redo the uniform runs
                 Stage(
@@ -262,8 +288,7 @@ class _Builder:
                 sources.update({arm: (did, _spec_from(did, f"{arm}.json")) for arm in arms})
             approx = design(dom.spec, budget, multiple_of=d.multiple_of)  # the uniform design's cost
             for seed in self.seeds:
-                if d.pruned:
-                    sources.update(self.pruned_to_budget(dom, bases, budget_text, seed))
+                sources.update(self.pruned_to_budget(dom, bases, budget_text, seed))
                 for arm, (upstream, get_spec) in sources.items():
                     self.add(
                         Stage(
@@ -287,10 +312,10 @@ class _Builder:
         """Each pattern's method pruning this seed's base down to the budget (where the domain has that
         pattern of its own): arm -> (prune stage, how to read its spec)."""
         d = self.study.design
-        budget, b = resolve_budget(budget_text, dom.spec), slug(budget_text)
+        budget, b = self.services.budget(budget_text, dom.spec, self.recipe.batch_size), slug(budget_text)
         out = {}
         for name in d.pattern_names():
-            if (dom.name, name) not in self.patterns:
+            if (dom.name, name) not in self.patterns or not d.pruned_for(name):
                 continue
             row = next(p for p in self.study.prune if p.name == name)
             arm = d.arm("pruned", name)
@@ -304,7 +329,7 @@ class _Builder:
                         "name": None,
                         "ratio": None,
                         "retrain": None,
-                        "budget": dataclasses.asdict(budget),
+                        "budget": budget.to_dict(),
                         "seed": seed,
                     },
                     _prune_action(dom.data, row, base, seed, budget),
@@ -318,7 +343,7 @@ class _Builder:
     # ------------------------------------------------------------------ search
     def search(self, source: Domain) -> None:
         q = self.study.search
-        budget = resolve_budget(q.budget, source.spec)
+        budget = self.services.budget(q.budget, source.spec, self.recipe.batch_size)
         trial_recipe = self.recipe.override(epochs=q.epochs)
         approx = design(source.spec, budget)
         guided_arm = (

@@ -371,10 +371,10 @@ def ratio_for_budget(
         return budget.of(pruned_spec(spec, counts)) <= budget.value
 
     if budget.of(spec) <= budget.value:
-        raise UserError(f"{spec.name} already fits {budget.kind}={budget.value:,.0f}; nothing to prune")
+        raise UserError(f"{spec.name} already fits {budget}; nothing to prune")
     lo, hi = 0.0, 0.999
     if not fits(hi):
-        raise UserError(f"{method} cannot bring {spec.name} down to {budget.kind}={budget.value:,.0f}")
+        raise UserError(f"{method} cannot bring {spec.name} down to {budget}")
     for _ in range(30):
         mid = (lo + hi) / 2
         lo, hi = (lo, mid) if fits(mid) else (mid, hi)

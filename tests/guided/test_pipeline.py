@@ -248,7 +248,7 @@ def test_fingerprints_depend_on_what_a_stage_reads():
         ('method = "slimming"', 'method = "slimmer"', "unknown method 'slimmer'"),
         ('pattern = "slim"', 'pattern = "l1"', "pattern = 'l1' names no [[prune]] entry"),
         ('retrain = ["finetune", "scratch-e"]', 'retrain = ["scratch-c"]', "unknown retrain mode"),
-        ('budgets = ["50%"]', 'budgets = ["flops=50%"]', "budget kind must be params or macs"),
+        ('budgets = ["50%"]', 'budgets = ["flops=50%"]', "budget kind must be one of params, macs, latency"),
         ('match = ["params", "macs"]', 'match = ["flops"]', "[design] match must list distinct cost kinds"),
         ('budget = "macs=50%"', 'budget = "macs=40%"', "must be one of the [design] budgets (params=50%, macs=50%)"),
         ("train_subset = 200", 'arms = ["cold", "grid"]', "[search] arms must be among cold, seeded, random"),
