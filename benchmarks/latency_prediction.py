@@ -2,13 +2,17 @@
 
 For every architecture a study wrote (``DIR/designs/*.json``: uniform, guided, per-layer, transferred,
 pruned-to-budget and searched designs), the table (`guided.latency.LatencyTable`, a fresh one, timing
-each conv/linear shape at the batch size) predicts one forward + backward step, and `measure_step` times
-the whole network doing one; both are medians of 5 passes after 2 warm-ups. The table leaves out
-BatchNorm, activations and pooling, so it should under-predict by a roughly constant share; what matters
-for ranking channels is that the error is steady across designs (a rank correlation near 1).
+conv/linear shapes at power-of-two widths at the batch size and interpolating between them, as studies
+do) predicts one forward + backward step, and `measure_step` times the whole network doing one; both are
+medians of 5 passes after 2 warm-ups, with ``--threads`` threads (default 1, what a study's table uses).
+The table leaves out BatchNorm, activations and pooling, so it should under-predict by a roughly constant
+share; what matters for ranking channels and matching budgets is that the error is steady across designs
+(a rank correlation near 1). Designs solved to one ``latency-`` budget should take about the same measured
+time: the summary gives their spread.
 
 Writes ``results/benchmarks/latency_prediction.json`` (per design: predicted and measured ms, error; the
-median and spread of the error, Spearman's rank correlation; revision, device) and prints a summary.
+median and spread of the error, Spearman's rank correlation, the measured spread at each latency budget;
+revision, device) and prints a summary.
 
 Run: ``python benchmarks/latency_prediction.py results/study-vgg16-cifar10-cpu`` (a few minutes on 2
 CPU cores; nothing else CPU-heavy may run meanwhile).
@@ -35,14 +39,16 @@ def main() -> None:
     parser.add_argument("study", type=Path, help="a study folder with designs/*.json")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads for the table and the measured steps")
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "benchmarks" / "latency_prediction.json")
     args = parser.parse_args()
     from scipy import stats
 
     paths = sorted((args.study / "designs").glob("*.json"))
     rows = []
+    torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as cache:  # a fresh table: every shape is timed in this run
-        table = LatencyTable(args.device, batch_size=args.batch_size, cache=Path(cache))
+        table = LatencyTable(args.device, batch_size=args.batch_size, cache=Path(cache), threads=args.threads)
         for path in paths:
             spec = read_spec(path)
             predicted = table.predict(spec)
@@ -66,6 +72,7 @@ def main() -> None:
         "max_error": max(errors),
         "median_abs_error": statistics.median(abs(e) for e in errors),
         "spearman_rho": float(rho),
+        "measured_spread_at_latency_budgets": _spreads(rows),
     }
     write_json(
         args.out,
@@ -73,7 +80,8 @@ def main() -> None:
             "what": "predicted (per-layer table, conv and linear only) vs measured training step (forward + backward)",
             "study": str(args.study),
             "batch_size": args.batch_size,
-            "command": f"python benchmarks/latency_prediction.py {args.study} --batch-size {args.batch_size}",
+            "command": f"python benchmarks/latency_prediction.py {args.study} --batch-size {args.batch_size} "
+            f"--threads {args.threads}",
             "summary": summary,
             "rows": rows,
             "provenance": provenance(torch.device(args.device)),
@@ -83,6 +91,22 @@ def main() -> None:
         f"{len(rows)} designs: prediction error median {summary['median_error']:+.0%} "
         f"(from {summary['min_error']:+.0%} to {summary['max_error']:+.0%}), Spearman rho {rho:.3f}"
     )
+    for budget, spread in summary["measured_spread_at_latency_budgets"].items():
+        low, high = spread["min_ms"], spread["max_ms"]
+        print(f"{budget}: measured steps from {low:.1f} to {high:.1f} ms ({spread['ratio']:.2f}x)")
+
+
+def _spreads(rows: list[dict]) -> dict[str, dict]:
+    """Per ``latency-`` budget of the designs' names: the fastest and slowest measured step."""
+    groups: dict[str, list[float]] = {}
+    for r in rows:
+        budget = next((part for part in r["design"].split("-") if part.endswith("pct")), None)
+        if "-latency-" in r["design"] and budget:
+            groups.setdefault(f"latency={budget[:-3]}%", []).append(r["measured_ms"])
+    return {
+        b: {"designs": len(v), "min_ms": min(v), "max_ms": max(v), "ratio": round(max(v) / min(v), 3)}
+        for b, v in groups.items()
+    }
 
 
 if __name__ == "__main__":

@@ -52,7 +52,8 @@ def reference() -> str:
             shown = "" if default in (None, False, argparse.SUPPRESS) or action.nargs == 0 else f"`{default}`"
             if default == [] or default is True and action.nargs == 0:
                 shown = ""
-            lines.append(f"| `{_cell(_option(action))}` | {_cell(shown)} | {_cell(action.help or '')} |")
+            meaning = (action.help or "").replace("%%", "%")  # as --help prints it (argparse's escape)
+            lines.append(f"| `{_cell(_option(action))}` | {_cell(shown)} | {_cell(meaning)} |")
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
 

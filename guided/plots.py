@@ -18,6 +18,7 @@ __all__ = [
     "draw_profiles",
     "accuracy_cost_data",
     "draw_accuracy_cost",
+    "cost_note",
     "pareto_front",
 ]
 
@@ -106,7 +107,8 @@ def draw_width_bars(pattern: dict[str, Any], designs: dict[str, Any], path: str 
     fig, ax = subplots(figsize=(1.4 + 1.2 * len(x), 3.2))
     for i, label in enumerate(labels):
         ser = data["series"][label]
-        ax.bar(x + (i - (len(labels) - 1) / 2) * width, ser["mean"], width, yerr=ser["std"], capsize=2, label=label)
+        shown = label + cost_note(pattern) if label == "pruned" else label
+        ax.bar(x + (i - (len(labels) - 1) / 2) * width, ser["mean"], width, yerr=ser["std"], capsize=2, label=shown)
     ax.set_xticks(x, [f"stage {s + 1}" for s in data["stages"]])
     ax.set_ylabel("channels per layer")
     ax.legend(fontsize=8)
@@ -127,13 +129,27 @@ def profile_data(patterns: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def cost_note(pattern: dict[str, Any]) -> str:
+    """How a pattern's channels were ranked, for a legend: ``" (score per MAC)"``, or ``""`` for score alone.
+
+    Example:
+        >>> cost_note({"cost": "macs"}), cost_note({"cost": None})
+        (' (score per MAC)', '')
+    """
+    unit = {"params": "parameter", "macs": "MAC", "latency": "ms of latency"}.get(pattern.get("cost") or "")
+    return f" (score per {unit})" if unit else ""
+
+
 def draw_profiles(patterns: dict[str, dict[str, Any]], path: str | Path, *, title: str = ""):
-    """Lines of per-layer keep ratio, one per pattern (method), stage boundaries dotted; PNG and SVG."""
+    """Lines of per-layer keep ratio, one per pattern (method, and the cost it ranked channels by), stage
+    boundaries dotted; PNG and SVG."""
     data = profile_data(patterns)
     fig, ax = subplots(figsize=(6, 3.2))
     for label, ser in data.items():
         xs = list(range(1, len(ser["ratio"]) + 1))
-        ax.errorbar(xs, ser["ratio"], yerr=ser["std"], marker="o", ms=3, capsize=2, label=label)
+        ax.errorbar(
+            xs, ser["ratio"], yerr=ser["std"], marker="o", ms=3, capsize=2, label=label + cost_note(patterns[label])
+        )
         for i in range(1, len(ser["stage"])):
             if ser["stage"][i] != ser["stage"][i - 1]:
                 ax.axvline(i + 0.5, color="0.8", ls=":", lw=1)

@@ -180,6 +180,13 @@ def _summary(method: str, name: str, result) -> list[str]:
             kept = " ".join(str(r["kept"]) for r in rows)
             total = sum(r["original"] for r in rows)
             lines.append(f"  stage {s}: kept {sum(r['kept'] for r in rows)}/{total} channels [{kept}]")
+    spread = info.get("spread")
+    if spread and spread["charge"] > spread["score"]:
+        lines.append(
+            f"note: the {info['cost']} charges spread {spread['charge']:g}x (90th/10th percentile) and the scores "
+            f"only {spread['score']:g}x, so ranking by score per unit of {info['cost']} follows cost more than "
+            "importance: a base trained longer (or with a stronger penalty) spreads its scores"
+        )
     return lines
 
 

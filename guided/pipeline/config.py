@@ -9,11 +9,12 @@ Sections (only ``[study]``, ``[data]`` and ``[model]`` are required)::
     [[prune]]      name, method, base ("plain" | "sparse" | "gated"), ratio | preset, allocation, samples,
                    cost ("params" | "macs" | "latency": rank channels per unit of cost; global allocation),
                    retrain (["finetune", "scratch-e", "scratch-b", "lottery"])
-    [design]       pattern (a [[prune]] name, or several to compare), budgets (["25%", "macs=40M"]),
-                   match (["params", "macs"]: the cost kinds a budget without one is matched on),
-                   per_layer, multiple_of, pruned (also prune each base to the budget, train it from scratch)
+    [design]       pattern (a [[prune]] name, or several to compare), budgets (["25%", "macs=40M",
+                   "latency=30%"]), match (["params", "macs"]: the cost kinds a budget without one is
+                   matched on), per_layer, multiple_of, pruned (also prune each base to the budget, train it
+                   from scratch); per_layer and pruned: true/false, or the pattern names that get them
     [[transfer]]   name, arch, width_mult, head, dataset, data_root, image_size, train_subset,
-                   test_subset, own_pattern, stage_map
+                   test_subset, own_pattern, stage_map, budgets (some of the design budgets; default all)
     [search]       budget, trials, epochs, validation, train_subset, arms (["cold", "seeded", "random"]),
                    pruner, seed
     [report]       title
@@ -27,7 +28,8 @@ Budgets ending in ``%`` are fractions of the full-width model being designed (th
 transfer target), so one budget list serves every model of the study. A budget written without a cost
 kind (``25%``) is matched once on each kind of ``match`` (default ``["params"]``): with
 ``match = ["params", "macs"]`` every arm is designed once at 25% of the parameters and once at 25% of the
-MACs, and the report compares them at each.
+MACs, and the report compares them at each. A ``latency=`` budget is a training step's predicted time on
+the study's device (`guided.pipeline.stages.Services.budget`).
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ from guided.html import html_page
 from guided.io import atomic_write_text, read_json, write_json
 from guided.pipeline.config import Study, slug
 from guided.pipeline.runner import Stage, StageContext
-from guided.plots import draw_accuracy_cost, draw_profiles, draw_sparsity, draw_width_bars
+from guided.plots import cost_note, draw_accuracy_cost, draw_profiles, draw_sparsity, draw_width_bars
 from guided.provenance import device_name, provenance
 from guided.recipes import Recipe
 from guided.tables import compare, difference, interval_cell, markdown_table, mean_std
@@ -233,6 +233,10 @@ def _patterns(r: _Report) -> list[str]:
             "Share of channels kept per stage (%, mean ± std over seeds):",
             "",
             r.table("patterns", _stage_table(channels, "keep_ratio")),
+            "",
+            "How each pattern's pruning ranked channels: "
+            + "; ".join(f"{n}: {cost_note(p).strip(' ()') or 'score alone'}" for n, p in channels.items())
+            + ".",
             "",
             "![per-layer keep ratio](figures/profile.png)",
             "",

@@ -226,9 +226,27 @@ def prune(
         "samples": samples if m.needs_data else None,
         "seed": seed,
         "cost": cost,
+        **({"spread": spreads(groups, scores, charges)} if charges else {}),
         **cost_change(spec, new.spec),
     }
     return PruneResult(new, _rows(all_groups, groups, counts), info)
+
+
+def spreads(groups, scores: dict, charges: dict) -> dict[str, float]:
+    """How far apart the pooled channels' scores and their cost charges lie (90th over 10th percentile).
+
+    Ranking by score per unit of cost trades the two: where the charges spread much wider than the scores
+    (a weakly trained slimming base: every |gamma| near one value), the ranking follows cost alone and
+    keeps only the cheapest layers, whatever they are worth; `guided prune` says so.
+    """
+
+    def ratio(values: torch.Tensor) -> float:
+        lo, hi = torch.quantile(values.double(), torch.tensor([0.1, 0.9], dtype=torch.float64)).tolist()
+        return round(hi / lo, 2) if lo > 0 else float("inf")
+
+    pooled = torch.cat([scores[g.key].flatten().float() for g in groups])
+    charged = torch.cat([torch.full((scores[g.key].numel(),), float(charges[g.key])) for g in groups])
+    return {"score": ratio(pooled.abs()), "charge": ratio(charged)}
 
 
 def _method(method: str, model: nn.Module) -> Method:

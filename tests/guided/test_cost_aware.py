@@ -79,3 +79,12 @@ def test_a_pattern_knows_the_cost_it_was_discovered_under(tmp_path, capsys):
     assert '"cost": "macs"' in (tmp_path / "pattern.json").read_text()
     assert main(["summarize", str(tmp_path / "mac"), str(tmp_path / "plain")]) == 2
     assert "ranked channels under different costs" in capsys.readouterr().err
+
+
+def test_prune_says_when_cost_outweighs_the_scores(equal_scores, tmp_path, capsys):
+    aware = prune(equal_scores, "slimming", ratio=0.3, cost="macs")
+    assert aware.info["spread"]["score"] == 1.0 < 2 < aware.info["spread"]["charge"]  # equal scores, unequal costs
+    assert "spread" not in prune(equal_scores, "slimming", ratio=0.3).info  # importance alone: nothing to weigh
+    args = ["prune", "--method", "slimming", "--arch", "vgg11", "--width-mult", "0.25", "--ratio", "0.3"]
+    assert main([*args, "--cost", "macs", "--out", str(tmp_path / "mac")]) == 0  # a fresh network: every |gamma| 1
+    assert "follows cost more than importance" in capsys.readouterr().out

@@ -10,6 +10,7 @@ from guided.io import write_spec
 from guided.patterns import channel_summary
 from guided.plots import (
     accuracy_cost_data,
+    cost_note,
     draw_accuracy_cost,
     draw_profiles,
     draw_width_bars,
@@ -63,6 +64,18 @@ def test_profile_and_accuracy_data():
     data = accuracy_cost_data(rows)["u"]
     assert data["runs"] == [2, 1] and data["error"] == pytest.approx([15.0, 10.0])
     assert data["error_std"][0] == pytest.approx(7.0711, rel=1e-3)
+
+
+def test_legends_say_how_a_pattern_ranked_channels():
+    assert cost_note({**pattern(), "cost": "macs"}) == " (score per MAC)"
+    assert cost_note({**pattern(), "cost": "latency"}) == " (score per ms of latency)"
+    assert cost_note(pattern()) == cost_note({"cost": None}) == ""
+
+
+@pytest.mark.slow
+def test_svg_legends_name_the_cost(tmp_path):
+    _, svg = draw_profiles({"slim": {**pattern(), "cost": "macs"}}, tmp_path / "p.png")
+    assert "score per MAC" in svg.read_text()
 
 
 @pytest.mark.slow
