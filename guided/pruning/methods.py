@@ -180,8 +180,7 @@ def prune(
         threshold: ``sss`` only: remove every removable block whose |gate| is below it (instead of ``ratio``).
         include_linear: unstructured methods: mask linear weights too.
         like: ``random`` only: copy the per-layer sparsity of these masks.
-        cost: ``params``, ``macs`` or ``latency`` (`_charges`): a global allocation ranks channels by
-            score per unit of this cost; ``None`` (default) ranks by score alone.
+        cost: ``params``, ``macs`` or ``latency`` (`_charges`): rank by score per unit of it (``spreads``).
 
     Example:
         >>> from models import create_model
