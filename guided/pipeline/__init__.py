@@ -97,7 +97,8 @@ def dry_run(study: Study, out: str | Path, *, calibrate: bool = True) -> list[di
     overheads), so treat it as a lower bound.
     """
     out = Path(out)
-    stages, services = plan_study(study)
+    kept = out / "latency"  # a started study's latency table: its budgets, so its fingerprints
+    stages, services = plan_study(study, out if kept.is_dir() else None)
     prints = fingerprints(stages)
     rate = _throughput(stages, services) if calibrate else None
     rows = []

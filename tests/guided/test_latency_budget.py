@@ -198,3 +198,15 @@ def test_bad_design_and_transfer_choices_are_refused(old, new, message):
 
     with pytest.raises(UserError, match=message):
         parse_study(tomllib.loads(STUDY.replace(old, new)))
+
+
+def test_a_dry_run_of_a_started_study_reads_its_table(tmp_path, fake_device, monkeypatch):
+    from guided.pipeline import dry_run
+
+    study = parse_study(__import__("tomllib").loads(STUDY))
+    out = tmp_path / "study"
+    plan_study(study, out)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(LatencyTable, "_measure", lambda self, shape: pytest.fail("a dry run timed a layer"))
+    rows = dry_run(study, out, calibrate=False)
+    assert rows and not (tmp_path / "cache").exists()
