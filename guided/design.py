@@ -44,6 +44,8 @@ class Budget:
     def of(self, spec: ArchSpec) -> float:
         """The spec's cost in this budget's unit."""
         if self.kind == "latency":
+            if self.table is None:
+                raise UserError("a latency budget needs a latency table: parse it with parse_budget, or give table=")
             return self.table.predict(spec)
         c = cost(spec)
         return c.params if self.kind == "params" else c.macs

@@ -108,6 +108,11 @@ def test_pruning_to_a_latency_budget_fits_it():
     assert table.predict(prune(model, "slimming", ratio=ratio).model.spec) <= budget.value
 
 
+def test_a_latency_budget_without_a_table_says_so():
+    with pytest.raises(UserError, match="needs a latency table"):
+        Budget("latency", 0.01).of(create_spec("vgg-tiny"))
+
+
 def test_masks_refuse_a_latency_budget():
     from guided.design import design_sparsity
 
