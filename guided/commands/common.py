@@ -5,13 +5,15 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from guided.errors import UserError
-from guided.io import read_spec
+from guided.io import read_json, read_spec
 from models import ArchSpec, create_spec
 
 __all__ = [
     "Command",
+    "run_config",
     "add_arch_args",
     "spec_from_args",
     "add_data_args",
@@ -195,3 +197,19 @@ INHERITED = (
 def inherited_defaults(config: dict) -> dict:
     """The `INHERITED` options of a recorded run configuration (``config.json``)."""
     return {k: config[k] for k in INHERITED if k in config and config[k] is not None}
+
+
+def run_config(run: Path) -> dict:
+    """A trained run's configuration: a `guided train` folder's ``config.json``, or the training config of a
+    study's training stage (``DIR/stages/<id>/stage.json``) in the same keys (its data and resolved recipe)."""
+    if (run / "config.json").is_file() or not (run / "stage.json").is_file():
+        return read_json(run / "config.json", "run configuration")
+    config = read_json(run / "stage.json", "study stage").get("config", {})
+    if "spec" not in config or "recipe" not in config:
+        raise UserError(f"{run} is a study stage that trained no network of its own; give a training stage's folder")
+    return {
+        **config.get("data", {}),
+        **config["recipe"],
+        "seed": config.get("seed"),
+        "precision": config.get("precision"),
+    }

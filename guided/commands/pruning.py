@@ -12,6 +12,7 @@ from guided.commands.common import (
     add_threads_arg,
     data_from_args,
     inherited_defaults,
+    run_config,
     spec_from_args,
 )
 from guided.errors import UserError
@@ -31,7 +32,11 @@ def _prune_args(p: argparse.ArgumentParser) -> None:
     from guided.pruning.allocate import PRESETS
 
     g = p.add_argument_group("what to prune")
-    g.add_argument("--checkpoint", metavar="RUN_DIR", help="a finished `guided train` run folder")
+    g.add_argument(
+        "--checkpoint",
+        metavar="RUN_DIR",
+        help="a finished `guided train` run folder, or a study's training stage (DIR/stages/source/base-sparse-s0)",
+    )
     add_arch_args(p)
     g = p.add_argument_group("how")
     g.add_argument(
@@ -89,8 +94,11 @@ def _prune_defaults(args: argparse.Namespace) -> dict:
     if not args.checkpoint:
         return {}
     if not Path(args.checkpoint).is_dir():
-        raise UserError(f"--checkpoint {args.checkpoint} does not exist or is not a run folder (from guided train)")
-    return inherited_defaults(read_json(Path(args.checkpoint) / "config.json", "run configuration"))
+        raise UserError(
+            f"--checkpoint {args.checkpoint} does not exist or is not a run folder (from guided train, or a "
+            "study's training stage)"
+        )
+    return inherited_defaults(run_config(Path(args.checkpoint)))
 
 
 def _prune(args: argparse.Namespace) -> int:
@@ -115,7 +123,7 @@ def _prune(args: argparse.Namespace) -> int:
         source = {
             "run": str(run),
             "epochs": result_json.get("epochs"),
-            "config": read_json(run / "config.json", "run configuration"),
+            "config": run_config(run),
         }
     else:
         model = build(spec_from_args(args, data), seed=args.seed)

@@ -49,6 +49,29 @@ def test_prune_checkpoint_then_every_retraining_mode(base_run, tmp_path):
     assert epochs["finetune"] == 4  # the quick recipe's fine-tuning epochs
 
 
+def test_a_study_training_stage_is_a_checkpoint(base_run, tmp_path, capsys):
+    """A study's stage folder has ``stage.json`` (its data and resolved recipe) instead of ``config.json``."""
+    import shutil
+
+    stage = tmp_path / "stages" / "source" / "base-sparse-s0"
+    shutil.copytree(base_run, stage)
+    config = json.loads((stage / "config.json").read_text())
+    (stage / "config.json").unlink()
+    data = {"dataset": "digits", "data_root": "./data", "image_size": None, "train_subset": 512, "test_subset": None}
+    recipe = {"epochs": 2, "batch_size": config["batch_size"], "lr": 0.05}
+    spec = json.loads((stage / "spec.json").read_text())
+    stage_config = {"spec": spec, "data": data, "recipe": recipe, "seed": 0, "precision": "auto"}
+    (stage / "stage.json").write_text(json.dumps({"id": "source/base-sparse-s0", "config": stage_config}))
+    out = tmp_path / "thinet"
+    argv = ["prune", "--method", "thinet", "--checkpoint", str(stage), "--ratio", "0.3", "--samples", "32"]
+    assert main([*argv, "--out", str(out)]) == 0  # thinet reads training images: the stage's dataset
+    source = json.loads((out / "prune.json").read_text())["source"]["config"]
+    assert source["dataset"] == "digits" and source["train_subset"] == 512 and source["lr"] == 0.05
+    (stage / "stage.json").write_text(json.dumps({"id": "source/pattern-slim", "config": {"method": "slimming"}}))
+    assert main([*argv, "--out", str(tmp_path / "again")]) == 2
+    assert "trained no network of its own" in capsys.readouterr().err
+
+
 def test_activation_methods_use_the_checkpoint_data(base_run, tmp_path):
     out = tmp_path / "thinet"
     assert (
