@@ -91,6 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``guided`` command line; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    terminated = _stop_on_sigterm()
     try:
         command = COMMANDS[args.command]
         if command.defaults:
@@ -105,13 +106,56 @@ def main(argv: Sequence[str] | None = None) -> int:
     except USER_ERRORS as exc:
         print(f"guided {args.command}: error: {_one_line(str(exc))}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `guided models | head -1`: the reader left; say nothing more
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush at exit
+        return 0
     except OSError as exc:  # the file system said no (permissions, a full disk): not a bug to trace
         where = f" {exc.filename}" if exc.filename else ""
         print(f"guided {args.command}: error: cannot use{where}: {exc.strerror or exc}", file=sys.stderr)
-        return 1
+        return 2 if exc.errno in _PATH_ERRORS else 1
     except KeyboardInterrupt:
-        print(f"guided {args.command}: interrupted", file=sys.stderr)
-        return 130
+        what = "terminated" if terminated() else "interrupted"
+        print(f"guided {args.command}: {what}; finished work is kept (rerun with --resume)", file=sys.stderr)
+        return 143 if terminated() else 130
+    finally:
+        terminated.restore()
+
+
+class _stop_on_sigterm:
+    """Turn SIGTERM into the same orderly stop as Ctrl-C (locks released, workers ended, one line) while a
+    command runs; calling it tells whether SIGTERM came; ``restore()`` puts the previous handler back. Only
+    in the main thread, where handlers can be set."""
+
+    def __init__(self) -> None:
+        import signal
+        import threading
+
+        self.came, self.previous = False, None
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGTERM, self._stop)
+
+    def _stop(self, signum, frame):
+        self.came = True
+        raise KeyboardInterrupt
+
+    def __call__(self) -> bool:
+        return self.came
+
+    def restore(self) -> None:
+        import signal
+
+        if self.previous is not None:
+            signal.signal(signal.SIGTERM, self.previous)
+
+
+#: File-system refusals caused by the path given (exit 2, the user's to fix); others (a full disk, an I/O
+#: error) exit 1.
+_PATH_ERRORS = {
+    getattr(__import__("errno"), name)
+    for name in ("EACCES", "EPERM", "EROFS", "EEXIST", "ENOTDIR", "EISDIR", "ELOOP", "ENOENT", "ENAMETOOLONG")
+}
 
 
 def _one_line(message: str) -> str:

@@ -22,6 +22,7 @@ import hashlib
 import io
 import os
 import sys
+import warnings
 import zipfile
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -46,6 +47,10 @@ __all__ = [
     "default_cache_dir",
 ]
 
+#: The largest side images are resized to (``--image-size``), and the most pixels a stored image may have:
+#: beyond them decoding would exhaust memory (a decompression bomb) rather than fail clearly.
+MAX_IMAGE_SIZE = 1024
+MAX_IMAGE_PIXELS = 64 * 2**20
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
 
 
@@ -156,8 +161,8 @@ def load_dataset(
         >>> data.num_classes, data.train.images.dtype
         (10, dtype('uint8'))
     """
-    if size is not None and size < 1:
-        raise UserError(f"image size must be positive, got {size}")
+    if size is not None and not 1 <= size <= MAX_IMAGE_SIZE:
+        raise UserError(f"image size must lie in [1, {MAX_IMAGE_SIZE}] pixels, got {size}")
     if name.startswith("imagefolder:"):
         path = Path(name.split(":", 1)[1]).expanduser()
         loader = lambda _root, sz: _imagefolder(path, sz)  # noqa: E731
@@ -176,7 +181,15 @@ def load_dataset(
     if data is None:
         train, test, classes = loader(Path(root).expanduser() if root else None, size)
         data = _with_stats(name, train, test, classes)
-        _to_npz(data, cached)
+        try:
+            _to_npz(data, cached)
+        except (OSError, UserError) as exc:  # a read-only or misplaced cache costs time, not the run
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            print(
+                f"note: cannot keep the decoded images in {cache} ({reason}); they are decoded again next time "
+                f"(set GUIDED_CACHE to a writable folder)",
+                file=sys.stderr,
+            )
     return replace(data, crop_padding=crop_padding, flip=flip)
 
 
@@ -268,17 +281,22 @@ def _from_npz(name: str, path: Path) -> ImageData | None:
 
 # ---------------------------------------------------------------------- image folders
 def _tree_fingerprint(path: Path) -> str:
-    """Path, file count and total bytes of the tree: changes when images are added, removed or replaced."""
+    """A SHA-256 over every file's relative path, size and modification time: changes when an image is
+    added, removed, replaced, renamed or moved to another class folder (its label)."""
     if not path.is_dir():
         raise UserError(f"image folder {path} does not exist; expected {path}/train/<class>/*.jpg and test/")
-    count = total = 0
-    latest = 0.0
+    digest = hashlib.sha256(str(path.resolve()).encode())
     for split in ("train", "test"):
-        for dirpath, _, files in os.walk(path / split):
-            for f in files:
-                st = os.stat(os.path.join(dirpath, f))
-                count, total, latest = count + 1, total + st.st_size, max(latest, st.st_mtime)
-    return f"{path.resolve()}|{count}|{total}|{latest}"
+        for dirpath, dirs, files in os.walk(path / split):
+            dirs.sort()
+            for f in sorted(files):
+                file = os.path.join(dirpath, f)
+                try:
+                    st = os.stat(file)
+                except OSError as exc:
+                    raise UserError(f"cannot read {file}: {exc.strerror} (a broken link?); remove or fix it") from None
+                digest.update(f"{os.path.relpath(file, path)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
 
 
 def _imagefolder(path: Path, size: int | None) -> tuple[Split, Split, tuple[str, ...]]:
@@ -318,14 +336,20 @@ def _read_split(split_dir: Path, classes: tuple[str, ...], size: int | None) -> 
     def decode(p: Path) -> np.ndarray:
         try:
             with Image.open(p) as im:
+                if im.width * im.height > MAX_IMAGE_PIXELS:
+                    raise UserError(
+                        f"image {p} is {im.width}x{im.height} pixels, above the {MAX_IMAGE_PIXELS:,} guided decodes "
+                        "(a decompression bomb, or a photo to shrink first)"
+                    )
                 im = im.convert("RGB")
                 if size is not None and im.size != (size, size):
                     im = im.resize((size, size), Image.BILINEAR)
                 return np.asarray(im)
-        except OSError as exc:
+        except (OSError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
             raise UserError(f"cannot read image {p}: {exc}") from None
 
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+    with warnings.catch_warnings(), ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        warnings.simplefilter("error", Image.DecompressionBombWarning)  # a bomb is refused, not a warning
         arrays = list(_progress(pool.map(decode, files, chunksize=256), len(files), f"decoding {split_dir}"))
     shapes = {a.shape for a in arrays}
     if len(shapes) > 1:

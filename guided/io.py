@@ -1,9 +1,17 @@
-"""Small file helpers: atomic writes (nothing half-written on disk) and spec files."""
+"""Small file helpers: atomic writes (nothing half-written on disk), safe deletes and names, spec files.
+
+The promises behind them: a file is replaced whole or not at all, and only a regular file is ever replaced
+(never a device, a pipe or what a link points at); nothing is deleted outside the folder it belongs to;
+an output never overwrites an input; a name that becomes a path is a plain name.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -22,9 +30,57 @@ __all__ = [
     "read_tensors",
     "load_state",
     "check_output",
+    "check_name",
+    "remove_inside",
     "toml_section",
     "type_ok",
+    "MAX_TEXT_BYTES",
 ]
+
+#: The largest JSON or TOML file guided reads (specs, patterns, records and study files are far smaller).
+MAX_TEXT_BYTES = 32 * 2**20
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+
+
+def check_name(name: object, what: str) -> str:
+    """``name`` if it is a plain name that can be one path component; else a one-line `UserError`.
+
+    A plain name starts with a letter or digit and holds letters, digits, ``_``, ``.`` and ``-`` (at most
+    100 characters): no ``/``, no ``..``, no absolute path, so a folder named by it stays where it belongs.
+
+    >>> check_name("slimming-0.4", "[[prune]] name")
+    'slimming-0.4'
+    >>> check_name("../x", "[[prune]] name")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    guided.errors.UserError: [[prune]] name '../x' is not a plain name: use letters, digits, ...
+    """
+    if not isinstance(name, str) or not _NAME.fullmatch(name) or ".." in name:
+        raise UserError(
+            f"{what} {name!r} is not a plain name: use letters, digits, '_', '.' and '-' (starting with a letter "
+            "or digit), at most 100 characters"
+        )
+    return name
+
+
+def remove_inside(path: str | os.PathLike, root: str | os.PathLike) -> None:
+    """Delete ``path`` (a folder, a file or a link) if it lies strictly inside the folder ``root``.
+
+    The one way guided deletes what a run wrote. The check is made here, where it deletes, on resolved
+    paths: ``root`` itself, anything outside it, and a path that leaves it through ``..`` or a link are
+    refused. A link inside ``root`` is removed, never followed. A missing path is nothing to do.
+    """
+    path, root = Path(path), Path(root).resolve()
+    if not os.path.lexists(path):
+        return
+    where = path.parent.resolve() / path.name  # the last part unresolved: a link is removed, not its target
+    if where == root or root not in where.parents or path.name in ("..", "."):
+        raise UserError(f"refusing to delete {path}: it does not lie inside {root}")
+    if where.is_symlink() or not where.is_dir():
+        where.unlink()
+    else:
+        shutil.rmtree(where)
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
@@ -33,6 +89,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     A reader (or a crash) never sees a half-written file: the rename is atomic on POSIX file systems.
     """
     path = Path(path)
+    refuse_special(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
@@ -41,11 +98,36 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        try:
+            os.replace(tmp, path)
+        except OSError as exc:  # e.g. an immutable file: name the file asked for, not the temporary one
+            raise OSError(exc.errno, exc.strerror, str(path)) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def refuse_special(path: str | os.PathLike, option: str = "") -> None:
+    """Refuse (one line) to write over anything but a regular file: a device, a pipe, a socket, a folder,
+    or a link that is broken, loops, or points at one of those. A missing path is fine."""
+    path = Path(path)
+    label = f"{option} {path}" if option else str(path)
+    try:
+        mode = os.stat(path).st_mode  # follows links
+    except FileNotFoundError:
+        if os.path.islink(path):
+            raise UserError(f"{label} is a broken symbolic link; remove it or give another path") from None
+        return
+    except OSError as exc:  # a link loop (ELOOP), a name too long, a parent that is a file
+        raise UserError(f"{label} cannot be used: {exc.strerror}; give another path") from None
+    if stat.S_ISDIR(mode):
+        raise UserError(f"{label} is a folder; give a file name")
+    if not stat.S_ISREG(mode):
+        raise UserError(
+            f"{label} is not a regular file (a device, pipe or socket, or a link to one); guided replaces regular "
+            "files only: give another path"
+        )
 
 
 def _umask() -> int:
@@ -70,9 +152,22 @@ def read_json(path: str | os.PathLike, what: str = "JSON file") -> Any:
     if not path.is_file():
         raise UserError(f"{what} {path} does not exist")
     try:
-        return json.loads(path.read_text())
+        return json.loads(_read_limited(path, what))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise UserError(f"{what} {path} is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise UserError(f"{what} {path} is nested too deeply to be a guided file") from None
+
+
+def _read_limited(path: Path, what: str) -> str:
+    """A text file's contents, refusing files above `MAX_TEXT_BYTES` and bytes that are not UTF-8."""
+    size = path.stat().st_size
+    if size > MAX_TEXT_BYTES:
+        raise UserError(f"{what} {path} is {size / 2**20:.0f} MiB; guided reads such files up to 32 MiB")
+    try:
+        return path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        raise UserError(f"{what} {path} is not UTF-8 text (a binary file, or another encoding)") from None
 
 
 def read_spec(path: str | os.PathLike) -> ArchSpec:
@@ -92,13 +187,17 @@ def read_toml(path: str | os.PathLike, what: str = "config file") -> dict[str, A
     """A TOML file as a dict; a missing or malformed file is a one-line `UserError` naming it."""
     import tomllib
 
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{what} {path} is a folder; give a .toml file")
+    if not path.is_file():
+        raise UserError(f"{what} {path} does not exist")
     try:
-        with open(path, "rb") as f:
-            return tomllib.load(f)
-    except FileNotFoundError:
-        raise UserError(f"{what} {path} does not exist") from None
+        return tomllib.loads(_read_limited(path, what))
     except tomllib.TOMLDecodeError as exc:
         raise UserError(f"{what} {path} is not valid TOML: {exc}") from None
+    except RecursionError:
+        raise UserError(f"{what} {path} is nested too deeply to be a guided file") from None
 
 
 def read_tensors(path: str | os.PathLike, what: str = "weights file") -> dict[str, Any]:
@@ -161,15 +260,34 @@ def load_state(model: Any, state: dict[str, Any], path: str | os.PathLike) -> No
     model.load_state_dict(state, strict=True)
 
 
-def check_output(path: str | os.PathLike, *, folder: bool = True, option: str = "--out") -> Path:
+def check_output(
+    path: str | os.PathLike,
+    *,
+    folder: bool = True,
+    option: str = "--out",
+    inputs: tuple[str | os.PathLike, ...] = (),
+) -> Path:
     """Refuse an output path that cannot be written, before any work starts; nothing is left behind.
 
     ``folder``: the output is a folder (else a file). An existing path of the other kind, a parent that is a
-    file, and a place this process cannot create files in (permissions, a read-only file system) are each
-    refused in one line. Writability is probed by creating and removing a temporary folder in the nearest
-    existing ancestor, which works where permission bits do not tell (root, read-only mounts).
+    file, a broken or looping link, a special file (device, pipe), an output that is or lies inside one of
+    ``inputs`` (so writing it would change them), and a place this process cannot create files in
+    (permissions, a read-only file system) are each refused in one line. Writability is probed by creating
+    and removing a temporary folder in the nearest existing ancestor, which works where permission bits do
+    not tell (root, read-only mounts).
     """
     path = Path(path).expanduser()
+    if os.path.islink(path) and not path.exists():
+        refuse_special(path, option)  # broken or looping: one line, whatever the output's kind
+    if not folder:
+        refuse_special(path, option)
+    for source in inputs:
+        given, target = Path(source).expanduser().resolve(), path.resolve()
+        if target == given or given in target.parents or (folder and target in given.parents):
+            raise UserError(
+                f"{option} {path} is, holds or lies inside the input {source}; write the output elsewhere so the "
+                "input stays as it is"
+            )
     if folder and path.exists() and not path.is_dir():
         raise UserError(f"{option} {path} is a file; give a folder (a new or existing directory)")
     if not folder and path.is_dir():

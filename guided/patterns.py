@@ -104,17 +104,26 @@ def load_channel_rows(pruned_dirs: Sequence[str | Path]) -> list[list[dict[str, 
         path = Path(d) / "layers.csv"
         if not path.is_file():
             raise UserError(f"{d} has no layers.csv: it is not a pruned folder (see `guided prune`)")
-        with open(path, newline="") as f:
-            rows = list(csv.DictReader(f))
-        if not rows or "original" not in rows[0]:
-            raise UserError(f"{path} is not a structured-pruning layer table")
-        runs.append(
-            [
-                {"layer": r["layer"], "stage": int(r["stage"]), "original": int(r["original"]), "kept": int(r["kept"])}
-                for r in rows
-            ]
-        )
+        try:
+            with open(path, newline="", encoding="utf-8") as f:
+                rows = list(csv.DictReader(f))
+        except (UnicodeDecodeError, csv.Error) as exc:
+            raise UserError(f"{path} is not a CSV text table ({exc})") from None
+        if not rows or not {"layer", "stage", "original", "kept"} <= set(rows[0]):
+            raise UserError(f"{path} is not a structured-pruning layer table (layer, stage, original, kept)")
+        runs.append([_layer_row(r, path, i) for i, r in enumerate(rows)])
     return runs
+
+
+def _layer_row(row: dict[str, str], path: Path, i: int) -> dict[str, Any]:
+    """One ``layers.csv`` row with whole numbers, 0 <= stage and 1 <= kept <= original; else one line."""
+    try:
+        stage, original, kept = (int(row[k]) for k in ("stage", "original", "kept"))
+    except (TypeError, ValueError):
+        raise UserError(f"{path}, row {i + 1}: stage, original and kept must be whole numbers, got {row}") from None
+    if stage < 0 or not 1 <= kept <= original:
+        raise UserError(f"{path}, row {i + 1}: needs stage >= 0 and 1 <= kept <= original, got {row}")
+    return {"layer": row["layer"], "stage": stage, "original": original, "kept": kept}
 
 
 def pattern_cost(sources: Sequence[dict[str, Any]]) -> str | None:
@@ -195,6 +204,18 @@ def check_pattern(pattern: Any, source: str | Path = "pattern") -> dict[str, Any
             value = row.get(field) if isinstance(row, dict) else None
             if not ok or not isinstance(value, int | float) or isinstance(value, bool) or not 0 <= value <= 1:
                 raise UserError(f"{source}: {part}[{i}] needs an integer 'stage' and {field!r} in [0, 1], got {row!r}")
+    stages = [row["stage"] for row in pattern["stages"]]
+    if stages != list(range(len(stages))):
+        raise UserError(f"{source}: stages must be numbered 0, 1, 2, ... once each, in order; got {stages}")
+    if any(row["stage"] not in stages for row in pattern.get("layers", [])):
+        raise UserError(f"{source}: a layer names a stage the pattern does not have (its stages: {stages})")
+    if kind == "channels" and any(row[field] <= 0 for row in (*pattern["stages"], *pattern.get("layers", []))):
+        raise UserError(
+            f"{source}: a keep_ratio of 0 would remove a whole stage or layer; every ratio of a channel pattern "
+            "lies in (0, 1]"
+        )
+    if kind == "sparsity" and not any(row[field] > 0 for row in pattern["stages"]):
+        raise UserError(f"{source}: every stage has density 0; a network with no weights cannot be designed")
     if kind == "sparsity" and not isinstance(pattern.get("kernel", {}), dict):
         raise UserError(f"{source}: 'kernel' must map stages to 3x3 grids")
     return pattern

@@ -59,8 +59,18 @@ class Recipe:
         object.__setattr__(self, "milestones", tuple(self.milestones))
         if self.epochs < 1 or self.batch_size < 1 or self.finetune_epochs < 1:
             raise UserError("epochs, batch_size and finetune_epochs must be at least 1")
-        if not self.lr > 0 or not self.finetune_lr > 0:
+        if not 0 < self.lr < math.inf or not 0 < self.finetune_lr < math.inf:
             raise UserError(f"learning rates must be positive, got lr={self.lr}, finetune_lr={self.finetune_lr}")
+        if not 0 <= self.momentum < 1:
+            raise UserError(f"momentum must lie in [0, 1), got {self.momentum}")
+        if not 0 <= self.weight_decay < math.inf:
+            raise UserError(f"weight_decay must be 0 or more, got {self.weight_decay}")
+        if not 0 <= self.label_smoothing < 1:
+            raise UserError(f"label_smoothing must lie in [0, 1), got {self.label_smoothing}")
+        if not 0 < self.gamma < math.inf:
+            raise UserError(f"gamma must be positive, got {self.gamma}")
+        if self.nesterov and self.momentum == 0:
+            raise UserError("Nesterov momentum needs momentum above 0")
         for sched in (self.schedule, self.finetune_schedule):
             if sched not in SCHEDULES:
                 raise UserError(f"unknown schedule {sched!r}; choose one of {', '.join(SCHEDULES)}")

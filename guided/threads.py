@@ -72,6 +72,11 @@ def configure(threads: int | None = None, *, share: int = 1) -> int:
             raise UserError(f"{ENV} must be a whole number of threads, got {explicit!r}") from None
         if explicit < 1:
             raise UserError(f"the thread count must be at least 1, got {explicit}")
+        if explicit > cores():
+            raise UserError(
+                f"{explicit} threads on {cores()} core(s) would oversubscribe the CPU (each thread spins while it "
+                f"waits): give at most {cores()}"
+            )
     _state.update(configured=True, explicit=explicit, share=max(1, share))
     return rebalance()
 

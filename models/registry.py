@@ -100,8 +100,8 @@ def create_spec(
     """
     if name not in _MODELS:
         raise SpecError(f"unknown model {name!r}; choose one of: {', '.join(list_models())}")
-    if not width_mult > 0:
-        raise SpecError(f"width_mult must be positive, got {width_mult}")
+    if not 0 < width_mult <= 64:  # also refuses nan and inf
+        raise SpecError(f"width_mult must be positive and at most 64, got {width_mult}")
     kwargs = {"num_classes": num_classes, "width_mult": width_mult, "in_channels": in_channels}
     if input_size is not None:
         kwargs["input_size"] = input_size

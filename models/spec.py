@@ -62,6 +62,12 @@ def entries_per_unit(family: str, block: str) -> int:
     }[(family, block)]
 
 
+#: Bounds on what a spec may ask for: beyond them a build would exhaust memory rather than fail clearly.
+MAX_WIDTH = 2**16
+MAX_INPUT = 4096
+MAX_CLASSES = 10**6
+
+
 @dataclass(frozen=True)
 class ArchSpec:
     """A CIFAR-style CNN described by its widths.
@@ -166,6 +172,9 @@ class ArchSpec:
             )
         for field in ("num_classes", "in_channels", "input_size"):
             _check_positive(field, getattr(self, field))
+        for field, most in (("num_classes", MAX_CLASSES), ("in_channels", MAX_WIDTH), ("input_size", MAX_INPUT)):
+            if getattr(self, field) > most:
+                raise SpecError(f"{field} = {getattr(self, field)} is above the largest guided builds ({most})")
         if not self.stages:
             raise SpecError("stages is empty: give at least one stage of widths")
         for s, stage in enumerate(self.stages):
@@ -175,6 +184,8 @@ class ArchSpec:
                         f"stages[{s}][{i}] = {w!r}: every width must be a positive integer "
                         f"(a layer cannot keep zero channels)"
                     )
+                if w > MAX_WIDTH:
+                    raise SpecError(f"stages[{s}][{i}] = {w}: widths above {MAX_WIDTH} channels are not built")
         if self.family != "vgg" and self.head is not None:
             raise SpecError(f"family {self.family!r} has no head option; remove 'head'")
         if self.gated not in (True, False):

@@ -17,14 +17,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from guided.data import ImageData
+from guided.data import ImageData, fingerprint
 from guided.design import Budget
 from guided.errors import UserError
-from guided.io import atomic_write_text, write_json, write_spec
+from guided.io import atomic_write_text, read_json, remove_inside, write_json, write_spec
+from guided.locks import LOCK_NAME, folder_lock
 from guided.recipes import Recipe
 from guided.train import train
 from models import ArchSpec, build
@@ -183,19 +186,118 @@ def run_search(
     out = Path(out_dir)
     space = WidthSpace(target, budget, per_layer=per_layer)
     space.spec(dict.fromkeys(space.names, 1.0))  # the uniform point: refuses an unreachable budget now
-    sampler_seed = seed if storage is None else worker_seed(seed, out)  # shared storage: one seed per worker
-    stored = open_storage(storage, out, heartbeat=heartbeat)
-    study = _create_study(multi, pruner, sampler, recipe.epochs, sampler_seed, stored, study_name)
-    for i, spec in enumerate(seed_designs):
-        study.enqueue_trial(space.params_of(spec), user_attrs={"seed_design": i}, skip_if_exists=True)
+    request = {
+        "target": target.to_dict(),
+        "budget": budget.to_dict(),
+        "data": fingerprint(data),
+        "recipe": recipe.to_dict(),
+        **{"objectives": list(objectives), "sampler": sampler, "pruner": pruner, "per_layer": per_layer},
+        **{"seed": seed, "study": study_name, "seed_designs": [s.to_dict() for s in seed_designs]},
+    }
+    shared = open_storage(storage, out, heartbeat=heartbeat) if storage is not None else None  # may refuse
+    if out.is_dir():
+        _claim(out, request, write=False)  # refuse a foreign folder before locking (the lock file) in it
+    out.mkdir(parents=True, exist_ok=True)
+    with folder_lock(out, "search folder") if storage is None else contextlib.nullcontext():
+        _claim(out, request)
+        if storage is None:
+            _drop_unfinished(out, study_name)
+        sampler_seed = seed if storage is None else worker_seed(seed, out)  # shared storage: one seed per worker
+        stored = shared if shared is not None else open_storage(None, out)
+        study = _create_study(multi, pruner, sampler, recipe.epochs, sampler_seed, stored, study_name)
+        for i, spec in enumerate(seed_designs):
+            study.enqueue_trial(space.params_of(spec), user_attrs={"seed_design": i}, skip_if_exists=True)
+
+        objective = _objective(
+            space, data, recipe, out, seed=seed, device=device, precision=precision, multi=multi, log=log
+        )
+        done = tuple(optuna.trial.TrialState[name] for name in DONE_STATES)
+        stop = optuna.study.MaxTrialsCallback(trials, states=done)
+        if len(study.get_trials(deepcopy=False, states=done)) < trials:
+            optuna.logging.set_verbosity(optuna.logging.ERROR)  # a failed trial is our exception, shown once
+            study.optimize(objective, callbacks=[stop], catch=())
+        return summarize(study, out, multi=multi, storage=storage)
+
+
+#: Trial states that count toward ``trials``: completed, or stopped early by the trial stopper.
+DONE_STATES = ("COMPLETE", "PRUNED")
+
+
+def _claim(out: Path, request: dict[str, Any], *, write: bool = True) -> None:
+    """Refuse a search folder that holds another search (another target, budget, data, recipe, sampler,
+    ...) or something that is not a search; record this search's request in a new one."""
+    path = out / REQUEST
+    if path.is_file():
+        held = read_json(path, "search request")
+        if held != request:
+            differ = [k for k in request if not isinstance(held, dict) or held.get(k) != request[k]]
+            raise UserError(
+                f"{out} holds another search (its {', '.join(differ) or 'request'} differ); choose another --out, "
+                "or repeat the request it holds to resume it"
+            )
+        return
+    if (out / "study.journal").is_file():
+        raise UserError(
+            f"{out} holds a search begun by an earlier version of guided, which cannot be resumed exactly; remove "
+            "the folder to search again, or choose another --out"
+        )
+    others = [p for p in out.iterdir() if p.name not in (LOCK_NAME, "stage.json")]  # a study stage's record
+    if others:
+        raise UserError(f"{out} is not a search folder (it holds {others[0].name}); choose another --out")
+    if write:
+        write_json(path, request)
+
+
+#: The file in a search folder that records what it searches (`_claim`).
+REQUEST = "search-request.json"
+
+
+def _drop_unfinished(out: Path, study_name: str) -> None:
+    """Resume a journal-stored search exactly: keep its finished trials, in order, and drop the trials an
+    interrupted run left running, failed or waiting (the journal is rewritten, then swapped in whole).
+
+    With the sampler reseeded from each trial's number (`_PerTrialSeed`) and the seed designs enqueued again,
+    the resumed search then proposes, trains and scores the trials an uninterrupted run would have.
+    """
+    import optuna
+
+    journal = out / "study.journal"
+    if not journal.is_file():
+        return
+    try:
+        study = optuna.load_study(study_name=study_name, storage=open_storage(None, out))
+    except KeyError:
+        return
+    trials = sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)
+    kept = [t for t in trials if t.state.name in DONE_STATES]
+    if len(kept) == len(trials):
+        return
+    rebuilt = out / ".study.journal.rebuild"
+    remove_inside(rebuilt, out)
+    from optuna.storages.journal import JournalFileBackend
+
+    fresh = optuna.create_study(
+        study_name=study_name,
+        storage=optuna.storages.JournalStorage(JournalFileBackend(str(rebuilt))),
+        directions=study.directions,
+    )
+    fresh.add_trials(kept)
+    os.replace(rebuilt, journal)
+
+
+def _objective(space: WidthSpace, data: ImageData, recipe: Recipe, out: Path, *, seed, device, precision, multi, log):
+    """A trial: the proposed widths trained briefly into ``out/trials/trial-NNNN``; validation accuracy
+    (and MACs with two objectives)."""
 
     def objective(trial) -> float | tuple[float, float]:
         spec = space.suggest(trial)
+        run = out / "trials" / f"trial-{trial.number:04d}"
+        remove_inside(run, out)  # left by an interrupted attempt at this trial: it starts over
         result = train(
             build(spec, seed=seed),
             data,
             recipe,
-            out_dir=out / "trials" / f"trial-{trial.number:04d}",
+            out_dir=run,
             seed=seed,
             device=device,
             precision=precision,
@@ -208,11 +310,7 @@ def run_search(
         )
         return (result["test_acc"], float(result["macs"])) if multi else result["test_acc"]
 
-    done_states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
-    stop = optuna.study.MaxTrialsCallback(trials, states=done_states)
-    if len(study.get_trials(deepcopy=False, states=done_states)) < trials:
-        study.optimize(objective, callbacks=[stop], catch=())
-    return summarize(study, out, multi=multi, storage=storage)
+    return objective
 
 
 def worker_seed(seed: int, out: Path) -> int:
@@ -237,6 +335,10 @@ def _check_request(objectives: tuple[str, ...], pruner: str, trials: int, sample
         raise UserError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
     if trials < 1:
         raise UserError(f"--trials must be at least 1, got {trials}")
+    if len(objectives) == 2 and (pruner != "none" or sampler != "tpe"):
+        raise UserError(
+            "two objectives search with NSGA-II and no trial stopper: drop --pruner and --sampler, or search acc alone"
+        )
     return len(objectives) == 2
 
 
@@ -246,11 +348,12 @@ def _create_study(multi: bool, pruner: str, sampler: str, epochs: int, seed: int
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     if multi:
-        chosen = optuna.samplers.NSGAIISampler(seed=seed)
+        make = optuna.samplers.NSGAIISampler
     elif sampler == "random":
-        chosen = optuna.samplers.RandomSampler(seed=seed)
+        make = optuna.samplers.RandomSampler
     else:
-        chosen = optuna.samplers.TPESampler(seed=seed)
+        make = optuna.samplers.TPESampler
+    chosen = per_trial_seed(make, seed)
     if multi or pruner == "none":
         stopper = optuna.pruners.NopPruner()
     elif pruner == "median":  # no trial is stopped before 5 have completed, nor in its first epoch
@@ -265,6 +368,42 @@ def _create_study(multi: bool, pruner: str, sampler: str, epochs: int, seed: int
         directions=["maximize", "minimize"] if multi else ["maximize"],
         load_if_exists=True,
     )
+
+
+def per_trial_seed(make: Callable[..., Any], seed: int):
+    """A sampler that makes a fresh ``make(seed=...)`` for each trial, seeded from ``seed`` and the trial's
+    number: a trial's proposal then depends only on the trials finished before it and on its number, not on
+    how many proposals this process drew before, so a resumed search proposes what an uninterrupted one
+    would (`_drop_unfinished`). The wrapped sampler of the current trial is ``.inner``."""
+    import hashlib
+
+    import optuna
+
+    class PerTrialSeed(optuna.samplers.BaseSampler):
+        def __init__(self) -> None:
+            self.inner = make(seed=seed)
+
+        def before_trial(self, study, trial) -> None:
+            key = hashlib.sha256(f"{seed}:{trial.number}".encode()).digest()
+            self.inner = make(seed=int.from_bytes(key[:4], "little"))
+            self.inner.before_trial(study, trial)
+
+        def infer_relative_search_space(self, study, trial):
+            return self.inner.infer_relative_search_space(study, trial)
+
+        def sample_relative(self, study, trial, search_space):
+            return self.inner.sample_relative(study, trial, search_space)
+
+        def sample_independent(self, study, trial, param_name, param_distribution):
+            return self.inner.sample_independent(study, trial, param_name, param_distribution)
+
+        def after_trial(self, study, trial, state, values) -> None:
+            self.inner.after_trial(study, trial, state, values)
+
+        def reseed_rng(self) -> None:  # seeds come from trial numbers
+            pass
+
+    return PerTrialSeed()
 
 
 def _reporter(trial) -> Callable[[dict[str, Any]], None]:

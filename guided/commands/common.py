@@ -22,6 +22,7 @@ __all__ = [
     "recipe_from_args",
     "add_run_args",
     "add_threads_arg",
+    "seed_number",
 ]
 
 
@@ -37,6 +38,17 @@ class Command:
     defaults: Callable[[argparse.Namespace], dict] | None = None
 
 
+def seed_number(text: str) -> int:
+    """An argparse type: a seed, an integer in [0, 2**32) (what NumPy and PyTorch generators accept)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"a seed lies in [0, 2**32), got {text}")
+    return value
+
+
 def add_arch_args(p: argparse.ArgumentParser) -> None:
     """``--arch NAME [...]`` or ``--spec FILE``: how every subcommand names an architecture.
 
@@ -47,7 +59,7 @@ def add_arch_args(p: argparse.ArgumentParser) -> None:
     src.add_argument("--arch", metavar="NAME", help="registered model name (see `guided models`)")
     src.add_argument("--spec", metavar="FILE", help="ArchSpec JSON file (from `guided spec`, pruning or design)")
     g.add_argument("--num-classes", type=int, metavar="N", help="classifier outputs (default 10, or the dataset's)")
-    g.add_argument("--width-mult", type=float, default=1.0, metavar="X", help="scale every width (default 1.0)")
+    g.add_argument("--width-mult", type=float, metavar="X", help="scale every width (default 1.0)")
     g.add_argument("--head", choices=["l1", "slim"], help="VGG classifier: l1 (default) or slim (one Linear)")
     g.add_argument("--input-size", type=int, metavar="PX", help="input side in pixels (default: the model's, 32)")
     g.add_argument("--in-channels", type=int, metavar="C", help="input image channels (default 3, or the dataset's)")
@@ -55,21 +67,31 @@ def add_arch_args(p: argparse.ArgumentParser) -> None:
 
 def spec_from_args(args: argparse.Namespace, data=None) -> ArchSpec:
     """The spec named by `add_arch_args` options; classes and input shape default to ``data``'s."""
+    shape = {"num_classes": args.num_classes, "in_channels": args.in_channels, "input_size": args.input_size}
     if args.spec:
+        given = [k for k, v in {**shape, "width_mult": args.width_mult, "head": args.head}.items() if v is not None]
+        if given:
+            option = "--" + given[0].replace("_", "-")
+            raise UserError(
+                f"{option} shapes an --arch; a --spec file fixes every width and shape: edit the file, or use "
+                "--arch NAME (or `guided design`) instead"
+            )
         return read_spec(args.spec)
     if not args.arch:
         raise UserError("name an architecture: --arch NAME (see `guided models`) or --spec FILE.json")
+    for key, value in shape.items():
+        if value is not None and value < 1:
+            raise UserError(f"--{key.replace('_', '-')} must be at least 1, got {value}")
     num_classes = args.num_classes or (data.num_classes if data else 10)
     in_channels = args.in_channels or (data.in_channels if data else 3)
     input_size = args.input_size or (data.input_size if data else None)
-    if num_classes < 1:
-        raise UserError(f"--num-classes must be at least 1, got {num_classes}")
-    if args.width_mult <= 0:
-        raise UserError(f"--width-mult must be positive, got {args.width_mult}")
+    width_mult = 1.0 if args.width_mult is None else args.width_mult
+    if not 0 < width_mult <= 64:
+        raise UserError(f"--width-mult must be positive and at most 64, got {args.width_mult}")
     return create_spec(
         args.arch,
         num_classes=num_classes,
-        width_mult=args.width_mult,
+        width_mult=width_mult,
         head=args.head,
         input_size=input_size,
         in_channels=in_channels,
@@ -160,7 +182,9 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
     add_threads_arg(g)
     g.add_argument("--out", required=True, metavar="DIR", help="run folder (checkpoints, metrics, result.json)")
     g.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    g.add_argument("--seed", type=int, default=0, help="seeds initialisation, data order, augmentation (default 0)")
+    g.add_argument(
+        "--seed", type=seed_number, default=0, help="seeds initialisation, data order, augmentation (default 0)"
+    )
     g.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:N (default auto)")
     g.add_argument("--compile", action="store_true", help="torch.compile the model (worth it on GPUs)")
     g.add_argument(
@@ -172,31 +196,45 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--config", metavar="FILE.toml", help="option defaults from a TOML file (flags override it)")
 
 
-#: Options a run inherits from the run it derives from (pruning and retraining reuse its data and recipe).
-INHERITED = (
-    "dataset",
-    "data_root",
-    "image_size",
-    "train_subset",
-    "test_subset",
-    "val_fraction",
-    "recipe",
-    "epochs",
-    "batch_size",
-    "lr",
-    "momentum",
-    "nesterov",
-    "weight_decay",
-    "schedule",
-    "warmup",
-    "label_smoothing",
-    "precision",
-)
+#: Options a run inherits from the run it derives from (pruning and retraining reuse its data and recipe),
+#: with the type each must have in the recorded ``config.json``.
+INHERITED = {
+    "dataset": "str",
+    "data_root": "str",
+    "image_size": "int",
+    "train_subset": "int",
+    "test_subset": "int",
+    "val_fraction": "float",
+    "recipe": "str",
+    "epochs": "int",
+    "batch_size": "int",
+    "lr": "float",
+    "momentum": "float",
+    "nesterov": "bool",
+    "weight_decay": "float",
+    "schedule": "str",
+    "warmup": "float",
+    "label_smoothing": "float",
+    "precision": "str",
+}
 
 
 def inherited_defaults(config: dict) -> dict:
-    """The `INHERITED` options of a recorded run configuration (``config.json``)."""
-    return {k: config[k] for k in INHERITED if k in config and config[k] is not None}
+    """The `INHERITED` options of a recorded run configuration (``config.json``); a value of the wrong type
+    (a hand-edited or foreign file) is refused in one line."""
+    from guided.io import type_ok
+
+    if not isinstance(config, dict):
+        raise UserError(f"the run configuration is a {type(config).__name__}, not a table of options")
+    out = {}
+    for key, expected in INHERITED.items():
+        value = config.get(key)
+        if value is None:
+            continue
+        if not type_ok(value, expected):
+            raise UserError(f"the run configuration's {key} = {value!r} is not a {expected}; fix its config.json")
+        out[key] = value
+    return out
 
 
 def run_config(run: Path) -> dict:

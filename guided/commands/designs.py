@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from guided.commands.common import Command, add_arch_args, spec_from_args
+from guided.commands.common import Command, add_arch_args, seed_number, spec_from_args
 from guided.errors import UserError
 
 
@@ -41,7 +41,7 @@ def _design_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--multiple-of", type=int, default=1, metavar="K", help="round widths to multiples of K")
     g.add_argument("--kernel", action="store_true", help="sparsity: draw 3x3 positions with the pattern's weights")
     g.add_argument("--include-linear", action="store_true", help="sparsity: mask linear layers too")
-    g.add_argument("--seed", type=int, default=0, help="sparsity: seeds the random masks")
+    g.add_argument("--seed", type=seed_number, default=0, help="sparsity: seeds the random masks")
     p.add_argument(
         "--out",
         required=True,
@@ -65,6 +65,10 @@ def _design(args: argparse.Namespace) -> int:
     kind = (pattern or {}).get("kind", "channels")
     if args.uniform and (args.kernel or args.include_linear):
         kind = "sparsity"
+    if kind == "sparsity" and args.per_layer:
+        raise UserError("--per-layer interpolates a channel pattern's layer ratios; sparsity designs are per stage")
+    if kind == "channels" and args.kernel:
+        raise UserError("--kernel places weights inside 3x3 kernels: it takes a sparsity pattern (or --uniform)")
     check_output(args.out, folder=kind == "sparsity")
     if kind == "sparsity":
         result = design_sparsity(

@@ -41,10 +41,10 @@ def _plot(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from guided import plots
-    from guided.io import check_output, read_json, read_spec
+    from guided.io import read_json, read_spec
     from guided.patterns import check_pattern
 
-    check_output(args.out, folder=False)
+    check_figure_path(args.out)
 
     if args.kind in ("widths", "sparsity") and len(args.inputs) != 1:
         raise UserError(f"plot {args.kind} takes one input file, got {len(args.inputs)}")
@@ -56,11 +56,15 @@ def _plot(args: argparse.Namespace) -> int:
                 raise UserError(f"--design takes LABEL=SPEC.json, got {item!r}")
             designs[label] = read_spec(path)
         pattern = check_pattern(read_json(args.inputs[0], "pattern"), args.inputs[0])
+        if pattern.get("kind", "channels") != "channels":
+            raise UserError(f"{args.inputs[0]} is a sparsity pattern; widths are drawn from channel patterns")
         files = plots.draw_width_bars(pattern, designs, args.out, title=args.title)
     elif args.kind == "profile":
         patterns = {}
         for path in args.inputs:
             pattern = check_pattern(read_json(path, "pattern"), path)
+            if pattern.get("kind", "channels") != "channels":
+                raise UserError(f"{path} is a sparsity pattern; profiles are drawn from channel patterns")
             methods = sorted({s.get("method") or "?" for s in pattern.get("sources", []) if isinstance(s, dict)})
             patterns[", ".join(methods) or Path(path).stem] = pattern
         files = plots.draw_profiles(patterns, args.out, title=args.title)
@@ -69,18 +73,49 @@ def _plot(args: argparse.Namespace) -> int:
         check_pattern({**summary, "kind": "sparsity"} if isinstance(summary, dict) else summary, args.inputs[0])
         files = plots.draw_sparsity(summary, args.out, title=args.title)
     else:
-        frames = []
-        for path in args.inputs:
-            if not Path(path).is_file():
-                raise UserError(f"{path} does not exist")
-            frames.append(pd.read_csv(path))
-        df = pd.concat(frames)
-        missing = {"label", "params", "macs", "test_acc"} - set(df.columns)
-        if missing:
-            raise UserError(f"accuracy plots need columns label, params, macs, test_acc; missing {sorted(missing)}")
+        df = pd.concat([_runs_csv(path) for path in args.inputs])
         files = plots.draw_accuracy_cost(df.to_dict("records"), args.out, title=args.title)
     print("wrote " + ", ".join(str(f) for f in files))
     return 0
+
+
+def check_figure_path(path: str, option: str = "--out") -> None:
+    """A figure's output: a writable ``.png`` file (its SVG twin is written beside it)."""
+    from guided.io import check_output
+
+    if Path(path).suffix.lower() != ".png":
+        raise UserError(f"{option} {path}: figures are written as FILE.png (with FILE.svg beside it); end it in .png")
+    check_output(path, folder=False, option=option)
+    check_output(Path(path).with_suffix(".svg"), folder=False, option=option)
+
+
+def _runs_csv(path: str):
+    """A runs table for accuracy plots: columns label, params, macs, test_acc; numbers finite, not negative."""
+    import pandas as pd
+
+    if not Path(path).is_file():
+        raise UserError(f"{path} does not exist")
+    try:
+        df = pd.read_csv(path, encoding="utf-8")
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise UserError(
+            f"{path} is not a CSV table ({type(exc).__name__}); write one with columns label, params, macs, test_acc"
+        ) from None
+    missing = {"label", "params", "macs", "test_acc"} - set(df.columns)
+    if missing:
+        raise UserError(f"accuracy plots need columns label, params, macs, test_acc; {path} missing {sorted(missing)}")
+    if df.empty:
+        raise UserError(f"{path} has a header but no rows to plot")
+    for column in ("params", "macs", "test_acc"):
+        values = pd.to_numeric(df[column], errors="coerce")
+        if values.isna().any() or (values < 0).any() or values.isin([float("inf")]).any():
+            row = int((values.isna() | (values < 0) | values.isin([float("inf")])).to_numpy().argmax())
+            raise UserError(
+                f"{path}, row {row + 1}: {column} = {df[column].iloc[row]!r}; params, macs and test_acc must be "
+                "finite numbers, 0 or more"
+            )
+        df[column] = values
+    return df
 
 
 COMMANDS = {

@@ -13,6 +13,7 @@ from guided.commands.common import (
     data_from_args,
     inherited_defaults,
     run_config,
+    seed_number,
     spec_from_args,
 )
 from guided.errors import UserError
@@ -81,7 +82,7 @@ def _prune_args(p: argparse.ArgumentParser) -> None:
         metavar="N",
         help="training images read by activation-based methods (default 512)",
     )
-    g.add_argument("--seed", type=int, default=0, help="seeds fresh weights and activation sampling")
+    g.add_argument("--seed", type=seed_number, default=0, help="seeds fresh weights and activation sampling")
     add_data_args(p)
     p.add_argument(
         "--out", required=True, metavar="DIR", help="pruned folder: spec.json, model.pt, prune.json, layers.csv"
@@ -110,10 +111,13 @@ def _prune(args: argparse.Namespace) -> int:
 
     if args.checkpoint and (args.arch or args.spec):
         raise UserError("give --checkpoint RUN_DIR, or --arch/--spec for fresh weights, not both")
-    if (check_output(args.out) / "prune.json").exists():
+    inputs = tuple(x for x in (args.checkpoint, args.like) if x)
+    if (check_output(args.out, inputs=inputs) / "prune.json").exists():
         raise UserError(f"{args.out} already holds a pruned model; choose another --out")
     if args.min_channels < 1:
         raise UserError(f"--min-channels must be at least 1, got {args.min_channels}")
+    if args.samples < 1:
+        raise UserError(f"--samples must be at least 1, got {args.samples}")
     needs_data = PRUNERS[args.method].needs_data
     data = data_from_args(args) if needs_data else None
     if args.checkpoint:
@@ -160,6 +164,11 @@ def _prune(args: argparse.Namespace) -> int:
         like=like,
         cost=args.cost,
     )
+    if result.masks is None and result.info["params_after"] == result.info["params_before"] and args.method != "sss":
+        raise UserError(
+            f"{args.method} removed nothing (every layer keeps at least --min-channels {args.min_channels}, or the "
+            "ratio rounds to zero channels); lower --min-channels or raise --ratio"
+        )
     save_pruned(result, args.out, source=source)
     print("\n".join(_summary(args.method, model.spec.name, result)))
     masks = ", masks.npz" if result.masks is not None else ""

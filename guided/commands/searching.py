@@ -12,6 +12,7 @@ from guided.commands.common import (
     add_threads_arg,
     data_from_args,
     recipe_from_args,
+    seed_number,
     spec_from_args,
 )
 from guided.errors import UserError
@@ -69,7 +70,7 @@ def _search_args(p: argparse.ArgumentParser) -> None:
         metavar="S",
         help="RDB storage: seconds between heartbeats; a trial silent for 2 beats is failed and retried",
     )
-    g.add_argument("--seed", type=int, default=0, help="sampler and training seed")
+    g.add_argument("--seed", type=seed_number, default=0, help="sampler and training seed")
     g.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:N")
     g.add_argument(
         "--precision", default="auto", choices=["auto", "fp32", "bf16"], help="bf16 autocast where native (auto)"

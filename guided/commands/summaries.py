@@ -20,6 +20,7 @@ def _summarize_args(p: argparse.ArgumentParser) -> None:
 def _summarize(args: argparse.Namespace) -> int:
     import pandas as pd
 
+    from guided.commands.plots import check_figure_path
     from guided.io import atomic_write_text, check_output, write_json
     from guided.patterns import (
         channel_summary,
@@ -29,9 +30,16 @@ def _summarize(args: argparse.Namespace) -> int:
         sparsity_summary,
     )
 
-    for option in ("out", "csv", "plot"):
+    for option in ("out", "csv"):
         if getattr(args, option):
             check_output(getattr(args, option), folder=False, option=f"--{option}")
+    if args.plot:
+        check_figure_path(args.plot, "--plot")
+    seen = {}
+    for d in args.pruned:
+        if Path(d).resolve() in seen:
+            raise UserError(f"{d} is given twice (as {seen[Path(d).resolve()]}); each pruned run counts once")
+        seen[Path(d).resolve()] = d
     masked = [(Path(d) / "masks.npz").exists() for d in args.pruned]
     if any(masked) and not all(masked):
         raise UserError("mix of masked (unstructured) and structured pruned folders; summarise them separately")

@@ -58,7 +58,7 @@ def _train(args: argparse.Namespace) -> int:
     from guided.train import resolve_precision, train
     from models import build
 
-    check_output(args.out)
+    check_output(args.out, inputs=tuple(x for x in (args.masks, args.spec) if x))
     device = resolve_device(args.device)
     recipe = recipe_from_args(args)
     data = data_from_args(args)
@@ -123,10 +123,12 @@ def _retrain_defaults(args: argparse.Namespace) -> dict:
 
 
 def _retrain(args: argparse.Namespace) -> int:
+    from guided.io import read_json
     from guided.provenance import resolve_device
     from guided.retrain import retrain
 
-    check_output(args.out)
+    source_run = read_json(Path(args.pruned) / "prune.json", "pruned-model record").get("source", {}).get("run")
+    check_output(args.out, inputs=tuple(x for x in (args.pruned, source_run) if isinstance(x, str)))
     device = resolve_device(args.device)
     recipe = recipe_from_args(args)
     data = data_from_args(args)

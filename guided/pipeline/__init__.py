@@ -20,9 +20,10 @@ from typing import Any
 
 from guided.errors import UserError
 from guided.io import atomic_write_text, read_json, write_json
+from guided.locks import LOCK_NAME
 from guided.pipeline.config import Study, load_study, parse_study
 from guided.pipeline.runner import Stage, fingerprints, run_stages, status
-from guided.pipeline.stages import Services, plan_study
+from guided.pipeline.stages import Services, check_fits, plan, plan_study
 
 __all__ = ["Study", "load_study", "parse_study", "plan_study", "run_study", "dry_run", "Stage", "Services"]
 
@@ -55,31 +56,30 @@ def run_study(
         threads: CPU threads shared by the workers (default: the machine's cores).
     """
     out = Path(out)
-    marker = out / "study.json"
-    if marker.is_file():
-        previous = read_json(marker)
-        if previous.get("name") != study.study.name:
-            raise UserError(
-                f"{out} holds study {previous.get('name')!r}, not {study.study.name!r}; choose another --out"
-            )
-        if not resume:
-            raise UserError(f"{out} already holds this study; pass --resume to continue it, or choose another --out")
-    elif out.exists() and any(out.iterdir()) and not (out / "stages").exists():
-        raise UserError(f"{out} exists and is not a study folder; choose another --out")
+    _check_folder(out, study, resume)
+    services = Services(study, out)
+    check_fits(study, services)  # the whole file is checked before anything is created
+    from guided.locks import folder_lock
     from guided.pipeline.executors import make_executor
 
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
-    runner = None
+    runner, locked = None, False
     try:
-        stages, services = plan_study(study, out)  # first: workers then read the latency table it times
-        runner = make_executor(executor, study, out, jobs=jobs, threads=threads, address=address)  # workers start
-        write_json(marker, {"name": study.study.name, "config": study.to_dict(), "started": time.strftime("%Y-%m-%d")})
-        if source_text is not None:
-            atomic_write_text(out / "study.toml", source_text)
-        records = run_stages(stages, out, services=services, executor=runner, log=log)
+        with folder_lock(out, "study folder"):
+            locked = True
+            _check_folder(out, study, resume)  # again, holding the lock: another run may have begun it since
+            stages = plan(study, services)  # first: workers then read the latency table it times
+            runner = make_executor(executor, study, out, jobs=jobs, threads=threads, address=address)
+            write_json(
+                out / "study.json",
+                {"name": study.study.name, "config": study.to_dict(), "started": time.strftime("%Y-%m-%d")},
+            )
+            if source_text is not None:
+                atomic_write_text(out / "study.toml", source_text)
+            records = run_stages(stages, out, services=services, executor=runner, log=log)
     except BaseException:
-        if created and not marker.is_file():  # failed before the study began: leave no folder
+        if created and locked and not (out / "study.json").is_file():  # failed before the study began
             shutil.rmtree(out, ignore_errors=True)
         raise
     finally:
@@ -87,6 +87,24 @@ def run_study(
             runner.close()
     log(f"wrote {out / 'report.md'} and {out / 'report.html'}")
     return records
+
+
+def _check_folder(out: Path, study: Study, resume: bool) -> None:
+    """Refuse a ``--out`` that holds another study, this one without ``--resume``, something that is not a
+    study, or that lies inside another study's folder."""
+    marker = out / "study.json"
+    for parent in out.resolve().parents:
+        if (parent / "study.json").is_file():
+            raise UserError(f"{out} lies inside the study folder {parent}; give a folder of its own as --out")
+    if marker.is_file():
+        previous = read_json(marker, "study record")
+        if not isinstance(previous, dict) or previous.get("name") != study.study.name:
+            name = previous.get("name") if isinstance(previous, dict) else None
+            raise UserError(f"{out} holds study {name!r}, not {study.study.name!r}; choose another --out")
+        if not resume:
+            raise UserError(f"{out} already holds this study; pass --resume to continue it, or choose another --out")
+    elif out.exists() and any(p.name != LOCK_NAME for p in out.iterdir()) and not (out / "stages").exists():
+        raise UserError(f"{out} exists and is not a study folder; choose another --out")
 
 
 def dry_run(study: Study, out: str | Path, *, calibrate: bool = True) -> list[dict[str, Any]]:

@@ -43,7 +43,7 @@ from typing import Any
 from guided.design import KINDS as BUDGET_KINDS
 from guided.design import Budget, parse_budget
 from guided.errors import UserError
-from guided.io import read_toml, toml_section
+from guided.io import check_name, read_toml, toml_section
 from guided.pruning import PRUNERS
 from guided.recipes import get_recipe
 from guided.retrain import MODES
@@ -336,17 +336,27 @@ def parse_study(table: dict[str, Any]) -> Study:
     return s
 
 
+#: The most seeds a study repeats over (each seed trains every arm once more).
+MAX_SEEDS = 100
+
+
 def _check(s: Study) -> None:
+    check_name(s.study.name, "[study] name")
     if not s.study.seeds:
         raise UserError("[study] seeds is empty")
+    if len(s.study.seeds) > MAX_SEEDS:
+        raise UserError(f"[study] seeds lists {len(s.study.seeds)} seeds; a study takes at most {MAX_SEEDS}")
+    if any(not 0 <= x < 2**32 for x in s.study.seeds):
+        raise UserError(f"[study] seeds must lie in [0, 2**32), got {s.study.seeds}")
     if len(set(s.study.seeds)) != len(s.study.seeds):
         raise UserError(f"[study] seeds repeat: {s.study.seeds}")
+    _check_numbers(s)
     if s.study.precision not in ("auto", "fp32", "bf16"):
         raise UserError(f"[study] precision must be auto, fp32 or bf16, got {s.study.precision!r}")
     _check_dataset(s.data.dataset, "data")
     source = create_spec(s.model.arch, width_mult=s.model.width_mult, head=s.model.head)
     get_recipe(s.train.recipe)
-    names = [p.name for p in s.prune]
+    names = [check_name(p.name, "[[prune]] name") for p in s.prune]
     if len(set(names)) != len(names):
         raise UserError(f"[[prune]] names repeat: {names}")
     for p in s.prune:
@@ -357,7 +367,7 @@ def _check(s: Study) -> None:
             )
     if s.design:
         _check_design(s.design, s.prune, source)
-    tnames = [t.name for t in s.transfer]
+    tnames = [check_name(t.name, "[[transfer]] name") for t in s.transfer]
     if len(set(tnames)) != len(tnames) or "source" in tnames:
         raise UserError(f"[[transfer]] names must be distinct and not 'source': {tnames}")
     if s.transfer and not s.design:
@@ -373,6 +383,11 @@ def _check(s: Study) -> None:
             )
         if t.stage_map is not None and len(t.stage_map) != len(target.stages):
             raise UserError(f"[[transfer]] {t.name!r}: stage_map needs {len(target.stages)} entries")
+        if t.stage_map is not None and any(not 0 <= i < len(source.stages) for i in t.stage_map):
+            raise UserError(
+                f"[[transfer]] {t.name!r}: stage_map = {t.stage_map} names a stage {source.name} does not have "
+                f"(its stages are 0 to {len(source.stages) - 1})"
+            )
         if t.budgets is not None and (not t.budgets or set(t.budgets) - set(s.design.budget_list())):
             raise UserError(
                 f"[[transfer]] {t.name!r}: budgets = {t.budgets} must list some of the [design] budgets "
@@ -395,10 +410,40 @@ def _check(s: Study) -> None:
             raise UserError(f"[search] train_subset must be at least 1, got {q.train_subset}")
         if q.trials < 1 or q.epochs < 1:
             raise UserError("[search] trials and epochs must be at least 1")
+        if not 0 <= q.seed < 2**32:
+            raise UserError(f"[search] seed must lie in [0, 2**32), got {q.seed}")
         if not 0 < q.validation < 1:
             raise UserError(f"[search] validation must lie in (0, 1), got {q.validation}")
         if q.pruner not in ("median", "hyperband", "none"):
             raise UserError(f"[search] pruner must be median, hyperband or none, got {q.pruner!r}")
+
+
+def _check_numbers(s: Study) -> None:
+    """Numbers that must be finite and in range, refused before anything is created."""
+    import math
+
+    finite = {
+        "[model] width_mult": s.model.width_mult,
+        "[train] sparsity_l1": s.train.sparsity_l1,
+        "[train] sparsity_gates": s.train.sparsity_gates,
+        **{f"[[transfer]] {t.name!r} width_mult": t.width_mult for t in s.transfer},
+    }
+    if s.train.lr is not None:
+        finite["[train] lr"] = s.train.lr
+    for where, value in finite.items():
+        if not math.isfinite(value) or value < 0 or (value == 0 and "width_mult" in where):
+            need = "positive" if "width_mult" in where else "a finite number, 0 or more"
+            raise UserError(f"{where} must be {need}, got {value}")
+    if s.train.lr is not None and s.train.lr <= 0:
+        raise UserError(f"[train] lr must be positive, got {s.train.lr}")
+    for where, value in {"[train] epochs": s.train.epochs, "[train] batch_size": s.train.batch_size}.items():
+        if value is not None and value < 1:
+            raise UserError(f"{where} must be at least 1, got {value}")
+    for section in (s.data, *[t for t in s.transfer]):
+        for key in ("train_subset", "test_subset", "image_size"):
+            value = getattr(section, key)
+            if value is not None and value < 1:
+                raise UserError(f"{key} = {value} must be at least 1")
 
 
 def _check_design(d: DesignConfig, prune: list[PruneConfig], source: ArchSpec) -> None:

@@ -20,7 +20,7 @@ import pandas as pd
 
 from guided import threads
 from guided.html import html_page
-from guided.io import atomic_write_text, read_json, write_json
+from guided.io import atomic_write_text, read_json, remove_inside, write_json
 from guided.pipeline.config import Study, slug
 from guided.pipeline.runner import Stage, StageContext
 from guided.plots import cost_note, draw_accuracy_cost, draw_profiles, draw_sparsity, draw_width_bars
@@ -90,7 +90,7 @@ def write_report(study: Study, recipe: Recipe, stages: list[Stage], ctx: StageCo
     """Write the report files into the study folder; returns a small record of what was written."""
     out = ctx.out
     for sub in ("tables", "figures", "patterns", "designs"):
-        shutil.rmtree(out / sub, ignore_errors=True)
+        remove_inside(out / sub, out)
         (out / sub).mkdir(parents=True)
     r = _Report(study, recipe, stages, ctx)
     measure_inference(r)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -23,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from guided.errors import UserError
-from guided.io import read_json, write_json
+from guided.io import read_json, remove_inside, write_json
 
 __all__ = ["Stage", "StageContext", "fingerprints", "status", "run_one", "run_stages", "STATUS"]
 
@@ -113,7 +112,7 @@ def run_one(stage: Stage, out: Path, fingerprint: str, *, services: Any = None, 
     if state == "done":
         return read_json(folder / "done.json")
     if state == "stale":
-        shutil.rmtree(folder)
+        remove_inside(folder, out / "stages")  # refuses any folder outside the study's stages
     folder.mkdir(parents=True, exist_ok=True)
     from guided.provenance import git_revision
 

@@ -27,6 +27,7 @@ from typing import Any
 
 from guided.data import ImageData, load_dataset, subsample, validation_split
 from guided.design import Budget, design
+from guided.errors import UserError
 from guided.hooks import BatchNormL1, GateSparsity
 from guided.io import read_json, read_spec, write_json, write_spec
 from guided.pipeline.config import DataConfig, PruneConfig, Study, resolve_budget, slug
@@ -36,7 +37,7 @@ from guided.provenance import resolve_device
 from guided.recipes import Recipe, get_recipe
 from models import ArchSpec, build, cost, create_spec
 
-__all__ = ["Services", "Domain", "plan", "plan_study", "load_data", "SOURCE"]
+__all__ = ["Services", "Domain", "plan", "plan_study", "check_fits", "load_data", "SOURCE"]
 
 SOURCE = "source"
 
@@ -107,6 +108,37 @@ class Domain:
     test_images: int
 
 
+def check_fits(study: Study, services: Services) -> None:
+    """Refuse, before anything is created, a batch larger than a dataset's training images (the search's
+    trial split included): it reads each configured dataset once (kept by ``services`` for planning)."""
+    batch = _recipe(study).batch_size
+    for where, cfg in [
+        ("[data]", study.data),
+        *((f"[[transfer]] {t.name!r}", t.data(study.data)) for t in study.transfer),
+    ]:
+        images = len(services.data(cfg).train)
+        if batch > images:
+            raise UserError(
+                f"[train] batch_size {batch} exceeds the {images} training images of {where} ({cfg.dataset}); "
+                "lower batch_size or use more images"
+            )
+    q = study.search
+    if q is not None:
+        images = len(services.data(study.data).train)
+        trial_images = min(q.train_subset or images, images - round(q.validation * images))
+        if batch > trial_images:
+            raise UserError(
+                f"[train] batch_size {batch} exceeds the {trial_images} images a [search] trial trains on; lower "
+                "batch_size, or raise train_subset or lower validation"
+            )
+
+
+def _recipe(study: Study) -> Recipe:
+    return get_recipe(study.train.recipe).override(
+        epochs=study.train.epochs, batch_size=study.train.batch_size, lr=study.train.lr
+    )
+
+
 def plan_study(study: Study, out: Path | None = None) -> tuple[list[Stage], Services]:
     """The study's stages, and the services they share (loading its datasets once, to size the models;
     timing the latency table a ``latency=`` budget needs, kept in the study folder ``out``)."""
@@ -116,9 +148,7 @@ def plan_study(study: Study, out: Path | None = None) -> tuple[list[Stage], Serv
 
 def plan(study: Study, services: Services) -> list[Stage]:
     """Every stage of ``study``, in an order where each stage comes after what it reads."""
-    recipe = get_recipe(study.train.recipe).override(
-        epochs=study.train.epochs, batch_size=study.train.batch_size, lr=study.train.lr
-    )
+    recipe = _recipe(study)
     source = _domain(SOURCE, study.data, study.model.arch, study.model.width_mult, study.model.head, services)
     source = dataclasses.replace(source, prune=tuple(study.prune))
     stages: list[Stage] = []

@@ -125,6 +125,12 @@ def check_masks(spec: ArchSpec, masks: Mapping[str, torch.Tensor], params: Mappi
                 f"mask {name} has shape {tuple(m.shape)} but the weight has {tuple(params[name].shape)}; "
                 f"the masks were made for another spec"
             )
+    unmasked = [n for n, w in params.items() if w.dim() == 4 and n not in masks]
+    if unmasked:
+        raise UserError(
+            f"the masks leave {len(unmasked)} convolution(s) of {spec.name} without a mask (first: {unmasked[0]}); "
+            "they were made for another spec"
+        )
 
 
 def save_masks(path: str | Path, masks: Mapping[str, torch.Tensor]) -> Path:
