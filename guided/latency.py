@@ -100,7 +100,7 @@ class LatencyTable:
         )
         name = re.sub(r"[^A-Za-z0-9]+", "-", self.device_name).strip("-").lower()
         self.path = None if cache is None else Path(cache) / f"{name}-b{batch_size}.json"
-        self.seconds: dict[str, float] = json.loads(self.path.read_text()) if self.path and self.path.is_file() else {}
+        self.seconds: dict[str, float] = _load_times(self.path) if self.path and self.path.is_file() else {}
 
     def layer_seconds(self, spec: ArchSpec) -> list[dict[str, Any]]:
         """Each conv and linear layer of ``spec`` with its predicted seconds, measuring nodes not yet timed."""
@@ -182,6 +182,33 @@ class LatencyTable:
 
         with self._pinned():
             return median_seconds(step, self.device, repeats=self.repeats)
+
+
+def _load_times(path: Path) -> dict[str, float]:
+    """A cached table's times; an unreadable file or entries that are not positive finite seconds are dropped
+    with a one-line notice (those shapes are timed again), never used."""
+    import sys
+
+    try:
+        table = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError) as exc:
+        print(f"note: latency table {path} is unreadable ({type(exc).__name__}); timing again", file=sys.stderr)
+        return {}
+    if not isinstance(table, dict):
+        print(f"note: latency table {path} is not a table of times; timing again", file=sys.stderr)
+        return {}
+    good = {
+        k: float(v)
+        for k, v in table.items()
+        if isinstance(v, int | float) and not isinstance(v, bool) and 0 < v < math.inf
+    }
+    if len(good) < len(table):
+        print(
+            f"note: latency table {path} holds {len(table) - len(good)} time(s) that are not positive seconds; "
+            "timing those shapes again",
+            file=sys.stderr,
+        )
+    return good
 
 
 def measure_step(spec: ArchSpec, device="cpu", *, batch_size: int = 128, repeats: int = 5) -> float:

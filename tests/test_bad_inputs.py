@@ -1,8 +1,10 @@
-"""Bad input, as a new user types it, through the real CLI entry point (`guided.cli.main`).
+"""Bad input, as a new user (or an attacker) types it, through the real CLI entry point (`guided.cli.main`).
 
-Every case must end with exit code 2, exactly one line on stderr, no traceback, and its output path as
-it was (absent, or byte for byte unchanged). The fixtures are a real 2-epoch training run on the offline
-digits data, pruned folders made from it, and broken copies of them.
+Every case must end with exit code 2, exactly one line on stderr, no traceback, its output path as it was
+(absent, or byte for byte unchanged), every input byte for byte unchanged (the whole fixture folder is
+hashed before and after), and nothing created in the working folder. The fixtures are a real 2-epoch
+training run on the offline digits data, pruned folders and a search made from it, broken copies of them,
+special files (a device, a FIFO, links), and study files broken one key at a time.
 """
 
 from __future__ import annotations
@@ -116,7 +118,109 @@ def env(tmp_path_factory) -> dict[str, Path]:
         e[name].write_text(tiny.replace(old, new) if old in tiny else tiny + "\n[reprot]\ntitle = 'x'\n")
     e["csv_columns"] = base / "runs.csv"
     e["csv_columns"].write_text("name,acc\na,0.5\n")
+    _more_fixtures(e, base, tiny)
     return e
+
+
+def _more_fixtures(e: dict[str, Path], base: Path, tiny: str) -> None:
+    """Inputs of the second half of the table: study files that escape or overflow, special files, broken
+    tables and patterns, an image-folder bomb, a finished search."""
+    import csv
+
+    from PIL import Image
+
+    studies = {
+        "study_prune_name_escape": ('name = "slimming"', 'name = "../../escape"'),
+        "study_prune_name_slash": ('name = "slimming"', 'name = "a/b"'),
+        "study_prune_name_absolute": ('name = "slimming"', 'name = "/tmp/guided-escape"'),
+        "study_transfer_name_escape": ('name = "wide"', 'name = "../wide"'),
+        "study_name_escape": ('name = "study-tiny-digits"', 'name = "../../study"'),
+        "study_l1_nan": ("sparsity_l1 = 1e-4", "sparsity_l1 = nan"),
+        "study_l1_negative": ("sparsity_l1 = 1e-4", "sparsity_l1 = -1e-4"),
+        "study_width_inf": ('arch = "vgg-tiny"\n\n[train]', 'arch = "vgg-tiny"\nwidth_mult = inf\n\n[train]'),
+        "study_stage_map_range": ("width_mult = 1.5", "width_mult = 1.5\nstage_map = [0, 1, 2, 3, 99]"),
+        "study_batch_above_data": ("batch_size = 64", "batch_size = 100000"),
+        "study_huge_seeds": ("seeds = [0, 1]", f"seeds = {list(range(5000))}"),
+        "study_negative_search_seed": ('arms = ["cold", "seeded", "random"]', 'arms = ["cold"]\nseed = -1'),
+    }
+    for name, (old, new) in studies.items():
+        assert old in tiny, name
+        e[name] = base / f"{name}.toml"
+        e[name].write_text(tiny.replace(old, new, 1))
+    e["study_binary"] = base / "study-binary.toml"
+    e["study_binary"].write_bytes(bytes(range(256)) * 8)
+    e["study_utf16"] = base / "study-utf16.toml"
+    e["study_utf16"].write_bytes(tiny.encode("utf-16"))
+    e["study_deep"] = base / "study-deep.toml"
+    e["study_deep"].write_text("[study]\nname = " + "[" * 5000 + "]" * 5000 + "\n")
+    e["other_study"] = base / "other-study"  # a study folder: runs never go inside it
+    (e["other_study"] / "stages" / "x").mkdir(parents=True)
+    (e["other_study"] / "study.json").write_text('{"name": "other"}\n')
+    e["spec_deep"] = base / "spec-deep.json"
+    e["spec_deep"].write_text("[" * 100000 + "]" * 100000)
+    e["spec_huge"] = base / "spec-huge.json"
+    e["spec_huge"].write_bytes(b" " * (33 * 2**20) + b"{}")
+    e["binary"] = base / "binary.bin"
+    e["binary"].write_bytes(bytes(range(256)) * 8)
+    e["fifo"] = base / "fifo"
+    os.mkfifo(e["fifo"])
+    e["link_full"] = base / "link-to-dev-full"
+    e["link_full"].symlink_to("/dev/full")
+    e["dangling"] = base / "dangling-link"
+    e["dangling"].symlink_to(base / "nothing-here")
+    e["loop"] = base / "looping-link"
+    e["loop"].symlink_to(e["loop"])
+    for name, text in {
+        "csv_empty": "",
+        "csv_header_only": "label,params,macs,test_acc\n",
+        "csv_strings": "label,params,macs,test_acc\na,lots,1,0.5\n",
+        "csv_nan": "label,params,macs,test_acc\na,nan,1,0.5\n",
+        "csv_negative": "label,params,macs,test_acc\na,10,-1,0.5\n",
+    }.items():
+        e[name] = base / f"{name}.csv"
+        e[name].write_text(text)
+    pattern = json.loads(e["pattern"].read_text())
+    for name, edit in {
+        "pattern_zero": lambda p: [r.update(keep_ratio_mean=0.0) for r in p["stages"] + p["layers"]],
+        "pattern_stage_99": lambda p: p["stages"][-1].update(stage=99),
+        "pattern_stage_twice": lambda p: p["stages"].append(dict(p["stages"][0])),
+    }.items():
+        copy = json.loads(json.dumps(pattern))
+        edit(copy)
+        e[name] = base / f"{name}.json"
+        e[name].write_text(json.dumps(copy))
+    assert main(["summarize", str(e["masked"]), "--out", str(base / "sparsity.json")]) == 0
+    e["sparsity"] = base / "sparsity.json"
+    for name, kept in {"layers_text": "abc", "layers_above": "500"}.items():
+        e[name] = base / name
+        shutil.copytree(e["pruned"], e[name])
+        rows = list(csv.DictReader(open(e[name] / "layers.csv")))
+        rows[0]["kept"] = kept
+        with open(e[name] / "layers.csv", "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+    e["run_config_type"] = base / "run-config-type"
+    shutil.copytree(e["run"], e["run_config_type"])
+    config = json.loads((e["run_config_type"] / "config.json").read_text())
+    (e["run_config_type"] / "config.json").write_text(json.dumps({**config, "dataset": 5}))
+    for name in ("bomb", "dangling_image"):
+        for split, cls in [(sp, c) for sp in ("train", "test") for c in ("a", "b")]:
+            (base / name / split / cls).mkdir(parents=True)
+            Image.new("RGB", (16, 16)).save(base / name / split / cls / "x.png")
+        e[name] = base / name
+    Image.new("1", (20000, 20000)).save(e["bomb"] / "train" / "a" / "big.png")  # 400M pixels, a small file
+    (e["dangling_image"] / "train" / "a" / "y.png").symlink_to(base / "gone.png")
+    e["vgg11_masks"] = base / "vgg11-masks"
+    vgg11 = ["--arch", "vgg11", "--width-mult", "0.0625", "--in-channels", "1", "--input-size", "16"]
+    assert (
+        main(["design", "--uniform", "--kernel", *vgg11, "--budget", "params=50%", "--out", str(e["vgg11_masks"])]) == 0
+    )
+    e["search"] = base / "search"
+    assert (
+        main(["search", *TRAIN, "--epochs", "1", "--budget", "params=4000", "--trials", "1", "--out", str(e["search"])])
+        == 0
+    )
 
 
 def _unfinished(env, name: str) -> Path:
@@ -255,6 +359,125 @@ CASES = [
     # ---- the command line itself
     ("no-such-command", "trian --out {new}", "{new}"),
     ("quickstart-out-is-file", "quickstart --out {file}", "{file}"),
+    # ---- outputs that would escape --out, overwrite an input, or replace a special file
+    ("prune-out-is-its-checkpoint", "prune --method l1-norm --checkpoint {run} --ratio 0.5 --out {run}", "{run}"),
+    ("prune-out-inside-checkpoint", "prune --method l1-norm --checkpoint {run} --ratio 0.5 --out {run}/p", "{run}"),
+    ("retrain-out-is-its-input", "retrain --from {pruned} --mode finetune --out {pruned}", "{pruned}"),
+    ("retrain-out-inside-source-run", "retrain --from {pruned} --mode scratch-e --out {run}/ft", "{run}"),
+    (
+        "train-out-holds-its-masks",
+        "train --spec {masked}/spec.json --masks {masked}/masks.npz --dataset digits --out {masked}",
+        "{masked}",
+    ),
+    ("spec-out-dev-full", "spec --arch vgg-tiny --out /dev/full", "/dev/full"),
+    ("spec-out-fifo", "spec --arch vgg-tiny --out {fifo}", "{fifo}"),
+    ("spec-out-link-to-device", "spec --arch vgg-tiny --out {link_full}", "/dev/full"),
+    ("train-out-dangling-link", "train {T} --epochs 1 --out {dangling}", "{dangling}"),
+    ("train-out-looping-link", "train {T} --epochs 1 --out {loop}", None),
+    ("search-out-holds-a-training-run", "search {T} --budget params=4000 --trials 1 --out {run}", "{run}"),
+    (
+        "search-out-holds-another-arch",
+        "search {T} --width-mult 1.5 --budget params=4000 --trials 1 --out {search}",
+        "{search}",
+    ),
+    (
+        "search-out-holds-another-budget",
+        "search {T} --epochs 1 --budget params=3000 --trials 2 --out {search}",
+        "{search}",
+    ),
+    ("run-out-inside-another-study", "run {tiny_study} --out {other_study}/stages/x/mine", "{other_study}"),
+    ("run-prune-name-escapes", "run {study_prune_name_escape} --out {new}", "{new}"),
+    ("run-prune-name-slash", "run {study_prune_name_slash} --out {new}", "{new}"),
+    ("run-prune-name-absolute", "run {study_prune_name_absolute} --out {new}", "{new}"),
+    ("run-transfer-name-escapes", "run {study_transfer_name_escape} --out {new}", "{new}"),
+    ("run-study-name-escapes", "run {study_name_escape} --out {new}", "{new}"),
+    # ---- values that used to end in a traceback
+    ("train-width-inf", "train {T} --width-mult inf --out {new}", "{new}"),
+    ("train-momentum-negative", "train {T} --momentum -5 --out {new}", "{new}"),
+    ("train-weight-decay-negative", "train {T} --weight-decay -1 --out {new}", "{new}"),
+    ("train-label-smoothing-2", "train {T} --label-smoothing 2 --out {new}", "{new}"),
+    ("train-image-size-huge", "train {T} --image-size 100000 --out {new}", "{new}"),
+    ("train-seed-huge", "train {T} --seed 100000000000000000000000 --out {new}", "{new}"),
+    ("train-config-binary", "train {T} --config {binary} --out {new}", "{new}"),
+    ("train-config-folder", "train {T} --config {empty} --out {new}", "{new}"),
+    ("train-spec-deep", "train --spec {spec_deep} --dataset digits --out {new}", "{new}"),
+    ("train-spec-huge", "train --spec {spec_huge} --dataset digits --out {new}", "{new}"),
+    ("train-image-bomb", "train --arch vgg-tiny --dataset imagefolder:{bomb} --out {new}", "{new}"),
+    ("train-dangling-image", "train --arch vgg-tiny --dataset imagefolder:{dangling_image} --out {new}", "{new}"),
+    ("cost-width-inf", "cost --arch vgg-tiny --width-mult inf", None),
+    (
+        "prune-thinet-no-samples",
+        "prune --method thinet --checkpoint {run} --ratio 0.5 --samples 0 --out {new}",
+        "{new}",
+    ),
+    (
+        "prune-config-wrong-type",
+        "prune --method l1-norm --checkpoint {run_config_type} --ratio 0.5 --out {new}",
+        "{new}",
+    ),
+    ("summarize-kept-text", "summarize {layers_text} --out {new}", "{new}"),
+    ("summarize-kept-above-original", "summarize {layers_above} --out {new}", "{new}"),
+    ("plot-accuracy-binary", "plot accuracy {binary} --out {new}.png", "{new}.png"),
+    ("plot-accuracy-empty", "plot accuracy {csv_empty} --out {new}.png", "{new}.png"),
+    ("plot-accuracy-header-only", "plot accuracy {csv_header_only} --out {new}.png", "{new}.png"),
+    ("plot-accuracy-strings", "plot accuracy {csv_strings} --out {new}.png", "{new}.png"),
+    ("plot-accuracy-nan", "plot accuracy {csv_nan} --out {new}.png", "{new}.png"),
+    ("plot-accuracy-negative", "plot accuracy {csv_negative} --out {new}.png", "{new}.png"),
+    ("plot-widths-sparsity-pattern", "plot widths {sparsity} --out {new}.png", "{new}.png"),
+    ("plot-out-pdf", "plot widths {pattern} --out {new}.pdf", "{new}.png"),
+    ("run-binary-study", "run {study_binary} --out {new}", "{new}"),
+    ("run-utf16-study", "run {study_utf16} --out {new}", "{new}"),
+    ("run-deep-study", "run {study_deep} --out {new}", "{new}"),
+    ("run-huge-seeds", "run {study_huge_seeds} --out {new}", "{new}"),
+    ("run-l1-negative", "run {study_l1_negative} --out {new}", "{new}"),
+    ("run-width-inf", "run {study_width_inf} --out {new}", "{new}"),
+    ("run-search-seed-negative", "run {study_negative_search_seed} --out {new}", "{new}"),
+    # ---- accepted without a word before
+    ("train-zero-classes", "train {T} --num-classes 0 --out {new}", "{new}"),
+    ("train-zero-in-channels", "train {T} --in-channels 0 --out {new}", "{new}"),
+    ("cost-zero-input-size", "cost --arch vgg-tiny --input-size 0", None),
+    ("train-threads-1000", "train {T} --threads 1000 --out {new}", "{new}"),
+    (
+        "prune-min-channels-keep-all",
+        "prune --method l1-norm --checkpoint {run} --ratio 0.5 --min-channels 100000 --out {new}",
+        "{new}",
+    ),
+    (
+        "design-pattern-all-zero",
+        "design --pattern {pattern_zero} --arch vgg-tiny --budget params=5k --out {new}",
+        "{new}",
+    ),
+    (
+        "design-pattern-stage-99",
+        "design --pattern {pattern_stage_99} --arch vgg-tiny --budget params=5k --out {new}",
+        "{new}",
+    ),
+    (
+        "design-pattern-stage-twice",
+        "design --pattern {pattern_stage_twice} --arch vgg-tiny --budget params=5k --out {new}",
+        "{new}",
+    ),
+    (
+        "design-per-layer-sparsity",
+        "design --pattern {sparsity} --per-layer --arch vgg-tiny --budget params=5k --out {new}",
+        "{new}",
+    ),
+    (
+        "search-two-objectives-median",
+        "search {T} --budget params=4000 --objectives acc,macs --pruner median --out {new}",
+        "{new}",
+    ),
+    ("spec-spec-and-width", "spec --spec {run}/spec.json --width-mult 2 --out {new}", "{new}"),
+    ("summarize-same-folder-twice", "summarize {pruned} {pruned} --out {new}", "{new}"),
+    (
+        "train-masks-of-another-vgg",
+        "train --arch vgg13 --width-mult 0.0625 --dataset digits --masks {vgg11_masks}/masks.npz --out {new}",
+        "{new}",
+    ),
+    # ---- refused before the study folder is created
+    ("run-batch-above-data", "run {study_batch_above_data} --out {new}", "{new}"),
+    ("run-l1-nan", "run {study_l1_nan} --out {new}", "{new}"),
+    ("run-stage-map-out-of-range", "run {study_stage_map_range} --out {new}", "{new}"),
 ]
 
 
@@ -264,11 +487,27 @@ def _fill(text: str, env: dict[str, Path], new: Path) -> str:
 
 
 def snapshot(path: Path) -> object:
-    """Absent (None), or every file below ``path`` with a hash of its bytes."""
-    if not path.exists():
+    """Absent (None), or every file and folder below ``path`` with a hash of each file's bytes (links are
+    listed with their targets, not followed; special files by name)."""
+    if not os.path.lexists(path):
         return None
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-    return {str(p.relative_to(path.parent)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+    if path.is_symlink() or not path.is_dir():
+        entries = [path]
+    else:
+        entries = sorted(path.rglob("*"))
+    out = {}
+    for p in entries:
+        key = str(p.relative_to(path.parent))
+        if p.is_symlink():
+            out[key] = "-> " + os.readlink(p)
+        elif p.is_file() and p.stat().st_size > 2**20:  # big inputs: identity and size, not a hash per case
+            st = p.stat()
+            out[key] = (st.st_ino, st.st_size, st.st_mtime_ns)
+        elif p.is_file():
+            out[key] = hashlib.sha256(p.read_bytes()).hexdigest()
+        else:
+            out[key] = "folder" if p.is_dir() else "special"
+    return out
 
 
 def one_line_error(argv: list[str], capsys) -> str:
@@ -286,23 +525,40 @@ def one_line_error(argv: list[str], capsys) -> str:
 
 
 def test_the_table_is_large_enough():
-    assert len(CASES) >= 40
+    assert len(CASES) >= 140
     assert len({c[0] for c in CASES}) == len(CASES)
 
 
+def _special(path: Path) -> object:
+    """What kind of thing ``path`` is (a device's numbers, a FIFO, a link's target): changes if replaced."""
+    import stat
+
+    st = os.lstat(path)
+    return (stat.S_IFMT(st.st_mode), st.st_rdev, os.readlink(path) if path.is_symlink() else None)
+
+
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
-def test_bad_input_is_one_line_and_writes_nothing(case, env, tmp_path, capsys):
+def test_bad_input_is_one_line_and_writes_nothing(case, env, tmp_path, capsys, monkeypatch):
     name, argv, watch = case
     if "{unwritable}" in argv and env["unwritable"] is None:
         pytest.skip("no folder on this machine refuses writes to this user")
+    work = tmp_path / "cwd"
+    work.mkdir()
+    monkeypatch.chdir(work)  # nothing may appear here
     new = tmp_path / "out"
     argv = _fill(argv, env, new).split()
     watched = Path(_fill(watch, env, new)) if watch else None
     before = snapshot(watched) if watched else None
+    kind = _special(watched) if watched and os.path.lexists(watched) and not watched.is_dir() else None
+    inputs = snapshot(env["base"])
     line = one_line_error(argv, capsys)
     assert line.startswith("guided"), line
+    print(f"{name}: {line}")  # -s shows every refusal, to read them as a user would
     if watched:
         assert snapshot(watched) == before, f"{watched} changed"
+        assert kind is None or _special(watched) == kind, f"{watched} was replaced"
+    assert snapshot(env["base"]) == inputs, "an input changed"
+    assert list(work.iterdir()) == [], "something was written to the working folder"
 
 
 def test_corrupt_dataset_cache_is_rebuilt_with_a_notice(tmp_path, monkeypatch, capsys):

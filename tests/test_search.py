@@ -143,7 +143,8 @@ def test_trial_stoppers_never_stop_the_first_five_trials_and_random_is_a_sampler
     study = _create_study(False, "median", "tpe", 4, 0, None, "median")
     assert isinstance(study.pruner, optuna.pruners.MedianPruner)
     assert isinstance(study.sampler.inner, optuna.samplers.TPESampler)
-    assert isinstance(_create_study(False, "none", "random", 4, 0, None, "r").sampler.inner, optuna.samplers.RandomSampler)
+    random_sampler = _create_study(False, "none", "random", 4, 0, None, "r").sampler.inner
+    assert isinstance(random_sampler, optuna.samplers.RandomSampler)
 
     def objective(trial):  # every later trial is worse than all before: the median stops it once it may
         for step in range(1, 5):

@@ -111,7 +111,7 @@ def _runs_csv(path: str):
         if values.isna().any() or (values < 0).any() or values.isin([float("inf")]).any():
             row = int((values.isna() | (values < 0) | values.isin([float("inf")])).to_numpy().argmax())
             raise UserError(
-                f"{path}, row {row + 1}: {column} = {df[column].iloc[row]!r}; params, macs and test_acc must be "
+                f"{path}, row {row + 1}: {column} = {df[column].iloc[row]}; params, macs and test_acc must be "
                 "finite numbers, 0 or more"
             )
         df[column] = values

@@ -70,7 +70,9 @@ def run_study(
             locked = True
             _check_folder(out, study, resume)  # again, holding the lock: another run may have begun it since
             stages = plan(study, services)  # first: workers then read the latency table it times
-            runner = make_executor(executor, study, out, jobs=jobs, threads=threads, address=address)
+            prints = fingerprints(stages)
+            if any(status(out, s, prints[s.id]) != "done" for s in stages):  # no workers for a finished study
+                runner = make_executor(executor, study, out, jobs=jobs, threads=threads, address=address)
             write_json(
                 out / "study.json",
                 {"name": study.study.name, "config": study.to_dict(), "started": time.strftime("%Y-%m-%d")},

@@ -78,6 +78,7 @@ class LocalExecutor:
         from concurrent.futures import ProcessPoolExecutor
 
         ctx = mp.get_context("spawn")  # fresh interpreters: no forked OpenMP or CUDA state
+        _quiet_resource_tracker()
         slots = ctx.Queue()
         for i in range(jobs):
             slots.put(i)
@@ -111,6 +112,16 @@ class LocalExecutor:
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _quiet_resource_tracker() -> None:
+    """A killed worker cannot release the queue's semaphores, and multiprocessing's resource tracker (started
+    with this environment) then prints a warning with a code line at exit; the one-line error already said
+    what happened, so that warning is silenced."""
+    quiet = "ignore:resource_tracker:UserWarning"
+    current = os.environ.get("PYTHONWARNINGS", "")
+    if quiet not in current:
+        os.environ["PYTHONWARNINGS"] = f"{current},{quiet}" if current else quiet
 
 
 # ---------------------------------------------------------------------- Ray
