@@ -66,6 +66,14 @@ def postgres_url():
         check=True,
         capture_output=True,
     )
+    # A role that must give a password (every other login is trusted): for the PGPASSWORD / PGPASSFILE test.
+    hba = data / "pg_hba.conf"
+    hba.write_text("host all secretive 127.0.0.1/32 scram-sha-256\n" + hba.read_text())
+    subprocess.run(_as_owner([pg_ctl, "-D", str(data), "reload"], user), check=True, capture_output=True)
+    psql = [shutil.which("psql") or _server_bin("psql"), "-h", "127.0.0.1", "-p", str(port), "-U", "guided", "postgres"]
+    subprocess.run(
+        [*psql, "-c", "CREATE ROLE secretive LOGIN SUPERUSER PASSWORD 'n0t-in-ps'"], check=True, capture_output=True
+    )
     try:
         yield f"postgresql://guided@127.0.0.1:{port}/postgres"
     finally:
@@ -186,3 +194,33 @@ def test_workers_with_the_same_seed_draw_different_trials(postgres_url, tmp_path
     drawn = [tuple(sorted(t.params.items())) for t in trials]
     assert len(drawn) >= 8
     assert len(set(drawn)) == len(drawn), "two trials evaluated the same parameters"
+
+
+def test_the_password_comes_from_pgpassword_or_pgpassfile_not_the_command_line(postgres_url, tmp_path, monkeypatch):
+    """A role that needs a password connects with a URL that holds none: libpq reads PGPASSWORD, else the
+    PGPASSFILE; without either the server refuses it, in one line. No warning: nothing secret was typed."""
+
+    url = postgres_url.replace("guided@", "secretive@")
+    host_port = url.split("@", 1)[1].split("/", 1)[0]
+
+    def search(name: str) -> tuple[int, str]:
+        argv = ["search", "--arch", "vgg-tiny", "--dataset", "digits", "--train-subset", "200"]
+        argv += ["--budget", "params=4000", "--trials", "1", "--epochs", "1", "--batch-size", "32"]
+        argv += ["--storage", url, "--study-name", name, "--out", str(tmp_path / name)]
+        proc = subprocess.run([sys.executable, "-m", "guided", *argv], capture_output=True, text=True)
+        return proc.returncode, proc.stderr
+
+    monkeypatch.delenv("PGPASSWORD", raising=False)
+    monkeypatch.setenv("PGPASSFILE", str(tmp_path / "none"))
+    code, err = search("no-password")
+    assert code == 2 and "cannot open storage" in err and len(err.strip().splitlines()) == 1, err
+    monkeypatch.setenv("PGPASSWORD", "n0t-in-ps")
+    code, err = search("from-environment")
+    assert code == 0 and "warning" not in err, err
+    monkeypatch.delenv("PGPASSWORD")
+    passfile = tmp_path / "pgpass"
+    passfile.write_text(f"{host_port}:postgres:secretive:n0t-in-ps\n")
+    passfile.chmod(0o600)
+    monkeypatch.setenv("PGPASSFILE", str(passfile))
+    code, err = search("from-passfile")
+    assert code == 0 and "warning" not in err, err

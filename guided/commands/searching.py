@@ -60,7 +60,10 @@ def _search_args(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--per-layer", action="store_true", help="one ratio per layer instead of per stage")
     g.add_argument(
-        "--storage", metavar="URL", help="Optuna RDB URL shared by workers (default: a journal file in --out)"
+        "--storage",
+        metavar="URL",
+        help="Optuna RDB URL shared by workers (default: a journal file in --out); keep the password out of it: "
+        "PostgreSQL reads PGPASSWORD, or PGPASSFILE (~/.pgpass)",
     )
     g.add_argument("--study-name", default="guided-search", help="join this study in the storage")
     g.add_argument(
@@ -86,6 +89,8 @@ def _search(args: argparse.Namespace) -> int:
     from search.study import run_search
 
     check_output(args.out)
+    if args.storage:
+        _warn_if_password(args.storage)
     if args.val_fraction is None:
         args.val_fraction = 0.1  # search never looks at the test set
     data = data_from_args(args)
@@ -120,6 +125,21 @@ def _search(args: argparse.Namespace) -> int:
         f"wrote {args.out}/{best['file']}, trials.csv, history.png"
     )
     return 0
+
+
+def _warn_if_password(url: str) -> None:
+    """A password typed into ``--storage`` is readable by every user of this machine (``ps``): say so, once,
+    and where it belongs instead (libpq reads PGPASSWORD, or PGPASSFILE / ~/.pgpass, when the URL has none)."""
+    import sys
+
+    from search.study import storage_url
+
+    if storage_url(url).password:
+        print(
+            "guided search: warning: the --storage password is visible to other users of this machine (ps); leave "
+            "it out of the URL and set PGPASSWORD, or put it in ~/.pgpass (PGPASSFILE)",
+            file=sys.stderr,
+        )
 
 
 COMMANDS = {
