@@ -178,3 +178,8 @@ def test_one_runner_per_study_folder_and_a_killed_one_leaves_nothing_to_clean(st
     code, err = finish(guided("run", "study.toml", "--out", "locked", "--resume", "--threads", "1", cwd=base))
     assert code == 0, err
     assert outcome(base / "locked") == study["reference"]
+
+
+def test_resuming_a_finished_study_with_workers_starts_none_and_says_nothing_more(study):
+    code, err = finish(guided("run", "study.toml", "--out", "reference", "--resume", "--jobs", "2", cwd=study["base"]))
+    assert code == 0 and err == "", err
