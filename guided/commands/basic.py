@@ -34,6 +34,8 @@ def _cost_args(p: argparse.ArgumentParser) -> None:
 
 
 def _cost(args: argparse.Namespace) -> int:
+    from guided.speed import condition_note
+
     spec = spec_from_args(args)
     c = cost(spec)
     measured = _measured(spec, args) if args.measure or args.latency else {}
@@ -46,6 +48,7 @@ def _cost(args: argparse.Namespace) -> int:
         print(
             f"inference {speed['images_per_s']:,.0f} images/s (batch {speed['batch_size']}, {speed['precision']}, "
             f"median of {speed['repeats']} passes: {1000 * speed['median_s']:.1f} ms) on {speed['device']}"
+            + (f" [{note}]" if (note := condition_note(speed["condition"])) else "")
         )
     if "latency" in measured:
         lat = measured["latency"]

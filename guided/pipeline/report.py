@@ -289,7 +289,7 @@ def design_table(runs: pd.DataFrame, domain: str, budget: str) -> pd.DataFrame:
                 "params": f"{int(r['params'].mean()):,}",
                 "MACs": f"{r['macs'].mean() / 1e6:.2f}M",
                 **({"step (ms, predicted)": _rate(r, "predicted_step_ms", ".1f")} if latency else {}),
-                "inference (img/s)": _rate(r, "inference_images_per_s"),
+                "inference (img/s)": _rate(r, "inference_images_per_s") + _contended_mark(r),
                 "training (img/s)": _rate(r, "train_images_per_s"),
                 "test accuracy (%)": mean_std(r["test_acc"].tolist()),
                 "vs uniform (95% CI)": interval_cell(difference(r["test_acc"].tolist(), uniform)),
@@ -297,6 +297,12 @@ def design_table(runs: pd.DataFrame, domain: str, budget: str) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(out)
+
+
+def _contended_mark(runs: pd.DataFrame) -> str:
+    """`` (contended)`` when any of these runs' inference timings was taken on a busy machine."""
+    notes = runs["inference_condition"].dropna() if "inference_condition" in runs else []
+    return " (contended)" if any(str(n) for n in notes) else ""
 
 
 def _rate(runs: pd.DataFrame, column: str, form: str = ",.0f") -> str:
@@ -311,27 +317,29 @@ def measure_inference(r: _Report) -> None:
     Measured here, in the report stage, because it runs alone: a measurement beside other training
     processes would time the contention.
     """
-    from guided.speed import inference_throughput
+    from guided.speed import condition_note, inference_throughput
     from guided.train import resolve_precision
 
     if not len(r.runs):
         return
     device = r.ctx.services.device
     precision = resolve_precision(r.study.study.precision, device)
-    measured: dict[str, float] = {}
-    values = []
+    measured: dict[str, dict] = {}
+    values, notes = [], []
     with threads.all_cores():  # the report runs alone: time with the whole machine, as a user would
         for _, row in r.runs.iterrows():
             if row["role"] not in ("scratch", "search-best"):
                 values.append(None)
+                notes.append(None)
                 continue
             text = (r.ctx.dir_of(row["stage"]) / "spec.json").read_text()
             if text not in measured:
-                spec = ArchSpec.from_json(text)
-                measured[text] = inference_throughput(spec, device, precision=precision)["images_per_s"]
-            values.append(round(measured[text], 1))
+                measured[text] = inference_throughput(ArchSpec.from_json(text), device, precision=precision)
+            values.append(round(measured[text]["images_per_s"], 1))
+            notes.append(condition_note(measured[text]["condition"]))
         r.inference_device = device_name(device)
     r.runs["inference_images_per_s"] = values
+    r.runs["inference_condition"] = notes  # empty: measured on a quiet machine
     predict_latency(r)
 
 
@@ -361,7 +369,9 @@ def _designs(r: _Report) -> list[str]:
         "pattern's per-layer ratios instead of one per stage; *search-...*: each width search's best, retrained. "
         "*inference*: images/s of a forward pass at batch 256 on "
         f"{r.inference_device or device_name(r.ctx.services.device)} (median of 5 timed passes, "
-        "measured by the report stage alone); "
+        "measured by the report stage alone, after waiting for a quiet machine; *(contended)* marks timings "
+        "taken while other processes kept cores busy or the repeats spread widely, as `inference_condition` "
+        "in runs.csv says); "
         "*training*: images/s of the training steps of its runs, test passes excluded (with `--jobs` above 1 "
         "they shared the machine with other runs). *vs uniform*: difference of mean test accuracy to the "
         "uniform design at the same budget, points, with its 95% confidence interval (Welch).",

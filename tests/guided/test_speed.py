@@ -71,3 +71,37 @@ def test_all_cores_lends_the_whole_machine_to_a_block_and_gives_it_back(monkeypa
     with threads.all_cores() as n:  # e.g. the report stage's timings, which run alone
         assert n == 2 == torch.get_num_threads()
     assert torch.get_num_threads() == 1
+
+
+def test_a_timing_beside_a_cpu_burning_process_says_so():
+    """One process spinning on a core: the timing waits (here: not at all), measures again, and records the
+    load it saw and a note instead of returning a bare number."""
+    import subprocess
+    import sys
+    import time
+
+    from guided.speed import condition_note, other_load
+
+    burner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        deadline = time.monotonic() + 10
+        while (other_load() or 0) < 0.8 and time.monotonic() < deadline:
+            pass  # until the burner is scheduled
+        r = inference_throughput(create_spec("vgg-tiny"), batch_size=16, repeats=3, wait_s=0)
+    finally:
+        burner.kill()
+        burner.wait()
+    assert r["condition"]["clean"] is False and r["condition"]["attempts"] == 2
+    assert r["condition"]["other_load_cores"] > 0.5
+    assert condition_note(r["condition"]).startswith("contended: other processes kept")
+
+
+def test_a_quiet_machine_gives_a_clean_condition_and_no_note():
+    from guided.speed import condition_note, timed_cleanly
+
+    times, condition = timed_cleanly(lambda: [0.010, 0.011, 0.010], wait_s=0)
+    assert times == [0.010, 0.011, 0.010]
+    if condition["other_load_cores"] is not None and condition["other_load_cores"] <= 0.5:
+        assert condition["clean"] and condition_note(condition) == ""
+    _, noisy = timed_cleanly(lambda: [0.010, 0.030], wait_s=0)
+    assert not noisy["clean"] and "spread 3.00x" in condition_note(noisy)
