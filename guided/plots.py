@@ -18,9 +18,45 @@ __all__ = [
     "draw_profiles",
     "accuracy_cost_data",
     "draw_accuracy_cost",
+    "arm_colours",
+    "ARM_COLOURS",
     "cost_note",
     "pareto_front",
 ]
+
+
+#: The colour of each arm a study compares, the same in every figure (Paul Tol's colour-blind-safe
+#: palettes). Arms not named here (per-layer arms, one arm per pattern) take `SPARE_COLOURS` in turn.
+ARM_COLOURS = {
+    "uniform": "#4477AA",
+    "guided": "#EE6677",
+    "pruned": "#228833",
+    "transferred": "#CCBB44",
+    "search-cold": "#66CCEE",
+    "search-seeded": "#AA3377",
+    "search-random": "#BBBBBB",
+}
+SPARE_COLOURS = ("#332288", "#117733", "#882255", "#DDCC77", "#44AA99", "#999933", "#88CCEE", "#CC6677", "#000000")
+
+
+def arm_colours(labels) -> dict[str, str]:
+    """One colour per arm label: the fixed `ARM_COLOURS` for the usual arms (a search arm may be named
+    ``cold`` or ``search-cold``), spare colours in order for the rest. Give every label of a report at once,
+    so each figure draws an arm in the same colour.
+
+    Example:
+        >>> arm_colours(["guided", "uniform", "cold", "guided-per-layer"])["cold"]
+        '#66CCEE'
+    """
+    out, spare = {}, 0
+    for label in dict.fromkeys(labels):
+        key = f"search-{label}" if label in ("cold", "seeded", "random") else label
+        if key in ARM_COLOURS:
+            out[label] = ARM_COLOURS[key]
+        else:
+            out[label] = SPARE_COLOURS[spare % len(SPARE_COLOURS)]
+            spare += 1
+    return out
 
 
 def sparsity_plot_data(summary: dict[str, Any]) -> dict[str, Any]:
@@ -96,19 +132,29 @@ def width_bars_data(pattern: dict[str, Any], designs: dict[str, Any]) -> dict[st
     return {"stages": stages, "series": series}
 
 
-def draw_width_bars(pattern: dict[str, Any], designs: dict[str, Any], path: str | Path, *, title: str = ""):
-    """Grouped bars: mean channels per layer in each stage, for pruned runs and designs; PNG and SVG."""
+def draw_width_bars(
+    pattern: dict[str, Any],
+    designs: dict[str, Any],
+    path: str | Path,
+    *,
+    title: str = "",
+    colours: dict[str, str] | None = None,
+):
+    """Grouped bars: mean channels per layer in each stage, for pruned runs and designs; PNG and SVG.
+    ``colours``: label -> colour (`arm_colours`; default: each label's own)."""
     import numpy as np
 
     data = width_bars_data(pattern, designs)
     labels = list(data["series"])
     x = np.arange(len(data["stages"]))
     width = 0.8 / len(labels)
+    colours = colours or arm_colours(labels)
     fig, ax = subplots(figsize=(1.4 + 1.2 * len(x), 3.2))
     for i, label in enumerate(labels):
         ser = data["series"][label]
         shown = label + cost_note(pattern) if label == "pruned" else label
-        ax.bar(x + (i - (len(labels) - 1) / 2) * width, ser["mean"], width, yerr=ser["std"], capsize=2, label=shown)
+        offset = x + (i - (len(labels) - 1) / 2) * width
+        ax.bar(offset, ser["mean"], width, yerr=ser["std"], capsize=2, label=shown, color=colours[label])
     ax.set_xticks(x, [f"stage {s + 1}" for s in data["stages"]])
     ax.set_ylabel("channels per layer")
     ax.legend(fontsize=8)
@@ -216,10 +262,14 @@ def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]
     return front
 
 
-def draw_accuracy_cost(rows: list[dict[str, Any]], path: str | Path, *, title: str = ""):
+def draw_accuracy_cost(
+    rows: list[dict[str, Any]], path: str | Path, *, title: str = "", colours: dict[str, str] | None = None
+):
     """Test error against parameters and against MACs: one marker per arm at each budget (error bars over
-    seeds, points of an arm joined in cost order) and the Pareto front over all arms, dashed."""
+    seeds, points of an arm joined in cost order) and the Pareto front over all arms, dashed. ``colours``:
+    label -> colour (`arm_colours`; default: each label's own)."""
     data = accuracy_cost_data(rows)
+    colours = colours or arm_colours(data)
     fig, axes = subplots(1, 2, figsize=(9, 3.6), sharey=True)
     markers = "osD^vP*Xh<>"
     for i, (label, ser) in enumerate(data.items()):
@@ -230,6 +280,7 @@ def draw_accuracy_cost(rows: list[dict[str, Any]], path: str | Path, *, title: s
                 [ser["error"][j] for j in order],
                 yerr=[ser["error_std"][j] for j in order],
                 marker=markers[i % len(markers)],
+                color=colours[label],
                 capsize=3,
                 alpha=0.85,
                 label=label if key == "params" else None,

@@ -25,17 +25,24 @@ def history_data(history: list[dict[str, Any]]) -> dict[str, list]:
 
 
 def draw_history(
-    histories: dict[str, list[dict[str, Any]]], path: str | Path, *, reference: float | None = None
+    histories: dict[str, list[dict[str, Any]]],
+    path: str | Path,
+    *,
+    reference: float | None = None,
+    colours: dict[str, str] | None = None,
 ) -> list[Path]:
-    """Validation accuracy per trial and the best so far, one colour per search; seeded designs boxed;
-    ``reference`` (e.g. the guided design's validation accuracy) as a dashed line."""
-    from guided.plots import finish, subplots
+    """Validation accuracy per trial and the best so far, one colour per search (``colours``: name ->
+    colour, default `guided.plots.arm_colours`); seeded designs boxed; ``reference`` (e.g. the guided
+    design's validation accuracy) as a dashed line."""
+    from guided.plots import arm_colours, finish, subplots
 
+    colours = colours or arm_colours(histories)
     fig, ax = subplots(figsize=(5.5, 3.2))
     for name, history in histories.items():
         data = history_data(history)
         xs = [n + 1 for n in data["number"]]
-        (line,) = ax.plot(xs, [100 * v for v in data["best"]], "-", label=f"{name}: best so far")
+        best = [100 * v for v in data["best"]]
+        (line,) = ax.plot(xs, best, "-", label=f"{name}: best so far", color=colours[name])
         ax.plot(xs, [100 * v for v in data["value"]], "o", ms=3, color=line.get_color(), alpha=0.5)
         seeded = [(x, 100 * v) for x, v, s in zip(xs, data["value"], data["seeded"]) if s]
         if seeded:

@@ -23,7 +23,7 @@ from guided.html import html_page
 from guided.io import atomic_write_text, read_json, remove_inside, write_json
 from guided.pipeline.config import Study, slug
 from guided.pipeline.runner import Stage, StageContext
-from guided.plots import cost_note, draw_accuracy_cost, draw_profiles, draw_sparsity, draw_width_bars
+from guided.plots import arm_colours, cost_note, draw_accuracy_cost, draw_profiles, draw_sparsity, draw_width_bars
 from guided.provenance import device_name, provenance
 from guided.recipes import Recipe
 from guided.tables import compare, difference, interval_cell, markdown_table, mean_std
@@ -57,6 +57,21 @@ class _Report:
         self.patterns: dict[str, dict[str, Any]] = {}
         self.inference_device: str | None = None  # the device and threads the inference timings used
         self.domains = list(dict.fromkeys(s.tags["domain"] for s in stages if "domain" in s.tags))
+        arms = [s.tags["arm"] for s in stages if "arm" in s.tags]
+        for s in stages:
+            arms += list(s.config.get("arms") or []) if s.kind == "design" else []
+        #: one colour per arm, the same in every figure; ``figure_colours`` records what each figure drew
+        self.colours = arm_colours(["pruned", *arms])
+        self.figure_colours: dict[str, dict[str, str]] = {}
+
+    def colours_for(self, figure: str, labels) -> dict[str, str]:
+        """The report's colours of ``labels``, recorded for ``figure`` (``figures/colours.json``)."""
+        labels = list(labels)
+        if set(labels) - set(self.colours):  # appended in order: the colours given so far stay as they are
+            self.colours = arm_colours([*self.colours, *labels])
+        used = {label: self.colours[label] for label in labels}
+        self.figure_colours[figure] = used
+        return used
 
     def role(self, role: str) -> list[Stage]:
         """The stages tagged with ``role``."""
@@ -100,6 +115,7 @@ def write_report(study: Study, recipe: Recipe, stages: list[Stage], ctx: StageCo
     for section in (_bases, _retraining, _patterns, _designs, _search, _provenance):
         parts += section(r)
     report = "\n".join(parts)
+    write_json(out / "figures" / "colours.json", r.figure_colours)
     atomic_write_text(out / "report.md", report)
     atomic_write_text(out / "report.html", html_page(report, out, title=title))
     write_json(
@@ -383,7 +399,13 @@ def _designs(r: _Report) -> list[str]:
         for budget in r.study.design.budget_list():
             lines += _design_budget(r, dom, budget, acc_rows)
         if acc_rows:
-            draw_accuracy_cost(acc_rows, r.figure(f"accuracy-{dom}.png"), title=f"{dom}: from scratch")
+            labels = dict.fromkeys(row["label"] for row in acc_rows)
+            draw_accuracy_cost(
+                acc_rows,
+                r.figure(f"accuracy-{dom}.png"),
+                title=f"{dom}: from scratch",
+                colours=r.colours_for(f"accuracy-{dom}", labels),
+            )
             lines += [
                 f"![test error against parameters and against MACs](figures/accuracy-{dom}.png)",
                 "",
@@ -431,7 +453,10 @@ def _design_budget(r: _Report, dom: str, budget: str, acc_rows: list[dict[str, A
     own = next((p for n, p in r.patterns.items() if n.startswith(f"{dom}-") and p.get("kind") == "channels"), None)
     if own:  # the pruned bars are this model's own pruned runs
         figure = f"widths-{dom}-{b}"
-        draw_width_bars(own, specs, r.figure(f"{figure}.png"), title=f"{dom}: channels per layer, {budget}")
+        colours = r.colours_for(figure, ["pruned", *specs])
+        draw_width_bars(
+            own, specs, r.figure(f"{figure}.png"), title=f"{dom}: channels per layer, {budget}", colours=colours
+        )
         lines += [f"![widths](figures/{figure}.png)", ""]
     return lines
 
@@ -473,7 +498,13 @@ def _search(r: _Report) -> list[str]:
     if not records:
         return []
     table, guided_val = search_table(records, r.runs)
-    draw_history({arm: rec["trials"] for arm, rec in records.items()}, r.figure("search.png"), reference=guided_val)
+    colours = r.colours_for("search", [f"search-{arm}" for arm in records])  # as in the accuracy figures
+    draw_history(
+        {arm: rec["trials"] for arm, rec in records.items()},
+        r.figure("search.png"),
+        reference=guided_val,
+        colours={arm: colours[f"search-{arm}"] for arm in records},
+    )
     for arm in records:
         src = r.ctx.dir_of(f"search/{arm}")
         shutil.copy(src / "best.json", r.out / "designs" / f"search-{arm}-best.json")

@@ -125,6 +125,21 @@ def test_tiny_study_runs_every_stage_and_writes_the_report(finished_study):
     assert [t["seed_design"] for t in trials[:2]] == [0, 1]
 
 
+def test_each_arm_has_one_colour_in_every_figure_of_the_report(finished_study):
+    from guided.plots import ARM_COLOURS
+
+    drawn = json.loads((finished_study / "figures" / "colours.json").read_text())
+    assert {"search", "accuracy-source", "accuracy-wide"} <= set(drawn)
+    assert any(name.startswith("widths-") for name in drawn)
+    seen: dict[str, str] = {}
+    for figure, colours in drawn.items():
+        for label, colour in colours.items():
+            assert seen.setdefault(label, colour) == colour, f"{label} is {colour} in {figure}, {seen[label]} before"
+    for arm in ("uniform", "guided", "pruned", "transferred", "search-cold", "search-seeded", "search-random"):
+        assert seen[arm] == ARM_COLOURS[arm]
+    assert len(set(seen.values())) == len(seen), "two arms share a colour"
+
+
 def test_every_arm_meets_each_budget_on_params_and_on_macs(finished_study):
     from guided.io import read_spec
     from models import cost
