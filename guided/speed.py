@@ -121,7 +121,7 @@ def _own_jiffies() -> int:
     return int(fields[11]) + int(fields[12])  # utime + stime
 
 
-def other_load(window: float = 0.3) -> float | None:
+def other_load(window: float = 0.15) -> float | None:
     """Cores kept busy by other processes during ``window`` seconds (this process sleeps, and its own
     threads' time is subtracted); ``None`` where ``/proc`` is not there (not Linux)."""
     try:
@@ -154,7 +154,7 @@ def timed_cleanly(measure, *, wait_s: float = 30.0, attempts: int = 2) -> tuple[
         before = other_load()
         while before is not None and before > BUSY_CORES and waited < wait_s:
             time.sleep(1.0)
-            waited += 1.0 + 0.3
+            waited += 1.15
             before = other_load()
         times = measure()
         after = other_load()

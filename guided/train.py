@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from guided import threads
+from guided.clock import clock
 from guided.data import ImageData
 from guided.errors import UserError
 from guided.hooks import FixedMasks, Hook
@@ -267,9 +268,11 @@ class _Loop:
             "images_per_s": round(len(train_loader) * recipe.batch_size / seconds, 1),
         }
         state["metrics"].append(row)
+        left = epochs - state["epoch"]
+        eta = f"  eta {clock(left * state['elapsed'] / state['epoch'])}" if left else ""
         self.log(
             f"epoch {state['epoch']:>3}/{epochs}  train loss {train_loss:.4f} acc {train_acc:6.2%}  "
-            f"test loss {test_loss:.4f} acc {test_acc:6.2%}  {seconds:6.1f}s  {row['images_per_s']:.0f} img/s"
+            f"test loss {test_loss:.4f} acc {test_acc:6.2%}  {seconds:6.1f}s  {row['images_per_s']:.0f} img/s{eta}"
         )
         return row
 

@@ -34,7 +34,9 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--dry-run",
         action="store_true",
-        help="list the stages with their status, training MACs and estimated time; run nothing",
+        help="list the stages with their status, training MACs and estimated time (measured on this machine: a "
+        "few real training steps per architecture, real prunes, the runner's overheads; --jobs and --threads "
+        "as given); run nothing",
     )
 
 
@@ -45,20 +47,7 @@ def _run(args: argparse.Namespace) -> int:
     study = load_study(args.study_file)
     out = check_output(Path(args.out) if args.out else Path("results") / study.study.name)
     if args.dry_run:
-        rows = dry_run(study, out)
-        total_macs = sum(r["macs"] for r in rows if r["status"] != "done")
-        total_s = sum(r["seconds"] or 0 for r in rows if r["status"] != "done")
-        width = max(len(r["stage"]) for r in rows)
-        print(f"{'stage':<{width}}  {'kind':<7} {'status':<7} {'train MACs':>10} {'est. time':>9}")
-        for r in rows:
-            macs = _count(r["macs"]) if r["macs"] else "-"
-            secs = _duration(r["seconds"]) if r["seconds"] else "-"
-            print(f"{r['stage']:<{width}}  {r['kind']:<7} {r['status']:<7} {macs:>10} {secs:>9}")
-        todo = sum(r["status"] != "done" for r in rows)
-        print(
-            f"{todo} of {len(rows)} stages to run: {_count(total_macs)} training MACs, about "
-            f"{_duration(total_s)} (a lower bound: small networks run below the calibrated rate)"
-        )
+        _print_dry_run(dry_run(study, out, jobs=args.jobs, threads=args.threads))
         return 0
     run_study(
         study,
@@ -73,19 +62,30 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_dry_run(rows: list[dict]) -> None:
+    """The plan, stage by stage, and the whole run's estimated wall time with its basis."""
+    from guided.clock import clock
+
+    width = max(len(r["stage"]) for r in rows)
+    print(f"{'stage':<{width}}  {'kind':<7} {'status':<7} {'train MACs':>10} {'est. time':>9}")
+    for r in rows:
+        macs = _count(r["macs"]) if r["macs"] else "-"
+        secs = clock(r["seconds"]) if r["seconds"] is not None and r["status"] != "done" else "-"
+        print(f"{r['stage']:<{width}}  {r['kind']:<7} {r['status']:<7} {macs:>10} {secs:>9}")
+    todo = [r for r in rows if r["status"] != "done"]
+    total_macs = sum(r["macs"] for r in todo)
+    wall = max((r["start"] + r["seconds"] for r in todo if r["start"] is not None), default=0.0)
+    print(
+        f"{len(todo)} of {len(rows)} stages to run: {_count(total_macs)} training MACs, about {clock(wall)} of wall "
+        f"time on this machine" + (f" ({todo[0]['basis']})" if todo and todo[0]["basis"] else "")
+    )
+
+
 def _count(n: float) -> str:
     for unit, size in (("P", 1e15), ("T", 1e12), ("G", 1e9), ("M", 1e6)):
         if n >= size:
             return f"{n / size:.1f}{unit}"
     return f"{n:.0f}"
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 60:
-        return f"{seconds:.0f}s"
-    if seconds < 3600:
-        return f"{seconds / 60:.1f}min"
-    return f"{seconds / 3600:.1f}h"
 
 
 def _quickstart_args(p: argparse.ArgumentParser) -> None:

@@ -18,10 +18,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from guided.clock import clock
 from guided.errors import UserError
 from guided.io import atomic_write_text, read_json, write_json
 from guided.locks import LOCK_NAME
 from guided.pipeline.config import Study, load_study, parse_study
+from guided.pipeline.estimate import estimate
 from guided.pipeline.runner import Stage, fingerprints, run_stages, status
 from guided.pipeline.stages import Services, check_fits, plan, plan_study
 
@@ -69,9 +71,13 @@ def run_study(
         with folder_lock(out, "study folder"):
             locked = True
             _check_folder(out, study, resume)  # again, holding the lock: another run may have begun it since
+            began = time.time()
             stages = plan(study, services)  # first: workers then read the latency table it times
             prints = fingerprints(stages)
-            if any(status(out, s, prints[s.id]) != "done" for s in stages):  # no workers for a finished study
+            todo = {s.id for s in stages if status(out, s, prints[s.id]) != "done"}
+            expected = None
+            if todo:  # no estimate and no workers for a finished study
+                expected = _estimate(study, stages, services, out, todo, jobs, threads, began, log)
                 runner = make_executor(executor, study, out, jobs=jobs, threads=threads, address=address)
             write_json(
                 out / "study.json",
@@ -79,7 +85,7 @@ def run_study(
             )
             if source_text is not None:
                 atomic_write_text(out / "study.toml", source_text)
-            records = run_stages(stages, out, services=services, executor=runner, log=log)
+            records = run_stages(stages, out, services=services, executor=runner, log=log, estimate=expected)
     except BaseException:
         if created and locked and not (out / "study.json").is_file():  # failed before the study began
             shutil.rmtree(out, ignore_errors=True)
@@ -89,6 +95,17 @@ def run_study(
             runner.close()
     log(f"wrote {out / 'report.md'} and {out / 'report.html'}")
     return records
+
+
+def _estimate(study, stages, services, out, todo, jobs, threads, began, log) -> dict[str, Any]:
+    """This run's estimate (`guided.pipeline.estimate`), logged and kept in ``estimate.json`` for the
+    report's estimated-against-actual line."""
+    planning = time.time() - began
+    est = estimate(stages, services, todo=todo, jobs=_jobs(study, jobs), threads=threads, planning_s=planning)
+    est = {**est, "started_at": began, "todo": len(todo)}
+    write_json(out / "estimate.json", est)
+    log(f"{len(todo)} stages to run: about {clock(est['wall_s'])} on this machine ({est['basis']})")
+    return est
 
 
 def _check_folder(out: Path, study: Study, resume: bool) -> None:
@@ -109,64 +126,41 @@ def _check_folder(out: Path, study: Study, resume: bool) -> None:
         raise UserError(f"{out} exists and is not a study folder; choose another --out")
 
 
-def dry_run(study: Study, out: str | Path, *, calibrate: bool = True) -> list[dict[str, Any]]:
-    """What `run_study` would do: per stage, its status, training MACs and estimated time.
-
-    The time estimate divides each stage's MACs by a training throughput (MAC/s) measured with a few
-    training steps of the source model on this device; small networks run below that rate (per-batch
-    overheads), so treat it as a lower bound.
-    """
+def dry_run(
+    study: Study, out: str | Path, *, calibrate: bool = True, jobs: int = 1, threads: int | None = None
+) -> list[dict[str, Any]]:
+    """What `run_study` would do: per stage, its status, training MACs, and (``calibrate``) its estimated
+    seconds and when it would start, from this machine's own measurements (`guided.pipeline.estimate`),
+    with ``jobs`` stages at a time sharing ``threads``."""
     out = Path(out)
     kept = out / "latency"  # a started study's latency table: its budgets, so its fingerprints
+    started = time.perf_counter()
     stages, services = plan_study(study, out if kept.is_dir() else None)
+    planning = time.perf_counter() - started
     prints = fingerprints(stages)
-    rate = _throughput(stages, services) if calibrate else None
-    rows = []
-    for s in stages:
-        rows.append(
-            {
-                "stage": s.id,
-                "kind": s.kind,
-                "status": status(out, s, prints[s.id]),
-                "macs": s.macs,
-                "seconds": s.macs / rate if rate and s.macs else None,
-            }
-        )
-    return rows
+    states = {s.id: status(out, s, prints[s.id]) for s in stages}
+    est = {"stages": {}, "starts": {}}
+    if calibrate:
+        todo = {k for k, v in states.items() if v != "done"}
+        est = estimate(stages, services, todo=todo, jobs=_jobs(study, jobs), threads=threads, planning_s=planning)
+    return [
+        {
+            "stage": s.id,
+            "kind": s.kind,
+            "status": states[s.id],
+            "macs": s.macs,
+            "seconds": est["stages"].get(s.id),
+            "start": est["starts"].get(s.id),
+            "basis": est.get("basis"),
+        }
+        for s in stages
+    ]
 
 
-def _throughput(stages: list[Stage], services: Services) -> float:
-    """Training MAC/s of the first trained model on this device: a few timed steps on random data."""
-    import torch
+def _jobs(study: Study, jobs: int) -> int:
+    """The stages that will run at once: ``jobs``, or (0) one per visible GPU on a CUDA study, else 1."""
+    if jobs > 0:
+        return jobs
+    from guided.pipeline.executors import _cuda, _visible_gpus
 
-    from guided.train import resolve_precision
-    from models import ArchSpec, build, cost
-
-    first = next((s for s in stages if s.kind == "train"), None)
-    if first is None:
-        return 0.0
-    spec = ArchSpec.from_dict(first.config["spec"])
-    device = services.device
-    model = build(spec, seed=0).to(device).train()
-    opt = torch.optim.SGD(model.parameters(), lr=0.01)
-    batch = first.config["recipe"]["batch_size"]
-    x = torch.randn(batch, spec.in_channels, spec.input_size, spec.input_size, device=device)
-    y = torch.randint(0, spec.num_classes, (batch,), device=device)
-    amp = resolve_precision(services.precision, device) == "bf16"
-
-    def step() -> None:
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            loss = torch.nn.functional.cross_entropy(model(x), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-
-    step()  # warm-up
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    started, steps = time.perf_counter(), 3
-    for _ in range(steps):
-        step()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return 3 * cost(spec).macs * batch * steps / (time.perf_counter() - started)
+    return max(1, len(_visible_gpus())) if _cuda(study) else 1

@@ -13,6 +13,7 @@ and figures with the `_Report` it is given.
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,7 @@ class _Report:
 
     def __init__(self, study: Study, recipe: Recipe, stages: list[Stage], ctx: StageContext):
         self.study, self.recipe, self.stages, self.ctx, self.out = study, recipe, stages, ctx, ctx.out
+        self.began = time.time()  # the report's start: what the run's estimated wall time is compared with
         self.runs = runs_table(stages, ctx)
         self.tables: dict[str, pd.DataFrame] = {}
         self.verdicts: list[str] = []
@@ -125,6 +127,7 @@ def write_report(study: Study, recipe: Recipe, stages: list[Stage], ctx: StageCo
             "recipe": recipe.to_dict(),
             "training_runs": len(r.runs),
             "train_wall_time_s": round(_train_seconds(r), 1),
+            "wall_time": {k: v for k, v in (wall_time(r) or {}).items() if k != "sentence"} or None,
             "verdicts": r.verdicts,
             "revisions": revisions(r),
             "datasets": _datasets(study, ctx),
@@ -553,6 +556,28 @@ def revisions(r: _Report) -> dict[str, int]:
     return counts
 
 
+def wall_time(r: _Report) -> dict[str, Any] | None:
+    """This invocation's estimated and actual wall time up to the report (from ``estimate.json``, written
+    when it started), or ``None`` when it did not estimate (a report run on its own)."""
+    from guided.clock import clock
+
+    path = r.out / "estimate.json"
+    if not path.is_file():
+        return None
+    est = read_json(path, "run estimate")
+    start = est.get("starts", {}).get("report")
+    if start is None:
+        return None
+    actual = r.began - est["started_at"]
+    off = actual / start - 1 if start > 0 else 0.0
+    sentence = (
+        f"Wall time: this run of {est['todo']} stages was estimated at {clock(start)} before the report and took "
+        f"{clock(actual)} ({off:+.0%}); the estimate's basis: {est['basis']}, calibrated in "
+        f"{est['calibration_s']:.0f}s before the first stage."
+    )
+    return {"estimated_s": round(start, 1), "actual_s": round(actual, 1), "error": round(off, 3), "sentence": sentence}
+
+
 def _provenance(r: _Report) -> list[str]:
     prov = provenance(r.ctx.services.device)
     st, rc = r.study, r.recipe
@@ -569,6 +594,9 @@ def _provenance(r: _Report) -> list[str]:
         "image counts and content hashes: `summary.json`.",
         "",
     ]
+    timing = wall_time(r)
+    if timing:
+        lines += [timing["sentence"], ""]
     if len(revs) > 1:
         lines += [
             f"**Warning: the stages ran on {len(revs)} different code revisions**, so these results mix code "

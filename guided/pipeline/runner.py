@@ -24,7 +24,7 @@ from typing import Any
 from guided.errors import UserError
 from guided.io import read_json, remove_inside, write_json
 
-__all__ = ["Stage", "StageContext", "fingerprints", "status", "run_one", "run_stages", "STATUS"]
+__all__ = ["Stage", "StageContext", "Progress", "fingerprints", "status", "run_one", "run_stages", "STATUS"]
 
 #: What `status` reports: finished; started with the same inputs (continues); started with other inputs
 #: (starts over); not started.
@@ -43,6 +43,8 @@ class Stage:
         needs: ids of the stages it reads.
         macs: estimated multiply-accumulates of its training (0 for stages that do not train).
         tags: what the report groups by (domain, role, seed, arm, budget, ...); not part of the inputs.
+        work: what it computes, for time estimates only (`guided.pipeline.estimate`): ``kind`` (``train``,
+            ``search``, ``prune``, ``report``; other stages are light) and its sizes; not part of the inputs.
     """
 
     id: str
@@ -52,6 +54,7 @@ class Stage:
     needs: tuple[str, ...] = ()
     macs: float = 0.0
     tags: dict[str, Any] = field(default_factory=dict)
+    work: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -142,32 +145,64 @@ def run_stages(
     services: Any = None,
     executor: Any = None,
     log: Callable[[str], None] = print,
+    estimate: dict[str, Any] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Run every unfinished stage, each after the stages it reads; returns each stage's completion record.
 
     Serially in this process by default; with an ``executor`` (`guided.pipeline.executors`), every stage
     whose inputs are finished is handed to it, as many at once as it has slots. A stage whose inputs
     changed since it last ran is redone from scratch, and so (through the fingerprints) is everything
-    that reads it.
+    that reads it. With an ``estimate`` (`guided.pipeline.estimate`), progress lines say the time elapsed
+    and about how much is left.
     """
     prints = fingerprints(stages)
     todo = [s for s in stages if status(out, s, prints[s.id]) != "done"]
     log(f"{len(stages)} stages, {len(stages) - len(todo)} already done")
+    progress = Progress(estimate, slots=getattr(executor, "slots", 1))
     if executor is None:
         for n, s in enumerate(todo, 1):
             log(
                 f"[{n}/{len(todo)}] {s.kind} {s.id}"
                 + (" (continuing)" if status(out, s, prints[s.id]) == "partial" else "")
+                + progress.line()
             )
             done = run_one(s, out, prints[s.id], services=services, log=log)
+            progress.finished(s.id)
             log(f"      done in {done['wall_time_s']:.0f}s")
     else:
-        _schedule(todo, out, executor, log)
+        _schedule(todo, out, executor, log, progress)
     return {s.id: read_json(out / "stages" / s.id / "done.json")["record"] for s in stages}
 
 
-def _schedule(todo: list[Stage], out: Path, executor: Any, log: Callable[[str], None]) -> None:
+class Progress:
+    """Elapsed time and the time left, from a run's estimate corrected by how it has gone so far: the
+    estimated seconds of the unfinished stages, times (actual / estimated) of the finished ones, spread
+    over the slots that run at once."""
+
+    def __init__(self, estimate: dict[str, Any] | None, *, slots: int = 1):
+        self.seconds = dict((estimate or {}).get("stages", {}))
+        self.slots, self.started, self.done = max(1, slots), time.time(), 0.0
+        self.began = (estimate or {}).get("started_at", self.started)
+
+    def finished(self, stage_id: str) -> None:
+        self.done += self.seconds.pop(stage_id, 0.0)
+
+    def line(self) -> str:
+        """``  (elapsed 1m02s, about 3m10s left)``, or nothing without an estimate."""
+        from guided.clock import clock
+
+        if not self.seconds and not self.done:
+            return ""
+        elapsed = time.time() - self.began
+        ran = time.time() - self.started
+        pace = min(3.0, max(1 / 3, ran * self.slots / self.done)) if self.done > 1 and ran > 1 else 1.0
+        left = pace * sum(self.seconds.values()) / self.slots
+        return f"  (elapsed {clock(elapsed)}, about {clock(left)} left)"
+
+
+def _schedule(todo: list[Stage], out: Path, executor: Any, log: Callable[[str], None], progress=None) -> None:
     """Keep the executor's slots busy with ready stages, in plan order, until every stage is done."""
+    progress = progress or Progress(None)
     pending, running, finished = list(todo), {}, set()
     waiting_on = {s.id for s in todo}  # what the other stages need is done already
     count = 0
@@ -182,5 +217,9 @@ def _schedule(todo: list[Stage], out: Path, executor: Any, log: Callable[[str], 
         handle, result = executor.wait(list(running))
         s = running.pop(handle)
         count += 1
-        log(f"[{count}/{len(todo)}] {s.kind} {s.id}: done in {result['wall_time_s']:.0f}s on {result['worker']}")
+        progress.finished(s.id)
+        log(
+            f"[{count}/{len(todo)}] {s.kind} {s.id}: done in {result['wall_time_s']:.0f}s on {result['worker']}"
+            + progress.line()
+        )
         finished.add(s.id)

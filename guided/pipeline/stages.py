@@ -166,7 +166,17 @@ def plan(study: Study, services: Services) -> list[Stage]:
         build_.search(source)
     needs = tuple(s.id for s in stages)
     report = _report_action(study, recipe, list(stages))
-    stages.append(Stage("report", "report", {"title": study.report.title}, report, needs, tags={"role": "report"}))
+    stages.append(
+        Stage(
+            "report",
+            "report",
+            {"title": study.report.title},
+            report,
+            needs,
+            tags={"role": "report"},
+            work=_report_work(stages),
+        )
+    )
     return stages
 
 
@@ -205,6 +215,32 @@ class _Builder:
             **extra,
         }
 
+    def train_work(self, dom: Domain, spec: ArchSpec, epochs: int) -> dict[str, Any]:
+        """What a training stage computes, for time estimates (`guided.pipeline.estimate`)."""
+        b = self.recipe.batch_size
+        return {
+            "kind": "train",
+            "spec": spec,
+            "train": dom.train_images,
+            "test": dom.test_images,
+            "epochs": epochs,
+            "batch": b,
+        }
+
+    def retrain_work(self, dom: Domain, p: PruneConfig, mode: str) -> dict[str, Any]:
+        """A retraining's work: the pruned network's shape (structured: the uniform design of the kept
+        share's MACs) and epochs (fine-tuning's, the source's, or Scratch-B's compute-matched count)."""
+        from guided.recipes import scratch_epochs
+
+        full = float(cost(dom.spec).macs)
+        kept = full * _kept_fraction(p) ** (2 if p.unit == "channels" else 1)
+        spec = design(dom.spec, Budget("macs", kept)) if p.unit == "channels" else dom.spec
+        if mode == "finetune":
+            epochs = self.recipe.finetune_epochs
+        else:
+            epochs = scratch_epochs("scratch-e" if mode == "lottery" else mode, self.recipe.epochs, full, kept)
+        return self.train_work(dom, spec, epochs)
+
     def training_macs(self, dom: Domain, spec: ArchSpec, epochs: int) -> float:
         """Forward and backward (3x) over the train split and a forward over the test split, per epoch."""
         return float(cost(spec).macs) * (3 * dom.train_images + dom.test_images) * epochs
@@ -227,6 +263,7 @@ class _Builder:
                         _train_action(dom.data, self.recipe, seed, kind, penalty),
                         macs=self.training_macs(dom, dom.spec, self.recipe.epochs),
                         tags={"domain": dom.name, "role": "base", "kind": kind, "seed": seed},
+                        work=self.train_work(dom, spec, self.recipe.epochs),
                     )
                 )
         pruned: dict[str, list[str]] = {}
@@ -241,6 +278,7 @@ class _Builder:
                         _prune_action(dom.data, p, base, seed),
                         (base,),
                         tags={"domain": dom.name, "role": "prune", "prune": p.name, "seed": seed},
+                        work=_prune_work(dom, p, seed),
                     )
                 )
                 pruned.setdefault(p.name, []).append(pid)
@@ -255,6 +293,7 @@ class _Builder:
                             (pid,),
                             macs=self.training_macs(dom, dom.spec, epochs) * _kept_fraction(p) ** 2,
                             tags={"domain": dom.name, "role": "retrain", "prune": p.name, "mode": mode, "seed": seed},
+                            work=self.retrain_work(dom, p, mode),
                         )
                     )
             if p.unit == "blocks":  # removed blocks make no per-stage pattern
@@ -335,6 +374,7 @@ class _Builder:
                                 "arm": arm,
                                 "seed": seed,
                             },
+                            work=self.train_work(dom, approx, self.recipe.epochs),
                         )
                     )
 
@@ -365,6 +405,7 @@ class _Builder:
                     _prune_action(dom.data, row, base, seed, budget),
                     (base,),
                     tags={"domain": dom.name, "role": "prune-budget", "budget": budget_text, "seed": seed, "arm": arm},
+                    work={**_prune_work(dom, row, seed), "budget": budget},
                 )
             )
             out[arm] = (pid, _spec_from(pid, "spec.json"))
@@ -404,6 +445,13 @@ class _Builder:
                     tuple(stage for stage, _ in designs) if seeded else (),
                     macs=trial_macs * q.trials,
                     tags={"role": "search", "arm": arm, "budget": q.budget},
+                    work={
+                        **self.train_work(source, approx, q.epochs),
+                        "kind": "search",
+                        "train": trial_images,
+                        "test": val_images,
+                        "trials": q.trials,
+                    },
                 )
             )
             for seed in self.seeds:
@@ -416,8 +464,40 @@ class _Builder:
                         (sid,),
                         macs=self.training_macs(source, approx, self.recipe.epochs),
                         tags={"domain": SOURCE, "role": "search-best", "arm": arm, "budget": q.budget, "seed": seed},
+                        work=self.train_work(source, approx, self.recipe.epochs),
                     )
                 )
+
+
+def _prune_work(dom: Domain, p: PruneConfig, seed: int) -> dict[str, Any]:
+    """What a prune stage computes, for time estimates: the method on the base's shape (a latency cost is
+    estimated as a MAC cost: its table is timed while planning)."""
+    spec = dom.spec.replace(gated=True) if p.base == "gated" else dom.spec
+    kwargs = {**p.prune_kwargs(), "seed": seed}
+    if kwargs.get("cost") == "latency":
+        kwargs["cost"] = "macs"
+    return {"kind": "prune", "spec": spec, "method": p.method, "kwargs": kwargs, "budget": None}
+
+
+def _report_work(stages: list[Stage]) -> dict[str, Any]:
+    """The report's work: an inference timing per distinct from-scratch architecture (one per domain,
+    budget and arm; pruned arms differ per seed) and about one figure per domain and budget."""
+    scratch = [s for s in stages if s.tags.get("role") in ("scratch", "search-best")]
+    distinct = {}
+    for s in scratch:
+        key = (s.tags.get("domain"), s.tags.get("budget"), s.tags.get("arm"))
+        if str(s.tags.get("arm", "")).startswith("pruned"):
+            key += (s.tags.get("seed"),)
+        distinct.setdefault(key, s.work["spec"])
+    budgets = {(s.tags.get("domain"), s.tags.get("budget")) for s in scratch}
+    domains = {s.tags.get("domain") for s in scratch}
+    patterns = sum(s.kind == "pattern" for s in stages)
+    searches = any(s.kind == "search" for s in stages)
+    return {
+        "kind": "report",
+        "specs": list(distinct.values()),
+        "figures": len(budgets) + len(domains) + patterns + searches,
+    }
 
 
 def _kept_fraction(p: PruneConfig) -> float:

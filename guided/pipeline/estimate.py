@@ -1,0 +1,321 @@
+"""How long a study will take on this machine, from this machine's own measurements.
+
+Each stage says what it computes (`Stage.work`). `estimate` times that work here, briefly, through the
+same code the stage runs, and adds the stages up the way the runner schedules them:
+
+* **training** (bases, retraining, designs, searched bests, each search trial): the real `guided.train.train`
+  on synthetic images of the stage's shape, for each distinct architecture and batch size: a run of
+  2 batches and a longer one give the seconds per training step (their difference) and the fixed cost of
+  a run and its first epoch (the rest); a 2-epoch run of the smallest network gives the fixed cost of each
+  further epoch; a timed forward pass at the evaluation batch gives the test pass. A stage's time is then
+  ``run + (epochs - 1) * epoch + epochs * (steps * step + test batches * test pass)``. Architectures a
+  stage will only know when it runs (designs at a budget, pruned networks) are estimated by the uniform
+  design of the same cost.
+* **pruning**: `guided.pruning.prune` (and the bisection of `ratio_for_budget` for pruning to a budget)
+  run on freshly initialised weights of the base (the compute does not depend on the weights).
+* **the report**: the inference timing of every from-scratch architecture and the figures it draws.
+* **every stage**: the runner's own cost (records, the code revision), timed with an empty stage;
+  planning, timed as it happens.
+
+Trainings run with the threads each will have (``--threads`` shared by ``--jobs``); ``--jobs N`` is
+simulated as the runner schedules: ready stages in plan order, N at a time. Concurrent runs are assumed
+not to slow each other beyond their thread share (on a memory-bound host they do: the estimate is then
+low), and a stage's measured time carries the noise of a few timed steps.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from guided.pipeline.runner import Stage
+
+__all__ = ["estimate", "simulate", "Clock"]
+
+
+class Clock:
+    """Measured times on this machine, each measured once: training runs, test passes, prunes, overheads."""
+
+    def __init__(self, services: Any, *, threads: int, log: Callable[[str], None] = lambda _: None):
+        self.services, self.threads, self.log = services, threads, log
+        self._runs: dict[tuple, tuple[float, float]] = {}
+        self._passes: dict[tuple, float] = {}
+        self._prunes: dict[tuple, float] = {}
+        self._epoch: float | None = None
+        self._stage: float | None = None
+        self._figure: float | None = None
+        self._tmp = tempfile.TemporaryDirectory(prefix="guided-estimate-")
+
+    # ------------------------------------------------------------------ training
+    def training(self, work: dict[str, Any]) -> float:
+        """Seconds of one training run as ``work`` describes it (spec, images, epochs, batch)."""
+        spec, batch = work["spec"], work["batch"]
+        step, fixed = self._run(spec, batch)
+        test_batch = max(256, batch)
+        steps = work["train"] // batch
+        tests = math.ceil(work["test"] / test_batch)
+        epoch = self._test_pass(spec, test_batch) * tests + step * steps
+        return fixed + (work["epochs"] - 1) * self.epoch_overhead() + work["epochs"] * epoch
+
+    def _run(self, spec, batch: int) -> tuple[float, float]:
+        """(seconds per training step, fixed seconds of a run and its first epoch) for ``spec`` at ``batch``."""
+        key = (spec.to_json(), batch)
+        if key not in self._runs:
+            short = self._train(spec, batch, batches=2)
+            long_batches = max(4, min(12, 2 + round(0.5 / max(short / 2, 1e-3))))
+            long = self._train(spec, batch, batches=long_batches)
+            step = max(0.0, (long - short) / (long_batches - 2))
+            test = self._test_pass(spec, max(256, batch))
+            self._runs[key] = (step, max(0.0, short - 2 * step - test))
+        return self._runs[key]
+
+    def epoch_overhead(self) -> float:
+        """Fixed seconds of each epoch after the first (checkpoint, metrics), from a tiny network."""
+        if self._epoch is None:
+            from models import create_spec
+
+            tiny = create_spec("vgg-tiny", num_classes=2, in_channels=1, input_size=16)
+            one, two = self._train(tiny, 8, batches=2), self._train(tiny, 8, batches=2, epochs=2)
+            step, _ = self._run(tiny, 8)
+            self._epoch = max(0.0, two - one - 2 * step - self._test_pass(tiny, 256))
+        return self._epoch
+
+    def _train(self, spec, batch: int, *, batches: int, epochs: int = 1) -> float:
+        from guided.recipes import get_recipe
+        from guided.train import train
+        from models import build
+
+        test_batch = max(256, batch)
+        data = _synthetic(spec, batch * batches, test_batch)
+        recipe = get_recipe("quick").override(epochs=epochs, batch_size=batch)
+        folder = Path(self._tmp.name) / f"run-{len(self._runs)}-{batches}-{epochs}-{time.monotonic_ns()}"
+        svc = self.services
+        with _threads(self.threads):
+            start = time.perf_counter()
+            train(
+                build(spec, seed=0), data, recipe, out_dir=folder, device=svc.device, precision=svc.precision, log=_mute
+            )
+            return time.perf_counter() - start
+
+    def _test_pass(self, spec, batch: int) -> float:
+        """Seconds of one evaluation forward pass at ``batch`` (median of 3, after one warm-up)."""
+        key = (spec.to_json(), batch)
+        if key not in self._passes:
+            import torch
+
+            from guided.speed import median_seconds
+            from guided.train import resolve_precision
+            from models import build
+
+            device = self.services.device
+            model = build(spec, seed=0).to(device=device, memory_format=torch.channels_last).eval()
+            x = torch.randn(batch, spec.in_channels, spec.input_size, spec.input_size, device=device)
+            amp = resolve_precision(self.services.precision, device) == "bf16"
+            with _threads(self.threads), torch.inference_mode():
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                    self._passes[key] = median_seconds(lambda: model(x), device, repeats=3, warmup=1)
+        return self._passes[key]
+
+    # ------------------------------------------------------------------ other stages
+    def prune(self, work: dict[str, Any]) -> float:
+        """Seconds of pruning ``work["spec"]`` with ``work["method"]`` (to a budget: with the bisection)."""
+        spec, kwargs = work["spec"], dict(work["kwargs"])
+        key = (spec.to_json(), work["method"], repr(sorted(kwargs.items())), repr(work.get("budget")))
+        if key not in self._prunes:
+            from guided.pruning import PRUNERS, prune, ratio_for_budget
+            from models import build
+
+            needs = PRUNERS[work["method"]].needs_data
+            data = _synthetic(spec, max(kwargs.get("samples") or 64, 64), 64) if needs else None
+            model = build(spec, seed=0).to(self.services.device).eval()
+            with _threads(self.threads):
+                start = time.perf_counter()
+                if work.get("budget") is not None:
+                    kwargs.update(preset=None, ratio=None)
+                    rest = {k: v for k, v in kwargs.items() if k not in ("ratio", "preset")}
+                    kwargs["ratio"] = ratio_for_budget(model, work["method"], work["budget"], data=data, **rest)
+                prune(model, work["method"], data=data, **kwargs)
+                self._prunes[key] = time.perf_counter() - start
+        return self._prunes[key]
+
+    def report(self, work: dict[str, Any]) -> float:
+        """Seconds of the report: an inference timing per from-scratch architecture, and its figures."""
+        from guided.speed import other_load
+
+        timing = 2 * 0.15  # the load check before and after each timing
+        if other_load(0.01) is None:
+            timing = 0.0
+        seconds = 0.0
+        for spec in work["specs"]:
+            seconds += timing + 7 * self._test_pass(spec, 256)
+        return seconds + work["figures"] * self.figure()
+
+    def figure(self) -> float:
+        """Seconds to draw and save one report figure (PNG and SVG)."""
+        if self._figure is None:
+            from guided.plots import draw_accuracy_cost
+
+            rows = [
+                {"label": arm, "group": g, "params": 1e5 * (1 + i), "macs": 1e7 * (1 + i), "test_acc": 0.5 + 0.01 * s}
+                for i, arm in enumerate(("uniform", "guided", "pruned"))
+                for g in ("a", "b")
+                for s in range(3)
+            ]
+            start = time.perf_counter()
+            draw_accuracy_cost(rows, Path(self._tmp.name) / "figure.png", title="timing")
+            self._figure = time.perf_counter() - start
+        return self._figure
+
+    def stage_overhead(self) -> float:
+        """The runner's own seconds per stage (records, code revision), from an empty stage."""
+        if self._stage is None:
+            from guided.pipeline.runner import run_one
+
+            out = Path(self._tmp.name) / "study"
+            start = time.perf_counter()
+            run_one(Stage("empty", "empty", {}, lambda ctx: {}), out, "0" * 16, log=lambda _: None)
+            self._stage = time.perf_counter() - start
+        return self._stage
+
+    def seconds(self, stage: Stage) -> float:
+        """The estimated seconds of one stage."""
+        work = stage.work
+        kind = work.get("kind")
+        seconds = self.stage_overhead()
+        if kind == "train":
+            seconds += self.training(work)
+        elif kind == "search":
+            seconds += work["trials"] * (self.training(work) + 0.05) + self.figure()
+        elif kind == "prune":
+            seconds += self.prune(work)
+        elif kind == "report":
+            seconds += self.report(work)
+        return seconds
+
+    def close(self) -> None:
+        self._tmp.cleanup()
+
+
+def estimate(
+    stages: Sequence[Stage],
+    services: Any,
+    *,
+    todo: set[str] | None = None,
+    jobs: int = 1,
+    threads: int | None = None,
+    planning_s: float = 0.0,
+    log: Callable[[str], None] = lambda _: None,
+) -> dict[str, Any]:
+    """Estimated seconds of each stage in ``todo`` (default: all) and of the whole run with ``jobs``
+    stages at a time, sharing ``threads`` CPU threads (default: every core).
+
+    Returns ``{"stages": {id: seconds}, "starts": {id: seconds after the run began}, "wall_s", "basis"}``.
+    """
+    from guided.threads import cores
+
+    threads = threads or cores()
+    per_stage = max(1, threads // max(1, jobs))
+    clock = Clock(services, threads=per_stage, log=log)
+    todo = {s.id for s in stages} if todo is None else todo
+    try:
+        started = time.perf_counter()
+        seconds = {s.id: clock.seconds(s) for s in stages if s.id in todo}
+        calibration = time.perf_counter() - started
+    finally:
+        clock.close()
+    # before the first stage: planning, this calibration, and workers planning the study again
+    head = planning_s * (2 if jobs > 1 else 1) + calibration
+    starts, wall = simulate([s for s in stages if s.id in todo], seconds, slots=max(1, jobs))
+    return {
+        "stages": {k: round(v, 3) for k, v in seconds.items()},
+        "starts": {k: round(head + v, 3) for k, v in starts.items()},
+        "wall_s": round(head + wall, 1),
+        "jobs": jobs,
+        "threads_per_stage": per_stage,
+        "calibration_s": round(calibration, 1),
+        "basis": (
+            f"{len(clock._runs)} architectures timed in real training runs, {len(clock._prunes)} prunes, "
+            f"{per_stage} thread(s) per stage, {max(1, jobs)} stage(s) at a time"
+        ),
+    }
+
+
+def simulate(stages: Sequence[Stage], seconds: dict[str, float], *, slots: int) -> tuple[dict[str, float], float]:
+    """When each stage starts, and when the last ends, if ``slots`` run at once as the runner schedules
+    them (ready stages in plan order; a stage whose inputs are not in ``stages`` counts them as done).
+
+    Example:
+        >>> a, b, c = (Stage(i, "x", {}, None) for i in "abc")
+        >>> c = Stage("c", "x", {}, None, needs=("a",))
+        >>> simulate([a, b, c], {"a": 2.0, "b": 5.0, "c": 1.0}, slots=2)
+        ({'a': 0.0, 'b': 0.0, 'c': 2.0}, 5.0)
+    """
+    ids = {s.id for s in stages}
+    pending = list(stages)
+    running: list[tuple[float, str]] = []
+    finished: set[str] = set()
+    starts: dict[str, float] = {}
+    now = 0.0
+    while pending or running:
+        ready = [s for s in pending if all(n in finished or n not in ids for n in s.needs)]
+        for s in ready[: max(0, slots - len(running))]:
+            pending.remove(s)
+            starts[s.id] = now
+            heapq.heappush(running, (now + seconds.get(s.id, 0.0), s.id))
+        if not running:
+            raise ValueError(f"stages {[s.id for s in pending]} wait on stages that never run")
+        now, done = heapq.heappop(running)
+        finished.add(done)
+    return starts, now
+
+
+def _mute(_line: str) -> None:
+    pass
+
+
+def _synthetic(spec, train: int, test: int):
+    """Random uint8 images and labels of ``spec``'s input shape and classes."""
+    from guided.data import ImageData, Split
+
+    rng = np.random.default_rng(0)
+    shape = (spec.in_channels, spec.input_size, spec.input_size)
+
+    def split(n: int) -> Split:
+        images = rng.integers(0, 256, (n, *shape), dtype=np.uint8)
+        return Split(images, rng.integers(0, spec.num_classes, n).astype(np.int64))
+
+    mean, std = (0.5,) * spec.in_channels, (0.25,) * spec.in_channels
+    return ImageData("synthetic", split(train), split(test), tuple(map(str, range(spec.num_classes))), mean, std)
+
+
+class _threads:
+    """The intra-op thread count for a ``with`` block (a stage's share of the cores): set in
+    `guided.threads` too, so that the training loop's per-epoch rebalancing keeps it."""
+
+    def __init__(self, n: int):
+        self.n = n
+
+    def __enter__(self):
+        import torch
+
+        from guided import threads
+
+        self.before, self.state = torch.get_num_threads(), dict(threads._state)
+        threads._state.update(configured=True, explicit=self.n, applied=None)
+        threads.rebalance()
+
+    def __exit__(self, *exc):
+        import torch
+
+        from guided import threads
+
+        threads._state.clear()
+        threads._state.update(self.state)
+        torch.set_num_threads(self.before)
