@@ -27,6 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import torch
+
 from guided.io import read_json, write_json
 from guided.pipeline import dry_run, load_study
 from guided.provenance import git_revision, provenance
@@ -119,7 +121,9 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "results" / "benchmarks" / "estimates.json"))
     args = parser.parse_args()
     record = measure(args.study, args.jobs, args.time_box, args.threads)
-    record.update(revision=git_revision(), date=time.strftime("%Y-%m-%d"), cpu=cpu(), host=provenance("cpu"))
+    record.update(
+        revision=git_revision(), date=time.strftime("%Y-%m-%d"), cpu=cpu(), host=provenance(torch.device("cpu"))
+    )
     path = Path(args.out)
     runs = json.loads(path.read_text())["runs"] if path.is_file() else []
     same = ("study", "jobs", "time_box_s")
