@@ -19,8 +19,10 @@ same code the stage runs, and adds the stages up the way the runner schedules th
 
 Trainings run with the threads each will have (``--threads`` shared by ``--jobs``); ``--jobs N`` is
 simulated as the runner schedules: ready stages in plan order, N at a time. Concurrent runs are assumed
-not to slow each other beyond their thread share (on a memory-bound host they do: the estimate is then
-low), and a stage's measured time carries the noise of a few timed steps.
+not to slow each other beyond their thread share (two single-thread VGG-16 x0.25 trainings on the 2-core
+development host each ran an epoch in 22-24 s, one alone in 24.5 s; a memory-bound host would be slower:
+the estimate is then low). Synthetic images stand in for the dataset, so the cost of reading a large
+dataset's arrays is missed (about 15% of a step for VGG-16 x0.25 on 8,000 CIFAR images there).
 """
 
 from __future__ import annotations
@@ -73,7 +75,8 @@ class Clock:
                 self._train(spec, batch, batches=2)
                 self._warm = True
             short = self._train(spec, batch, batches=2)
-            long_batches = max(4, min(12, 2 + round(0.5 / max(short / 2, 1e-3))))
+            # enough steps that their time (about 2 s) stands well above the run's fixed cost and its noise
+            long_batches = max(8, min(30, 2 + round(2.0 / max(short / 2, 1e-3))))
             long = self._train(spec, batch, batches=long_batches)
             step = max(0.0, (long - short) / (long_batches - 2))
             test = self._test_pass(spec, max(256, batch))

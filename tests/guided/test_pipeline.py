@@ -125,6 +125,43 @@ def test_tiny_study_runs_every_stage_and_writes_the_report(finished_study):
     assert [t["seed_design"] for t in trials[:2]] == [0, 1]
 
 
+def test_the_run_estimated_its_time_and_the_report_compares_it_with_the_actual(finished_study):
+    estimate = json.loads((finished_study / "estimate.json").read_text())
+    stages, _ = plan_study(parse_study(tomllib.loads(TINY)))
+    assert set(estimate["stages"]) == {s.id for s in stages} and all(v > 0 for v in estimate["stages"].values())
+    assert 0 < estimate["starts"]["report"] < estimate["wall_s"]
+    wall = json.loads((finished_study / "summary.json").read_text())["wall_time"]
+    assert wall["estimated_s"] == pytest.approx(estimate["starts"]["report"], abs=0.1) and wall["actual_s"] > 0
+    assert "Wall time: this run of" in (finished_study / "report.md").read_text()
+
+
+def test_a_dry_run_estimates_each_stage_and_the_run_with_jobs(tmp_path):
+    study = parse_study(tomllib.loads(TINY))
+    serial = dry_run(study, tmp_path / "new", jobs=1, threads=2)
+    parallel = dry_run(study, tmp_path / "new", jobs=2, threads=2)
+    for rows in (serial, parallel):
+        assert all(r["seconds"] is not None and r["seconds"] > 0 for r in rows)
+        assert all(r["start"] >= 0 for r in rows)
+    by_id = {r["stage"]: r for r in serial}
+    for s in plan_study(study)[0]:  # nothing starts before what it reads has ended
+        for need in s.needs:
+            assert by_id[s.id]["start"] >= by_id[need]["start"] + by_id[need]["seconds"] - 1e-6
+    assert "1 stage(s) at a time" in serial[0]["basis"] and "2 stage(s) at a time" in parallel[0]["basis"]
+    train = [r for r in serial if r["kind"] == "train"]
+    assert max(r["seconds"] for r in train) > min(r["seconds"] for r in train)  # architectures differ
+
+
+def test_progress_lines_say_elapsed_and_left():
+    from guided.pipeline.runner import Progress
+
+    progress = Progress({"stages": {"a": 10.0, "b": 20.0}, "started_at": 0.0}, slots=2)
+    line = progress.line()
+    assert "elapsed" in line and "about 15s left" in line
+    progress.finished("a")
+    assert "about 10s left" in progress.line()
+    assert Progress(None).line() == ""
+
+
 def test_each_arm_has_one_colour_in_every_figure_of_the_report(finished_study):
     from guided.plots import ARM_COLOURS
 
