@@ -29,6 +29,7 @@ from pathlib import Path
 
 import torch
 
+from guided import threads
 from guided.io import read_json, write_json
 from guided.pipeline import dry_run, load_study
 from guided.provenance import git_revision, provenance
@@ -120,6 +121,7 @@ def main() -> None:
     parser.add_argument("--time-box", type=float, help="stop the run after this many seconds (default: let it finish)")
     parser.add_argument("--out", default=str(ROOT / "results" / "benchmarks" / "estimates.json"))
     args = parser.parse_args()
+    threads.configure(args.threads)  # as the guided command does before a dry run
     record = measure(args.study, args.jobs, args.time_box, args.threads)
     record.update(
         revision=git_revision(), date=time.strftime("%Y-%m-%d"), cpu=cpu(), host=provenance(torch.device("cpu"))
