@@ -33,7 +33,7 @@ from guided import threads
 from guided.io import read_json, write_json
 from guided.pipeline import dry_run, load_study
 from guided.provenance import git_revision, provenance
-from guided.speed import other_load
+from guided.speed import benchmark_condition, other_load
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -99,7 +99,7 @@ def measure(study_file: str, jobs: int, time_box: float | None, threads: int | N
                 for k, (e, a, n) in by_kind.items()
             },
             "basis": rows[0]["basis"],
-            "machine_load_before_after": [load_before, load_after],
+            "condition": benchmark_condition(load_before, load_after),
             "exit_code": proc.returncode,
         }
 

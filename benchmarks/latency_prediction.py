@@ -30,11 +30,13 @@ import torch
 from guided.io import read_spec, write_json
 from guided.latency import LatencyTable, measure_step
 from guided.provenance import provenance
+from guided.speed import benchmark_condition, other_load
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:
+    load_before = other_load(1.0)  # the machine before: recorded with the numbers
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("study", type=Path, help="a study folder with designs/*.json")
     parser.add_argument("--batch-size", type=int, default=128)
@@ -85,6 +87,7 @@ def main() -> None:
             "summary": summary,
             "rows": rows,
             "provenance": provenance(torch.device(args.device)),
+            "condition": benchmark_condition(load_before, other_load(1.0)),
         },
     )
     print(

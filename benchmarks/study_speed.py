@@ -36,6 +36,7 @@ from pathlib import Path
 
 from guided.io import write_json
 from guided.provenance import provenance
+from guided.speed import benchmark_condition, other_load
 from guided.threads import cores
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -130,6 +131,7 @@ def concurrent_trainings(work: Path, env_extra: dict[str, str] | None, name: str
 
 
 def main() -> int:
+    load_before = other_load(1.0)  # the machine before: recorded with the numbers
     work = Path(tempfile.mkdtemp(prefix="guided-study-speed-"))
     try:
         subprocess.run([*GUIDED, *TRAIN, "--epochs", "1", "--out", str(work / "warm")], check=True, capture_output=True)
@@ -159,6 +161,7 @@ def main() -> int:
         "study": STUDY.format(size=16),
         "train_command": "guided " + " ".join(TRAIN),
         "provenance": {**provenance(), "cpu_flags": _cpu_flags()},
+        "condition": benchmark_condition(load_before, other_load(1.0)),
         "date": time.strftime("%Y-%m-%d"),
     }
     write_json(ROOT / "results" / "benchmarks" / "study_speed.json", result)

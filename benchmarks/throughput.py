@@ -35,6 +35,7 @@ from guided.io import write_json
 from guided.loader import DeviceLoader
 from guided.provenance import provenance
 from guided.recipes import get_recipe
+from guided.speed import benchmark_condition, other_load
 from guided.train import resolve_precision, train_epoch
 from models import build, cost, create_spec
 
@@ -143,6 +144,7 @@ def engine_images_per_s(model, data: ImageData, batch_size: int, n_batches: int,
 
 
 def main(argv=None) -> int:
+    load_before = other_load(1.0)  # the machine before: recorded with the numbers
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", help="dataset name (e.g. imagefolder:PATH); default: random CIFAR-shaped images")
     p.add_argument("--batch-size", type=int, default=128)
@@ -214,6 +216,7 @@ def main(argv=None) -> int:
         "matmul_gflop_s": round(peak, 1),
         "rows": rows,
         "provenance": provenance(device),
+        "condition": benchmark_condition(load_before, other_load(1.0)),
         "date": time.strftime("%Y-%m-%d"),
     }
     write_json(Path(args.out), result)

@@ -29,6 +29,7 @@ __all__ = [
     "other_load",
     "timed_cleanly",
     "condition_note",
+    "benchmark_condition",
     "BUSY_CORES",
     "MAX_SPREAD",
 ]
@@ -187,3 +188,21 @@ def condition_note(condition: dict[str, Any] | None) -> str:
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def benchmark_condition(before: float | None, after: float | None) -> dict[str, Any]:
+    """A benchmark's record of the machine: other processes' load (`other_load`) before it started and
+    after it ended, and whether both were quiet; a benchmark writes it beside its numbers and says so
+    when they were not."""
+    seen = [v for v in (before, after) if v is not None]
+    condition = {
+        "other_load_before": None if before is None else round(before, 2),
+        "other_load_after": None if after is None else round(after, 2),
+        "clean": all(v <= BUSY_CORES for v in seen),
+    }
+    if not condition["clean"]:
+        print(
+            f"warning: other processes kept {max(seen):.1f} cores busy around this benchmark; its timings are "
+            "contended (recorded as condition.clean = false)"
+        )
+    return condition
