@@ -75,7 +75,7 @@ def compare(a: Sequence[float], b: Sequence[float], *, names: tuple[str, str] = 
         >>> compare([0.80, 0.82, 0.81], [0.70, 0.71, 0.69], names=("guided", "uniform"))
         'guided beats uniform: +11.00 points [+8.73, +13.27] (95% CI, Welch, n=3 vs 3)'
         >>> compare([0.80, 0.82], [0.805, 0.81], names=("guided", "uniform"))
-        'no detectable difference between guided and uniform: +0.25 points [-12.86, +13.36] (95% CI, Welch, n=2 vs 2)'
+        'no detectable difference between guided and uniform: +0.25 points [-9.87, +10.37] (95% CI, Welch, n=2 vs 2)'
     """
     d = difference(a, b)
     n = f"n={d['n'][0]} vs {d['n'][1]}"
