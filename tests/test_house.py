@@ -83,3 +83,38 @@ def test_no_function_is_longer_than_80_lines():
                 if length > MAX_LINES and where not in LONG_FUNCTIONS_ALLOWED:
                     long.append(f"{where}: {length} lines")
     assert long == []
+
+
+#: The layers of the house, lowest first (README "How the code is laid out"): a module may import its own
+#: layer and those below, never one above.
+LAYERS = (
+    ("models", lambda m: m == "models" or m.startswith("models.")),
+    (
+        "guided core",
+        lambda m: m.startswith("guided")
+        and not m.startswith(("guided.pipeline", "guided.commands"))
+        and m not in ("guided.cli", "guided.quickstart", "guided.clidoc", "guided.__main__"),
+    ),
+    ("search", lambda m: m == "search" or m.startswith("search.")),
+    ("guided.pipeline", lambda m: m == "guided.pipeline" or m.startswith("guided.pipeline.")),
+    ("the command line", lambda m: True),
+)
+
+
+def layer(module: str) -> int:
+    return next(i for i, (_, inside) in enumerate(LAYERS) if inside(module))
+
+
+def test_no_module_imports_a_layer_above_its_own():
+    upward = [
+        f"{m} ({LAYERS[layer(m)][0]}) imports {t} ({LAYERS[layer(t)][0]})"
+        for m, targets in import_graph().items()
+        for t in targets
+        if layer(t) > layer(m)
+    ]
+    assert upward == []
+
+
+def test_the_layer_rule_catches_an_upward_import():
+    assert layer("models.spec") < layer("guided.train") < layer("search.study") < layer("guided.pipeline.runner")
+    assert layer("guided.pipeline.runner") < layer("guided.commands.studies") == layer("guided.cli")
