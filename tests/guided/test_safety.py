@@ -142,3 +142,22 @@ def test_an_image_above_the_pixel_limit_is_refused(tmp_path):
     Image.fromarray(np.zeros((9000, 8000), np.uint8)).save(root / "train" / "cat" / "big.png")  # 72M pixels
     with pytest.raises(UserError, match="above the 67,108,864"):
         load_dataset(f"imagefolder:{root}", cache_dir=tmp_path / "cache")
+
+
+def test_an_immutable_output_file_is_one_line_naming_it(tmp_path, capsys):
+    """A real immutable file (``chattr +i``, root only): the write is refused in one line naming the file."""
+    from guided.cli import main
+
+    target = tmp_path / "spec.json"
+    target.write_text("old")
+    chattr = shutil.which("chattr")
+    if os.geteuid() != 0 or not chattr or subprocess.run([chattr, "+i", str(target)]).returncode != 0:
+        pytest.skip("needs root and a file system with the immutable attribute")
+    try:
+        assert main(["spec", "--arch", "vgg-tiny", "--out", str(target)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and str(target) in err[0] and ".tmp" not in err[0], err
+        assert target.read_text() == "old"
+    finally:
+        subprocess.run([chattr, "-i", str(target)])
+    assert [p.name for p in tmp_path.iterdir()] == ["spec.json"]
