@@ -91,9 +91,11 @@ LAYERS = (
     ("models", lambda m: m == "models" or m.startswith("models.")),
     (
         "guided core",
-        lambda m: m.startswith("guided")
-        and not m.startswith(("guided.pipeline", "guided.commands"))
-        and m not in ("guided.cli", "guided.quickstart", "guided.clidoc", "guided.__main__"),
+        lambda m: (
+            m.startswith("guided")
+            and not m.startswith(("guided.pipeline", "guided.commands"))
+            and m not in ("guided.cli", "guided.quickstart", "guided.clidoc", "guided.__main__")
+        ),
     ),
     ("search", lambda m: m == "search" or m.startswith("search.")),
     ("guided.pipeline", lambda m: m == "guided.pipeline" or m.startswith("guided.pipeline.")),
