@@ -154,11 +154,7 @@ class Clock:
 
     def report(self, work: dict[str, Any]) -> float:
         """Seconds of the report: an inference timing per from-scratch architecture, and its figures."""
-        from guided.speed import other_load
-
-        timing = 2 * 0.15  # the load check before and after each timing
-        if other_load(0.01) is None:
-            timing = 0.0
+        timing = 2 * 0.15 if Path("/proc/stat").is_file() else 0.0  # the load checks around each timing
         seconds = 0.0
         for spec in work["specs"]:
             seconds += timing + 7 * self._test_pass(spec, 256)
@@ -240,7 +236,7 @@ def estimate(
         clock.close()
     # before the first stage: starting Python and importing (as this process did), planning, this
     # calibration, and workers planning the study again
-    head = _startup() + planning_s * (2 if jobs > 1 else 1) + calibration
+    head = _STARTUP + planning_s * (2 if jobs > 1 else 1) + calibration
     starts, wall = simulate([s for s in stages if s.id in todo], seconds, slots=max(1, jobs))
     return {
         "stages": {k: round(v, 3) for k, v in seconds.items()},
@@ -285,13 +281,8 @@ def simulate(stages: Sequence[Stage], seconds: dict[str, float], *, slots: int) 
     return starts, now
 
 
-def _startup() -> float:
-    """Seconds a guided process takes to start and import what a study needs: this process's, from its
-    start to the first import of this module (Linux ``/proc``; 0 elsewhere)."""
-    return _STARTUP
-
-
 def _process_age() -> float:
+    """Seconds since this process started (Linux ``/proc``; 0 elsewhere)."""
     try:
         import os
 
@@ -302,6 +293,8 @@ def _process_age() -> float:
         return 0.0
 
 
+#: Seconds a guided process takes to start and import what a study needs: this process's, up to the first
+#: import of this module.
 _STARTUP = _process_age()
 
 
