@@ -28,7 +28,8 @@ from pathlib import Path
 import torch
 
 from guided.io import read_spec, write_json
-from guided.latency import LatencyTable, measure_step
+from guided.latency import measure_step
+from guided.operations import latency_table
 from guided.provenance import provenance
 from guided.speed import benchmark_condition, other_load
 
@@ -50,7 +51,7 @@ def main() -> None:
     rows = []
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as cache:  # a fresh table: every shape is timed in this run
-        table = LatencyTable(args.device, batch_size=args.batch_size, cache=Path(cache), threads=args.threads)
+        table = latency_table(args.device, batch_size=args.batch_size, folder=Path(cache), threads=args.threads)
         for path in paths:
             spec = read_spec(path)
             predicted = table.predict(spec)

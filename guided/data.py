@@ -36,6 +36,7 @@ from guided.errors import UserError
 from guided.io import atomic_write_bytes
 
 __all__ = [
+    "DataConfig",
     "ImageData",
     "Split",
     "DATASETS",
@@ -103,6 +104,10 @@ class ImageData:
     @property
     def input_size(self) -> int:
         return self.train.images.shape[2]
+
+    def shape(self) -> DataShape:
+        """Its sizes: classes, input side and channels, image counts."""
+        return DataShape(self.num_classes, self.input_size, self.in_channels, len(self.train), len(self.test))
 
     def describe(self) -> str:
         """One line: name, sizes, classes."""
@@ -232,6 +237,70 @@ def subsample(data: ImageData, *, train: int | None = None, test: int | None = N
     return replace(data, train=pick(data.train, train, 0), test=pick(data.test, test, 1))
 
 
+@dataclass(frozen=True)
+class DataConfig:
+    """Which dataset and how much of it (``[data]`` of a study; ``--dataset`` and friends of a command).
+
+    Subsets and the validation split are drawn with seed 0: every run and every seed sees the same images,
+    so seeds vary initialisation and data order only.
+    """
+
+    dataset: str
+    data_root: str = "./data"
+    image_size: int | None = None
+    train_subset: int | None = None
+    test_subset: int | None = None
+    val_fraction: float | None = None
+
+    @property
+    def name(self) -> str:
+        """The dataset's name, an image folder's path expanded."""
+        if self.dataset.startswith("imagefolder:"):
+            return "imagefolder:" + str(Path(self.dataset.split(":", 1)[1]).expanduser())
+        return self.dataset
+
+    def load(self) -> ImageData:
+        """The dataset, split (``val_fraction``: a validation split replaces test) and subsampled."""
+        data = load_dataset(self.name, root=self.data_root, size=self.image_size)
+        if self.val_fraction is not None:
+            data = validation_split(data, self.val_fraction)
+        return subsample(data, train=self.train_subset, test=self.test_subset)
+
+    def shape(self) -> DataShape:
+        """What sizing a model and planning a study need: classes, input side and channels, image counts.
+        An image folder (without a validation split) is counted and one image header read, nothing
+        decoded; other datasets are loaded (from the cache, or small)."""
+        if not self.name.startswith("imagefolder:") or self.val_fraction is not None:
+            return self.load().shape()
+        from PIL import Image
+
+        root = Path(self.name.split(":", 1)[1])
+        classes = _classes_of(root / "train", root)
+        _classes_of(root / "test", root)
+        files = {split: _image_files(root / split, classes) for split in ("train", "test")}
+        first = files["train"][0]
+        try:
+            with Image.open(first) as im:
+                side = self.image_size or im.height
+        except OSError as exc:
+            raise UserError(f"cannot read image {first}: {exc}") from None
+        train, test = len(files["train"]), len(files["test"])
+        return DataShape(
+            len(classes), side, 3, min(train, self.train_subset or train), min(test, self.test_subset or test)
+        )
+
+
+@dataclass(frozen=True)
+class DataShape:
+    """A dataset's sizes (`DataConfig.shape`): what a model is built for and a plan counts."""
+
+    num_classes: int
+    input_size: int
+    in_channels: int
+    train: int
+    test: int
+
+
 # ---------------------------------------------------------------------- cache
 def _slug(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)[:40]
@@ -322,14 +391,23 @@ def _classes_of(split_dir: Path, root: Path) -> tuple[str, ...]:
     return classes
 
 
+def _image_files(split_dir: Path, classes: tuple[str, ...]) -> list[Path]:
+    """A split's image files, class by class in sorted order (what `_read_split` decodes)."""
+    files = []
+    for cls in classes:
+        images = sorted(p for p in (split_dir / cls).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not images:
+            raise UserError(f"class folder {split_dir / cls} holds no PNG or JPEG images")
+        files += images
+    return files
+
+
 def _read_split(split_dir: Path, classes: tuple[str, ...], size: int | None) -> Split:
     from PIL import Image
 
     files, labels = [], []
     for label, cls in enumerate(classes):
-        images = sorted(p for p in (split_dir / cls).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        if not images:
-            raise UserError(f"class folder {split_dir / cls} holds no PNG or JPEG images")
+        images = _image_files(split_dir, (cls,))
         files += images
         labels += [label] * len(images)
 

@@ -21,9 +21,19 @@ from typing import Any
 import numpy as np
 
 from guided.errors import UserError
+from guided.patterns import Pattern
 from models import ArchSpec, cost, entries_per_unit
 
-__all__ = ["Budget", "parse_budget", "stage_ratios", "layer_ratios", "design", "design_sparsity", "DESIGNABLE"]
+__all__ = [
+    "Budget",
+    "parse_budget",
+    "budget_kind",
+    "stage_ratios",
+    "layer_ratios",
+    "design",
+    "design_sparsity",
+    "DESIGNABLE",
+]
 
 DESIGNABLE = ("vgg", "resnet", "preresnet")
 
@@ -70,31 +80,47 @@ def parse_budget(text: str, *, full: ArchSpec | None = None, table: Any = None) 
     """``params=0.3M``, ``macs=40M``, ``params=250000``, ``macs=1.2G``, ``latency=20ms`` -> `Budget`; with
     ``full``, also ``params=25%`` (a share of that architecture's cost).
 
-    A ``latency`` budget is predicted by ``table`` (default: this machine's CPU table at batch 128, from
-    the cache `guided.latency.default_cache`, timed on first use).
+    A ``latency`` budget is predicted by ``table``, the caller's latency table
+    (`guided.operations.latency_table`); without one it is refused.
 
     Example:
         >>> parse_budget("macs=40M")
         Budget(kind='macs', value=40000000.0)
     """
+    kind, number, percent = _parse(text)
+    if kind == "latency" and table is None:
+        raise UserError(f"budget {text!r} is predicted by a latency table: pass table=operations.latency_table()")
+    table = table if kind == "latency" else None
+    if percent:
+        if full is None:
+            raise UserError(f"budget {text!r} is a percentage; give an absolute count here, e.g. {kind}=0.3M")
+        return Budget(kind, number * Budget(kind, 0, table).of(full), table)
+    return Budget(kind, number, table)
+
+
+def budget_kind(text: str) -> str:
+    """The kind of a budget string, its syntax checked (nothing is timed or counted).
+
+    Example:
+        >>> budget_kind("latency=30%")
+        'latency'
+    """
+    return _parse(text)[0]
+
+
+def _parse(text: str) -> tuple[str, float, bool]:
+    """(kind, number, whether it is a fraction of the full model) of a budget string; refuses bad syntax."""
     kind, sep, value = text.partition("=")
     kind, value = kind.strip().lower(), value.strip().lower()
     if not sep or not value:
         raise UserError(f"budget {text!r} is not KIND=NUMBER, e.g. params=0.3M, macs=40M, latency=20ms or params=25%")
     if kind not in KINDS:
         raise UserError(f"budget kind must be one of {', '.join(KINDS)}, got {kind!r}")
-    if kind == "latency" and table is None:
-        from guided.latency import LatencyTable, default_cache
-
-        table = LatencyTable("cpu", cache=default_cache())
-    table = table if kind == "latency" else None
     if value.endswith("%"):
-        if full is None:
-            raise UserError(f"budget {text!r} is a percentage; give an absolute count here, e.g. {kind}=0.3M")
         fraction = _number(value[:-1], text) / 100
         if not 0 < fraction <= 1:
             raise UserError(f"budget {text!r} must be a percentage in (0, 100]")
-        return Budget(kind, fraction * Budget(kind, 0, table).of(full), table)
+        return kind, fraction, True
     units = {"ms": 1e-3, "s": 1.0} if kind == "latency" else {"k": 1e3, "m": 1e6, "g": 1e9}
     unit = next((u for u in sorted(units, key=len, reverse=True) if value.endswith(u)), None)
     if kind == "latency" and unit is None:
@@ -102,7 +128,7 @@ def parse_budget(text: str, *, full: ArchSpec | None = None, table: Any = None) 
     number = _number(value[: -len(unit)] if unit else value, text) * units.get(unit, 1.0)
     if not number > 0:
         raise UserError(f"budget must be positive, got {text!r}")
-    return Budget(kind, number, table)
+    return kind, number, False
 
 
 def _number(text: str, budget: str) -> float:
@@ -112,14 +138,14 @@ def _number(text: str, budget: str) -> float:
         raise UserError(f"budget {budget!r} is not KIND=NUMBER, e.g. params=0.3M, macs=40M or params=25%") from None
 
 
-def stage_ratios(pattern: dict[str, Any]) -> list[float]:
-    """Mean keep ratio of each stage of a channel pattern (`guided.patterns.channel_summary`)."""
-    if pattern.get("kind", "channels") != "channels":
+def stage_ratios(pattern: Pattern) -> list[float]:
+    """Mean keep ratio of each stage of a channel pattern."""
+    if pattern.kind != "channels":
         raise UserError("this pattern is a sparsity pattern; channel designs need a channel pattern")
-    return [row["keep_ratio_mean"] for row in sorted(pattern["stages"], key=lambda r: r["stage"])]
+    return pattern.stage_ratios()
 
 
-def layer_ratios(pattern: dict[str, Any], target_units: Sequence[int], stage_map: Sequence[int]) -> list[list[float]]:
+def layer_ratios(pattern: Pattern, target_units: Sequence[int], stage_map: Sequence[int]) -> list[list[float]]:
     """Per-layer ratios for a target, interpolated by relative depth within each stage.
 
     Args:
@@ -128,7 +154,7 @@ def layer_ratios(pattern: dict[str, Any], target_units: Sequence[int], stage_map
         stage_map: for each target stage, the pattern stage it follows.
     """
     by_stage: dict[int, list[float]] = {}
-    for row in pattern["layers"]:
+    for row in pattern.layers:
         by_stage.setdefault(row["stage"], []).append(row["keep_ratio_mean"])
     out = []
     for n, src in zip(target_units, stage_map):
@@ -144,7 +170,7 @@ def design(
     target: ArchSpec,
     budget: Budget,
     *,
-    pattern: dict[str, Any] | None = None,
+    pattern: Pattern | None = None,
     per_layer: bool = False,
     stage_map: Sequence[int] | None = None,
     multiple_of: int = 1,
@@ -316,7 +342,7 @@ def design_sparsity(
     spec: ArchSpec,
     budget: Budget,
     *,
-    pattern: dict[str, Any] | None = None,
+    pattern: Pattern | None = None,
     kernel: bool = False,
     include_linear: bool = False,
     stage_map: Sequence[int] | None = None,
@@ -348,9 +374,9 @@ def _stage_densities(spec: ArchSpec, pattern, stage_map) -> tuple[list[float], d
     n_stages = len(spec.stages)
     if pattern is None:
         return [1.0] * n_stages, {}
-    if pattern.get("kind") != "sparsity":
+    if pattern.kind != "sparsity":
         raise UserError("guided sparsification needs a sparsity pattern (from masked runs), not a channel one")
-    src = [row["density_mean"] for row in sorted(pattern["stages"], key=lambda r: r["stage"])]
+    src = pattern.stage_ratios()
     stage_map = list(stage_map) if stage_map is not None else list(range(n_stages))
     if len(src) != n_stages and stage_map == list(range(n_stages)):
         raise UserError(
@@ -359,8 +385,7 @@ def _stage_densities(spec: ArchSpec, pattern, stage_map) -> tuple[list[float], d
         )
     if len(stage_map) != n_stages or any(not 0 <= m < len(src) for m in stage_map):
         raise UserError(f"a stage map needs {n_stages} indices in 0..{len(src) - 1}, got {stage_map}")
-    grids = pattern.get("kernel", {})
-    return [src[m] for m in stage_map], {s: grids.get(m, grids.get(str(m))) for s, m in enumerate(stage_map)}
+    return [src[m] for m in stage_map], {s: pattern.kernel.get(m) for s, m in enumerate(stage_map)}
 
 
 def _solve_counts(spec: ArchSpec, budget: Budget, weighted, dens: list[float]) -> dict[str, int]:

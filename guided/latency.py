@@ -2,11 +2,14 @@
 
 MACs are what a spec says; time is what a device does with it, and small layers cost more time per MAC
 than large ones (launch overheads, cache-unfriendly shapes). `LatencyTable` times forward and backward of
-each distinct conv and linear shape a spec has (at a batch size, median of timed repeats after warm-up)
-and keeps the results in a JSON cache keyed by device and batch size, so a shape is measured once per
-device. A network's predicted latency is the sum over its conv and linear layers; BatchNorm, activations,
-pooling and the optimiser are not in the table, which is why `guided cost --latency` prints the
-prediction beside a measured end-to-end time.
+each distinct *unit* a spec has: a conv (or linear) layer with the BatchNorm and ReLU that follow it and,
+in VGG, the 2x2 max-pool after a stage's last conv (`units`), at a batch size, median of timed repeats
+after warm-up. Timing the unit matters: BatchNorm, ReLU and pooling on large early maps cost as much as
+small convs, so a conv-only table called wide-early designs 40% faster than they are. Results are kept
+in a JSON cache keyed by device (on a CPU: its instruction set and thread count) and batch size, so a
+unit is measured once per device. A network's predicted latency is the sum over its units; residual
+additions, the loss and the optimiser are not in the table, which is why `guided cost --latency` prints
+the prediction beside a measured end-to-end time.
 
 The table is measured at channel counts that are powers of two and interpolated bilinearly in (input,
 output) channels between them, so a width solver that tries hundreds of widths (`guided.design` at a
@@ -35,7 +38,7 @@ from guided.provenance import device_name
 from guided.speed import median_seconds
 from models import ArchSpec, build, cost
 
-__all__ = ["LatencyTable", "measure_step", "default_cache"]
+__all__ = ["LatencyTable", "measure_step", "default_cache", "units", "cpu_name"]
 
 
 def default_cache() -> Path:
@@ -43,9 +46,36 @@ def default_cache() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "guided" / "latency"
 
 
-def _shape(row: dict[str, Any]) -> tuple:
-    """What decides a layer's time: kind, channels, kernel, stride, input side."""
-    return (row["kind"], row["in_ch"], row["out_ch"], row["kernel"], row["stride"], row["out_size"] * row["stride"])
+def units(spec: ArchSpec) -> list[dict[str, Any]]:
+    """Each conv and linear layer of ``spec`` as the unit the table times: ``name``, ``stage`` and ``shape``
+    (kind, in and out channels, kernel, stride, input side, ``"bn"`` when a BatchNorm + ReLU on its output
+    follows it else ``""``, and 1 when a 2x2 max-pool follows it else 0).
+
+    Example:
+        >>> from models import create_spec
+        >>> [u["shape"] for u in units(create_spec("vgg-tiny"))][:2]
+        [('conv', 3, 8, 3, 1, 16, 'bn', 1), ('conv', 8, 8, 3, 1, 8, 'bn', 0)]
+    """
+    rows = cost(spec).layers
+    last = {r["stage"]: i for i, r in enumerate(rows) if r["kind"] == "conv"}  # each stage's last conv
+    out = []
+    for i, r in enumerate(rows):
+        if r["kind"] not in ("conv", "linear"):
+            continue
+        after = rows[i + 1] if i + 1 < len(rows) else None
+        norm = "bn" if after is not None and after["kind"] == "bn" and after["in_ch"] == r["out_ch"] else ""
+        pool = int(spec.family == "vgg" and last.get(r["stage"]) == i and 0 <= r["stage"] < len(spec.stages) - 1)
+        size = r["out_size"] * r["stride"]
+        shape = (r["kind"], r["in_ch"], r["out_ch"], r["kernel"], r["stride"], size, norm, pool)
+        out.append({"name": r["name"], "stage": r["stage"], "shape": shape})
+    return out
+
+
+def cpu_name(threads: int | None = None) -> str:
+    """A CPU as a latency table names it: architecture, the instruction set PyTorch computes with (AVX-512
+    and AVX2 hosts differ by about 3x) and the thread count, so tables of different hosts never mix."""
+    isa = torch.backends.cpu.get_cpu_capability().lower()
+    return f"cpu: {platform.machine()} {isa}, {threads or torch.get_num_threads()} threads"
 
 
 def _key(shape: tuple) -> str:
@@ -95,20 +125,20 @@ class LatencyTable:
         self.device = torch.device(device)
         self.batch_size, self.repeats = batch_size, repeats
         self.threads = threads if self.device.type == "cpu" else None
-        self.device_name = (
-            device_name(self.device) if self.threads is None else f"cpu: {platform.machine()}, {self.threads} threads"
-        )
+        self.device_name = cpu_name(self.threads) if self.device.type == "cpu" else device_name(self.device)
         name = re.sub(r"[^A-Za-z0-9]+", "-", self.device_name).strip("-").lower()
         self.path = None if cache is None else Path(cache) / f"{name}-b{batch_size}.json"
         self.seconds: dict[str, float] = _load_times(self.path) if self.path and self.path.is_file() else {}
 
     def layer_seconds(self, spec: ArchSpec) -> list[dict[str, Any]]:
-        """Each conv and linear layer of ``spec`` with its predicted seconds, measuring nodes not yet timed."""
-        rows = [r for r in cost(spec).layers if r["kind"] in ("conv", "linear")]
-        return [{"name": r["name"], "stage": r["stage"], "seconds": self.shape_seconds(_shape(r))} for r in rows]
+        """Each conv and linear layer of ``spec`` (its `units`) with its predicted seconds, measuring nodes not
+        yet timed."""
+        return [
+            {"name": u["name"], "stage": u["stage"], "seconds": self.shape_seconds(u["shape"])} for u in units(spec)
+        ]
 
     def predict(self, spec: ArchSpec) -> float:
-        """Predicted seconds of one training step (forward + backward) of ``spec``'s conv and linear layers."""
+        """Predicted seconds of one training step (forward + backward) of ``spec``'s units."""
         return sum(r["seconds"] for r in self.layer_seconds(spec))
 
     def shape_seconds(self, shape: tuple) -> float:
@@ -124,11 +154,10 @@ class LatencyTable:
         """Time, now, every node a network at most ``headroom`` times as wide as ``spec`` (per layer
         position) can read, so that later predictions measure nothing. Returns how many nodes were timed."""
         widest: dict[tuple, list[int]] = {}
-        for r in cost(spec).layers:
-            if r["kind"] in ("conv", "linear"):
-                kind, cin, cout, *rest = _shape(r)
-                w = widest.setdefault((kind, *rest), [1, 1])
-                w[0], w[1] = max(w[0], math.ceil(cin * headroom)), max(w[1], math.ceil(cout * headroom))
+        for u in units(spec):
+            kind, cin, cout, *rest = u["shape"]
+            w = widest.setdefault((kind, *rest), [1, 1])
+            w[0], w[1] = max(w[0], math.ceil(cin * headroom)), max(w[1], math.ceil(cout * headroom))
         todo = [
             (kind, i, o, *rest)
             for (kind, *rest), (cin, cout) in widest.items()
@@ -167,14 +196,15 @@ class LatencyTable:
             torch.set_num_threads(before)
 
     def _measure(self, shape: tuple) -> float:
-        kind, cin, cout, k, stride, size = shape
+        kind, cin, cout, k, stride, size, norm, pool = shape
         if kind == "conv":
-            layer = nn.Conv2d(cin, cout, k, stride=stride, padding=k // 2, bias=False)
+            parts = [nn.Conv2d(cin, cout, k, stride=stride, padding=k // 2, bias=False)]
+            parts += [nn.BatchNorm2d(cout), nn.ReLU()] if norm else []
             x = torch.randn(self.batch_size, cin, size, size, device=self.device)
         else:
-            layer = nn.Linear(cin, cout)
+            parts = [nn.Linear(cin, cout)] + ([nn.BatchNorm1d(cout), nn.ReLU()] if norm else [])
             x = torch.randn(self.batch_size, cin, device=self.device)
-        layer = layer.to(self.device)
+        layer = nn.Sequential(*parts, *([nn.MaxPool2d(2)] if pool else [])).to(self.device).train()
         x.requires_grad_(True)
 
         def step() -> None:

@@ -8,15 +8,18 @@ over runs, each stage's density of kept weights and each stage's density at ever
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from guided.errors import UserError
-from guided.io import read_json, read_spec
+from guided.folders import PrunedFolder
 
 __all__ = [
+    "Pattern",
+    "summarize",
     "sparsity_summary",
     "load_sparsity_reports",
     "channel_summary",
@@ -29,19 +32,135 @@ __all__ = [
 PATTERN_FIELDS = {"channels": "keep_ratio_mean", "sparsity": "density_mean"}
 
 
+@dataclass(frozen=True)
+class Pattern:
+    """What pruning kept in some runs of one architecture, per stage and per layer: the data a guided design
+    follows. Validated when built (`check_pattern`), so a pattern that exists can be designed from.
+
+    Attributes:
+        kind: ``channels`` (kept share of channels: ``keep_ratio_mean``/``_std`` per row) or ``sparsity``
+            (kept share of weights: ``density_mean``/``_std``).
+        stages: one row per stage, numbered 0, 1, ... in order.
+        layers: one row per layer (with its ``layer`` name and ``stage``).
+        runs: how many pruned runs were averaged.
+        sources: where each run came from (folder, method, ratio, cost, architecture, dataset).
+        cost: the cost channels were ranked by per unit of (``params``, ``macs``, ``latency``), or ``None``
+            (importance alone).
+        kernel, kernel_std: ``sparsity``: per stage, the mean (and std) kept share at each 3x3 position.
+        density: ``sparsity``: the kept share of all weights.
+    """
+
+    kind: str
+    stages: tuple[dict[str, Any], ...]
+    layers: tuple[dict[str, Any], ...] = ()
+    runs: int = 1
+    sources: tuple[dict[str, Any], ...] = ()
+    cost: str | None = None
+    kernel: dict[int, Any] = field(default_factory=dict)
+    kernel_std: dict[int, Any] = field(default_factory=dict)
+    density: float | None = None
+
+    def __post_init__(self) -> None:
+        check_pattern(self.to_dict())
+
+    @property
+    def ratio_key(self) -> str:
+        """The per-row fraction: ``keep_ratio_mean`` or ``density_mean``."""
+        return PATTERN_FIELDS[self.kind]
+
+    def stage_ratios(self) -> list[float]:
+        """Each stage's kept share, in stage order."""
+        return [row[self.ratio_key] for row in self.stages]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: what ``guided summarize --out`` writes."""
+        out = {"kind": self.kind, "stages": list(self.stages), "layers": list(self.layers), "runs": self.runs}
+        if self.kind == "sparsity":
+            out.update(kernel=dict(self.kernel), kernel_std=dict(self.kernel_std), density=self.density)
+        return {**out, "sources": list(self.sources), "cost": self.cost}
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str | Path = "pattern") -> Pattern:
+        """A pattern from its JSON form; refuses (one line naming ``source``) anything else."""
+        check_pattern(data, source)
+        grids = {key: {int(s): g for s, g in (data.get(key) or {}).items()} for key in ("kernel", "kernel_std")}
+        return cls(
+            kind=data.get("kind", "channels"),
+            stages=tuple(data["stages"]),
+            layers=tuple(data.get("layers", [])),
+            runs=int(data.get("runs", 1)),
+            sources=tuple(s for s in data.get("sources", []) if isinstance(s, dict)),
+            cost=data.get("cost"),
+            density=data.get("density"),
+            **grids,
+        )
+
+    @classmethod
+    def read(cls, path: str | Path) -> Pattern:
+        """The pattern in a JSON file (``guided summarize --out``, a study's ``pattern.json``)."""
+        from guided.io import read_json
+
+        return cls.from_dict(read_json(path, "pattern"), path)
+
+    def write(self, path: str | Path) -> None:
+        from guided.io import write_json
+
+        write_json(path, self.to_dict())
+
+    def methods(self) -> list[str]:
+        """The pruning methods of its sources."""
+        return sorted({s.get("method") or "?" for s in self.sources})
+
+
+def summarize(pruned_dirs: Sequence[str | Path], *, relative_to: Path | None = None) -> Pattern:
+    """The pattern of some pruned folders of one architecture: kept channels per stage and layer, or (masked
+    folders) weight density per stage, layer and 3x3 position, with each folder's provenance (folders
+    named relative to ``relative_to`` when given)."""
+    folders = [PrunedFolder(d) for d in pruned_dirs]
+    masked = [f.masked() for f in folders]
+    if any(masked) and not all(masked):
+        raise UserError("mix of masked (unstructured) and structured pruned folders; summarise them separately")
+    if all(masked):
+        summary = {"kind": "sparsity", **sparsity_summary(load_sparsity_reports(pruned_dirs))}
+    else:
+        summary = {"kind": "channels", **channel_summary(load_channel_rows(pruned_dirs))}
+    summary["sources"] = [_provenance(f, relative_to) for f in folders]
+    summary["cost"] = pattern_cost(summary["sources"])
+    return Pattern.from_dict(summary)
+
+
+def _provenance(folder: PrunedFolder, relative_to: Path | None) -> dict[str, Any]:
+    """Where one pruned folder came from: method, ratio, cost, architecture, dataset, source run."""
+    info = folder.read_record()
+    spec = folder.read_spec()
+    source = info.get("source") or {}
+    config = source.get("config") or {}
+    data = config.get("data") if isinstance(config.get("data"), dict) else config  # before 0.9: flat
+    where = folder.path.relative_to(relative_to) if relative_to is not None else folder.path
+    return {
+        "dir": str(where),
+        "method": info.get("method"),
+        "ratio": info.get("ratio"),
+        "preset": info.get("preset"),
+        "cost": info.get("cost"),
+        "source_spec": info.get("source_spec"),
+        "family": spec.family,
+        "dataset": data.get("dataset"),
+        "source_run": source.get("run"),
+    }
+
+
 def load_sparsity_reports(pruned_dirs: Sequence[str | Path]) -> list[dict[str, Any]]:
     """`sparsity_report` of each pruned folder with masks (``guided prune --method magnitude``)."""
     from guided.pruning.unstructured import load_masks, sparsity_report
 
     reports = []
-    for d in pruned_dirs:
-        d = Path(d)
-        if not (d / "masks.npz").exists():
-            raise UserError(f"{d} has no masks.npz: it is not an unstructured (masked) pruned folder")
-        spec = read_spec(d / "spec.json")
-        report = sparsity_report(spec, load_masks(d / "masks.npz"))
+    for d in map(PrunedFolder, pruned_dirs):
+        if not d.masked():
+            raise UserError(f"{d} has no {d.masks.name}: it is not an unstructured (masked) pruned folder")
+        report = sparsity_report(d.read_spec(), load_masks(d.masks))
         report["source"] = str(d)
-        report["method"] = read_json(d / "prune.json", "pruned-model record").get("method")
+        report["method"] = d.read_record().get("method")
         reports.append(report)
     return reports
 
@@ -101,9 +220,9 @@ def load_channel_rows(pruned_dirs: Sequence[str | Path]) -> list[list[dict[str, 
 
     runs = []
     for d in pruned_dirs:
-        path = Path(d) / "layers.csv"
+        path = PrunedFolder(d).layers
         if not path.is_file():
-            raise UserError(f"{d} has no layers.csv: it is not a pruned folder (see `guided prune`)")
+            raise UserError(f"{d} has no {path.name}: it is not a pruned folder (see `guided prune`)")
         try:
             with open(path, newline="", encoding="utf-8") as f:
                 rows = list(csv.DictReader(f))

@@ -9,6 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from guided.patterns import Pattern
+
 __all__ = [
     "sparsity_plot_data",
     "draw_sparsity",
@@ -59,27 +61,20 @@ def arm_colours(labels) -> dict[str, str]:
     return out
 
 
-def sparsity_plot_data(summary: dict[str, Any]) -> dict[str, Any]:
-    """What `draw_sparsity` shows: per-stage kept fraction (mean, std) and per-stage 3x3 kernel grids.
-
-    Args:
-        summary: from `guided.patterns.sparsity_summary`.
-    """
-    stages = [row["stage"] for row in summary["stages"]]
+def sparsity_plot_data(pattern: Pattern) -> dict[str, Any]:
+    """What `draw_sparsity` shows: per-stage kept fraction (mean, std) and per-stage 3x3 kernel grids of a
+    sparsity pattern."""
     return {
-        "stages": stages,
-        "density": [row["density_mean"] for row in summary["stages"]],
-        "density_std": [row["density_std"] for row in summary["stages"]],
-        "kernel_stages": sorted(int(s) for s in summary["kernel"]),
-        "kernel": [
-            summary["kernel"][s] if s in summary["kernel"] else summary["kernel"][str(s)]
-            for s in sorted(int(s) for s in summary["kernel"])
-        ],
-        "runs": summary["runs"],
+        "stages": [row["stage"] for row in pattern.stages],
+        "density": [row["density_mean"] for row in pattern.stages],
+        "density_std": [row["density_std"] for row in pattern.stages],
+        "kernel_stages": sorted(pattern.kernel),
+        "kernel": [pattern.kernel[s] for s in sorted(pattern.kernel)],
+        "runs": pattern.runs,
     }
 
 
-def draw_sparsity(summary: dict[str, Any], path: str | Path, *, title: str = "") -> list[Path]:
+def draw_sparsity(summary: Pattern, path: str | Path, *, title: str = "") -> list[Path]:
     """Bars of per-stage weight density and 3x3 heatmaps of kernel-position density; PNG and SVG.
 
     Returns:
@@ -110,17 +105,17 @@ def draw_sparsity(summary: dict[str, Any], path: str | Path, *, title: str = "")
     return finish(fig, path)
 
 
-def width_bars_data(pattern: dict[str, Any], designs: dict[str, Any]) -> dict[str, Any]:
+def width_bars_data(pattern: Pattern, designs: dict[str, Any]) -> dict[str, Any]:
     """Per-stage channel counts: pruned runs (mean, std over runs) and each design's widths, stage by stage.
 
     Args:
         pattern: a channel pattern (`guided.patterns.channel_summary`) of the pruned runs.
         designs: label -> `models.ArchSpec` (guided, uniform, ...), designed for the same stages.
     """
-    stages = [row["stage"] for row in sorted(pattern["stages"], key=lambda r: r["stage"])]
-    layer_counts = {s: sum(1 for r in pattern["layers"] if r["stage"] == s) for s in stages}
+    stages = [row["stage"] for row in pattern.stages]
+    layer_counts = {s: sum(1 for r in pattern.layers if r["stage"] == s) for s in stages}
     pruned = []
-    for row in sorted(pattern["stages"], key=lambda r: r["stage"]):
+    for row in pattern.stages:
         per_layer = row["kept_mean"] / max(layer_counts[row["stage"]], 1)
         std = row["keep_ratio_std"] * row["original"] / max(layer_counts[row["stage"]], 1)
         pruned.append((per_layer, std))
@@ -133,7 +128,7 @@ def width_bars_data(pattern: dict[str, Any], designs: dict[str, Any]) -> dict[st
 
 
 def draw_width_bars(
-    pattern: dict[str, Any],
+    pattern: Pattern,
     designs: dict[str, Any],
     path: str | Path,
     *,
@@ -152,7 +147,7 @@ def draw_width_bars(
     fig, ax = subplots(figsize=(1.4 + 1.2 * len(x), 3.2))
     for i, label in enumerate(labels):
         ser = data["series"][label]
-        shown = label + cost_note(pattern) if label == "pruned" else label
+        shown = label + cost_note(pattern.cost) if label == "pruned" else label
         offset = x + (i - (len(labels) - 1) / 2) * width
         ax.bar(offset, ser["mean"], width, yerr=ser["std"], capsize=2, label=shown, color=colours[label])
     ax.set_xticks(x, [f"stage {s + 1}" for s in data["stages"]])
@@ -163,30 +158,31 @@ def draw_width_bars(
     return finish(fig, path)
 
 
-def profile_data(patterns: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def profile_data(patterns: dict[str, Pattern]) -> dict[str, Any]:
     """Per-layer keep ratio (mean, std) of each labelled channel pattern, with stage boundaries."""
     out = {}
     for label, pattern in patterns.items():
         out[label] = {
-            "ratio": [r["keep_ratio_mean"] for r in pattern["layers"]],
-            "std": [r["keep_ratio_std"] for r in pattern["layers"]],
-            "stage": [r["stage"] for r in pattern["layers"]],
+            "ratio": [r["keep_ratio_mean"] for r in pattern.layers],
+            "std": [r["keep_ratio_std"] for r in pattern.layers],
+            "stage": [r["stage"] for r in pattern.layers],
         }
     return out
 
 
-def cost_note(pattern: dict[str, Any]) -> str:
-    """How a pattern's channels were ranked, for a legend: ``" (score per MAC)"``, or ``""`` for score alone.
+def cost_note(cost: str | None) -> str:
+    """How a pattern's channels were ranked (its ``cost``), for a legend: ``" (score per MAC)"``, or ``""``
+    for score alone.
 
     Example:
-        >>> cost_note({"cost": "macs"}), cost_note({"cost": None})
+        >>> cost_note("macs"), cost_note(None)
         (' (score per MAC)', '')
     """
-    unit = {"params": "parameter", "macs": "MAC", "latency": "ms of latency"}.get(pattern.get("cost") or "")
+    unit = {"params": "parameter", "macs": "MAC", "latency": "ms of latency"}.get(cost or "")
     return f" (score per {unit})" if unit else ""
 
 
-def draw_profiles(patterns: dict[str, dict[str, Any]], path: str | Path, *, title: str = ""):
+def draw_profiles(patterns: dict[str, Pattern], path: str | Path, *, title: str = ""):
     """Lines of per-layer keep ratio, one per pattern (method, and the cost it ranked channels by), stage
     boundaries dotted; PNG and SVG."""
     data = profile_data(patterns)
@@ -194,7 +190,13 @@ def draw_profiles(patterns: dict[str, dict[str, Any]], path: str | Path, *, titl
     for label, ser in data.items():
         xs = list(range(1, len(ser["ratio"]) + 1))
         ax.errorbar(
-            xs, ser["ratio"], yerr=ser["std"], marker="o", ms=3, capsize=2, label=label + cost_note(patterns[label])
+            xs,
+            ser["ratio"],
+            yerr=ser["std"],
+            marker="o",
+            ms=3,
+            capsize=2,
+            label=label + cost_note(patterns[label].cost),
         )
         for i in range(1, len(ser["stage"])):
             if ser["stage"][i] != ser["stage"][i - 1]:

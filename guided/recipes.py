@@ -111,6 +111,15 @@ class Recipe:
         d["milestones"] = list(self.milestones)
         return d
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Recipe:
+        """The recipe `to_dict` wrote; unknown fields refused."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise UserError(f"unknown recipe field(s) {unknown}; known: {sorted(known)}")
+        return cls(**{**data, "milestones": tuple(data.get("milestones", (0.5, 0.75)))})
+
 
 RECIPES: dict[str, Recipe] = {
     # ../shared/PAPER.md: 160 epochs, batch 64, SGD 0.1 momentum 0.9, wd 1e-4, /10 at 50% and 75%;

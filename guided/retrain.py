@@ -28,16 +28,14 @@ import torch
 
 from guided.data import ImageData
 from guided.errors import UserError
+from guided.folders import PrunedFolder, RunFolder
 from guided.hooks import FixedMasks
 from guided.io import (
     atomic_write_bytes,
     atomic_write_text,
     load_state,
-    read_json,
-    read_spec,
     read_tensors,
     write_json,
-    write_spec,
 )
 from guided.pruning import PruneResult
 from guided.pruning.unstructured import load_masks, save_masks
@@ -59,33 +57,32 @@ def save_pruned(result: PruneResult, out_dir: str | Path, *, source: dict[str, A
         source: where the model came from: ``run`` (the training run folder, or ``None`` for fresh
             weights), ``epochs`` (how long it was trained), ``config`` (its resolved configuration).
     """
-    out = Path(out_dir)
-    if (out / "prune.json").exists():
+    out = PrunedFolder(out_dir)
+    if out.complete():
         raise UserError(f"{out} already holds a pruned model; choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
-    write_spec(out / "spec.json", result.model.spec)
+    out.path.mkdir(parents=True, exist_ok=True)
+    out.write_spec(result.model.spec)
     buf = io.BytesIO()
     torch.save({k: v.detach().cpu() for k, v in result.model.state_dict().items()}, buf)
-    atomic_write_bytes(out / "model.pt", buf.getvalue())
+    atomic_write_bytes(out.weights, buf.getvalue())
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=list(result.rows[0]))
     writer.writeheader()
     writer.writerows(result.rows)
-    atomic_write_text(out / "layers.csv", text.getvalue())
+    atomic_write_text(out.layers, text.getvalue())
     if result.masks is not None:
-        save_masks(out / "masks.npz", result.masks)
-    write_json(out / "prune.json", {**result.info, "source": source})  # last: marks the folder complete
-    return out
+        save_masks(out.masks, result.masks)
+    write_json(out.record, {**result.info, "source": source})  # last: marks the folder complete
+    return out.path
 
 
 def load_pruned(pruned_dir: str | Path) -> tuple[torch.nn.Module, dict[str, Any], dict[str, torch.Tensor] | None]:
     """The pruned model with its inherited weights, its ``prune.json``, and its masks (``None`` if dense)."""
-    folder = Path(pruned_dir)
-    info = read_json(folder / "prune.json", "pruned-model record")
-    spec = read_spec(folder / "spec.json")
-    model = build(spec)
-    load_state(model, read_tensors(folder / "model.pt", "pruned weights"), folder / "model.pt")
-    masks = load_masks(folder / "masks.npz", model) if (folder / "masks.npz").exists() else None
+    folder = PrunedFolder(pruned_dir)
+    info = folder.read_record()
+    model = build(folder.read_spec())
+    load_state(model, read_tensors(folder.weights, "pruned weights"), folder.weights)
+    masks = load_masks(folder.masks, model) if folder.masked() else None
     return model, info, masks
 
 
@@ -138,7 +135,7 @@ def retrain(
         result.update(
             {"density": info["density"], "nonzero_params": info["params_after"], "nonzero_macs": info["macs_after"]}
         )
-    write_json(Path(out_dir) / "result.json", result)
+    write_json(RunFolder(out_dir).result, result)
     return result
 
 
@@ -157,7 +154,7 @@ def _winning_ticket(inherited: torch.nn.Module, info: dict[str, Any], masks) -> 
     if masks is None:
         raise UserError("the lottery mode retrains an unstructured (masked) model; this folder has no masks.npz")
     run = info["source"].get("run")
-    init = Path(run) / "init.pt" if run else None
+    init = RunFolder(run).init if run else None
     if init is None or not init.is_file():
         raise UserError(
             f"the lottery mode needs the source run's initial weights ({init}); train the source with --save-init"

@@ -34,6 +34,7 @@ from guided import threads
 from guided.clock import clock
 from guided.data import ImageData
 from guided.errors import UserError
+from guided.folders import RunFolder
 from guided.hooks import FixedMasks, Hook
 from guided.io import atomic_write_bytes, atomic_write_text, load_state, read_tensors, write_json, write_spec
 from guided.loader import DeviceLoader
@@ -117,7 +118,7 @@ def train(
     optimizer = _optimizer(model, recipe, hooks)
     state = {"epoch": 0, "step": 0, "elapsed": 0.0, "metrics": []}
     if resume:
-        state = _load_checkpoint(out / "checkpoint.pt", model, optimizer, train_loader, spec)
+        state = _load_checkpoint(RunFolder(out).checkpoint, model, optimizer, train_loader, spec)
         log(f"{out}: resuming after epoch {state['epoch']} of {recipe.epochs}")
     with _removed_on_early_failure(out, keep=resume):
         if not resume:
@@ -125,13 +126,13 @@ def train(
         loop = _Loop(torch.compile(model) if compile else model, model, optimizer, recipe, hooks, amp, log)
         for _ in range(state["epoch"], recipe.epochs):
             row = loop.epoch(train_loader, test_loader, state)
-            _save_checkpoint(out / "checkpoint.pt", model, optimizer, train_loader, spec, state)
-            atomic_write_text(out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in state["metrics"]))
+            _save_checkpoint(RunFolder(out).checkpoint, model, optimizer, train_loader, spec, state)
+            atomic_write_text(RunFolder(out).metrics, "".join(json.dumps(r) + "\n" for r in state["metrics"]))
             if on_epoch is not None:
                 on_epoch(row)
-    _save_state_dict(out / "model.pt", model)
+    _save_state_dict(RunFolder(out).weights, model)
     result = _result(spec, data, recipe, state, seed=seed, amp=amp, config=config, device=device)
-    write_json(out / "result.json", result)
+    write_json(RunFolder(out).result, result)
     return result
 
 
@@ -151,11 +152,11 @@ def _optimizer(model: nn.Module, recipe: Recipe, hooks: Sequence[Hook]) -> torch
 
 def _start_run(out: Path, model: nn.Module, recipe: Recipe, config: dict[str, Any] | None, save_init: bool) -> None:
     """The files a new run writes before its first epoch: spec, resolved configuration, initial weights."""
-    write_spec(out / "spec.json", model.spec)
+    write_spec(RunFolder(out).spec, model.spec)
     if config is not None:
-        write_json(out / "config.json", {**config, "recipe_resolved": recipe.to_dict()})
+        write_json(RunFolder(out).config, {**config, "recipe_resolved": recipe.to_dict()})
     if save_init:
-        _save_state_dict(out / "init.pt", model)
+        _save_state_dict(RunFolder(out).init, model)
 
 
 def _result(spec: ArchSpec, data: ImageData, recipe: Recipe, state: dict, **run: Any) -> dict[str, Any]:
@@ -216,7 +217,7 @@ def _removed_on_early_failure(out: Path, *, keep: bool):
     try:
         yield
     except BaseException:
-        if not keep and not (out / "checkpoint.pt").exists():
+        if not keep and not (RunFolder(out).checkpoint).exists():
             if created:
                 shutil.rmtree(out, ignore_errors=True)
             else:
@@ -280,7 +281,7 @@ class _Loop:
 def _check_resume(out: Path, recipe: Recipe, resume: bool) -> dict[str, Any] | None:
     """A finished run's result when resuming one; refuses resuming nothing, and starting over a run."""
     finished = _finished_run(out, recipe) if resume else None
-    if finished is None and resume != (out / "checkpoint.pt").exists():
+    if finished is None and resume != (RunFolder(out).checkpoint).exists():
         raise UserError(
             f"nothing to resume in {out} (no checkpoint.pt); drop --resume to start the run"
             if resume
@@ -293,9 +294,9 @@ def _finished_run(out: Path, recipe: Recipe) -> dict[str, Any] | None:
     """A finished run's result (``None`` if unfinished); refuses to extend it to more epochs."""
     from guided.io import read_json
 
-    if not (out / "result.json").exists():
+    if not (RunFolder(out).result).exists():
         return None
-    result = read_json(out / "result.json", "run result")
+    result = read_json(RunFolder(out).result, "run result")
     if result.get("epochs") != recipe.epochs:
         raise UserError(
             f"{out} finished its {result.get('epochs')} epochs; {recipe.epochs} epochs is another run (the learning "
@@ -459,23 +460,22 @@ def _load_checkpoint(path: Path, model, optimizer, loader: DeviceLoader, spec: A
     return {**counters, "metrics": metrics}
 
 
-def load_weights(run_dir: str | Path, *, which: str = "model.pt") -> nn.Module:
+def load_weights(run_dir: str | Path, *, which: str = "weights") -> nn.Module:
     """Rebuild a trained network from a run folder: ``spec.json`` plus a state_dict (strict, weights only).
 
     Args:
         run_dir: a folder written by `train`.
-        which: ``model.pt`` (final), ``init.pt`` (initial) or ``checkpoint.pt`` (last epoch).
+        which: ``weights`` (final), ``init`` (initial) or ``checkpoint`` (last epoch): a `RunFolder` file.
     """
-    from guided.io import read_spec
     from models import build
 
-    run = Path(run_dir)
-    spec = read_spec(run / "spec.json")
-    path = run / which
+    run = RunFolder(run_dir)
+    spec = run.read_spec()
+    path = getattr(run, which)
     if not path.is_file():
         raise UserError(f"{path} does not exist; is {run} a finished training run?")
     state = read_tensors(path, "weights file")
-    if which == "checkpoint.pt":
+    if which == "checkpoint":
         state = state.get("model", {})
     model = build(spec)
     load_state(model, state, path)

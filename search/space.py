@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from guided.design import Budget, design
 from guided.errors import UserError
+from guided.patterns import Pattern
 from models import ArchSpec
 
 __all__ = ["WidthSpace", "RATIO_LOW", "RATIO_HIGH"]
@@ -62,7 +62,7 @@ class WidthSpace:
             raise UserError(f"shape lacks {missing}")
         return design(self.target, self.budget, pattern=self._pattern(params), per_layer=self.per_layer)
 
-    def _pattern(self, params: Mapping[str, float]) -> dict[str, Any]:
+    def _pattern(self, params: Mapping[str, float]) -> Pattern:
         if self.per_layer:
             rows, j = [], 0
             for s, stage in enumerate(self.target.stages):
@@ -77,11 +77,9 @@ class WidthSpace:
                 }
                 for s in range(len(self.target.stages))
             ]
-            return {"kind": "channels", "stages": stages, "layers": rows}
-        return {
-            "kind": "channels",
-            "stages": [{"stage": s, "keep_ratio_mean": params[f"r{s}"]} for s in range(len(self.target.stages))],
-        }
+            return Pattern("channels", tuple(stages), tuple(rows))
+        stages = [{"stage": s, "keep_ratio_mean": params[f"r{s}"]} for s in range(len(self.target.stages))]
+        return Pattern("channels", tuple(stages))
 
     def params_of(self, spec: ArchSpec) -> dict[str, float]:
         """The shape of a designed spec (its widths relative to the target's), normalised to max 1.

@@ -26,6 +26,7 @@ from typing import Any
 from guided.data import ImageData, fingerprint
 from guided.design import Budget
 from guided.errors import UserError
+from guided.folders import SearchFolder, StageFolder
 from guided.io import atomic_write_text, read_json, remove_inside, write_json, write_spec
 from guided.locks import LOCK_NAME, folder_lock
 from guided.recipes import Recipe
@@ -112,7 +113,7 @@ def open_storage(url: str | None, out_dir: Path, *, heartbeat: int = 30):
         from optuna.storages.journal import JournalFileBackend
 
         out_dir.mkdir(parents=True, exist_ok=True)
-        return optuna.storages.JournalStorage(JournalFileBackend(str(out_dir / "study.journal")))
+        return optuna.storages.JournalStorage(JournalFileBackend(str(SearchFolder(out_dir).journal)))
     import time
     import warnings
 
@@ -226,7 +227,7 @@ DONE_STATES = ("COMPLETE", "PRUNED")
 def _claim(out: Path, request: dict[str, Any], *, write: bool = True) -> None:
     """Refuse a search folder that holds another search (another target, budget, data, recipe, sampler,
     ...) or something that is not a search; record this search's request in a new one."""
-    path = out / REQUEST
+    path = SearchFolder(out).request
     if path.is_file():
         held = read_json(path, "search request")
         if held != request:
@@ -236,12 +237,12 @@ def _claim(out: Path, request: dict[str, Any], *, write: bool = True) -> None:
                 "or repeat the request it holds to resume it"
             )
         return
-    if (out / "study.journal").is_file():
+    if SearchFolder(out).journal.is_file():
         raise UserError(
             f"{out} holds a search begun by an earlier version of guided, which cannot be resumed exactly; remove "
             "the folder to search again, or choose another --out"
         )
-    others = [p for p in out.iterdir() if p.name not in (LOCK_NAME, "stage.json")]  # a study stage's record
+    others = [p for p in out.iterdir() if p.name not in (LOCK_NAME, StageFolder(out).started.name)]  # a stage's
     if others:
         raise UserError(f"{out} is not a search folder (it holds {others[0].name}); choose another --out")
     if write:
@@ -249,7 +250,6 @@ def _claim(out: Path, request: dict[str, Any], *, write: bool = True) -> None:
 
 
 #: The file in a search folder that records what it searches (`_claim`).
-REQUEST = "search-request.json"
 
 
 def _drop_unfinished(out: Path, study_name: str) -> None:
@@ -261,7 +261,7 @@ def _drop_unfinished(out: Path, study_name: str) -> None:
     """
     import optuna
 
-    journal = out / "study.journal"
+    journal = SearchFolder(out).journal
     if not journal.is_file():
         return
     try:
@@ -426,16 +426,16 @@ def summarize(study, out: Path, *, multi: bool, storage: str | None) -> dict[str
     if not complete:
         raise UserError("no trial completed; nothing to report")
     df = study.trials_dataframe()
-    atomic_write_text(out / "trials.csv", df.to_csv(index=False))
+    atomic_write_text(SearchFolder(out).trials, df.to_csv(index=False))
     best = study.best_trials if multi else [study.best_trial]
     files = []
     for i, t in enumerate(best):
-        path = out / (f"pareto-{i}.json" if multi else "best.json")
+        path = SearchFolder(out).pareto(i) if multi else SearchFolder(out).best
         write_spec(path, ArchSpec.from_json(t.user_attrs["spec"]))
         files.append(path.name)
     summary = {
         "study": study.study_name,
-        "storage": mask_url(storage_url(storage)) if storage else str(out / "study.journal"),
+        "storage": mask_url(storage_url(storage)) if storage else str(SearchFolder(out).journal),
         "trials": {s.name.lower(): len(study.get_trials(deepcopy=False, states=(s,))) for s in optuna.trial.TrialState},
         "best": [
             {
@@ -464,5 +464,5 @@ def summarize(study, out: Path, *, multi: bool, storage: str | None) -> dict[str
     draw_history({study.study_name: summary["history"]}, out / "history.png")
     if multi:
         draw_pareto(complete, [t.number for t in best], out / "pareto.png")
-    write_json(out / "search.json", summary)
+    write_json(SearchFolder(out).summary, summary)
     return summary

@@ -203,7 +203,7 @@ def _more_fixtures(e: dict[str, Path], base: Path, tiny: str) -> None:
     e["run_config_type"] = base / "run-config-type"
     shutil.copytree(e["run"], e["run_config_type"])
     config = json.loads((e["run_config_type"] / "config.json").read_text())
-    (e["run_config_type"] / "config.json").write_text(json.dumps({**config, "dataset": 5}))
+    (e["run_config_type"] / "config.json").write_text(json.dumps({**config, "data": {**config["data"], "dataset": 5}}))
     for name in ("bomb", "dangling_image"):
         for split, cls in [(sp, c) for sp in ("train", "test") for c in ("a", "b")]:
             (base / name / split / cls).mkdir(parents=True)

@@ -9,6 +9,7 @@ from guided.cli import main
 from guided.data import load_dataset, subsample, validation_split
 from guided.design import Budget, design
 from guided.errors import UserError
+from guided.patterns import Pattern
 from guided.recipes import get_recipe
 from models import cost, create_spec
 from search import WidthSpace, mask_url, open_storage, run_search
@@ -57,10 +58,9 @@ def test_tiny_search_runs_seeds_first_and_writes_a_spec_cost_accepts(tmp_path, t
         design(
             target,
             budget,
-            pattern={
-                "kind": "channels",
-                "stages": [{"stage": s, "keep_ratio_mean": r} for s, r in enumerate([1, 1, 0.8, 0.5, 0.3])],
-            },
+            pattern=Pattern(
+                "channels", tuple({"stage": s, "keep_ratio_mean": r} for s, r in enumerate([1, 1, 0.8, 0.5, 0.3]))
+            ),
         ),
     ]
     summary = run_search(

@@ -73,9 +73,10 @@ def _measured(spec: ArchSpec, args: argparse.Namespace) -> dict:
 
         out["inference"] = inference_throughput(spec, device, batch_size=args.batch_size, precision=args.precision)
     if args.latency:
-        from guided.latency import LatencyTable, default_cache, measure_step
+        from guided.latency import measure_step
+        from guided.operations import latency_table
 
-        predicted = LatencyTable(device, batch_size=args.batch_size, cache=default_cache()).predict(spec)
+        predicted = latency_table(device, batch_size=args.batch_size).predict(spec)
         measured = measure_step(spec, device, batch_size=args.batch_size)
         out["latency"] = {
             "predicted_s": predicted,

@@ -5,19 +5,18 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 from guided.errors import UserError
-from guided.io import read_json, read_spec
+from guided.io import read_spec
 from models import ArchSpec, create_spec
 
 __all__ = [
     "Command",
-    "run_config",
     "add_arch_args",
     "spec_from_args",
     "add_data_args",
     "data_from_args",
+    "data_config_from_args",
     "add_recipe_args",
     "recipe_from_args",
     "add_run_args",
@@ -111,8 +110,12 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
         "--data-root", default="./data", metavar="DIR", help="torchvision datasets live here (default ./data)"
     )
     g.add_argument("--image-size", type=int, metavar="PX", help="resize images to PX x PX (default: as stored)")
-    g.add_argument("--train-subset", type=int, metavar="N", help="train on a seeded random N images")
-    g.add_argument("--test-subset", type=int, metavar="N", help="evaluate on a seeded random N images")
+    g.add_argument(
+        "--train-subset", type=int, metavar="N", help="train on N images drawn at random (the same N whatever --seed)"
+    )
+    g.add_argument(
+        "--test-subset", type=int, metavar="N", help="evaluate on N images drawn at random (the same N whatever --seed)"
+    )
     g.add_argument(
         "--val-fraction",
         type=float,
@@ -121,14 +124,18 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
     )
 
 
-def data_from_args(args: argparse.Namespace):
-    """Load, subsample and split the dataset named by `add_data_args` options."""
-    from guided.data import load_dataset, subsample, validation_split
+def data_config_from_args(args: argparse.Namespace):
+    """The `guided.data.DataConfig` that `add_data_args` options name."""
+    from guided.data import DataConfig
 
-    data = load_dataset(args.dataset, root=args.data_root, size=args.image_size)
-    if args.val_fraction is not None:
-        data = validation_split(data, args.val_fraction, seed=args.seed)
-    return subsample(data, train=args.train_subset, test=args.test_subset, seed=args.seed)
+    fields = ("dataset", "data_root", "image_size", "train_subset", "test_subset", "val_fraction")
+    return DataConfig(**{f: getattr(args, f) for f in fields})
+
+
+def data_from_args(args: argparse.Namespace):
+    """Load, split and subsample the dataset named by `add_data_args` options (the same images whatever
+    ``--seed``: seeds vary initialisation and data order)."""
+    return data_config_from_args(args).load()
 
 
 def add_recipe_args(p: argparse.ArgumentParser) -> None:
@@ -223,7 +230,9 @@ def inherited_defaults(config: dict) -> dict:
     """The `INHERITED` options of a recorded run configuration (``config.json``); a value of the wrong type
     (a hand-edited or foreign file) is refused in one line."""
     from guided.io import type_ok
+    from guided.operations import flat_settings
 
+    config = flat_settings(config)
     if not isinstance(config, dict):
         raise UserError(f"the run configuration is a {type(config).__name__}, not a table of options")
     out = {}
@@ -237,17 +246,12 @@ def inherited_defaults(config: dict) -> dict:
     return out
 
 
-def run_config(run: Path) -> dict:
-    """A trained run's configuration: a `guided train` folder's ``config.json``, or the training config of a
-    study's training stage (``DIR/stages/<id>/stage.json``) in the same keys (its data and resolved recipe)."""
-    if (run / "config.json").is_file() or not (run / "stage.json").is_file():
-        return read_json(run / "config.json", "run configuration")
-    config = read_json(run / "stage.json", "study stage").get("config", {})
-    if "spec" not in config or "recipe" not in config:
-        raise UserError(f"{run} is a study stage that trained no network of its own; give a training stage's folder")
-    return {
-        **config.get("data", {}),
-        **config["recipe"],
-        "seed": config.get("seed"),
-        "precision": config.get("precision"),
-    }
+def budget_from_args(text: str, full, device="cpu", table=None):
+    """``--budget`` on ``full``; a latency budget is predicted by ``table``, else by this ``device``'s table
+    at batch 128 (timed on first use, kept in the user's cache)."""
+    from guided.design import budget_kind, parse_budget
+    from guided.operations import latency_table
+
+    if budget_kind(text) == "latency" and table is None:
+        table = latency_table(device)
+    return parse_budget(text, full=full, table=table)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from guided.commands.common import Command, add_arch_args, seed_number, spec_from_args
 from guided.errors import UserError
@@ -51,18 +50,17 @@ def _design_args(p: argparse.ArgumentParser) -> None:
 
 
 def _design(args: argparse.Namespace) -> int:
-    from guided.design import design, design_sparsity, parse_budget
-    from guided.io import check_output, read_json, write_json, write_spec
-    from guided.patterns import check_pattern
-    from guided.pruning.unstructured import nonzero_cost, save_masks
-    from models import cost
+    from guided.commands.common import budget_from_args
+    from guided.io import check_output
+    from guided.operations import design_to
+    from guided.patterns import Pattern
 
     if bool(args.pattern) == bool(args.uniform):
         raise UserError("give --pattern PATTERN.json for a guided design, or --uniform for the baseline")
     target = spec_from_args(args)
-    budget = parse_budget(args.budget, full=target)
-    pattern = check_pattern(read_json(args.pattern, "pattern"), args.pattern) if args.pattern else None
-    kind = (pattern or {}).get("kind", "channels")
+    budget = budget_from_args(args.budget, target)
+    pattern = Pattern.read(args.pattern) if args.pattern else None
+    kind = pattern.kind if pattern else "channels"
     if args.uniform and (args.kernel or args.include_linear):
         kind = "sparsity"
     if kind == "sparsity" and args.per_layer:
@@ -71,40 +69,9 @@ def _design(args: argparse.Namespace) -> int:
         raise UserError("--kernel places weights inside 3x3 kernels: it takes a sparsity pattern (or --uniform)")
     check_output(args.out, folder=kind == "sparsity")
     if kind == "sparsity":
-        result = design_sparsity(
-            target,
-            budget,
-            pattern=pattern,
-            kernel=args.kernel,
-            include_linear=args.include_linear,
-            stage_map=args.stage_map,
-            seed=args.seed,
-        )
-        out = Path(args.out)
-        write_spec(out / "spec.json", target)
-        save_masks(out / "masks.npz", result["masks"])
-        c = nonzero_cost(target, result["masks"])
-        write_json(
-            out / "design.json",
-            {
-                "kind": "sparsity",
-                "budget": vars(budget),
-                "pattern": args.pattern,
-                "uniform": args.uniform,
-                "kernel": args.kernel,
-                "seed": args.seed,
-                "nonzero_params": c.params,
-                "nonzero_macs": c.macs,
-                "densities": result["densities"],
-            },
-        )
-        print(
-            f"{'uniform' if args.uniform else 'guided'} sparsity for {target.name}: {c.params:,} non-zero params, "
-            f"{c.macs / 1e6:.2f}M non-zero MACs; wrote {out}/spec.json, masks.npz "
-            f"(train with: guided train --spec {out}/spec.json --masks {out}/masks.npz ...)"
-        )
-        return 0
-    spec = design(
+        return _design_sparsity(args, target, budget, pattern)
+    spec, record = design_to(
+        args.out,
         target,
         budget,
         pattern=pattern,
@@ -113,12 +80,52 @@ def _design(args: argparse.Namespace) -> int:
         multiple_of=args.multiple_of,
         allow_wider=args.allow_wider,
     )
-    write_spec(args.out, spec)
-    c = cost(spec)
-    step = f", {budget.show(budget.of(spec))} predicted step" if budget.kind == "latency" else ""
+    step = f", {budget.show(record['predicted_s'])} predicted step" if "predicted_s" in record else ""
     print(
-        f"{'uniform' if args.uniform else 'guided'} {spec.name}: {c.params:,} params, {c.macs / 1e6:.2f}M MACs{step}; "
-        f"widths {[list(s) for s in spec.stages]}; wrote {args.out}"
+        f"{'uniform' if args.uniform else 'guided'} {spec.name}: {record['params']:,} params, "
+        f"{record['macs'] / 1e6:.2f}M MACs{step}; widths {record['stages']}; wrote {args.out}"
+    )
+    return 0
+
+
+def _design_sparsity(args: argparse.Namespace, target, budget, pattern) -> int:
+    """Fixed masks following a sparsity pattern (or uniform), in a folder: spec, masks, what was designed."""
+    from guided.design import design_sparsity
+    from guided.folders import PrunedFolder
+    from guided.io import write_json
+    from guided.pruning.unstructured import nonzero_cost, save_masks
+
+    result = design_sparsity(
+        target,
+        budget,
+        pattern=pattern,
+        kernel=args.kernel,
+        include_linear=args.include_linear,
+        stage_map=args.stage_map,
+        seed=args.seed,
+    )
+    out = PrunedFolder(args.out)
+    out.write_spec(target)
+    save_masks(out.masks, result["masks"])
+    c = nonzero_cost(target, result["masks"])
+    write_json(
+        out.design,
+        {
+            "kind": "sparsity",
+            "budget": vars(budget),
+            "pattern": args.pattern,
+            "uniform": args.uniform,
+            "kernel": args.kernel,
+            "seed": args.seed,
+            "nonzero_params": c.params,
+            "nonzero_macs": c.macs,
+            "densities": result["densities"],
+        },
+    )
+    print(
+        f"{'uniform' if args.uniform else 'guided'} sparsity for {target.name}: {c.params:,} non-zero params, "
+        f"{c.macs / 1e6:.2f}M non-zero MACs; wrote {out.spec}, {out.masks.name} "
+        f"(train with: guided train --spec {out.spec} --masks {out.masks} ...)"
     )
     return 0
 

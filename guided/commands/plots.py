@@ -41,8 +41,7 @@ def _plot(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from guided import plots
-    from guided.io import read_json, read_spec
-    from guided.patterns import check_pattern
+    from guided.io import read_spec
 
     check_figure_path(args.out)
 
@@ -55,28 +54,33 @@ def _plot(args: argparse.Namespace) -> int:
             if not sep:
                 raise UserError(f"--design takes LABEL=SPEC.json, got {item!r}")
             designs[label] = read_spec(path)
-        pattern = check_pattern(read_json(args.inputs[0], "pattern"), args.inputs[0])
-        if pattern.get("kind", "channels") != "channels":
-            raise UserError(f"{args.inputs[0]} is a sparsity pattern; widths are drawn from channel patterns")
+        pattern = _read_pattern(args.inputs[0], "channels", "widths")
         files = plots.draw_width_bars(pattern, designs, args.out, title=args.title)
     elif args.kind == "profile":
         patterns = {}
         for path in args.inputs:
-            pattern = check_pattern(read_json(path, "pattern"), path)
-            if pattern.get("kind", "channels") != "channels":
-                raise UserError(f"{path} is a sparsity pattern; profiles are drawn from channel patterns")
-            methods = sorted({s.get("method") or "?" for s in pattern.get("sources", []) if isinstance(s, dict)})
-            patterns[", ".join(methods) or Path(path).stem] = pattern
+            pattern = _read_pattern(path, "channels", "profiles")
+            patterns[", ".join(pattern.methods()) or Path(path).stem] = pattern
         files = plots.draw_profiles(patterns, args.out, title=args.title)
     elif args.kind == "sparsity":
-        summary = read_json(args.inputs[0], "sparsity summary")
-        check_pattern({**summary, "kind": "sparsity"} if isinstance(summary, dict) else summary, args.inputs[0])
-        files = plots.draw_sparsity(summary, args.out, title=args.title)
+        files = plots.draw_sparsity(
+            _read_pattern(args.inputs[0], "sparsity", "sparsity plots"), args.out, title=args.title
+        )
     else:
         df = pd.concat([_runs_csv(path) for path in args.inputs])
         files = plots.draw_accuracy_cost(df.to_dict("records"), args.out, title=args.title)
     print("wrote " + ", ".join(str(f) for f in files))
     return 0
+
+
+def _read_pattern(path: str, kind: str, what: str):
+    """A pattern of ``kind`` (``what`` is drawn from that kind only)."""
+    from guided.patterns import Pattern
+
+    pattern = Pattern.read(path)
+    if pattern.kind != kind:
+        raise UserError(f"{path} is a {pattern.kind} pattern; {what} are drawn from {kind} patterns")
+    return pattern
 
 
 def check_figure_path(path: str, option: str = "--out") -> None:

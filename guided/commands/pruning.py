@@ -10,14 +10,15 @@ from guided.commands.common import (
     add_arch_args,
     add_data_args,
     add_threads_arg,
+    budget_from_args,
     data_from_args,
     inherited_defaults,
-    run_config,
     seed_number,
     spec_from_args,
 )
 from guided.errors import UserError
-from guided.io import check_output, read_json
+from guided.folders import PrunedFolder
+from guided.io import check_output
 
 
 def _parse_ratio(text: str) -> float | list[float]:
@@ -92,6 +93,8 @@ def _prune_args(p: argparse.ArgumentParser) -> None:
 
 
 def _prune_defaults(args: argparse.Namespace) -> dict:
+    from guided.operations import run_settings
+
     if not args.checkpoint:
         return {}
     if not Path(args.checkpoint).is_dir():
@@ -99,81 +102,66 @@ def _prune_defaults(args: argparse.Namespace) -> dict:
             f"--checkpoint {args.checkpoint} does not exist or is not a run folder (from guided train, or a "
             "study's training stage)"
         )
-    return inherited_defaults(run_config(Path(args.checkpoint)))
+    return inherited_defaults(run_settings(args.checkpoint))
 
 
 def _prune(args: argparse.Namespace) -> int:
+    from guided.operations import latency_table, prune_run
     from guided.provenance import resolve_device
-    from guided.pruning import PRUNERS, prune
-    from guided.retrain import save_pruned
-    from guided.train import load_weights
+    from guided.pruning import PRUNERS
     from models import build
 
     if args.checkpoint and (args.arch or args.spec):
         raise UserError("give --checkpoint RUN_DIR, or --arch/--spec for fresh weights, not both")
     inputs = tuple(x for x in (args.checkpoint, args.like) if x)
-    if (check_output(args.out, inputs=inputs) / "prune.json").exists():
+    if PrunedFolder(check_output(args.out, inputs=inputs)).complete():
         raise UserError(f"{args.out} already holds a pruned model; choose another --out")
     if args.min_channels < 1:
         raise UserError(f"--min-channels must be at least 1, got {args.min_channels}")
     if args.samples < 1:
         raise UserError(f"--samples must be at least 1, got {args.samples}")
-    needs_data = PRUNERS[args.method].needs_data
-    data = data_from_args(args) if needs_data else None
-    if args.checkpoint:
-        run = Path(args.checkpoint)
-        model = load_weights(run)
-        result_json = read_json(run / "result.json", "run result")
-        source = {
-            "run": str(run),
-            "epochs": result_json.get("epochs"),
-            "config": run_config(run),
-        }
-    else:
-        model = build(spec_from_args(args, data), seed=args.seed)
-        source = {"run": None, "epochs": None, "config": {}}
-    model.to(resolve_device(args.device))
-    ratio = args.ratio
+    data = data_from_args(args) if PRUNERS[args.method].needs_data else None
+    device = resolve_device(args.device)
+    model = None if args.checkpoint else build(spec_from_args(args, data), seed=args.seed)
+    full = load_spec(args.checkpoint) if args.checkpoint else model.spec
+    table = latency_table(device) if args.cost == "latency" else None  # ranks channels and solves the budget
+    budget = None
     if args.budget:
         if args.ratio is not None or args.preset:
             raise UserError("give --budget, or --ratio/--preset, not both")
-        from guided.design import parse_budget
-        from guided.pruning import ratio_for_budget
-
-        budget = parse_budget(args.budget, full=model.spec)
-        kw = {"allocation": args.allocation, "min_channels": args.min_channels, "data": data, "samples": args.samples}
-        kw["cost"] = args.cost
-        ratio = ratio_for_budget(model.eval(), args.method, budget, seed=args.seed, **kw)
-    like = None
-    if args.like:
-        from guided.pruning.unstructured import load_masks
-
-        like = load_masks(Path(args.like) / "masks.npz", model)
-    result = prune(
-        model.eval(),
+        budget = budget_from_args(args.budget, full, table=table)
+    result = prune_run(
+        args.out,
         args.method,
-        ratio=ratio,
+        checkpoint=args.checkpoint,
+        model=model,
+        data=data,
+        seed=args.seed,
+        budget=budget,
+        like=args.like,
+        latency=table,
+        device=device,
+        ratio=args.ratio,
         preset=args.preset,
         allocation=args.allocation,
         min_channels=args.min_channels,
-        data=data,
         samples=args.samples,
-        seed=args.seed,
         threshold=args.threshold,
         include_linear=args.include_linear,
-        like=like,
         cost=args.cost,
     )
-    if result.masks is None and result.info["params_after"] == result.info["params_before"] and args.method != "sss":
-        raise UserError(
-            f"{args.method} removed nothing (every layer keeps at least --min-channels {args.min_channels}, or the "
-            "ratio rounds to zero channels); lower --min-channels or raise --ratio"
-        )
-    save_pruned(result, args.out, source=source)
-    print("\n".join(_summary(args.method, model.spec.name, result)))
-    masks = ", masks.npz" if result.masks is not None else ""
-    print(f"wrote {args.out}/spec.json, model.pt, prune.json, layers.csv{masks}")
+    print("\n".join(_summary(args.method, full.name, result)))
+    out = PrunedFolder(args.out)
+    files = [out.spec, out.weights, out.record, out.layers] + ([out.masks] if result.masks is not None else [])
+    print(f"wrote {out}: " + ", ".join(f.name for f in files))
     return 0
+
+
+def load_spec(run: str):
+    """A run folder's architecture."""
+    from guided.folders import RunFolder
+
+    return RunFolder(run).read_spec()
 
 
 def _summary(method: str, name: str, result) -> list[str]:

@@ -10,6 +10,7 @@ from guided.commands.common import (
     add_data_args,
     add_recipe_args,
     add_threads_arg,
+    budget_from_args,
     data_from_args,
     recipe_from_args,
     seed_number,
@@ -83,7 +84,6 @@ def _search_args(p: argparse.ArgumentParser) -> None:
 
 
 def _search(args: argparse.Namespace) -> int:
-    from guided.design import parse_budget
     from guided.io import check_output, read_spec
     from guided.provenance import resolve_device
     from search.study import run_search
@@ -95,7 +95,7 @@ def _search(args: argparse.Namespace) -> int:
         args.val_fraction = 0.1  # search never looks at the test set
     data = data_from_args(args)
     target = spec_from_args(args, data)
-    budget = parse_budget(args.budget, full=target)
+    budget = budget_from_args(args.budget, target)
     seeds = [read_spec(p) for p in args.seed_designs]
     if args.trials < len(seeds):
         raise UserError(f"--trials {args.trials} is fewer than the {len(seeds)} seed designs")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from guided.commands.common import (
     Command,
@@ -11,14 +10,15 @@ from guided.commands.common import (
     add_data_args,
     add_recipe_args,
     add_run_args,
+    data_config_from_args,
     data_from_args,
     inherited_defaults,
     recipe_from_args,
     spec_from_args,
 )
-from guided.errors import UserError
+from guided.folders import PrunedFolder, RunFolder
 from guided.io import check_output
-from models import cost
+from models import ArchSpec, cost
 
 
 def finished_line(result: dict) -> str:
@@ -53,48 +53,35 @@ def _train_args(p: argparse.ArgumentParser) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from guided.hooks import BatchNormL1, FixedMasks, GateSparsity
+    from guided.operations import train_run, training_config
     from guided.provenance import resolve_device
-    from guided.train import resolve_precision, train
-    from models import build
+    from guided.train import resolve_precision
 
     check_output(args.out, inputs=tuple(x for x in (args.masks, args.spec) if x))
     device = resolve_device(args.device)
     recipe = recipe_from_args(args)
-    data = data_from_args(args)
-    spec = spec_from_args(args, data)
-    hooks = [BatchNormL1(args.sparsity_l1)] if args.sparsity_l1 else []
-    if args.masks:
-        from guided.pruning.unstructured import load_masks
-
-        model = build(spec, seed=args.seed)
-        hooks.append(FixedMasks(load_masks(args.masks, model)))
-    if args.sparsity_gates:
-        if spec.family not in ("resnet", "preresnet"):
-            raise UserError(f"--sparsity-gates needs a residual network (resnet, preresnet), not {spec.name}")
-        spec = spec.replace(gated=True)
-        hooks.append(GateSparsity(args.sparsity_gates))
-    config = {k: v for k, v in vars(args).items() if k != "func"}
+    data_config = data_config_from_args(args)
+    data = data_config.load()
+    config = training_config(
+        spec_from_args(args, data),
+        data_config,
+        recipe,
+        recipe_name=args.recipe,
+        seed=args.seed,
+        precision=args.precision,
+        sparsity_l1=args.sparsity_l1,
+        sparsity_gates=args.sparsity_gates,
+        masks=args.masks,
+        save_init=args.save_init,
+    )
+    spec = ArchSpec.from_dict(config["spec"])
     print(
         f"{data.describe()}\n{spec.name}: {cost(spec).params:,} params, {cost(spec).macs / 1e6:.1f}M MACs, "
         f"{recipe.epochs} epochs on {device} ({resolve_precision(args.precision, device)})"
     )
-    done_before = args.resume and (Path(args.out) / "result.json").exists()
-    result = train(
-        build(spec, seed=args.seed),
-        data,
-        recipe,
-        out_dir=args.out,
-        device=device,
-        seed=args.seed,
-        hooks=hooks,
-        resume=args.resume,
-        save_init=args.save_init,
-        compile=args.compile,
-        precision=args.precision,
-        config=config,
-    )
-    print(finished_line(result) + ("" if done_before else f"; wrote {args.out}/result.json"))
+    done_before = args.resume and RunFolder(args.out).finished() is not None
+    result = train_run(config, args.out, data=data, device=device, resume=args.resume, compile=args.compile)
+    print(finished_line(result) + ("" if done_before else f"; wrote {RunFolder(args.out).result}"))
     return 0
 
 
@@ -116,24 +103,21 @@ def _retrain_args(p: argparse.ArgumentParser) -> None:
 
 
 def _retrain_defaults(args: argparse.Namespace) -> dict:
-    from guided.io import read_json
-
-    info = read_json(Path(args.pruned) / "prune.json", "pruned-model record")
-    return inherited_defaults(info.get("source", {}).get("config", {}))
+    info = PrunedFolder(args.pruned).read_record()
+    return inherited_defaults((info.get("source") or {}).get("config") or {})
 
 
 def _retrain(args: argparse.Namespace) -> int:
-    from guided.io import read_json
     from guided.provenance import resolve_device
     from guided.retrain import retrain
 
-    source_run = read_json(Path(args.pruned) / "prune.json", "pruned-model record").get("source", {}).get("run")
-    check_output(args.out, inputs=tuple(x for x in (args.pruned, source_run) if isinstance(x, str)))
+    source_run = PrunedFolder(args.pruned).source_run()
+    check_output(args.out, inputs=tuple(x for x in (args.pruned, source_run) if x))
     device = resolve_device(args.device)
     recipe = recipe_from_args(args)
     data = data_from_args(args)
     config = {k: v for k, v in vars(args).items()}
-    done_before = args.resume and (Path(args.out) / "result.json").exists()
+    done_before = args.resume and RunFolder(args.out).finished() is not None
     result = retrain(
         args.pruned,
         args.mode,
@@ -147,7 +131,7 @@ def _retrain(args: argparse.Namespace) -> int:
         precision=args.precision,
         config=config,
     )
-    print(f"{args.mode}: {finished_line(result)}" + ("" if done_before else f"; wrote {args.out}/result.json"))
+    print(f"{args.mode}: {finished_line(result)}" + ("" if done_before else f"; wrote {RunFolder(args.out).result}"))
     return 0
 
 

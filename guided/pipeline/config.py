@@ -40,8 +40,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from guided.data import DataConfig
 from guided.design import KINDS as BUDGET_KINDS
-from guided.design import Budget, parse_budget
+from guided.design import budget_kind
 from guided.errors import UserError
 from guided.io import check_name, read_toml, toml_section
 from guided.pruning import PRUNERS
@@ -63,7 +64,6 @@ __all__ = [
     "ReportConfig",
     "parse_study",
     "load_study",
-    "resolve_budget",
     "slug",
 ]
 
@@ -76,17 +76,6 @@ class StudyConfig:
     seeds: list[int] = field(default_factory=lambda: [0])
     device: str = "auto"
     precision: str = "auto"
-
-
-@dataclass(frozen=True)
-class DataConfig:
-    """``[data]``: which dataset and how much of it."""
-
-    dataset: str
-    data_root: str = "./data"
-    image_size: int | None = None
-    train_subset: int | None = None
-    test_subset: int | None = None
 
 
 @dataclass(frozen=True)
@@ -395,7 +384,7 @@ def _check(s: Study) -> None:
             )
     if s.search:
         q = s.search
-        resolve_budget(q.budget, source)
+        budget_kind(q.budget)
         bad = [a for a in q.arms if a not in SEARCH_ARMS]
         if bad or not q.arms:
             raise UserError(f"[search] arms must be among {', '.join(SEARCH_ARMS)}, got {q.arms}")
@@ -471,7 +460,7 @@ def _check_design(d: DesignConfig, prune: list[PruneConfig], source: ArchSpec) -
         if unknown:
             raise UserError(f"[design] {key} = {chosen} names {unknown}, which [design] pattern does not list")
     for b in d.budget_list():
-        resolve_budget(b, source)
+        budget_kind(b)
     if d.multiple_of < 1:
         raise UserError(f"[design] multiple_of must be at least 1, got {d.multiple_of}")
 
@@ -485,23 +474,6 @@ def _check_dataset(name: str, where: str) -> None:
         raise UserError(
             f"[{where}] dataset {name!r} is unknown; choose one of {', '.join(list_datasets())} or imagefolder:PATH"
         )
-
-
-def resolve_budget(text: str, full: ArchSpec, table: Any = None) -> Budget:
-    """``params=25%`` -> 25% of ``full``'s parameters; absolute budgets as `guided.design.parse_budget`;
-    ``latency=`` budgets are predicted by ``table`` (without one, only checked: nothing is timed)."""
-    if table is None and text.partition("=")[0].strip().lower() == "latency":
-        table = _Untimed()
-    return parse_budget(text, full=full, table=table)
-
-
-class _Untimed:
-    """Stands in for a latency table where a budget is only checked, not solved."""
-
-    device_name, batch_size = "unmeasured", 0
-
-    def predict(self, spec: ArchSpec) -> float:
-        return 1.0
 
 
 def slug(budget: str) -> str:

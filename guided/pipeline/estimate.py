@@ -152,13 +152,14 @@ class Clock:
                 self._prunes[key] = time.perf_counter() - start
         return self._prunes[key]
 
-    def report(self, work: dict[str, Any]) -> float:
-        """Seconds of the report: an inference timing per from-scratch architecture, and its figures."""
+    def speed(self, work: dict[str, Any]) -> float:
+        """Seconds of the speed stage: an inference timing per from-scratch architecture."""
         timing = 2 * 0.15 if Path("/proc/stat").is_file() else 0.0  # the load checks around each timing
-        seconds = 0.0
-        for spec in work["specs"]:
-            seconds += timing + 7 * self._test_pass(spec, 256)
-        return seconds + work["figures"] * self.figure()
+        return sum(timing + 7 * self._test_pass(spec, 256) for spec in work["specs"])
+
+    def report(self, work: dict[str, Any]) -> float:
+        """Seconds of the report: its figures."""
+        return work["figures"] * self.figure()
 
     def figure(self) -> float:
         """Seconds to draw and save one report figure (PNG and SVG)."""
@@ -199,6 +200,8 @@ class Clock:
             seconds += work["trials"] * (self.training(work) + 0.05) + self.figure()
         elif kind == "prune":
             seconds += self.prune(work)
+        elif kind == "speed":
+            seconds += self.speed(work)
         elif kind == "report":
             seconds += self.report(work)
         return seconds

@@ -19,9 +19,10 @@ from typing import Any
 
 import pandas as pd
 
-from guided import threads
+from guided.folders import PrunedFolder, SearchFolder, StageFolder, StudyFolder
 from guided.html import html_page
 from guided.io import atomic_write_text, read_json, remove_inside, write_json
+from guided.patterns import Pattern
 from guided.pipeline.config import Study, slug
 from guided.pipeline.runner import Stage, StageContext
 from guided.plots import arm_colours, cost_note, draw_accuracy_cost, draw_profiles, draw_sparsity, draw_width_bars
@@ -38,7 +39,7 @@ __all__ = [
     "retraining_table",
     "search_table",
     "search_warnings",
-    "measure_inference",
+    "read_speeds",
 ]
 
 MODE_LABELS = {"finetune": "fine-tuned", "scratch-e": "Scratch-E", "scratch-b": "Scratch-B", "lottery": "lottery"}
@@ -56,7 +57,7 @@ class _Report:
         self.runs = runs_table(stages, ctx)
         self.tables: dict[str, pd.DataFrame] = {}
         self.verdicts: list[str] = []
-        self.patterns: dict[str, dict[str, Any]] = {}
+        self.patterns: dict[str, Pattern] = {}
         self.inference_device: str | None = None  # the device and threads the inference timings used
         self.domains = list(dict.fromkeys(s.tags["domain"] for s in stages if "domain" in s.tags))
         arms = [s.tags["arm"] for s in stages if "arm" in s.tags]
@@ -98,7 +99,7 @@ def runs_table(stages: list[Stage], ctx: StageContext) -> pd.DataFrame:
     """One row per training stage: its tags and its result (accuracy, cost, epochs, wall time)."""
     rows = []
     for s in stages:
-        if s.kind == "train":
+        if s.kind in ("train", "retrain"):
             rows.append({"stage": s.id, **s.tags, **ctx.record(s.id)})
     return pd.DataFrame(rows)
 
@@ -110,7 +111,7 @@ def write_report(study: Study, recipe: Recipe, stages: list[Stage], ctx: StageCo
         remove_inside(out / sub, out)
         (out / sub).mkdir(parents=True)
     r = _Report(study, recipe, stages, ctx)
-    measure_inference(r)
+    read_speeds(r)
     r.runs.to_csv(out / "runs.csv", index=False)
     title = study.report.title or f"Study {study.study.name}"
     parts = [f"# {title}", "", _overview(study, recipe, ctx), ""]
@@ -239,10 +240,11 @@ def _retraining(r: _Report) -> list[str]:
 def _patterns(r: _Report) -> list[str]:
     for st in r.role("pattern"):
         name = f"{st.tags['domain']}-{st.tags['prune']}"
-        shutil.copy(r.ctx.dir_of(st.id) / "pattern.json", r.out / "patterns" / f"{name}.json")
-        r.patterns[name] = read_json(r.ctx.dir_of(st.id) / "pattern.json")
-    channels = {n: p for n, p in r.patterns.items() if p.get("kind") == "channels"}
-    weights = {n: p for n, p in r.patterns.items() if p.get("kind") == "sparsity"}
+        source = StageFolder(r.ctx.dir_of(st.id)).pattern
+        shutil.copy(source, r.out / "patterns" / f"{name}.json")
+        r.patterns[name] = Pattern.read(source)
+    channels = {n: p for n, p in r.patterns.items() if p.kind == "channels"}
+    weights = {n: p for n, p in r.patterns.items() if p.kind == "sparsity"}
     lines = []
     if channels:
         draw_profiles(channels, r.figure("profile.png"), title="fraction of channels kept, per layer")
@@ -254,7 +256,7 @@ def _patterns(r: _Report) -> list[str]:
             r.table("patterns", _stage_table(channels, "keep_ratio")),
             "",
             "How each pattern's pruning ranked channels: "
-            + "; ".join(f"{n}: {cost_note(p).strip(' ()') or 'score alone'}" for n, p in channels.items())
+            + "; ".join(f"{n}: {cost_note(p.cost).strip(' ()') or 'score alone'}" for n, p in channels.items())
             + ".",
             "",
             "![per-layer keep ratio](figures/profile.png)",
@@ -269,12 +271,12 @@ def _patterns(r: _Report) -> list[str]:
     return lines
 
 
-def _stage_table(patterns: dict[str, dict[str, Any]], key: str) -> pd.DataFrame:
+def _stage_table(patterns: dict[str, Pattern], key: str) -> pd.DataFrame:
     rows = []
-    for i in range(max(len(p["stages"]) for p in patterns.values())):
+    for i in range(max(len(p.stages) for p in patterns.values())):
         row = {"stage": i + 1}
         for name, p in patterns.items():
-            st = next((s for s in p["stages"] if s["stage"] == i), None)
+            st = next((s for s in p.stages if s["stage"] == i), None)
             row[name] = f"{100 * st[key + '_mean']:.1f} ± {100 * st[key + '_std']:.1f}" if st else "-"
         rows.append(row)
     return pd.DataFrame(rows)
@@ -329,50 +331,19 @@ def _rate(runs: pd.DataFrame, column: str, form: str = ",.0f") -> str:
     return f"{values.mean():{form}}" if len(values) else "-"
 
 
-def measure_inference(r: _Report) -> None:
-    """Add each from-scratch run's measured inference throughput (batch 256, median of 5 timed passes
-    after 2 warm-up passes, on the study's device and precision) to the runs table, once per distinct spec.
-
-    Measured here, in the report stage, because it runs alone: a measurement beside other training
-    processes would time the contention.
-    """
-    from guided.speed import condition_note, inference_throughput
-    from guided.train import resolve_precision
-
-    if not len(r.runs):
+def read_speeds(r: _Report) -> None:
+    """Add each from-scratch run's inference throughput, and at latency budgets its predicted training
+    step, as the speed stage measured them (``speed.json``): the report measures nothing, so rendering it
+    again, here or elsewhere, changes no number."""
+    if not len(r.runs) or "speed" not in {s.id for s in r.stages}:
         return
-    device = r.ctx.services.device
-    precision = resolve_precision(r.study.study.precision, device)
-    measured: dict[str, dict] = {}
-    values, notes = [], []
-    with threads.all_cores():  # the report runs alone: time with the whole machine, as a user would
-        for _, row in r.runs.iterrows():
-            if row["role"] not in ("scratch", "search-best"):
-                values.append(None)
-                notes.append(None)
-                continue
-            text = (r.ctx.dir_of(row["stage"]) / "spec.json").read_text()
-            if text not in measured:
-                measured[text] = inference_throughput(ArchSpec.from_json(text), device, precision=precision)
-            values.append(round(measured[text]["images_per_s"], 1))
-            notes.append(condition_note(measured[text]["condition"]))
-        r.inference_device = device_name(device)
-    r.runs["inference_images_per_s"] = values
-    r.runs["inference_condition"] = notes  # empty: measured on a quiet machine
-    predict_latency(r)
-
-
-def predict_latency(r: _Report) -> None:
-    """Add the latency table's prediction for each run at a ``latency=`` budget (the cost it is matched on)."""
-    if "budget" not in r.runs or not r.runs["budget"].astype(str).str.startswith("latency=").any():
-        return
-    table = r.ctx.services.latency_table(r.recipe.batch_size)
-    r.runs["predicted_step_ms"] = [
-        1000 * table.predict(ArchSpec.from_json((r.ctx.dir_of(row["stage"]) / "spec.json").read_text()))
-        if str(row["budget"]).startswith("latency=") and row["role"] in ("scratch", "search-best")
-        else None
-        for _, row in r.runs.iterrows()
-    ]
+    record = read_json(StageFolder(r.ctx.dir_of("speed")).speed, "speed record")
+    runs = record["runs"]
+    r.inference_device = record["device"]
+    r.runs["inference_images_per_s"] = [runs.get(stage, {}).get("images_per_s") for stage in r.runs["stage"]]
+    r.runs["inference_condition"] = [runs.get(stage, {}).get("condition") for stage in r.runs["stage"]]
+    if any("predicted_step_ms" in v for v in runs.values()):
+        r.runs["predicted_step_ms"] = [runs.get(stage, {}).get("predicted_step_ms") for stage in r.runs["stage"]]
 
 
 def _designs(r: _Report) -> list[str]:
@@ -446,14 +417,14 @@ def _design_budget(r: _Report, dom: str, budget: str, acc_rows: list[dict[str, A
     for st in r.role("design"):
         if st.tags["domain"] == dom and st.tags["budget"] == budget:
             for arm in st.config["arms"]:
-                path = r.ctx.dir_of(st.id) / f"{arm}.json"
+                path = StageFolder(r.ctx.dir_of(st.id)).arm(arm)
                 shutil.copy(path, r.out / "designs" / f"{dom}-{b}-{arm}.json")
                 specs[arm] = ArchSpec.from_json(path.read_text())
     for st in r.role("prune-budget"):
         if st.tags["domain"] == dom and st.tags["budget"] == budget:
             name = f"{dom}-{b}-{st.tags['arm']}-s{st.tags['seed']}.json"
-            shutil.copy(r.ctx.dir_of(st.id) / "spec.json", r.out / "designs" / name)
-    own = next((p for n, p in r.patterns.items() if n.startswith(f"{dom}-") and p.get("kind") == "channels"), None)
+            shutil.copy(PrunedFolder(r.ctx.dir_of(st.id)).spec, r.out / "designs" / name)
+    own = next((p for n, p in r.patterns.items() if n.startswith(f"{dom}-") and p.kind == "channels"), None)
     if own:  # the pruned bars are this model's own pruned runs
         figure = f"widths-{dom}-{b}"
         colours = r.colours_for(figure, ["pruned", *specs])
@@ -509,9 +480,9 @@ def _search(r: _Report) -> list[str]:
         colours={arm: colours[f"search-{arm}"] for arm in records},
     )
     for arm in records:
-        src = r.ctx.dir_of(f"search/{arm}")
-        shutil.copy(src / "best.json", r.out / "designs" / f"search-{arm}-best.json")
-        shutil.copy(src / "trials.csv", r.out / "tables" / f"search-{arm}-trials.csv")
+        src = SearchFolder(r.ctx.dir_of(f"search/{arm}"))
+        shutil.copy(src.best, r.out / "designs" / f"search-{arm}-best.json")
+        shutil.copy(src.trials, r.out / "tables" / f"search-{arm}-trials.csv")
     q = r.study.search
     images = f"{q.train_subset:,} training images" if q.train_subset else "the rest of the training set"
     lines = [
@@ -550,8 +521,8 @@ def revisions(r: _Report) -> dict[str, int]:
     """Code revision -> how many of the study's stages started on it (from each ``stage.json``)."""
     counts: dict[str, int] = {}
     for s in [*r.stages, r.ctx.stage]:  # every stage before the report, and the report
-        started = r.ctx.dir_of(s.id) / "stage.json"
-        rev = read_json(started).get("revision", "not recorded") if started.is_file() else "not recorded"
+        started = StageFolder(r.ctx.dir_of(s.id))
+        rev = started.read_started().get("revision", "not recorded") if started.is_stage() else "not recorded"
         counts[rev] = counts.get(rev, 0) + 1
     return counts
 
@@ -561,7 +532,7 @@ def wall_time(r: _Report) -> dict[str, Any] | None:
     when it started), or ``None`` when it did not estimate (a report run on its own)."""
     from guided.clock import clock
 
-    path = r.out / "estimate.json"
+    path = StudyFolder(r.out).estimate
     if not path.is_file():
         return None
     est = read_json(path, "run estimate")

@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from guided.errors import UserError
-from guided.io import read_json, remove_inside, write_json
+from guided.folders import StageFolder
+from guided.io import remove_inside
 
 __all__ = ["Stage", "StageContext", "Progress", "fingerprints", "status", "run_one", "run_stages", "STATUS"]
 
@@ -77,7 +78,7 @@ class StageContext:
 
     def record(self, stage_id: str) -> dict[str, Any]:
         """Another (finished) stage's completion record."""
-        return read_json(self.dir_of(stage_id) / "done.json")["record"]
+        return StageFolder(self.dir_of(stage_id)).read_done()["record"]
 
 
 def fingerprints(stages: Sequence[Stage]) -> dict[str, str]:
@@ -94,13 +95,12 @@ def fingerprints(stages: Sequence[Stage]) -> dict[str, str]:
 
 def status(out: Path, stage: Stage, fingerprint: str) -> str:
     """One of `STATUS` for ``stage`` in the study folder ``out``."""
-    folder = out / "stages" / stage.id
-    done, started = folder / "done.json", folder / "stage.json"
-    if done.is_file() and read_json(done).get("fingerprint") == fingerprint:
+    folder = StageFolder(out / "stages" / stage.id)
+    if folder.done.is_file() and folder.read_done().get("fingerprint") == fingerprint:
         return "done"
-    if started.is_file():
-        return "partial" if read_json(started).get("fingerprint") == fingerprint else "stale"
-    return "stale" if folder.exists() else "todo"
+    if folder.is_stage():
+        return "partial" if folder.read_started().get("fingerprint") == fingerprint else "stale"
+    return "stale" if folder.path.exists() else "todo"
 
 
 def run_one(stage: Stage, out: Path, fingerprint: str, *, services: Any = None, log=print) -> dict[str, Any]:
@@ -113,7 +113,7 @@ def run_one(stage: Stage, out: Path, fingerprint: str, *, services: Any = None, 
     state = status(out, stage, fingerprint)
     folder = out / "stages" / stage.id
     if state == "done":
-        return read_json(folder / "done.json")
+        return StageFolder(folder).read_done()
     if state == "stale":
         remove_inside(folder, out / "stages")  # refuses any folder outside the study's stages
     folder.mkdir(parents=True, exist_ok=True)
@@ -121,7 +121,7 @@ def run_one(stage: Stage, out: Path, fingerprint: str, *, services: Any = None, 
 
     record = {"id": stage.id, "kind": stage.kind, "fingerprint": fingerprint, "config": stage.config}
     started_at = {"started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "revision": git_revision()}
-    write_json(folder / "stage.json", {**record, **started_at})
+    StageFolder(folder).write_started({**record, **started_at})
     started = time.perf_counter()
     try:
         record = stage.action(StageContext(out, stage, services, log))
@@ -134,7 +134,7 @@ def run_one(stage: Stage, out: Path, fingerprint: str, *, services: Any = None, 
         "wall_time_s": round(time.perf_counter() - started, 1),
         "record": record,
     }
-    write_json(folder / "done.json", done)
+    StageFolder(folder).write_done(done)
     return done
 
 
@@ -171,7 +171,7 @@ def run_stages(
             log(f"      done in {done['wall_time_s']:.0f}s")
     else:
         _schedule(todo, out, executor, log, progress)
-    return {s.id: read_json(out / "stages" / s.id / "done.json")["record"] for s in stages}
+    return {s.id: StageFolder(out / "stages" / s.id).read_done()["record"] for s in stages}
 
 
 class Progress:

@@ -18,81 +18,79 @@ and ``search/{arm}-best-s{seed}`` (its best spec retrained like the designs), an
 from __future__ import annotations
 
 import dataclasses
-import json
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from guided.data import ImageData, load_dataset, subsample, validation_split
-from guided.design import Budget, design
+from guided.data import DataConfig, DataShape, ImageData, subsample, validation_split
+from guided.design import Budget, budget_kind, design, parse_budget
 from guided.errors import UserError
-from guided.hooks import BatchNormL1, GateSparsity
-from guided.io import read_json, read_spec, write_json, write_spec
-from guided.pipeline.config import DataConfig, PruneConfig, Study, resolve_budget, slug
+from guided.folders import PrunedFolder, RunFolder, SearchFolder, StageFolder, StudyFolder
+from guided.io import read_spec
+from guided.operations import design_to, latency_table, prune_run, train_run, training_config
+from guided.patterns import Pattern, summarize
+from guided.pipeline.config import PruneConfig, Study, slug
 from guided.pipeline.report import write_report
 from guided.pipeline.runner import Stage, StageContext
 from guided.provenance import resolve_device
 from guided.recipes import Recipe, get_recipe
-from models import ArchSpec, build, cost, create_spec
+from models import ArchSpec, cost, create_spec
 
-__all__ = ["Services", "Domain", "plan", "plan_study", "check_fits", "load_data", "SOURCE"]
+__all__ = ["Services", "Domain", "plan", "plan_study", "check_fits", "SOURCE", "ACTIONS"]
 
 SOURCE = "source"
 
 
-def load_data(cfg: DataConfig, seed: int = 0) -> ImageData:
-    """The configured dataset, subsampled with a fixed seed (the same images for every run)."""
-    name = cfg.dataset
-    if name.startswith("imagefolder:"):
-        name = "imagefolder:" + str(Path(name.split(":", 1)[1]).expanduser())
-    data = load_dataset(name, root=cfg.data_root, size=cfg.image_size)
-    return subsample(data, train=cfg.train_subset, test=cfg.test_subset, seed=seed)
-
-
-def finished(run_dir: Path) -> dict | None:
-    """A training run's result.json if it finished, else None."""
-    path = run_dir / "result.json"
-    return json.loads(path.read_text()) if path.is_file() else None
-
-
 class Services:
-    """Shared by every stage of one invocation: datasets (loaded once), device, precision."""
+    """Shared by every stage of one invocation: datasets (loaded once), device, precision, latency tables,
+    and the plan (which the report reads)."""
 
     def __init__(self, study: Study, out: Path | None = None):
         self.study, self.out = study, out
         self.device = resolve_device(study.study.device)
         self.precision = study.study.precision
+        self.stages: list[Stage] = []
         self._data: dict[DataConfig, ImageData] = {}
+        self._shapes: dict[DataConfig, DataShape] = {}
         self._tables: dict[int, Any] = {}
 
-    def data(self, cfg: DataConfig) -> ImageData:
-        """The configured dataset (subsampled as configured), loaded once."""
+    def data(self, cfg: DataConfig | dict[str, Any]) -> ImageData:
+        """The configured dataset (subsampled as configured), loaded once: what stages train on."""
+        cfg = DataConfig(**cfg) if isinstance(cfg, dict) else cfg
         if cfg not in self._data:
-            self._data[cfg] = load_data(cfg)
+            self._data[cfg] = cfg.load()
         return self._data[cfg]
+
+    def shape(self, cfg: DataConfig) -> DataShape:
+        """The configured dataset's sizes, for planning: an image folder is counted, not decoded."""
+        if cfg not in self._shapes:
+            self._shapes[cfg] = self._data[cfg].shape() if cfg in self._data else cfg.shape()
+        return self._shapes[cfg]
 
     def budget(self, text: str, spec: ArchSpec, batch_size: int) -> Budget:
         """One of the study's budgets on ``spec``. A ``latency`` budget is predicted by this device's
-        per-layer table at the training batch size, timed with one thread on a CPU (what each run gets
-        beside others, whatever ``--jobs`` is) and kept in the study folder (``latency/``), so that every
-        process of the study, and a later ``--resume``, solves widths against the same numbers. Every width
-        up to twice ``spec``'s is timed here, while planning, so the stages that solve widths time nothing."""
-        if text.partition("=")[0].strip().lower() != "latency":
-            return resolve_budget(text, spec)
+        per-layer table at the training batch size (`latency_table`); every width up to twice ``spec``'s is
+        timed here, while planning, so the stages that solve widths time nothing."""
+        if budget_kind(text) != "latency":
+            return parse_budget(text, full=spec)
         table = self.latency_table(batch_size)
         table.prepare(spec, headroom=2, log=lambda line: print(line, file=sys.stderr, flush=True))
-        return resolve_budget(text, spec, table)
+        return parse_budget(text, full=spec, table=table)
+
+    def budget_from(self, record: dict[str, Any]) -> Budget:
+        """The budget a stage's config records (`Budget.to_dict`), with its latency table."""
+        table = self.latency_table(record["batch_size"]) if record["kind"] == "latency" else None
+        return Budget(record["kind"], record["value"], table)
 
     def latency_table(self, batch_size: int):
-        """This device's per-layer latency table at ``batch_size`` (one thread on a CPU; see `budget`), kept
-        in the study folder (else in the user's cache, `guided.latency.default_cache`)."""
-        from guided.latency import LatencyTable, default_cache
-
+        """This device's per-layer latency table at ``batch_size``, timed with one thread on a CPU (what each
+        run gets beside others, whatever ``--jobs`` is) and kept in the study folder (``latency/``, else the
+        user's cache), so every process of the study, and a later ``--resume``, reads the same numbers: the
+        budgets solved to latency and the channels ranked by latency alike."""
         if batch_size not in self._tables:
-            cache = self.out / "latency" if self.out is not None else default_cache()
-            self._tables[batch_size] = LatencyTable(self.device, batch_size=batch_size, cache=cache, threads=1)
+            folder = StudyFolder(self.out).latency if self.out is not None else None
+            self._tables[batch_size] = latency_table(self.device, batch_size=batch_size, threads=1, folder=folder)
         return self._tables[batch_size]
 
 
@@ -116,7 +114,7 @@ def check_fits(study: Study, services: Services) -> None:
         ("[data]", study.data),
         *((f"[[transfer]] {t.name!r}", t.data(study.data)) for t in study.transfer),
     ]:
-        images = len(services.data(cfg).train)
+        images = services.shape(cfg).train
         if batch > images:
             raise UserError(
                 f"[train] batch_size {batch} exceeds the {images} training images of {where} ({cfg.dataset}); "
@@ -124,7 +122,7 @@ def check_fits(study: Study, services: Services) -> None:
             )
     q = study.search
     if q is not None:
-        images = len(services.data(study.data).train)
+        images = services.shape(study.data).train
         trial_images = min(q.train_subset or images, images - round(q.validation * images))
         if batch > trial_images:
             raise UserError(
@@ -164,24 +162,29 @@ def plan(study: Study, services: Services) -> list[Stage]:
         build_.domain(dataclasses.replace(dom, prune=own), transfer=t)
     if study.search:
         build_.search(source)
-    needs = tuple(s.id for s in stages)
-    report = _report_action(study, recipe, list(stages))
+    build_.speed()
     stages.append(
-        Stage(
+        _stage(
             "report",
             "report",
             {"title": study.report.title},
-            report,
-            needs,
+            tuple(s.id for s in stages),
             tags={"role": "report"},
             work=_report_work(stages),
         )
     )
+    services.stages = stages
     return stages
 
 
+def _stage(stage_id: str, kind: str, config: dict[str, Any], needs: tuple[str, ...] = (), **rest) -> Stage:
+    """A stage that runs its kind's action (`ACTIONS`) from ``config`` alone: what is fingerprinted is
+    what runs."""
+    return Stage(stage_id, kind, config, ACTIONS[kind], needs, **rest)
+
+
 def _domain(name: str, data_cfg: DataConfig, arch: str, width_mult: float, head, services: Services) -> Domain:
-    data = services.data(data_cfg)
+    data = services.shape(data_cfg)
     spec = create_spec(
         arch,
         num_classes=data.num_classes,
@@ -190,7 +193,7 @@ def _domain(name: str, data_cfg: DataConfig, arch: str, width_mult: float, head,
         input_size=data.input_size,
         in_channels=data.in_channels,
     )
-    return Domain(name, data_cfg, spec, (), len(data.train), len(data.test))
+    return Domain(name, data_cfg, spec, (), data.train, data.test)
 
 
 class _Builder:
@@ -205,15 +208,25 @@ class _Builder:
         self.stages.append(stage)
         return stage.id
 
-    def train_config(self, dom: Domain, spec: ArchSpec, seed: int, recipe: Recipe, **extra) -> dict[str, Any]:
-        return {
-            "spec": spec.to_dict(),
-            "data": dataclasses.asdict(dom.data),
-            "recipe": recipe.to_dict(),
-            "seed": seed,
-            "precision": self.study.study.precision,
-            **extra,
-        }
+    def train_config(self, dom: Domain, spec: ArchSpec, seed: int, recipe: Recipe, **options) -> dict[str, Any]:
+        """A training run's config (`guided.operations.training_config`) with the study's recipe and precision."""
+        return training_config(
+            spec,
+            dom.data,
+            recipe,
+            recipe_name=self.study.train.recipe,
+            seed=seed,
+            precision=self.study.study.precision,
+            **options,
+        )
+
+    def scratch_config(self, dom: Domain, seed: int, spec_from: dict[str, str]) -> dict[str, Any]:
+        """A from-scratch run of the architecture another stage wrote (``spec_from``: its ``stage`` and what
+        to ``read`` there: `_read_spec`), freshly initialised."""
+        from guided.retrain import fresh_init_seed
+
+        config = self.train_config(dom, dom.spec, seed, self.recipe, init_seed=fresh_init_seed(seed))
+        return {**config, "spec": spec_from}
 
     def train_work(self, dom: Domain, spec: ArchSpec, epochs: int) -> dict[str, Any]:
         """What a training stage computes, for time estimates (`guided.pipeline.estimate`)."""
@@ -245,6 +258,14 @@ class _Builder:
         """Forward and backward (3x) over the train split and a forward over the test split, per epoch."""
         return float(cost(spec).macs) * (3 * dom.train_images + dom.test_images) * epochs
 
+    def prune_config(self, dom: Domain, p: PruneConfig, seed: int, **changes: Any) -> dict[str, Any]:
+        """A prune stage's config: the ``[[prune]]`` entry (``changes`` applied), the seed, the data its
+        activations are read from, and the batch of the latency table a ``cost = "latency"`` ranks by."""
+        config = {**dataclasses.asdict(p), "retrain": None, "seed": seed, "data": dataclasses.asdict(dom.data)}
+        if p.cost == "latency":
+            config["latency_batch"] = self.recipe.batch_size
+        return {**config, **changes}
+
     # ------------------------------------------------------------------ one domain
     def domain(self, dom: Domain, transfer=None) -> None:
         st = self.study
@@ -252,66 +273,68 @@ class _Builder:
         bases: dict[tuple[str, int], str] = {}
         for seed in self.seeds:
             for kind in kinds:
-                penalty = {"sparse": st.train.sparsity_l1, "gated": st.train.sparsity_gates}.get(kind)
-                spec = dom.spec.replace(gated=True) if kind == "gated" else dom.spec
-                extra = {"sparsity_gates" if kind == "gated" else "sparsity_l1": penalty}
+                penalty = {"sparse": {"sparsity_l1": st.train.sparsity_l1}}
+                penalty["gated"] = {"sparsity_gates": st.train.sparsity_gates}
+                config = self.train_config(dom, dom.spec, seed, self.recipe, save_init=True, **penalty.get(kind, {}))
                 bases[kind, seed] = self.add(
-                    Stage(
+                    _stage(
                         f"{dom.name}/base-{kind}-s{seed}",
                         "train",
-                        self.train_config(dom, spec, seed, self.recipe, **extra, save_init=True),
-                        _train_action(dom.data, self.recipe, seed, kind, penalty),
+                        config,
                         macs=self.training_macs(dom, dom.spec, self.recipe.epochs),
                         tags={"domain": dom.name, "role": "base", "kind": kind, "seed": seed},
-                        work=self.train_work(dom, spec, self.recipe.epochs),
+                        work=self.train_work(dom, ArchSpec.from_dict(config["spec"]), self.recipe.epochs),
                     )
                 )
-        pruned: dict[str, list[str]] = {}
         for p in dom.prune:
-            for seed in self.seeds:
-                base = bases[p.base, seed]
-                pid = self.add(
-                    Stage(
-                        f"{dom.name}/prune-{p.name}-s{seed}",
-                        "prune",
-                        {**dataclasses.asdict(p), "retrain": None, "seed": seed},
-                        _prune_action(dom.data, p, base, seed),
-                        (base,),
-                        tags={"domain": dom.name, "role": "prune", "prune": p.name, "seed": seed},
-                        work=_prune_work(dom, p, seed),
-                    )
-                )
-                pruned.setdefault(p.name, []).append(pid)
-                for mode in p.retrain:
-                    epochs = self.recipe.finetune_epochs if mode == "finetune" else self.recipe.epochs
-                    self.add(
-                        Stage(
-                            f"{dom.name}/{p.name}-{mode}-s{seed}",
-                            "train",
-                            {"mode": mode, "seed": seed, "recipe": self.recipe.to_dict()},
-                            _retrain_action(dom.data, self.recipe, mode, pid, seed),
-                            (pid,),
-                            macs=self.training_macs(dom, dom.spec, epochs) * _kept_fraction(p) ** 2,
-                            tags={"domain": dom.name, "role": "retrain", "prune": p.name, "mode": mode, "seed": seed},
-                            work=self.retrain_work(dom, p, mode),
-                        )
-                    )
-            if p.unit == "blocks":  # removed blocks make no per-stage pattern
-                continue
-            self.add(
-                Stage(
-                    f"{dom.name}/pattern-{p.name}",
-                    "pattern",
-                    {"method": p.method, "ratio": p.ratio, "preset": p.preset, "source": dom.spec.name},
-                    _pattern_action(p, dom),
-                    tuple(pruned[p.name]),
-                    tags={"domain": dom.name, "role": "pattern", "prune": p.name, "unit": p.unit},
-                )
-            )
-            if st.design and p.name in st.design.pattern_names():
-                self.patterns[dom.name, p.name] = f"{dom.name}/pattern-{p.name}"
+            self.prune_row(dom, p, bases)
         if st.design:
             self.designs(dom, bases, transfer)
+
+    def prune_row(self, dom: Domain, p: PruneConfig, bases: dict[tuple[str, int], str]) -> None:
+        """One ``[[prune]]`` entry on every seed's base, its retrainings, and its pattern."""
+        pruned = []
+        for seed in self.seeds:
+            base = bases[p.base, seed]
+            pid = self.add(
+                _stage(
+                    f"{dom.name}/prune-{p.name}-s{seed}",
+                    "prune",
+                    self.prune_config(dom, p, seed),
+                    (base,),
+                    tags={"domain": dom.name, "role": "prune", "prune": p.name, "seed": seed},
+                    work=_prune_work(dom, p, seed),
+                )
+            )
+            pruned.append(pid)
+            for mode in p.retrain:
+                epochs = self.recipe.finetune_epochs if mode == "finetune" else self.recipe.epochs
+                config = {"mode": mode, "seed": seed, "recipe": self.recipe.to_dict()}
+                config.update(data=dataclasses.asdict(dom.data), precision=self.study.study.precision)
+                self.add(
+                    _stage(
+                        f"{dom.name}/{p.name}-{mode}-s{seed}",
+                        "retrain",
+                        config,
+                        (pid,),
+                        macs=self.training_macs(dom, dom.spec, epochs) * _kept_fraction(p) ** 2,
+                        tags={"domain": dom.name, "role": "retrain", "prune": p.name, "mode": mode, "seed": seed},
+                        work=self.retrain_work(dom, p, mode),
+                    )
+                )
+        if p.unit == "blocks":  # removed blocks make no per-stage pattern
+            return
+        self.add(
+            _stage(
+                f"{dom.name}/pattern-{p.name}",
+                "pattern",
+                {"method": p.method, "ratio": p.ratio, "preset": p.preset, "source": dom.spec.name},
+                tuple(pruned),
+                tags={"domain": dom.name, "role": "pattern", "prune": p.name, "unit": p.unit},
+            )
+        )
+        if self.study.design and p.name in self.study.design.pattern_names():
+            self.patterns[dom.name, p.name] = f"{dom.name}/pattern-{p.name}"
 
     def designs(self, dom: Domain, bases: dict[tuple[str, int], str], transfer) -> None:
         d = self.study.design
@@ -332,39 +355,27 @@ class _Builder:
             common = {"target": dom.spec.to_dict(), "budget": budget.to_dict(), "multiple_of": d.multiple_of}
             tags = {"domain": dom.name, "role": "design", "budget": budget_text}
             uid = self.add(  # reads no pattern: a new pattern does not redo the uniform runs
-                Stage(
-                    f"{dom.name}/uniform-{b}",
-                    "design",
-                    {**common, "arms": ["uniform"]},
-                    _design_action(dom.spec, budget, ["uniform"], {}, d.multiple_of, None),
-                    tags=tags,
-                )
+                _stage(f"{dom.name}/uniform-{b}", "design", {**common, "arms": ["uniform"], "patterns": {}}, tags=tags)
             )
-            sources: dict[str, tuple[str, Callable[[StageContext], ArchSpec]]] = {
-                "uniform": (uid, _spec_from(uid, "uniform.json"))
-            }
+            sources = {"uniform": (uid, {"stage": uid, "read": "arm:uniform"})}
             if arms:
+                stage_map = transfer.stage_map if transfer else None
+                config = {**common, "arms": arms, "patterns": pattern_of, "stage_map": stage_map}
                 did = self.add(
-                    Stage(
-                        f"{dom.name}/design-{b}",
-                        "design",
-                        {**common, "arms": arms, "stage_map": transfer.stage_map if transfer else None},
-                        _design_action(dom.spec, budget, arms, pattern_of, d.multiple_of, transfer),
-                        tuple(dict.fromkeys(pattern_of.values())),
-                        tags=tags,
+                    _stage(
+                        f"{dom.name}/design-{b}", "design", config, tuple(dict.fromkeys(pattern_of.values())), tags=tags
                     )
                 )
-                sources.update({arm: (did, _spec_from(did, f"{arm}.json")) for arm in arms})
+                sources.update({arm: (did, {"stage": did, "read": f"arm:{arm}"}) for arm in arms})
             approx = design(dom.spec, budget, multiple_of=d.multiple_of)  # the uniform design's cost
             for seed in self.seeds:
                 sources.update(self.pruned_to_budget(dom, bases, budget_text, seed))
-                for arm, (upstream, get_spec) in sources.items():
+                for arm, (upstream, spec_from) in sources.items():
                     self.add(
-                        Stage(
+                        _stage(
                             f"{dom.name}/{b}-{arm}-s{seed}",
                             "train",
-                            self.train_config(dom, dom.spec, seed, self.recipe, arm=arm, budget=budget_text),
-                            _scratch_action(dom.data, self.recipe, seed, get_spec),
+                            self.scratch_config(dom, seed, spec_from),
                             (upstream,),
                             macs=self.training_macs(dom, approx, self.recipe.epochs),
                             tags={
@@ -380,7 +391,7 @@ class _Builder:
 
     def pruned_to_budget(self, dom: Domain, bases, budget_text: str, seed: int) -> dict[str, tuple]:
         """Each pattern's method pruning this seed's base down to the budget (where the domain has that
-        pattern of its own): arm -> (prune stage, how to read its spec)."""
+        pattern of its own): arm -> (prune stage, where its spec is read)."""
         d = self.study.design
         budget, b = self.services.budget(budget_text, dom.spec, self.recipe.batch_size), slug(budget_text)
         out = {}
@@ -390,25 +401,18 @@ class _Builder:
             row = next(p for p in self.study.prune if p.name == name)
             arm = d.arm("pruned", name)
             base = bases[row.base, seed]
+            changes = {"name": None, "ratio": None, "budget": budget.to_dict()}
             pid = self.add(
-                Stage(
+                _stage(
                     f"{dom.name}/prune-to-{b}-s{seed}" if arm == "pruned" else f"{dom.name}/{arm}-to-{b}-s{seed}",
                     "prune",
-                    {
-                        **dataclasses.asdict(row),
-                        "name": None,
-                        "ratio": None,
-                        "retrain": None,
-                        "budget": budget.to_dict(),
-                        "seed": seed,
-                    },
-                    _prune_action(dom.data, row, base, seed, budget),
+                    self.prune_config(dom, row, seed, **changes),
                     (base,),
                     tags={"domain": dom.name, "role": "prune-budget", "budget": budget_text, "seed": seed, "arm": arm},
                     work={**_prune_work(dom, row, seed), "budget": budget},
                 )
             )
-            out[arm] = (pid, _spec_from(pid, "spec.json"))
+            out[arm] = (pid, {"stage": pid, "read": "pruned"})
         return out
 
     # ------------------------------------------------------------------ search
@@ -420,17 +424,17 @@ class _Builder:
         guided_arm = (
             self.study.design.arm("guided", self.study.design.pattern_names()[0]) if self.study.design else None
         )
-        designs = (
-            (f"{SOURCE}/design-{slug(q.budget)}", guided_arm),  # the first pattern's guided design, then uniform
-            (f"{SOURCE}/uniform-{slug(q.budget)}", "uniform"),
-        )
+        designs = [  # the first pattern's guided design, then uniform
+            [f"{SOURCE}/design-{slug(q.budget)}", guided_arm],
+            [f"{SOURCE}/uniform-{slug(q.budget)}", "uniform"],
+        ]
         val_images = round(q.validation * source.train_images)
         trial_images = min(q.train_subset or source.train_images, source.train_images - val_images)
         trial_macs = float(cost(approx).macs) * (3 * trial_images + val_images) * q.epochs
         for arm in q.arms:
             seeded = arm == "seeded"
             sid = self.add(
-                Stage(
+                _stage(
                     f"search/{arm}",
                     "search",
                     {
@@ -440,8 +444,10 @@ class _Builder:
                         "target": source.spec.to_dict(),
                         "data": dataclasses.asdict(source.data),
                         "recipe": trial_recipe.to_dict(),
+                        "budget": budget.to_dict(),
+                        "precision": self.study.study.precision,
+                        "seed_designs": designs if seeded else [],
                     },
-                    _search_action(source, budget, trial_recipe, q, designs if seeded else None),
                     tuple(stage for stage, _ in designs) if seeded else (),
                     macs=trial_macs * q.trials,
                     tags={"role": "search", "arm": arm, "budget": q.budget},
@@ -456,17 +462,33 @@ class _Builder:
             )
             for seed in self.seeds:
                 self.add(
-                    Stage(
+                    _stage(
                         f"search/{arm}-best-s{seed}",
                         "train",
-                        self.train_config(source, source.spec, seed, self.recipe, arm=f"search-{arm}"),
-                        _scratch_action(source.data, self.recipe, seed, _spec_from(sid, "best.json")),
+                        self.scratch_config(source, seed, {"stage": sid, "read": "best"}),
                         (sid,),
                         macs=self.training_macs(source, approx, self.recipe.epochs),
                         tags={"domain": SOURCE, "role": "search-best", "arm": arm, "budget": q.budget, "seed": seed},
                         work=self.train_work(source, approx, self.recipe.epochs),
                     )
                 )
+
+    # ------------------------------------------------------------------ speed
+    def speed(self) -> None:
+        """Measure the inference speed of every from-scratch architecture, in a stage of its own that runs
+        alone (it reads every stage before it), so the report reads speeds and measures nothing."""
+        runs = [s.id for s in self.stages if s.tags.get("role") in ("scratch", "search-best")]
+        if not runs:
+            return
+        latency = [s.id for s in self.stages if str(s.tags.get("budget", "")).startswith("latency=") and s.id in runs]
+        config = {
+            "runs": runs,
+            "latency_runs": latency,
+            "latency_batch": self.recipe.batch_size if latency else None,
+            "precision": self.study.study.precision,
+            "device": str(self.services.device),
+        }
+        self.add(_stage("speed", "speed", config, tuple(s.id for s in self.stages), tags={"role": "speed"}, work={}))
 
 
 def _prune_work(dom: Domain, p: PruneConfig, seed: int) -> dict[str, Any]:
@@ -480,24 +502,26 @@ def _prune_work(dom: Domain, p: PruneConfig, seed: int) -> dict[str, Any]:
 
 
 def _report_work(stages: list[Stage]) -> dict[str, Any]:
-    """The report's work: an inference timing per distinct from-scratch architecture (one per domain,
-    budget and arm; pruned arms differ per seed) and about one figure per domain and budget."""
+    """The report's work: about one figure per domain and budget (speeds are measured by the speed stage)."""
     scratch = [s for s in stages if s.tags.get("role") in ("scratch", "search-best")]
-    distinct = {}
-    for s in scratch:
-        key = (s.tags.get("domain"), s.tags.get("budget"), s.tags.get("arm"))
-        if str(s.tags.get("arm", "")).startswith("pruned"):
-            key += (s.tags.get("seed"),)
-        distinct.setdefault(key, s.work["spec"])
     budgets = {(s.tags.get("domain"), s.tags.get("budget")) for s in scratch}
     domains = {s.tags.get("domain") for s in scratch}
     patterns = sum(s.kind == "pattern" for s in stages)
     searches = any(s.kind == "search" for s in stages)
-    return {
-        "kind": "report",
-        "specs": list(distinct.values()),
-        "figures": len(budgets) + len(domains) + patterns + searches,
-    }
+    return {"kind": "report", "figures": len(budgets) + len(domains) + patterns + searches}
+
+
+def _speed_work(stages: list[Stage]) -> list[ArchSpec]:
+    """The speed stage's work: one inference timing per distinct from-scratch architecture (one per domain,
+    budget and arm; pruned arms differ per seed)."""
+    distinct = {}
+    for s in stages:
+        if s.tags.get("role") in ("scratch", "search-best"):
+            key = (s.tags.get("domain"), s.tags.get("budget"), s.tags.get("arm"))
+            if str(s.tags.get("arm", "")).startswith("pruned"):
+                key += (s.tags.get("seed"),)
+            distinct.setdefault(key, s.work["spec"])
+    return list(distinct.values())
 
 
 def _kept_fraction(p: PruneConfig) -> float:
@@ -506,7 +530,10 @@ def _kept_fraction(p: PruneConfig) -> float:
 
 
 # ---------------------------------------------------------------------- actions
-def _quiet(ctx: StageContext) -> Callable[[str], None]:
+# Each reads its stage's config (and the folders of the stages it needs), nothing else: see `_stage`.
+
+
+def _quiet(ctx: StageContext):
     return lambda line: ctx.log(f"      {line}")
 
 
@@ -515,197 +542,173 @@ def _brief(result: dict[str, Any]) -> dict[str, Any]:
     return {k: result[k] for k in keys if k in result}
 
 
-def _run_training(ctx: StageContext, model, data: ImageData, recipe: Recipe, seed: int, **kw) -> dict[str, Any]:
-    from guided.train import train
+def _read_spec(ctx: StageContext, where: dict[str, str]) -> ArchSpec:
+    """The architecture another stage wrote: a design's ``arm:<name>``, a ``pruned`` model, a search's ``best``."""
+    folder, read = ctx.dir_of(where["stage"]), where["read"]
+    if read == "pruned":
+        return PrunedFolder(folder).read_spec()
+    if read == "best":
+        return read_spec(SearchFolder(folder).best)
+    return read_spec(StageFolder(folder).arm(read.removeprefix("arm:")))
 
-    done = finished(ctx.dir)
+
+def _train(ctx: StageContext) -> dict[str, Any]:
+    """Train a base (plain, sparse or gated) or a designed, pruned or searched architecture from scratch."""
+    done = RunFolder(ctx.dir).finished()
     if done:
         return _brief(done)
+    config = dict(ctx.stage.config)
+    if "stage" in config["spec"]:
+        config["spec"] = _read_spec(ctx, config["spec"]).to_dict()
     svc = ctx.services
-    result = train(
-        model,
-        data,
-        recipe,
+    result = train_run(config, ctx.dir, data=svc.data(config["data"]), device=svc.device, log=_quiet(ctx))
+    return _brief(result)
+
+
+def _retrain(ctx: StageContext) -> dict[str, Any]:
+    """Fine-tune the pruned model of the stage it needs, or train its architecture from scratch."""
+    from guided.retrain import retrain
+
+    done = RunFolder(ctx.dir).finished()
+    if done:
+        return _brief(done)
+    cfg, svc = ctx.stage.config, ctx.services
+    result = retrain(
+        ctx.dir_of(ctx.stage.needs[0]),
+        cfg["mode"],
+        svc.data(cfg["data"]),
+        Recipe.from_dict(cfg["recipe"]),
         out_dir=ctx.dir,
+        seed=cfg["seed"],
         device=svc.device,
-        seed=seed,
-        resume=(ctx.dir / "checkpoint.pt").exists(),
-        precision=svc.precision,
+        resume=RunFolder(ctx.dir).checkpoint.exists(),
+        precision=cfg["precision"],
         log=_quiet(ctx),
-        **kw,
     )
     return _brief(result)
 
 
-def _train_action(data_cfg: DataConfig, recipe: Recipe, seed: int, kind: str, penalty: float | None):
-    """Train a base: ``plain``, ``sparse`` (slimming's L1 on BN scales) or ``gated`` (SSS gate penalty)."""
-
-    def action(ctx: StageContext) -> dict[str, Any]:
-        spec = ArchSpec.from_dict(ctx.stage.config["spec"])
-        hooks = [BatchNormL1(penalty)] if kind == "sparse" else [GateSparsity(penalty)] if kind == "gated" else []
-        data = ctx.services.data(data_cfg)
-        return _run_training(ctx, build(spec, seed=seed), data, recipe, seed, hooks=hooks, save_init=True)
-
-    return action
-
-
-def _scratch_action(data_cfg: DataConfig, recipe: Recipe, seed: int, get_spec: Callable[[StageContext], ArchSpec]):
-    """Train a designed (or pruned, or searched) architecture from a fresh initialisation."""
-
-    def action(ctx: StageContext) -> dict[str, Any]:
-        from guided.retrain import fresh_init_seed
-
-        spec = get_spec(ctx)
-        write_spec(ctx.dir / "arch.json", spec)
-        model = build(spec, seed=fresh_init_seed(seed))
-        return _run_training(ctx, model, ctx.services.data(data_cfg), recipe, seed)
-
-    return action
+def _prune(ctx: StageContext) -> dict[str, Any]:
+    """Prune the base it needs as its ``[[prune]]`` entry says, or with the ratio that just fits ``budget``."""
+    cfg, svc = ctx.stage.config, ctx.services
+    budget = svc.budget_from(cfg["budget"]) if cfg.get("budget") else None
+    table = svc.latency_table(cfg["latency_batch"]) if cfg.get("cost") == "latency" else None
+    options = {k: cfg[k] for k in ("ratio", "preset", "allocation", "samples", "cost")}
+    result = prune_run(
+        ctx.dir,
+        cfg["method"],
+        checkpoint=ctx.dir_of(ctx.stage.needs[0]),
+        data=svc.data(cfg["data"]),
+        seed=cfg["seed"],
+        budget=budget,
+        latency=table,
+        device=svc.device,
+        **options,
+    )
+    keys = ("method", "params_after", "macs_after", "params_before", "macs_before")
+    return {**{k: result.info[k] for k in keys}, **({"ratio": result.info["ratio"]} if budget else {})}
 
 
-def _spec_from(stage_id: str, filename: str) -> Callable[[StageContext], ArchSpec]:
-    return lambda ctx: read_spec(ctx.dir_of(stage_id) / filename)
-
-
-def _prune_action(data_cfg: DataConfig, p: PruneConfig, base_id: str, seed: int, budget: Budget | None = None):
-    """Prune one seed's base as ``p`` says, or (``budget``) with the ratio that just fits the budget."""
-
-    def action(ctx: StageContext) -> dict[str, Any]:
-        from guided.pruning import prune, ratio_for_budget
-        from guided.retrain import save_pruned
-        from guided.train import load_weights
-
-        model = load_weights(ctx.dir_of(base_id)).to(ctx.services.device).eval()
-        kwargs = {**p.prune_kwargs(), "data": ctx.services.data(data_cfg), "seed": seed}
-        extra = {}
-        if budget is not None:
-            kwargs.update(preset=None, ratio=None)
-            extra["ratio"] = kwargs["ratio"] = ratio_for_budget(
-                model, p.method, budget, **_without(kwargs, "ratio", "preset")
-            )
-        result = prune(model, p.method, **kwargs)
-        base = ctx.record(base_id)
-        save_pruned(result, ctx.dir, source={"run": str(ctx.dir_of(base_id)), "epochs": base["epochs"], "config": {}})
-        keys = ("method", "params_after", "macs_after", "params_before", "macs_before")
-        return {**{k: result.info[k] for k in keys}, **extra}
-
-    return action
-
-
-def _without(kwargs: dict[str, Any], *keys: str) -> dict[str, Any]:
-    return {k: v for k, v in kwargs.items() if k not in keys}
-
-
-def _retrain_action(data_cfg: DataConfig, recipe: Recipe, mode: str, prune_id: str, seed: int):
-    def action(ctx: StageContext) -> dict[str, Any]:
-        from guided.retrain import retrain
-
-        done = finished(ctx.dir)
-        if done:
-            return _brief(done)
-        svc = ctx.services
-        result = retrain(
-            ctx.dir_of(prune_id),
-            mode,
-            svc.data(data_cfg),
-            recipe,
-            out_dir=ctx.dir,
-            seed=seed,
-            device=svc.device,
-            resume=(ctx.dir / "checkpoint.pt").exists(),
-            precision=svc.precision,
-            log=_quiet(ctx),
-        )
-        return _brief(result)
-
-    return action
-
-
-def _pattern_action(p: PruneConfig, dom: Domain):
+def _pattern(ctx: StageContext) -> dict[str, Any]:
     """Summarise the seeds' pruned folders: kept channels per stage, or (weight methods) weight density."""
-
-    def action(ctx: StageContext) -> dict[str, Any]:
-        from guided.patterns import channel_summary, load_channel_rows, load_sparsity_reports, sparsity_summary
-
-        dirs = [ctx.dir_of(n) for n in ctx.stage.needs]
-        if p.unit == "weights":
-            summary, key = {"kind": "sparsity", **sparsity_summary(load_sparsity_reports(dirs))}, "density_mean"
-        else:
-            summary, key = {"kind": "channels", **channel_summary(load_channel_rows(dirs))}, "keep_ratio_mean"
-        source = {
-            "method": p.method,
-            "ratio": p.ratio,
-            "preset": p.preset,
-            "cost": p.cost,
-            "source_spec": dom.spec.name,
-        }
-        summary["sources"] = [{"dir": str(d.relative_to(ctx.out)), **source, "dataset": dom.data.dataset} for d in dirs]
-        summary["cost"] = p.cost  # the cost the pattern was discovered under (None: importance alone)
-        write_json(ctx.dir / "pattern.json", summary)
-        return {"stages": [round(r[key], 4) for r in summary["stages"]]}
-
-    return action
+    pattern = summarize([ctx.dir_of(n) for n in ctx.stage.needs], relative_to=ctx.out)
+    pattern.write(StageFolder(ctx.dir).pattern)
+    return {"stages": [round(r, 4) for r in pattern.stage_ratios()]}
 
 
-def _design_action(target: ArchSpec, budget: Budget, arms, pattern_of: dict[str, str], k: int, transfer):
-    """Design each arm at the budget: ``uniform``, or from the pattern stage ``pattern_of`` names for it
-    (``-per-layer`` arms read their base arm's pattern)."""
-
-    def action(ctx: StageContext) -> dict[str, Any]:
-        patterns = {arm: read_json(ctx.dir_of(stage) / "pattern.json") for arm, stage in pattern_of.items()}
-        record = {}
-        for arm in arms:
-            base = arm.removesuffix("-per-layer")
-            stage_map = transfer.stage_map if transfer and base.startswith("transferred") else None
-            spec = design(
-                target,
-                budget,
-                pattern=patterns.get(base),
-                per_layer=arm.endswith("-per-layer"),
-                stage_map=stage_map,
-                multiple_of=k,
-            )
-            write_spec(ctx.dir / f"{arm}.json", spec)
-            c = cost(spec)
-            record[arm] = {"params": c.params, "macs": c.macs, "stages": [list(s) for s in spec.stages]}
-        return record
-
-    return action
-
-
-def _search_action(source: Domain, budget: Budget, recipe: Recipe, q, designs):
-    """Search, with ``designs`` ((stage, arm) of the guided and the uniform design) enqueued first when given."""
-
-    def action(ctx: StageContext) -> dict[str, Any]:
-        from search import run_search
-
-        svc = ctx.services
-        data = validation_split(svc.data(source.data), q.validation, seed=q.seed)
-        if q.train_subset is not None:  # cheaper trials: fewer training images, the same validation images
-            data = subsample(data, train=q.train_subset, seed=q.seed)
-        seeds = []
-        if designs:
-            seeds = [read_spec(ctx.dir_of(stage) / f"{arm}.json") for stage, arm in designs]
-        summary = run_search(
-            source.spec,
+def _design(ctx: StageContext) -> dict[str, Any]:
+    """Design each arm at the budget: ``uniform``, or from the pattern stage its config names for it
+    (``-per-layer`` arms read their base arm's pattern; ``transferred`` arms follow the stage map)."""
+    cfg = ctx.stage.config
+    target, budget = ArchSpec.from_dict(cfg["target"]), ctx.services.budget_from(cfg["budget"])
+    patterns = {arm: Pattern.read(StageFolder(ctx.dir_of(stage)).pattern) for arm, stage in cfg["patterns"].items()}
+    record = {}
+    for arm in cfg["arms"]:
+        base = arm.removesuffix("-per-layer")
+        _, record[arm] = design_to(
+            StageFolder(ctx.dir).arm(arm),
+            target,
             budget,
-            data,
-            recipe,
-            trials=q.trials,
-            out_dir=ctx.dir,
-            pruner=q.pruner,
-            sampler="random" if ctx.stage.config["arm"] == "random" else "tpe",
-            seed_designs=seeds,
-            study_name=f"search-{ctx.stage.config['arm']}",
-            seed=q.seed,
-            device=svc.device,
-            precision=svc.precision,
-            log=_quiet(ctx),
+            pattern=patterns.get(base),
+            per_layer=arm.endswith("-per-layer"),
+            stage_map=cfg.get("stage_map") if base.startswith("transferred") else None,
+            multiple_of=cfg["multiple_of"],
         )
-        return {"best": summary["best"][0], "trials": summary["history"]}
-
-    return action
+    return record
 
 
-def _report_action(study: Study, recipe: Recipe, stages: list[Stage]):
-    return lambda ctx: write_report(study, recipe, stages, ctx)
+def _search(ctx: StageContext) -> dict[str, Any]:
+    """Search, with the seed designs (the guided and the uniform design) enqueued first when it has them."""
+    from search import run_search
+
+    cfg, svc = ctx.stage.config, ctx.services
+    data = validation_split(svc.data(cfg["data"]), cfg["validation"], seed=cfg["seed"])
+    if cfg["train_subset"] is not None:  # cheaper trials: fewer training images, the same validation images
+        data = subsample(data, train=cfg["train_subset"], seed=cfg["seed"])
+    seeds = [read_spec(StageFolder(ctx.dir_of(stage)).arm(arm)) for stage, arm in cfg["seed_designs"]]
+    summary = run_search(
+        ArchSpec.from_dict(cfg["target"]),
+        svc.budget_from(cfg["budget"]),
+        data,
+        Recipe.from_dict(cfg["recipe"]),
+        trials=cfg["trials"],
+        out_dir=ctx.dir,
+        pruner=cfg["pruner"],
+        sampler="random" if cfg["arm"] == "random" else "tpe",
+        seed_designs=seeds,
+        study_name=f"search-{cfg['arm']}",
+        seed=cfg["seed"],
+        device=svc.device,
+        precision=cfg["precision"],
+        log=_quiet(ctx),
+    )
+    return {"best": summary["best"][0], "trials": summary["history"]}
+
+
+def _speed(ctx: StageContext) -> dict[str, Any]:
+    """Time inference of each distinct from-scratch architecture (batch 256, median of 5 timed passes after 2
+    warm-up passes, the study's device and precision, every core: this stage runs alone), and predict the
+    training step of the runs at latency budgets from the study's table; writes ``speed.json``."""
+    from guided import threads
+    from guided.io import write_json
+    from guided.provenance import device_name
+    from guided.speed import condition_note, inference_throughput
+    from guided.train import resolve_precision
+
+    cfg, svc = ctx.stage.config, ctx.services
+    precision = resolve_precision(cfg["precision"], svc.device)
+    measured: dict[str, dict[str, Any]] = {}
+    runs = {}
+    with threads.all_cores():
+        for run in cfg["runs"]:
+            spec = RunFolder(ctx.dir_of(run)).read_spec()
+            key = spec.to_json()
+            if key not in measured:
+                measured[key] = inference_throughput(spec, svc.device, precision=precision)
+            m = measured[key]
+            runs[run] = {"images_per_s": round(m["images_per_s"], 1), "condition": condition_note(m["condition"])}
+    if cfg["latency_runs"]:
+        table = svc.latency_table(cfg["latency_batch"])
+        for run in cfg["latency_runs"]:
+            runs[run]["predicted_step_ms"] = 1000 * table.predict(RunFolder(ctx.dir_of(run)).read_spec())
+    record = {"device": device_name(svc.device), "precision": precision, "runs": runs}
+    write_json(StageFolder(ctx.dir).speed, record)
+    return {"device": record["device"], "architectures": len(measured)}
+
+
+def _report(ctx: StageContext) -> dict[str, Any]:
+    svc = ctx.services
+    return write_report(svc.study, _recipe(svc.study), [s for s in svc.stages if s.id != ctx.stage.id], ctx)
+
+
+#: What each kind of stage does (`_stage`).
+ACTIONS = {
+    "train": _train,
+    "retrain": _retrain,
+    "prune": _prune,
+    "pattern": _pattern,
+    "design": _design,
+    "search": _search,
+    "speed": _speed,
+    "report": _report,
+}

@@ -164,6 +164,7 @@ def prune(
     include_linear: bool = False,
     like: dict[str, torch.Tensor] | None = None,
     cost: str | None = None,
+    latency: Any = None,
 ) -> PruneResult:
     """Prune channels of ``model`` with a registered method.
 
@@ -181,6 +182,7 @@ def prune(
         include_linear: unstructured methods: mask linear weights too.
         like: ``random`` only: copy the per-layer sparsity of these masks.
         cost: ``params``, ``macs`` or ``latency`` (`_charges`): rank by score per unit of it (``spreads``).
+        latency: with ``cost="latency"``: the latency table to read (`guided.operations.latency_table`).
 
     Example:
         >>> from models import create_model
@@ -192,15 +194,8 @@ def prune(
     if m.custom:
         if cost is not None or preset is not None or not isinstance(ratio, (float, int, type(None))):
             raise UserError(f"{method} takes one --ratio or --threshold, not presets, stage ratios or --cost")
-        return m.custom(
-            model,
-            ratio=ratio,
-            threshold=threshold,
-            allocation=allocation,
-            include_linear=include_linear,
-            like=like,
-            seed=seed,
-        )
+        kw = {"threshold": threshold, "allocation": allocation, "include_linear": include_linear, "like": like}
+        return m.custom(model, ratio=ratio, seed=seed, **kw)
     if threshold is not None:
         raise UserError("--threshold is for sss (block gates); channel methods take --ratio or --preset")
     if (ratio is None) == (preset is None):
@@ -212,7 +207,7 @@ def prune(
     groups = _groups(m, spec, all_groups)
     ctx = criteria.Context(model, data=data, samples=samples, seed=seed)
     scores = m.score(ctx, groups) if m.score else None
-    charges = _charges(m, spec, groups, cost, allocation, preset, _device(model))
+    charges = _charges(m, spec, groups, cost, allocation, preset, latency)
     counts, allocation = _allocate(m, spec, groups, scores, ratio, preset, allocation, min_channels, charges)
     keep, updates = _choose(m, model, ctx, groups, counts, scores, seed)
     new = cut(model, keep, updates=updates)
@@ -267,10 +262,11 @@ def _groups(m: Method, spec: ArchSpec, all_groups: list[ChannelGroup]) -> list[C
     return groups
 
 
-def _charges(m: Method, spec, groups, cost: str | None, allocation: str | None, preset, device="cpu") -> dict | None:
+def _charges(m: Method, spec, groups, cost: str | None, allocation: str | None, preset, latency=None) -> dict | None:
     """Each group's cost per channel, when the allocation is to weigh channels by ``cost``: counted params
-    or MACs (`models.charge.channel_charges`), or each layer's forward + backward seconds at batch 128 on
-    ``device`` (`guided.latency.LatencyTable`), so of two equally important channels the dearer goes first."""
+    or MACs (`models.charge.channel_charges`), or each layer's forward + backward seconds as the caller's
+    ``latency`` table (`guided.operations.latency_table`) predicts them, so of two equally important
+    channels the dearer goes first."""
     if cost is None:
         return None
     from models.charge import COST_KINDS, channel_charges
@@ -282,17 +278,14 @@ def _charges(m: Method, spec, groups, cost: str | None, allocation: str | None, 
             f"cost-aware pruning ranks channels across layers, so it needs a global allocation: "
             f"give --allocation global (and a ratio), not {f'preset {preset}' if preset else 'per-layer ratios'}"
         )
-    if cost == "latency":  # seconds per layer from the table of this machine (measured once, then cached)
-        from guided.latency import LatencyTable, default_cache
-
-        table = LatencyTable(device, cache=default_cache())
-        seconds = {r["name"]: r["seconds"] for r in table.layer_seconds(spec)}
+    if cost == "latency":  # seconds per layer, from the table the caller made once
+        if latency is None:
+            raise UserError(
+                "cost 'latency' ranks channels by a latency table: pass latency=guided.operations.latency_table(device)"
+            )
+        seconds = {r["name"]: r["seconds"] for r in latency.layer_seconds(spec)}
         return channel_charges(spec, cost, groups, layer_costs=seconds)
     return channel_charges(spec, cost, groups)
-
-
-def _device(model: nn.Module) -> torch.device:
-    return next(model.parameters()).device
 
 
 def _allocate(m: Method, spec, groups, scores, ratio, preset, allocation, min_channels, charges=None):
@@ -358,6 +351,7 @@ def ratio_for_budget(
     samples: int = 512,
     seed: int = 0,
     cost: str | None = None,
+    latency: Any = None,
 ) -> float:
     """The smallest channel ratio whose pruned architecture fits ``budget`` (a `guided.design.Budget`);
     with ``cost``, channels are ranked by score per unit of that cost, as `prune` does.
@@ -381,7 +375,7 @@ def ratio_for_budget(
     scores = None
     if (allocation or m.allocation) == "global" and m.score is not None:
         scores = m.score(criteria.Context(model, data=data, samples=samples, seed=seed), groups)
-    charges = _charges(m, spec, groups, cost, allocation, None, _device(model))
+    charges = _charges(m, spec, groups, cost, allocation, None, latency)
 
     def fits(r: float) -> bool:
         counts, _ = _allocate(m, spec, groups, scores, r, None, allocation, min_channels, charges)

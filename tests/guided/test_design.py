@@ -4,15 +4,17 @@ import pytest
 
 from guided.design import Budget, _apply, _base_widths, design, design_sparsity, parse_budget
 from guided.errors import UserError
-from guided.patterns import channel_summary
+from guided.patterns import Pattern, channel_summary
 from guided.pruning.unstructured import nonzero_cost
 from models import cost, create_spec, layers, list_models
 
-PATTERN = {
-    "kind": "channels",
-    "stages": [{"stage": s, "keep_ratio_mean": r} for s, r in enumerate([1.0, 0.9, 0.8, 0.26, 0.13])],
-    "layers": [{"stage": s, "keep_ratio_mean": r} for s, r in enumerate([1.0, 0.9, 0.8, 0.26, 0.13])],
-}
+PATTERN = Pattern.from_dict(
+    {
+        "kind": "channels",
+        "stages": [{"stage": s, "keep_ratio_mean": r} for s, r in enumerate([1.0, 0.9, 0.8, 0.26, 0.13])],
+        "layers": [{"stage": s, "keep_ratio_mean": r} for s, r in enumerate([1.0, 0.9, 0.8, 0.26, 0.13])],
+    }
+)
 
 
 @pytest.mark.parametrize("name", list_models(include_tiny=True))
@@ -60,7 +62,7 @@ def test_budgets_are_met_within_one_percent(arch, kind, fraction, guided):
     pattern = None
     if guided:
         n = len(target.stages)
-        pattern = {"kind": "channels", "stages": [{"stage": s, "keep_ratio_mean": 1 - 0.8 * s / n} for s in range(n)]}
+        pattern = Pattern("channels", tuple({"stage": s, "keep_ratio_mean": 1 - 0.8 * s / n} for s in range(n)))
     spec = design(target, Budget(kind, fraction * full), pattern=pattern)
     got = cost(spec).params if kind == "params" else cost(spec).macs
     assert abs(got - fraction * full) / (fraction * full) <= 0.01
@@ -76,7 +78,7 @@ def test_guided_and_uniform_differ_as_the_pattern_says():
     assert g[0] > u[0] and g[-1] < u[-1]  # guided: wider early, narrower late
     # per-stage ratios follow the pattern (up to rounding)
     for s in range(1, 5):
-        assert g[s] / g[0] == pytest.approx(PATTERN["stages"][s]["keep_ratio_mean"], rel=0.15)
+        assert g[s] / g[0] == pytest.approx(PATTERN.stages[s]["keep_ratio_mean"], rel=0.15)
 
 
 def test_transfer_across_depth_keeps_per_stage_ratios():
@@ -87,12 +89,12 @@ def test_transfer_across_depth_keeps_per_stage_ratios():
             for i, (s, w) in enumerate((s, w) for s, ws in enumerate(source.stages) for w in ws)
         ]
     ]
-    pattern = {"kind": "channels", **channel_summary(runs)}
+    pattern = Pattern.from_dict({"kind": "channels", **channel_summary(runs)})
     target = create_spec("vgg19", width_mult=0.25, num_classes=100)
     spec = design(target, Budget("params", 0.2e6), pattern=pattern)
     ratios = [spec.stages[s][0] / target.stages[s][0] for s in range(5)]
     for s in range(5):
-        expected = pattern["stages"][s]["keep_ratio_mean"] / pattern["stages"][0]["keep_ratio_mean"]
+        expected = pattern.stages[s]["keep_ratio_mean"] / pattern.stages[0]["keep_ratio_mean"]
         assert ratios[s] / ratios[0] == pytest.approx(expected, rel=0.15)
 
 
@@ -109,11 +111,11 @@ def test_mismatched_transfer_is_refused_with_a_way_out():
 
 
 def test_per_layer_interpolates_within_stages():
-    pattern = {
-        "kind": "channels",
-        "stages": [{"stage": 0, "keep_ratio_mean": 0.75}],
-        "layers": [{"stage": 0, "keep_ratio_mean": 1.0}, {"stage": 0, "keep_ratio_mean": 0.5}],
-    }
+    pattern = Pattern(
+        "channels",
+        ({"stage": 0, "keep_ratio_mean": 0.75},),
+        ({"stage": 0, "keep_ratio_mean": 1.0}, {"stage": 0, "keep_ratio_mean": 0.5}),
+    )
     target = create_spec("vgg11").replace(stages=((64, 64, 64, 64),))
     spec = design(target, Budget("params", cost(target).params * 0.5), pattern=pattern, per_layer=True)
     assert list(spec.stages[0]) == sorted(spec.stages[0], reverse=True) and spec.stages[0][0] > spec.stages[0][-1]
@@ -140,11 +142,11 @@ def test_bad_budgets(text):
 
 def test_guided_sparsification_meets_the_budget_and_follows_the_pattern():
     spec = create_spec("vgg16", width_mult=0.25)
-    pattern = {
-        "kind": "sparsity",
-        "stages": [{"stage": s, "density_mean": d} for s, d in enumerate([0.8, 0.6, 0.4, 0.2, 0.1])],
-        "kernel": {s: [[0.1, 0.5, 0.1], [0.5, 1.0, 0.5], [0.1, 0.5, 0.1]] for s in range(5)},
-    }
+    pattern = Pattern(
+        "sparsity",
+        tuple({"stage": s, "density_mean": d} for s, d in enumerate([0.8, 0.6, 0.4, 0.2, 0.1])),
+        kernel={s: [[0.1, 0.5, 0.1], [0.5, 1.0, 0.5], [0.1, 0.5, 0.1]] for s in range(5)},
+    )
     budget = Budget("params", 0.15e6)
     guided = design_sparsity(spec, budget, pattern=pattern, kernel=True)
     uniform = design_sparsity(spec, budget)

@@ -8,6 +8,7 @@ import pytest
 from guided.design import Budget, design, parse_budget
 from guided.errors import UserError
 from guided.latency import LatencyTable
+from guided.patterns import Pattern
 from guided.pipeline import parse_study, plan_study
 from guided.pipeline.runner import fingerprints
 from models import create_spec
@@ -15,7 +16,7 @@ from models import create_spec
 
 def affine(shape: tuple) -> float:
     """A made-up device: time affine in in, out and in * out (per layer position), as arithmetic is."""
-    kind, cin, cout, k, stride, size = shape
+    kind, cin, cout, k, stride, size, norm, pool = shape
     return 1e-4 + 1e-6 * cin + 2e-6 * cout + 3e-8 * cin * cout * k * k * size * size / stride
 
 
@@ -34,7 +35,7 @@ class Timed(LatencyTable):
 def test_table_times_powers_of_two_only_and_interpolates_exactly_between_them():
     table = Timed()
     for cin, cout in [(3, 16), (12, 40), (100, 7), (64, 64)]:
-        shape = ("conv", cin, cout, 3, 1, 16)
+        shape = ("conv", cin, cout, 3, 1, 16, "bn", 0)
         assert table.shape_seconds(shape) == pytest.approx(affine(shape), rel=1e-9)
     assert all(s[1] & (s[1] - 1) == 0 and s[2] & (s[2] - 1) == 0 for s in table.timed)  # powers of two
 
@@ -94,7 +95,7 @@ def test_designs_meet_a_latency_budget(pattern):
     table.prepare(target, headroom=2)
     budget = parse_budget("latency=30%", full=target, table=table)
     stages = [{"stage": i, "keep_ratio_mean": r} for i, r in enumerate([0.2, 0.3, 0.5, 0.9, 1.0])]
-    spec = design(target, budget, pattern={"kind": "channels", "stages": stages} if pattern else None)
+    spec = design(target, budget, pattern=Pattern("channels", tuple(stages)) if pattern else None)
     assert abs(table.predict(spec) - budget.value) / budget.value <= 0.01
 
 
@@ -215,3 +216,43 @@ def test_a_dry_run_of_a_started_study_reads_its_table(tmp_path, fake_device, mon
     monkeypatch.setattr(LatencyTable, "_measure", lambda self, shape: pytest.fail("a dry run timed a layer"))
     rows = dry_run(study, out, calibrate=False)
     assert rows and not (tmp_path / "cache").exists()
+
+
+def test_cpu_tables_name_their_instruction_set_and_time_whole_units():
+    import torch
+
+    from guided.latency import units
+
+    assert torch.backends.cpu.get_cpu_capability().lower() in Timed(threads=1).device_name
+    shapes = [u["shape"] for u in units(create_spec("vgg11", width_mult=0.25))]
+    convs = [s for s in shapes if s[0] == "conv"]
+    assert all(s[6] == "bn" for s in convs) and sum(s[7] for s in convs) == 4  # a max-pool after stages 1-4
+    assert [s[6] for s in shapes if s[0] == "linear"] == ["bn", ""]  # Linear-BN-ReLU, then the classifier
+
+
+def test_a_study_ranks_channels_by_latency_with_the_table_its_budgets_use(tmp_path, fake_device, monkeypatch):
+    """``[[prune]] cost = "latency"`` and ``latency=`` budgets read one table: the study folder's."""
+    import tomllib
+
+    from guided.pipeline.runner import run_one
+
+    text = STUDY.replace(
+        "[design]",
+        '[[prune]]\nname = "slim-lat"\nmethod = "slimming"\nbase = "sparse"\nratio = 0.4\ncost = "latency"\n\n[design]',
+    )
+    out = tmp_path / "study"
+    stages, services = plan_study(parse_study(tomllib.loads(text)), out)
+    by_id = {s.id: s for s in stages}
+    prune = by_id["source/prune-slim-lat-s0"]
+    budget = by_id["source/uniform-latency-50pct"].config["budget"]
+    assert prune.config["latency_batch"] == budget["batch_size"]
+    read = []
+    original = LatencyTable.layer_seconds
+    monkeypatch.setattr(
+        LatencyTable, "layer_seconds", lambda self, spec: read.append(self.path) or original(self, spec)
+    )
+    prints = fingerprints(stages)
+    for stage in (by_id["source/base-sparse-s0"], prune):
+        run_one(stage, out, prints[stage.id], services=services, log=lambda _: None)
+    assert read and set(read) == {services.budget_from(budget).table.path}
+    assert read[0].parent == out / "latency"

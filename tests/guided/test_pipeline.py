@@ -105,7 +105,7 @@ def test_tiny_study_runs_every_stage_and_writes_the_report(finished_study):
     stages, _ = plan_study(study)
     assert set(records(out)) == {s.id for s in stages}
     kinds = {s.kind for s in stages}
-    assert kinds == {"train", "prune", "pattern", "design", "search", "report"}
+    assert kinds == {"train", "retrain", "prune", "pattern", "design", "search", "speed", "report"}
     report = (out / "report.md").read_text()
     for heading in ("Full-width models", "Fine-tuning versus", "Design patterns", "Guided versus uniform", "search"):
         assert heading in report
@@ -272,7 +272,7 @@ def test_dry_run_lists_status_and_editing_a_section_redoes_only_what_reads_it(fi
     edited = parse_study(tomllib.loads(TINY.replace("trials = 3", "trials = 4")))
     changed = {r["stage"] for r in dry_run(edited, finished_study, calibrate=False) if r["status"] != "done"}
     arms = ("cold", "seeded", "random")
-    assert changed == {f"search/{arm}" for arm in arms} | {"report"} | {
+    assert changed == {f"search/{arm}" for arm in arms} | {"speed", "report"} | {
         f"search/{arm}-best-s{seed}" for arm in arms for seed in (0, 1)
     }
     fresh = dry_run(study, tmp_path / "nothing-here", calibrate=False)

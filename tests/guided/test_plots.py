@@ -7,7 +7,7 @@ import pytest
 from guided.cli import main
 from guided.design import Budget, design
 from guided.io import write_spec
-from guided.patterns import channel_summary
+from guided.patterns import Pattern, channel_summary
 from guided.plots import (
     accuracy_cost_data,
     cost_note,
@@ -33,12 +33,12 @@ RUNS = [
 ]
 
 
-def pattern():
-    return {"kind": "channels", **channel_summary(RUNS)}
+def pattern(**changes):
+    return Pattern.from_dict({"kind": "channels", **channel_summary(RUNS), **changes})
 
 
 def test_channel_summary_by_hand():
-    p = pattern()
+    p = pattern().to_dict()
     assert p["stages"][0]["keep_ratio_mean"] == pytest.approx((14 / 16 + 16 / 16) / 2)
     assert p["stages"][1]["keep_ratio_mean"] == pytest.approx((4 / 16 + 2 / 16) / 2)
     assert p["layers"][1]["keep_ratio_mean"] == pytest.approx(0.875)
@@ -67,14 +67,14 @@ def test_profile_and_accuracy_data():
 
 
 def test_legends_say_how_a_pattern_ranked_channels():
-    assert cost_note({**pattern(), "cost": "macs"}) == " (score per MAC)"
-    assert cost_note({**pattern(), "cost": "latency"}) == " (score per ms of latency)"
-    assert cost_note(pattern()) == cost_note({"cost": None}) == ""
+    assert cost_note(pattern(cost="macs").cost) == " (score per MAC)"
+    assert cost_note(pattern(cost="latency").cost) == " (score per ms of latency)"
+    assert cost_note(pattern().cost) == cost_note(None) == ""
 
 
 @pytest.mark.slow
 def test_svg_legends_name_the_cost(tmp_path):
-    _, svg = draw_profiles({"slim": {**pattern(), "cost": "macs"}}, tmp_path / "p.png")
+    _, svg = draw_profiles({"slim": pattern(cost="macs")}, tmp_path / "p.png")
     assert "score per MAC" in svg.read_text()
 
 
@@ -92,7 +92,7 @@ def test_drawing_writes_png_and_svg(tmp_path):
 
 
 def test_plot_command(tmp_path, capsys):
-    (tmp_path / "p.json").write_text(json.dumps({**pattern(), "sources": [{"method": "slimming"}]}))
+    (tmp_path / "p.json").write_text(json.dumps({**pattern().to_dict(), "sources": [{"method": "slimming"}]}))
     target = create_spec("vgg11", width_mult=0.25).replace(stages=((16, 16), (32,)))
     write_spec(tmp_path / "g.json", design(target, Budget("params", 1e4), pattern=pattern()))
     assert (

@@ -6,6 +6,7 @@ import pytest
 
 from guided.cli import main
 from guided.io import read_spec
+from guided.operations import flat_settings
 from models import cost
 from tests.guided.conftest import train_tiny_digits_run
 
@@ -58,14 +59,14 @@ def test_a_study_training_stage_is_a_checkpoint(base_run, tmp_path, capsys):
     config = json.loads((stage / "config.json").read_text())
     (stage / "config.json").unlink()
     data = {"dataset": "digits", "data_root": "./data", "image_size": None, "train_subset": 512, "test_subset": None}
-    recipe = {"epochs": 2, "batch_size": config["batch_size"], "lr": 0.05}
+    recipe = {"epochs": 2, "batch_size": config["recipe"]["batch_size"], "lr": 0.05}
     spec = json.loads((stage / "spec.json").read_text())
     stage_config = {"spec": spec, "data": data, "recipe": recipe, "seed": 0, "precision": "auto"}
     (stage / "stage.json").write_text(json.dumps({"id": "source/base-sparse-s0", "config": stage_config}))
     out = tmp_path / "thinet"
     argv = ["prune", "--method", "thinet", "--checkpoint", str(stage), "--ratio", "0.3", "--samples", "32"]
     assert main([*argv, "--out", str(out)]) == 0  # thinet reads training images: the stage's dataset
-    source = json.loads((out / "prune.json").read_text())["source"]["config"]
+    source = flat_settings(json.loads((out / "prune.json").read_text())["source"]["config"])
     assert source["dataset"] == "digits" and source["train_subset"] == 512 and source["lr"] == 0.05
     (stage / "stage.json").write_text(json.dumps({"id": "source/pattern-slim", "config": {"method": "slimming"}}))
     assert main([*argv, "--out", str(tmp_path / "again")]) == 2

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from guided.cli import main
+from guided.errors import UserError
 from guided.speed import inference_throughput
 from models import create_spec
 
@@ -51,13 +54,17 @@ def test_cost_latency_prints_predicted_and_measured(tmp_path, monkeypatch, capsy
     assert "predicted" in capsys.readouterr().out
 
 
-def test_latency_aware_pruning_uses_the_table(tmp_path, monkeypatch):
+def test_latency_aware_pruning_reads_the_callers_table(tmp_path):
+    from guided.operations import latency_table
     from guided.pruning import prune
     from models import build
 
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    result = prune(build(create_spec("vgg-tiny"), seed=0).eval(), "slimming", ratio=0.3, cost="latency")
-    assert result.info["cost"] == "latency" and list((tmp_path / "guided" / "latency").glob("*.json"))
+    model = build(create_spec("vgg-tiny"), seed=0).eval()
+    with pytest.raises(UserError, match="latency table"):
+        prune(model, "slimming", ratio=0.3, cost="latency")
+    table = latency_table("cpu", batch_size=8, folder=tmp_path)
+    result = prune(model, "slimming", ratio=0.3, cost="latency", latency=table)
+    assert result.info["cost"] == "latency" and list(tmp_path.glob("*.json"))
 
 
 def test_all_cores_lends_the_whole_machine_to_a_block_and_gives_it_back(monkeypatch):

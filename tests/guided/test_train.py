@@ -43,7 +43,7 @@ def test_run_folder_holds_everything_and_learns(digits, tmp_path):
     assert {"git", "torch", "device"} <= set(result["provenance"]) and result["seed"] == 0
     reloaded = load_weights(tmp_path).eval()
     assert reloaded.spec.name == "resnet14"
-    init = load_weights(tmp_path, which="init.pt")
+    init = load_weights(tmp_path, which="init")
     assert not torch.equal(init.stem.conv.weight, reloaded.stem.conv.weight)
     assert torch.equal(init.stem.conv.weight, tiny(digits, "resnet-tiny").stem.conv.weight)
 
@@ -175,7 +175,7 @@ def test_train_command_end_to_end_with_toml_config(tmp_path, capsys):
     result = json.loads((tmp_path / "run" / "result.json").read_text())
     assert result["epochs"] == 2  # the flag beats the file
     resolved = json.loads((tmp_path / "run" / "config.json").read_text())
-    assert resolved["batch_size"] == 64 and resolved["train_subset"] == 256
+    assert resolved["recipe"]["batch_size"] == 64 and resolved["data"]["train_subset"] == 256
     assert "test accuracy" in capsys.readouterr().out
 
 

@@ -9,7 +9,7 @@ import torch
 from guided.cli import main
 from guided.errors import UserError
 from guided.hooks import FixedMasks
-from guided.patterns import sparsity_summary
+from guided.patterns import Pattern, sparsity_summary
 from guided.plots import draw_sparsity, sparsity_plot_data
 from guided.pruning import prune
 from guided.pruning.unstructured import (
@@ -140,14 +140,16 @@ def test_sparsity_report_and_kernel_positions_by_hand():
     assert report["kernel"][1][0][0] == pytest.approx(0.5) and report["kernel"][1][1][1] == 1.0
     summary = sparsity_summary([report, report])
     assert summary["runs"] == 2 and summary["kernel"][1][0][0] == pytest.approx(0.5)
-    data = sparsity_plot_data(summary)
+    data = sparsity_plot_data(Pattern.from_dict({"kind": "sparsity", **summary}))
     assert data["density"][1] == pytest.approx(stage1["kept"] / stage1["weights"])
     assert data["kernel"][data["kernel_stages"].index(1)][0][0] == pytest.approx(0.5)
 
 
 def test_sparsity_plot_writes_png_and_svg(tmp_path):
     report = sparsity_report(create_spec("vgg-tiny"), magnitude_masks(model(), 0.8))
-    files = draw_sparsity(sparsity_summary([report]), tmp_path / "sparsity.png")
+    files = draw_sparsity(
+        Pattern.from_dict({"kind": "sparsity", **sparsity_summary([report])}), tmp_path / "sparsity.png"
+    )
     assert [f.suffix for f in files] == [".png", ".svg"]
     assert files[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and files[0].stat().st_size > 5000
 
