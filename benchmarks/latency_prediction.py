@@ -2,13 +2,13 @@
 
 For every architecture a study wrote (``DIR/designs/*.json``: uniform, guided, per-layer, transferred,
 pruned-to-budget and searched designs), the table (`guided.latency.LatencyTable`, a fresh one, timing
-conv/linear shapes at power-of-two widths at the batch size and interpolating between them, as studies
-do) predicts one forward + backward step, and `measure_step` times the whole network doing one; both are
-medians of 5 passes after 2 warm-ups, with ``--threads`` threads (default 1, what a study's table uses).
-The table leaves out BatchNorm, activations and pooling, so it should under-predict by a roughly constant
-share; what matters for ranking channels and matching budgets is that the error is steady across designs
-(a rank correlation near 1). Designs solved to one ``latency-`` budget should take about the same measured
-time: the summary gives their spread.
+units -- conv + BatchNorm + ReLU (+ VGG's max-pool), linear (+ BatchNorm + ReLU) -- at power-of-two widths
+at the batch size and interpolating between them, as studies do) predicts one forward + backward step,
+and `measure_step` times the whole network doing one; both are medians of 5 passes after 2 warm-ups,
+with ``--threads`` threads (default 1, what a study's table uses). The table leaves out the input, the
+loss and residual additions. Targets: median absolute error at most 5%, Spearman's rank correlation at
+least 0.9 (ranking channels and matching budgets need a steady error). Designs solved to one
+``latency-`` budget should take about the same measured time: the summary gives their spread.
 
 Writes ``results/benchmarks/latency_prediction.json`` (per design: predicted and measured ms, error; the
 median and spread of the error, Spearman's rank correlation, the measured spread at each latency budget;
@@ -80,7 +80,9 @@ def main() -> None:
     write_json(
         args.out,
         {
-            "what": "predicted (per-layer table, conv and linear only) vs measured training step (forward + backward)",
+            "what": "predicted (per-unit table: conv+BN+ReLU(+pool), linear(+BN+ReLU)) vs measured training step "
+            "(forward + backward)",
+            "targets": {"median_abs_error_at_most": 0.05, "spearman_rho_at_least": 0.9},
             "study": str(args.study),
             "batch_size": args.batch_size,
             "command": f"python benchmarks/latency_prediction.py {args.study} --batch-size {args.batch_size} "
