@@ -43,29 +43,37 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads for the table and the measured steps")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="measure every design this many times, in interleaved rounds"
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "benchmarks" / "latency_prediction.json")
     args = parser.parse_args()
     from scipy import stats
 
     paths = sorted((args.study / "designs").glob("*.json"))
-    rows = []
+    specs = {p.stem: read_spec(p) for p in paths}
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as cache:  # a fresh table: every shape is timed in this run
         table = latency_table(args.device, batch_size=args.batch_size, folder=Path(cache), threads=args.threads)
-        for path in paths:
-            spec = read_spec(path)
-            predicted = table.predict(spec)
-            measured = measure_step(spec, args.device, batch_size=args.batch_size)
-            rows.append(
-                {
-                    "design": path.stem,
-                    "input_size": spec.input_size,
-                    "predicted_ms": round(1000 * predicted, 2),
-                    "measured_ms": round(1000 * measured, 2),
-                    "error": round(predicted / measured - 1, 4),
-                }
-            )
-            print(f"{path.stem:<40} predicted {1000 * predicted:8.1f} ms  measured {1000 * measured:8.1f} ms")
+        predicted = {name: table.predict(spec) for name, spec in specs.items()}
+    rounds = {name: [] for name in specs}
+    for _ in range(args.rounds):  # interleaved: a slow spell of the machine touches every design alike
+        for name, spec in specs.items():
+            rounds[name].append(measure_step(spec, args.device, batch_size=args.batch_size))
+    rows = []
+    for name, spec in specs.items():
+        measured = statistics.median(rounds[name])
+        rows.append(
+            {
+                "design": name,
+                "input_size": spec.input_size,
+                "predicted_ms": round(1000 * predicted[name], 2),
+                "measured_ms": round(1000 * measured, 2),
+                "measured_rounds_ms": [round(1000 * t, 2) for t in rounds[name]],
+                "error": round(predicted[name] / measured - 1, 4),
+            }
+        )
+        print(f"{name:<50} predicted {1000 * predicted[name]:8.1f} ms  measured {1000 * measured:8.1f} ms")
     errors = [r["error"] for r in rows]
     rho = stats.spearmanr([r["predicted_ms"] for r in rows], [r["measured_ms"] for r in rows]).statistic
     summary = {
@@ -75,6 +83,7 @@ def main() -> None:
         "max_error": max(errors),
         "median_abs_error": statistics.median(abs(e) for e in errors),
         "spearman_rho": float(rho),
+        "measurement_noise": _noise(rows, specs),
         "measured_spread_at_latency_budgets": _spreads(rows),
     }
     write_json(
@@ -86,7 +95,7 @@ def main() -> None:
             "study": str(args.study),
             "batch_size": args.batch_size,
             "command": f"python benchmarks/latency_prediction.py {args.study} --batch-size {args.batch_size} "
-            f"--threads {args.threads}",
+            f"--threads {args.threads} --rounds {args.rounds}",
             "summary": summary,
             "rows": rows,
             "provenance": provenance(torch.device(args.device)),
@@ -97,9 +106,26 @@ def main() -> None:
         f"{len(rows)} designs: prediction error median {summary['median_error']:+.0%} "
         f"(from {summary['min_error']:+.0%} to {summary['max_error']:+.0%}), Spearman rho {rho:.3f}"
     )
+    noise = summary["measurement_noise"]
+    print(
+        f"measurement noise: rounds of one design differ by a median {noise['rounds_spread']:.1%}; identical "
+        f"designs measure up to {noise['identical_spread']:.1%} apart"
+    )
     for budget, spread in summary["measured_spread_at_latency_budgets"].items():
         low, high = spread["min_ms"], spread["max_ms"]
         print(f"{budget}: measured steps from {low:.1f} to {high:.1f} ms ({spread['ratio']:.2f}x)")
+
+
+def _noise(rows: list[dict], specs: dict) -> dict[str, float]:
+    """How far measurements of one network are apart: a design's rounds ((max - min) / median, median over
+    designs), and designs with identical specs (the largest (max - min) / min among their medians): the
+    floor under which a prediction error cannot be told from the measurement's own."""
+    spread = [(max(r["measured_rounds_ms"]) - min(r["measured_rounds_ms"])) / r["measured_ms"] for r in rows]
+    groups: dict[str, list[float]] = {}
+    for r in rows:
+        groups.setdefault(specs[r["design"]].to_json(), []).append(r["measured_ms"])
+    same = [(max(g) - min(g)) / min(g) for g in groups.values() if len(g) > 1]
+    return {"rounds_spread": statistics.median(spread), "identical_spread": max(same, default=0.0)}
 
 
 def _spreads(rows: list[dict]) -> dict[str, dict]:
