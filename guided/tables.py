@@ -1,4 +1,11 @@
-"""Numbers for reports: mean ± std cells, Markdown tables, and plain-words verdicts over seeds."""
+"""Numbers for reports: mean ± std cells, Markdown tables, and plain-words verdicts over seeds.
+
+A verdict compares two arms' accuracies over seeds with Welch's t-test: the difference of means, its 95%
+confidence interval and p-value (`difference`), and the **minimum detectable effect** (`detectable`): the
+smallest true difference the comparison would have found with 80% probability, given the spread and
+seed counts it saw. A report's verdicts form one family; `holm` adjusts their p-values (statsmodels), and
+only verdicts whose adjusted p stays below alpha count as findings.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +15,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["mean_std", "markdown_table", "difference", "interval_cell", "compare"]
+__all__ = ["mean_std", "markdown_table", "difference", "detectable", "interval_cell", "compare", "verdict", "holm"]
+
+#: Every verdict's test level and the power its detectable effect is stated at.
+ALPHA, POWER = 0.05, 0.8
 
 
 def mean_std(values: Sequence[float], *, percent: bool = True, digits: int = 2) -> str:
@@ -35,10 +45,43 @@ def markdown_table(df: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def detectable(sd_a: float, n_a: int, sd_b: float, n_b: int, *, alpha: float = ALPHA, power: float = POWER):
+    """The minimum detectable effect of a two-sided Welch t-test: the smallest true difference of means
+    found (p < ``alpha``) with probability ``power``, for samples of ``n_a`` and ``n_b`` with these standard
+    deviations (same unit as the result). Solved on scipy's noncentral t distribution with the
+    Welch-Satterthwaite degrees of freedom; ``None`` with fewer than two seeds on a side.
+
+    Example:
+        >>> round(detectable(1.0, 3, 1.0, 3), 2)  # three seeds a side, std 1 point: 3.07 points
+        3.07
+    """
+    from scipy import optimize, stats
+
+    if n_a < 2 or n_b < 2:
+        return None
+    va, vb = sd_a**2 / n_a, sd_b**2 / n_b
+    se = (va + vb) ** 0.5
+    if se == 0:
+        return 0.0
+    df = (va + vb) ** 2 / (va**2 / (n_a - 1) + vb**2 / (n_b - 1))
+    crit = stats.t.ppf(1 - alpha / 2, df)
+
+    def missed(delta: float) -> float:  # power at ``delta`` minus the target
+        nc = delta / se
+        wrong_side = float(np.nan_to_num(stats.nct.cdf(-crit, df, nc)))  # negligible; scipy may give NaN
+        return float(stats.nct.sf(crit, df, nc)) + wrong_side - power
+
+    high = se * (crit + 1)
+    while missed(high) < 0:  # widen until the power is reached (small samples need several standard errors)
+        high *= 2
+    return float(optimize.brentq(missed, 0.0, high))
+
+
 def difference(a: Sequence[float], b: Sequence[float], *, confidence: float = 0.95) -> dict[str, Any]:
     """Mean difference ``a - b`` in points (accuracies given in 0..1) with its confidence interval from
-    Welch's t-test (`scipy.stats.ttest_ind` with unequal variances); ``low``/``high`` are ``None`` when a
-    side has fewer than two seeds.
+    Welch's t-test (`scipy.stats.ttest_ind` with unequal variances), and its minimum detectable effect
+    ``mde`` (points, at ``alpha`` = 1 - confidence and 80% power, `detectable`); ``low``/``high``/``mde``
+    are ``None`` when a side has fewer than two seeds.
 
     Example:
         >>> d = difference([0.80, 0.82, 0.81], [0.70, 0.71, 0.69])
@@ -49,8 +92,10 @@ def difference(a: Sequence[float], b: Sequence[float], *, confidence: float = 0.
 
     x, y = 100 * np.asarray(a, dtype=float), 100 * np.asarray(b, dtype=float)
     out = {"diff": float(x.mean() - y.mean()), "low": None, "high": None, "p": None, "n": (len(x), len(y))}
+    out.update(alpha=1 - confidence, mde=None, sd=(_sd(x), _sd(y)))
     if len(x) < 2 or len(y) < 2:
         return out
+    out["mde"] = detectable(out["sd"][0], len(x), out["sd"][1], len(y), alpha=1 - confidence)
     if x.std() == 0 and y.std() == 0:  # no spread at all: the interval is the point
         return {**out, "low": out["diff"], "high": out["diff"], "p": float(out["diff"] == 0)}
     test = stats.ttest_ind(x, y, equal_var=False)
@@ -74,8 +119,8 @@ def compare(a: Sequence[float], b: Sequence[float], *, names: tuple[str, str] = 
     Example:
         >>> compare([0.80, 0.82, 0.81], [0.70, 0.71, 0.69], names=("guided", "uniform"))
         'guided beats uniform: +11.00 points [+8.73, +13.27] (95% CI, Welch, n=3 vs 3)'
-        >>> compare([0.80, 0.82], [0.805, 0.81], names=("guided", "uniform"))
-        'no detectable difference between guided and uniform: +0.25 points [-9.87, +10.37] (95% CI, Welch, n=2 vs 2)'
+        >>> compare([0.80, 0.82], [0.805, 0.81], names=("guided", "uniform")).split("; ")[1]
+        'this comparison could only detect 13.06 points or more'
     """
     d = difference(a, b)
     n = f"n={d['n'][0]} vs {d['n'][1]}"
@@ -84,4 +129,49 @@ def compare(a: Sequence[float], b: Sequence[float], *, names: tuple[str, str] = 
     cell = f"{d['diff']:+.2f} points [{d['low']:+.2f}, {d['high']:+.2f}] (95% CI, Welch, {n})"
     if d["low"] > 0 or d["high"] < 0:
         return f"{names[0]} {'beats' if d['diff'] > 0 else 'trails'} {names[1]}: {cell}"
-    return f"no detectable difference between {names[0]} and {names[1]}: {cell}"
+    return (
+        f"no detectable difference between {names[0]} and {names[1]}: {cell}; this comparison could only "
+        f"detect {d['mde']:.2f} points or more"
+    )
+
+
+def verdict(a: Sequence[float], b: Sequence[float], *, names: tuple[str, str], where: str) -> dict[str, Any]:
+    """One verdict as a record: where it was made, the words of `compare`, and its numbers (points): ``diff``,
+    ``low``, ``high``, ``p``, ``mde``, ``alpha``, ``n``, ``sd`` (each arm's std over seeds)."""
+    d = difference(a, b)
+    numbers = {k: d[k] for k in ("diff", "low", "high", "p", "mde", "alpha")}
+    return {
+        "where": where,
+        "arms": list(names),
+        "text": compare(a, b, names=names),
+        **numbers,
+        "n": list(d["n"]),
+        "sd": list(d["sd"]),
+    }
+
+
+def holm(verdicts: list[dict[str, Any]]) -> None:
+    """Holm's step-down adjustment over one family of verdicts (`verdict` records), in place: ``p_holm`` (``None``
+    without a p-value) and ``survives`` (adjusted p below the verdict's alpha), via
+    `statsmodels.stats.multitest.multipletests`.
+
+    Example:
+        >>> family = [{"p": 0.01, "alpha": 0.05}, {"p": 0.04, "alpha": 0.05}, {"p": None, "alpha": 0.05}]
+        >>> holm(family)
+        >>> [(v["p_holm"], v["survives"]) for v in family]
+        [(0.02, True), (0.04, True), (None, False)]
+    """
+    tested = [v for v in verdicts if v.get("p") is not None]
+    for v in verdicts:
+        v.update(p_holm=None, survives=False)
+    if not tested:
+        return
+    from statsmodels.stats.multitest import multipletests
+
+    reject, adjusted, _, _ = multipletests([v["p"] for v in tested], alpha=tested[0]["alpha"], method="holm")
+    for v, ok, p in zip(tested, reject, adjusted):
+        v.update(p_holm=float(p), survives=bool(ok))
+
+
+def _sd(values: np.ndarray) -> float | None:
+    return float(values.std(ddof=1)) if len(values) > 1 else None

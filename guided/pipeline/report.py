@@ -28,7 +28,7 @@ from guided.pipeline.runner import Stage, StageContext
 from guided.plots import arm_colours, cost_note, draw_accuracy_cost, draw_profiles, draw_sparsity, draw_width_bars
 from guided.provenance import device_name, provenance
 from guided.recipes import Recipe
-from guided.tables import compare, difference, interval_cell, markdown_table, mean_std
+from guided.tables import difference, holm, interval_cell, markdown_table, mean_std, verdict
 from models import ArchSpec
 
 __all__ = [
@@ -56,9 +56,10 @@ class _Report:
         self.began = time.time()  # the report's start: what the run's estimated wall time is compared with
         self.runs = runs_table(stages, ctx)
         self.tables: dict[str, pd.DataFrame] = {}
-        self.verdicts: list[str] = []
+        self.verdicts: list[dict[str, Any]] = []  # one family (`guided.tables.verdict` records)
         self.patterns: dict[str, Pattern] = {}
         self.inference_device: str | None = None  # the device and threads the inference timings used
+        self.design_lines: list[str] = []  # the design section's verdict lines
         self.domains = list(dict.fromkeys(s.tags["domain"] for s in stages if "domain" in s.tags))
         arms = [s.tags["arm"] for s in stages if "arm" in s.tags]
         for s in stages:
@@ -91,6 +92,12 @@ class _Report:
         atomic_write_text(self.out / "tables" / f"{name}.md", markdown_table(df) + "\n")
         return markdown_table(df)
 
+    def verdict(self, a: list[float], b: list[float], names: tuple[str, str], where: str) -> str:
+        """Record a verdict of the report's family; returns the Markdown line's placeholder, filled in once the
+        whole family is known (`_fill_verdicts`: Holm's adjustment needs every p-value)."""
+        self.verdicts.append(verdict(a, b, names=names, where=where))
+        return f"- {VERDICT_MARK}{len(self.verdicts) - 1}{VERDICT_MARK}"
+
     def figure(self, path: Path) -> Path:
         return self.out / "figures" / path
 
@@ -117,7 +124,8 @@ def write_report(study: Study, recipe: Recipe, stages: list[Stage], ctx: StageCo
     parts = [f"# {title}", "", _overview(study, recipe, ctx), ""]
     for section in (_bases, _retraining, _patterns, _designs, _search, _provenance):
         parts += section(r)
-    report = "\n".join(parts)
+    holm(r.verdicts)
+    report = _fill_verdicts("\n".join(parts), r.verdicts)
     write_json(out / "figures" / "colours.json", r.figure_colours)
     atomic_write_text(out / "report.md", report)
     atomic_write_text(out / "report.html", html_page(report, out, title=title))
@@ -135,7 +143,31 @@ def write_report(study: Study, recipe: Recipe, stages: list[Stage], ctx: StageCo
             "provenance": provenance(ctx.services.device),
         },
     )
-    return {"tables": sorted(r.tables), "verdicts": r.verdicts}
+    return {"tables": sorted(r.tables), "verdicts": [v["text"] for v in r.verdicts]}
+
+
+#: How every verdict line is read.
+VERDICT_RULE = (
+    "a difference counts when the 95% confidence interval of the difference of means over seeds, from "
+    "Welch's t-test, excludes 0; a null verdict says the smallest difference it could have detected with 80% "
+    "power; a difference is a finding of this report only when it also holds after Holm's adjustment over "
+    "all of its verdicts"
+)
+
+#: Marks a verdict's place in the Markdown until the family is complete.
+VERDICT_MARK = "\x00verdict"
+
+
+def _fill_verdicts(text: str, verdicts: list[dict[str, Any]]) -> str:
+    """Each verdict placeholder replaced by its line: where, the words, and whether it holds after Holm's
+    adjustment over the report's whole family of verdicts."""
+    for i, v in enumerate(verdicts):
+        holds = ""
+        if v["p_holm"] is not None:
+            after = "holds" if v["survives"] else "does not hold"
+            holds = f"; Holm-adjusted p = {v['p_holm']:.3g}: {after} over the report's {len(verdicts)} verdicts"
+        text = text.replace(f"{VERDICT_MARK}{i}{VERDICT_MARK}", f"{v['where']}: {v['text']}{holds}")
+    return text
 
 
 def _datasets(study: Study, ctx: StageContext) -> dict[str, dict[str, Any]]:
@@ -217,8 +249,7 @@ def _retraining(r: _Report) -> list[str]:
         for mode, base in RETRAIN_CONTRASTS:
             if acc[mode] and acc[base]:
                 names = (f"{MODE_LABELS[mode]}", f"{MODE_LABELS[base]}")
-                verdicts.append(f"{dom}, {name}: " + compare(acc[mode], acc[base], names=names))
-    r.verdicts += verdicts
+                verdicts.append(r.verdict(acc[mode], acc[base], names, f"{dom}, {name}"))
     return [
         "## Fine-tuning versus training from scratch",
         "",
@@ -230,9 +261,9 @@ def _retraining(r: _Report) -> list[str]:
         "",
         r.table("retraining", retraining_table(retrains, prune_records)),
         "",
-        "What the numbers say (a difference counts when its 95% confidence interval excludes 0):",
+        f"What the numbers say ({VERDICT_RULE}):",
         "",
-        *[f"- {v}" for v in verdicts],
+        *verdicts,
         "",
     ]
 
@@ -304,6 +335,7 @@ def design_table(runs: pd.DataFrame, domain: str, budget: str) -> pd.DataFrame:
     out = []
     for arm in dict.fromkeys(sub["arm"]):
         r = sub[sub["arm"] == arm]
+        d = difference(r["test_acc"].tolist(), uniform)
         out.append(
             {
                 "network": arm,
@@ -313,7 +345,8 @@ def design_table(runs: pd.DataFrame, domain: str, budget: str) -> pd.DataFrame:
                 "inference (img/s)": _rate(r, "inference_images_per_s") + _contended_mark(r),
                 "training (img/s)": _rate(r, "train_images_per_s"),
                 "test accuracy (%)": mean_std(r["test_acc"].tolist()),
-                "vs uniform (95% CI)": interval_cell(difference(r["test_acc"].tolist(), uniform)),
+                "vs uniform (95% CI)": interval_cell(d),
+                "detectable (points)": "-" if d["mde"] is None else f"{d['mde']:.2f}",
                 "seeds": len(r),
             }
         )
@@ -367,7 +400,7 @@ def _designs(r: _Report) -> list[str]:
         "uniform design at the same budget, points, with its 95% confidence interval (Welch).",
         "",
     ]
-    before = len(r.verdicts)
+    r.design_lines = []
     for dom in r.domains:
         acc_rows = []
         for budget in r.study.design.budget_list():
@@ -387,13 +420,12 @@ def _designs(r: _Report) -> list[str]:
                 "is the Pareto front over all arms (no other network has both lower cost and lower error).",
                 "",
             ]
-    if len(r.verdicts) > before:
+    if r.design_lines:
         lines += [
-            "What the numbers say (a difference counts when the 95% confidence interval of the difference of "
-            "means over seeds, from Welch's t-test, excludes 0; all at equal parameters or MACs as each budget says):",
+            f"What the numbers say ({VERDICT_RULE}; all at equal parameters or MACs as each budget says):",
             "",
         ]
-        lines += [f"- {v}" for v in r.verdicts[before:]] + [""]
+        lines += r.design_lines + [""]
     return lines
 
 
@@ -408,7 +440,7 @@ def _design_budget(r: _Report, dom: str, budget: str, acc_rows: list[dict[str, A
     uniform = sub[sub["arm"] == "uniform"]["test_acc"].tolist()
     for arm in [a for a in dict.fromkeys(sub["arm"]) if a != "uniform"]:
         vals = sub[sub["arm"] == arm]["test_acc"].tolist()
-        r.verdicts.append(f"{dom}, {budget}: " + compare(vals, uniform, names=(arm, "uniform")))
+        r.design_lines.append(r.verdict(vals, uniform, (arm, "uniform"), f"{dom}, {budget}"))
     acc_rows += [
         {"label": x["arm"], "group": budget, "params": x["params"], "macs": x["macs"], "test_acc": x["test_acc"]}
         for _, x in sub.iterrows()

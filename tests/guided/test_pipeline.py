@@ -214,6 +214,30 @@ def test_report_compares_at_equal_params_and_at_equal_macs_with_intervals(finish
     assert "source, macs=50%: " in report and "source, params=50%: " in report
 
 
+def test_verdicts_carry_their_detectable_effect_and_holm_adjusted_p(finished_study):
+    """Each verdict of summary.json, recomputed by hand from runs.csv (scipy's Welch test, the noncentral-t
+    detectable effect) and adjusted over the report's family with statsmodels' Holm."""
+    from statsmodels.stats.multitest import multipletests
+
+    from guided.tables import difference
+
+    verdicts = json.loads((finished_study / "summary.json").read_text())["verdicts"]
+    assert verdicts and all({"text", "mde", "p", "p_holm", "survives", "sd"} <= set(v) for v in verdicts)
+    runs = pd.read_csv(finished_study / "runs.csv")
+    at = runs[(runs["domain"] == "source") & (runs["budget"] == "params=50%") & (runs["role"] == "scratch")]
+    d = difference(at[at["arm"] == "guided"]["test_acc"].tolist(), at[at["arm"] == "uniform"]["test_acc"].tolist())
+    v = next(v for v in verdicts if v["where"] == "source, params=50%" and v["arms"] == ["guided", "uniform"])
+    assert (v["diff"], v["p"], v["mde"]) == pytest.approx((d["diff"], d["p"], d["mde"]))
+    tested = [v for v in verdicts if v["p"] is not None]
+    assert [v["p_holm"] for v in tested] == pytest.approx(
+        list(multipletests([v["p"] for v in tested], method="holm")[1])
+    )
+    report = (finished_study / "report.md").read_text()
+    assert report.count("Holm-adjusted p") == len(tested) and "\x00" not in report
+    table = pd.read_csv(finished_study / "tables" / "designs-source-params-50pct.csv")
+    assert "detectable (points)" in table.columns
+
+
 def test_search_arms_report_their_trials_and_the_defaults_let_them_complete(finished_study):
     table = pd.read_csv(finished_study / "tables" / "search.csv")
     assert table["search"].tolist() == ["cold", "seeded", "random"]

@@ -27,3 +27,47 @@ def test_the_interval_is_welchs():
     assert (d["low"], d["high"]) == pytest.approx((8.733, 13.267), abs=1e-3)  # scipy, unequal variances
     assert interval_cell(d) == "+11.00 [+8.73, +13.27]"
     assert mean_std([0.5, 0.7]) == "60.00 ± 14.14"
+
+
+def test_the_detectable_effect_matches_statsmodels_power_for_equal_samples():
+    """Equal spreads and seed counts: Welch's test is the pooled t-test, whose power statsmodels solves."""
+    from statsmodels.stats.power import TTestIndPower
+
+    from guided.tables import detectable
+
+    for n, sd in [(2, 0.5), (3, 1.0), (5, 2.0), (10, 0.3)]:
+        effect = TTestIndPower().solve_power(nobs1=n, ratio=1.0, alpha=0.05, power=0.8)  # in units of sd
+        assert detectable(sd, n, sd, n) == pytest.approx(effect * sd, rel=1e-3)
+    assert detectable(1.0, 1, 1.0, 3) is None
+
+
+def test_the_detectable_effect_has_80_percent_power_by_simulation():
+    """Unequal spreads and counts (Welch): at the stated effect, simulated tests reject about 80% of the time."""
+    import numpy as np
+    from scipy import stats
+
+    from guided.tables import detectable
+
+    delta = detectable(2.0, 3, 0.5, 5)
+    rng = np.random.default_rng(0)
+    a = rng.normal(delta, 2.0, size=(20000, 3))
+    b = rng.normal(0.0, 0.5, size=(20000, 5))
+    rejected = stats.ttest_ind(a, b, axis=1, equal_var=False).pvalue < 0.05
+    assert rejected.mean() == pytest.approx(0.8, abs=0.015)
+
+
+def test_a_null_verdict_says_what_it_could_have_detected():
+    d = difference([0.80, 0.84, 0.78], [0.79, 0.81, 0.80])
+    words = compare([0.80, 0.84, 0.78], [0.79, 0.81, 0.80], names=("guided", "uniform"))
+    assert words.endswith(f"this comparison could only detect {d['mde']:.2f} points or more")
+    assert d["mde"] > d["high"] - d["diff"]  # 80% power needs more than the interval's half-width
+
+
+def test_holm_adjusts_a_family_as_by_hand():
+    from guided.tables import holm
+
+    family = [{"p": p, "alpha": 0.05} for p in (0.04, 0.001, 0.03, 0.2)]
+    holm(family)
+    # by hand: sorted 0.001, 0.03, 0.04, 0.2 times 4, 3, 2, 1, each at least the one before
+    assert [v["p_holm"] for v in family] == pytest.approx([0.09, 0.004, 0.09, 0.2])
+    assert [v["survives"] for v in family] == [False, True, False, False]
