@@ -199,6 +199,10 @@ class SearchFolder(_Folder):
     def best(self) -> Path:
         return self.path / "best.json"
 
+    def top(self, rank: int) -> Path:
+        """The spec of the ``rank``-th best trial (1: the best) of a single-objective search."""
+        return self.path / f"top-{rank}.json"
+
     def pareto(self, i: int) -> Path:
         return self.path / f"pareto-{i}.json"
 

@@ -371,10 +371,11 @@ def _create_study(multi: bool, pruner: str, sampler: str, epochs: int, seed: int
 
 
 def per_trial_seed(make: Callable[..., Any], seed: int):
-    """A sampler that makes a fresh ``make(seed=...)`` for each trial, seeded from ``seed`` and the trial's
-    number: a trial's proposal then depends only on the trials finished before it and on its number, not on
-    how many proposals this process drew before, so a resumed search proposes what an uninterrupted one
-    would (`_drop_unfinished`). The wrapped sampler of the current trial is ``.inner``."""
+    """A sampler that makes a fresh ``make(seed=...)`` for each trial, seeded from ``seed``, the study's name
+    and the trial's number: studies of other names (a study's search arms) draw other trials, and a
+    trial's proposal depends only on the trials finished before it and on its number, not on how many
+    proposals this process drew before, so a resumed search proposes what an uninterrupted one would
+    (`_drop_unfinished`). The wrapped sampler of the current trial is ``.inner``."""
     import hashlib
 
     import optuna
@@ -384,7 +385,7 @@ def per_trial_seed(make: Callable[..., Any], seed: int):
             self.inner = make(seed=seed)
 
         def before_trial(self, study, trial) -> None:
-            key = hashlib.sha256(f"{seed}:{trial.number}".encode()).digest()
+            key = hashlib.sha256(f"{seed}:{study.study_name}:{trial.number}".encode()).digest()
             self.inner = make(seed=int.from_bytes(key[:4], "little"))
             self.inner.before_trial(study, trial)
 
@@ -418,8 +419,12 @@ def _reporter(trial) -> Callable[[dict[str, Any]], None]:
     return report
 
 
+#: A single-objective search writes the specs of its best this many trials (``top-<j>.json``), best first.
+TOP_TRIALS = 3
+
+
 def summarize(study, out: Path, *, multi: bool, storage: str | None) -> dict[str, Any]:
-    """Write best spec(s), the trials table and plots; return the summary."""
+    """Write best spec(s) (and the `TOP_TRIALS` best), the trials table and plots; return the summary."""
     import optuna
 
     complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
@@ -448,6 +453,10 @@ def summarize(study, out: Path, *, multi: bool, storage: str | None) -> dict[str
             for t, f in zip(best, files)
         ],
     }
+    ranked = sorted(complete, key=lambda t: (-t.values[0], t.number))[: 0 if multi else TOP_TRIALS]
+    for j, t in enumerate(ranked, 1):
+        write_spec(SearchFolder(out).top(j), ArchSpec.from_json(t.user_attrs["spec"]))
+    summary["top"] = [{"rank": j, "number": t.number, "value": t.values[0]} for j, t in enumerate(ranked, 1)]
     summary["history"] = [
         {
             "number": t.number,

@@ -167,3 +167,21 @@ def test_a_search_that_barely_completed_is_flagged():
 
     warnings = search_warnings({"cold": trials(2, 10), "random": trials(6, 6), "seeded": trials(12, 0)})
     assert len(warnings) == 1 and "only 2 of 12 trials of the cold search completed" in warnings[0]
+
+
+def test_each_search_arm_draws_its_own_trials():
+    """Search arms are studies of other names: their samplers draw other first trials (they used to share the
+    first draws, so two arms could retrain the same architecture); the same name draws the same again."""
+    import optuna
+
+    from search.study import per_trial_seed
+
+    def first_draw(name: str, make=optuna.samplers.RandomSampler) -> float:
+        study = optuna.create_study(study_name=name, sampler=per_trial_seed(make, 0))
+        return study.ask().suggest_float("r0", 0.1, 1.0)
+
+    draws = [first_draw(f"search-{arm}") for arm in ("cold", "seeded", "random")]
+    assert len(set(draws)) == 3 and first_draw("search-cold") == draws[0]
+    assert first_draw("search-cold", optuna.samplers.TPESampler) != first_draw(
+        "search-random", optuna.samplers.TPESampler
+    )

@@ -50,6 +50,7 @@ from guided.recipes import get_recipe
 from guided.retrain import MODES
 from models import ArchSpec, create_spec
 from models.charge import COST_KINDS
+from search.study import TOP_TRIALS
 
 __all__ = [
     "Study",
@@ -251,7 +252,10 @@ class SearchConfig:
     ``random`` samples uniformly (the control that says whether TPE beats chance). A trial trains for
     ``epochs`` on ``train_subset`` images of the training split (all but the ``validation`` share when not
     given) and is scored on the validation share. ``pruner`` (Optuna's early stopping of trials) is ``none``
-    by default so that every trial completes at small trial counts.
+    by default so that every trial completes at small trial counts. Each arm's sampler draws its own trials
+    (seeded by ``seed`` and the arm). The best ``retrain_top`` trials of each arm are retrained like the
+    designs (the best with every seed, the others with the first), so the report can say how well the
+    trial score ranks what full training gives (the proxy's rank correlation).
     """
 
     budget: str
@@ -262,6 +266,7 @@ class SearchConfig:
     pruner: str = "none"
     seed: int = 0
     train_subset: int | None = None
+    retrain_top: int = 3
 
 
 @dataclass(frozen=True)
@@ -399,6 +404,11 @@ def _check(s: Study) -> None:
             raise UserError(f"[search] train_subset must be at least 1, got {q.train_subset}")
         if q.trials < 1 or q.epochs < 1:
             raise UserError("[search] trials and epochs must be at least 1")
+        if not 1 <= q.retrain_top <= min(q.trials, TOP_TRIALS):
+            raise UserError(
+                f"[search] retrain_top must lie in 1..{min(q.trials, TOP_TRIALS)} (at most the trials, and the "
+                f"{TOP_TRIALS} best a search keeps), got {q.retrain_top}"
+            )
         if not 0 <= q.seed < 2**32:
             raise UserError(f"[search] seed must lie in [0, 2**32), got {q.seed}")
         if not 0 < q.validation < 1:

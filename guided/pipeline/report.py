@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from guided.folders import PrunedFolder, SearchFolder, StageFolder, StudyFolder
@@ -60,6 +61,7 @@ class _Report:
         self.patterns: dict[str, Pattern] = {}
         self.inference_device: str | None = None  # the device and threads the inference timings used
         self.design_lines: list[str] = []  # the design section's verdict lines
+        self.proxy: dict[str, Any] | None = None  # the search's proxy rank correlation
         self.domains = list(dict.fromkeys(s.tags["domain"] for s in stages if "domain" in s.tags))
         arms = [s.tags["arm"] for s in stages if "arm" in s.tags]
         for s in stages:
@@ -138,6 +140,7 @@ def write_report(study: Study, recipe: Recipe, stages: list[Stage], ctx: StageCo
             "train_wall_time_s": round(_train_seconds(r), 1),
             "wall_time": {k: v for k, v in (wall_time(r) or {}).items() if k != "sentence"} or None,
             "verdicts": r.verdicts,
+            "proxy": r.proxy,
             "revisions": revisions(r),
             "datasets": _datasets(study, ctx),
             "provenance": provenance(ctx.services.device),
@@ -533,7 +536,39 @@ def _search(r: _Report) -> list[str]:
     ]
     for warning in search_warnings(records):
         lines += [warning, ""]
+    r.proxy = proxy_correlation(records, r.runs)
+    p = r.proxy
+    if p:
+        what = f"over the {p['n']} retrained trials (the best {q.retrain_top} of each arm, first seed)"
+        lines += [
+            f"How far the trial score can be trusted: {what}, Spearman's rank correlation between the trial's "
+            f"validation score and the retrained test accuracy is {p['rho']:+.2f} (p = {p['p']:.2g}, n = {p['n']})."
+            if p["rho"] is not None
+            else f"How far the trial score can be trusted cannot be told here: {what}, the trial scores (or the "
+            "retrained accuracies) are all alike, so there is no ranking to compare.",
+            "",
+        ]
     return lines + ["![search history](figures/search.png)", ""]
+
+
+def proxy_correlation(records: dict[str, dict[str, Any]], runs: pd.DataFrame) -> dict[str, Any] | None:
+    """Spearman's rank correlation (scipy) between each retrained trial's search score and its retrained test
+    accuracy (the first seed's run), over every arm's retrained best trials; ``None`` with fewer than 3."""
+    from scipy import stats
+
+    pairs = []
+    retrained = runs[runs["role"].isin(["search-best", "search-top"])] if len(runs) else runs
+    for arm, rec in records.items():
+        for top in rec.get("top", []):
+            row = retrained[(retrained["arm"] == arm) & (retrained["rank"] == top["rank"])]
+            if len(row):
+                pairs.append((top["value"], float(row.sort_values("seed")["test_acc"].iloc[0])))
+    if len(pairs) < 3:
+        return None
+    test = stats.spearmanr(*zip(*pairs))
+    if not np.isfinite(test.statistic):  # every score (or accuracy) alike: no ranking to compare
+        return {"rho": None, "p": None, "n": len(pairs), "pairs": pairs}
+    return {"rho": float(test.statistic), "p": float(test.pvalue), "n": len(pairs), "pairs": pairs}
 
 
 def search_warnings(records: dict[str, dict[str, Any]]) -> list[str]:

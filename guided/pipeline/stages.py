@@ -460,15 +460,17 @@ class _Builder:
                     },
                 )
             )
-            for seed in self.seeds:
+            retrains = [(1, seed) for seed in self.seeds] + [(j, self.seeds[0]) for j in range(2, q.retrain_top + 1)]
+            for rank, seed in retrains:  # the best with every seed; the next ones with the first, for the proxy
+                tags = {"domain": SOURCE, "role": "search-best" if rank == 1 else "search-top", "arm": arm}
                 self.add(
                     _stage(
-                        f"search/{arm}-best-s{seed}",
+                        f"search/{arm}-best-s{seed}" if rank == 1 else f"search/{arm}-top{rank}-s{seed}",
                         "train",
-                        self.scratch_config(source, seed, {"stage": sid, "read": "best"}),
+                        self.scratch_config(source, seed, {"stage": sid, "read": f"top:{rank}"}),
                         (sid,),
                         macs=self.training_macs(source, approx, self.recipe.epochs),
-                        tags={"domain": SOURCE, "role": "search-best", "arm": arm, "budget": q.budget, "seed": seed},
+                        tags={**tags, "budget": q.budget, "seed": seed, "rank": rank},
                         work=self.train_work(source, approx, self.recipe.epochs),
                     )
                 )
@@ -543,12 +545,13 @@ def _brief(result: dict[str, Any]) -> dict[str, Any]:
 
 
 def _read_spec(ctx: StageContext, where: dict[str, str]) -> ArchSpec:
-    """The architecture another stage wrote: a design's ``arm:<name>``, a ``pruned`` model, a search's ``best``."""
+    """The architecture another stage wrote: a design's ``arm:<name>``, a ``pruned`` model, a search's
+    ``top:<rank>`` trial."""
     folder, read = ctx.dir_of(where["stage"]), where["read"]
     if read == "pruned":
         return PrunedFolder(folder).read_spec()
-    if read == "best":
-        return read_spec(SearchFolder(folder).best)
+    if read.startswith("top:"):
+        return read_spec(SearchFolder(folder).top(int(read[4:])))
     return read_spec(StageFolder(folder).arm(read.removeprefix("arm:")))
 
 
@@ -662,7 +665,7 @@ def _search(ctx: StageContext) -> dict[str, Any]:
         precision=cfg["precision"],
         log=_quiet(ctx),
     )
-    return {"best": summary["best"][0], "trials": summary["history"]}
+    return {"best": summary["best"][0], "top": summary["top"], "trials": summary["history"]}
 
 
 def _speed(ctx: StageContext) -> dict[str, Any]:

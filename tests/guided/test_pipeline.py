@@ -247,6 +247,49 @@ def test_search_arms_report_their_trials_and_the_defaults_let_them_complete(fini
     assert "Warning: only" not in (finished_study / "report.md").read_text()
 
 
+def test_the_best_trials_are_retrained_and_the_proxy_correlation_reported(finished_study):
+    """Each arm's best 3 trials are retrained (the best with every seed); the report gives Spearman's rank
+    correlation between trial score and retrained accuracy, as scipy computes it from the records."""
+    from scipy import stats
+
+    runs = pd.read_csv(finished_study / "runs.csv")
+    top = runs[runs["role"] == "search-top"]
+    assert sorted(zip(top["arm"], top["rank"])) == sorted((a, j) for a in ("cold", "random", "seeded") for j in (2, 3))
+    proxy = json.loads((finished_study / "summary.json").read_text())["proxy"]
+    assert proxy["n"] == 9  # on digits after one epoch every trial scores alike: the report says so
+    report = (finished_study / "report.md").read_text()
+    if proxy["rho"] is None:
+        assert len({s for s, _ in proxy["pairs"]}) == 1 or len({a for _, a in proxy["pairs"]}) == 1
+        assert "all alike, so there is no ranking to compare" in report
+    else:
+        assert proxy["rho"] == pytest.approx(stats.spearmanr(*zip(*proxy["pairs"])).statistic)
+        assert f"is {proxy['rho']:+.2f} (p = " in report
+
+
+def test_the_proxy_correlation_is_spearmans_over_the_retrained_trials():
+    from scipy import stats
+
+    from guided.pipeline.report import proxy_correlation
+
+    records = {
+        "cold": {"top": [{"rank": 1, "value": 0.6}, {"rank": 2, "value": 0.5}]},
+        "random": {"top": [{"rank": 1, "value": 0.55}, {"rank": 2, "value": 0.4}]},
+    }
+    rows = [
+        ("cold", 1, 0, 0.71),
+        ("cold", 1, 1, 0.10),
+        ("cold", 2, 0, 0.69),
+        ("random", 1, 0, 0.70),
+        ("random", 2, 0, 0.60),
+        ("uniform", None, 0, 0.99),
+    ]
+    runs = pd.DataFrame(rows, columns=["arm", "rank", "seed", "test_acc"])
+    runs["role"] = ["search-best", "search-best", "search-top", "search-best", "search-top", "scratch"]
+    proxy = proxy_correlation(records, runs)
+    expected = stats.spearmanr([0.6, 0.5, 0.55, 0.4], [0.71, 0.69, 0.70, 0.60])  # first seed's runs only
+    assert proxy["n"] == 4 and (proxy["rho"], proxy["p"]) == pytest.approx((expected.statistic, expected.pvalue))
+
+
 def test_rerunning_needs_resume_and_then_does_nothing(finished_study, capsys):
     study = str(finished_study.parent / "study.toml")
     before = records(finished_study)
@@ -298,7 +341,7 @@ def test_dry_run_lists_status_and_editing_a_section_redoes_only_what_reads_it(fi
     arms = ("cold", "seeded", "random")
     assert changed == {f"search/{arm}" for arm in arms} | {"speed", "report"} | {
         f"search/{arm}-best-s{seed}" for arm in arms for seed in (0, 1)
-    }
+    } | {f"search/{arm}-top{j}-s0" for arm in arms for j in (2, 3)}
     fresh = dry_run(study, tmp_path / "nothing-here", calibrate=False)
     assert {r["status"] for r in fresh} == {"todo"}
 
