@@ -217,6 +217,12 @@ def accuracy_cost_data(rows: list[dict[str, Any]]) -> dict[str, Any]:
         rows: one per run: ``label``, ``params``, ``macs``, ``test_acc`` (0..1), and optionally ``group``
             (the budget): runs of one label and group make one point. Without ``group``, runs of one label
             whose ``params`` agree within 2% do (designs meet budgets within 1%).
+
+    Returns:
+        label -> ``params``, ``macs``, ``error``, ``error_std`` (sample std over seeds), ``runs`` per point;
+        ``kinds``: each point's budget kind (``params=25%`` -> ``params``; ``None`` without a group); and
+        ``lines``: kind -> the points joined by a line, so that only points matched on the same cost
+        kind are ever joined.
     """
     import numpy as np
 
@@ -238,7 +244,10 @@ def accuracy_cost_data(rows: list[dict[str, Any]]) -> dict[str, Any]:
                 points[-1].append(r)
             else:
                 points.append([r])
+        kinds = [_budget_kind(p[0].get("group")) for p in points]
         out[label] = {
+            "kinds": kinds,
+            "lines": {k: [j for j in range(len(points)) if kinds[j] == k] for k in dict.fromkeys(kinds) if k},
             "params": [float(np.mean([r["params"] for r in p])) for p in points],
             "macs": [float(np.mean([r["macs"] for r in p])) for p in points],
             "error": [float(100 * (1 - np.mean([r["test_acc"] for r in p]))) for p in points],
@@ -248,6 +257,26 @@ def accuracy_cost_data(rows: list[dict[str, Any]]) -> dict[str, Any]:
             "runs": [len(p) for p in points],
         }
     return out
+
+
+def _budget_kind(group: Any) -> str | None:
+    """``params=25%`` -> ``params``; anything else -> ``None`` (its points are not joined)."""
+    return str(group).partition("=")[0] if isinstance(group, str) and "=" in group else None
+
+
+#: The line joining an arm's points matched on one cost kind.
+KIND_LINES = {"params": "-", "macs": ":", "latency": "-."}
+
+
+def accuracy_cost_legend(kinds: list[str]) -> list[str]:
+    """The legend entries `draw_accuracy_cost` adds after the arms: what a line joins, what the bars and the
+    circles are.
+
+    Example:
+        >>> accuracy_cost_legend(["params", "macs"])
+        ['joined: matched on params', 'joined: matched on macs', 'bars: sample std over seeds', 'circled: Pareto front']
+    """
+    return [f"joined: matched on {k}" for k in kinds] + ["bars: sample std over seeds", "circled: Pareto front"]
 
 
 def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
@@ -267,35 +296,57 @@ def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]
 def draw_accuracy_cost(
     rows: list[dict[str, Any]], path: str | Path, *, title: str = "", colours: dict[str, str] | None = None
 ):
-    """Test error against parameters and against MACs: one marker per arm at each budget (error bars over
-    seeds, points of an arm joined in cost order) and the Pareto front over all arms, dashed. ``colours``:
-    label -> colour (`arm_colours`; default: each label's own)."""
+    """Test error against parameters and against MACs: one marker per arm at each budget (bars: sample std
+    over seeds), an arm's points joined only among budgets of one cost kind (a line per kind, styled by
+    `KIND_LINES`), arms nudged apart sideways so that coinciding points stay visible, and the Pareto front
+    over all arms dashed and circled; the legend says all of it. ``colours``: label -> colour
+    (`arm_colours`; default: each label's own)."""
+    from matplotlib.lines import Line2D
+
     data = accuracy_cost_data(rows)
     colours = colours or arm_colours(data)
-    fig, axes = subplots(1, 2, figsize=(9, 3.6), sharey=True)
+    fig, axes = subplots(1, 2, figsize=(9.5, 3.8), sharey=True)
     markers = "osD^vP*Xh<>"
+    kinds = list(dict.fromkeys(k for ser in data.values() for k in ser["lines"]))
     for i, (label, ser) in enumerate(data.items()):
+        nudge = 1 + 0.012 * (i - (len(data) - 1) / 2)  # coinciding arms side by side, not on top
         for ax, key in zip(axes, ("params", "macs")):
-            order = sorted(range(len(ser[key])), key=lambda j: ser[key][j])
+            xs = [x / 1e6 * nudge for x in ser[key]]
+            style = {"color": colours[label], "alpha": 0.85}
             ax.errorbar(
-                [ser[key][j] / 1e6 for j in order],
-                [ser["error"][j] for j in order],
-                yerr=[ser["error_std"][j] for j in order],
+                xs,
+                ser["error"],
+                yerr=ser["error_std"],
                 marker=markers[i % len(markers)],
-                color=colours[label],
+                linestyle="none",
                 capsize=3,
-                alpha=0.85,
                 label=label if key == "params" else None,
+                **style,
             )
+            for kind, points in ser["lines"].items():
+                joined = sorted(points, key=lambda j: xs[j])
+                if len(joined) > 1:
+                    ax.plot(
+                        [xs[j] for j in joined],
+                        [ser["error"][j] for j in joined],
+                        linestyle=KIND_LINES.get(kind, "-"),
+                        linewidth=1,
+                        **style,
+                    )
     for ax, key in zip(axes, ("params", "macs")):
         points = [(c / 1e6, e) for ser in data.values() for c, e in zip(ser[key], ser["error"])]
         front = pareto_front(points)
         ax.step(*zip(*front), where="post", color="black", linestyle="--", linewidth=1, label=None)
         ax.plot(*zip(*front), "o", markerfacecolor="none", markeredgecolor="black", markersize=10)
+    labels = accuracy_cost_legend(kinds)
+    extra = [Line2D([], [], color="grey", linestyle=KIND_LINES.get(k, "-")) for k in kinds]
+    extra += [Line2D([], [], color="grey", marker="|", markersize=10, linestyle="none")]
+    extra += [Line2D([], [], color="black", marker="o", markerfacecolor="none", markersize=10, linestyle="--")]
+    handles, names = axes[0].get_legend_handles_labels()
+    axes[0].legend(handles + extra, names + labels, fontsize=7)
     axes[0].set_xlabel("parameters (M)")
     axes[1].set_xlabel("MACs (M)")
     axes[0].set_ylabel("test error (%)")
-    axes[0].legend(fontsize=7)
     if title:
         fig.suptitle(title, fontsize=10)
     return finish(fig, path)

@@ -30,7 +30,7 @@ from guided.plots import arm_colours, cost_note, draw_accuracy_cost, draw_profil
 from guided.provenance import device_name, provenance
 from guided.recipes import Recipe
 from guided.tables import difference, holm, interval_cell, markdown_table, mean_std, verdict
-from models import ArchSpec
+from models import ArchSpec, cost
 
 __all__ = [
     "write_report",
@@ -413,7 +413,7 @@ def _designs(r: _Report) -> list[str]:
             draw_accuracy_cost(
                 acc_rows,
                 r.figure(f"accuracy-{dom}.png"),
-                title=f"{dom}: from scratch",
+                title=f"{domain_title(r, dom)}: test error of networks trained from scratch, by budget",
                 colours=r.colours_for(f"accuracy-{dom}", labels),
             )
             lines += [
@@ -430,6 +430,17 @@ def _designs(r: _Report) -> list[str]:
         ]
         lines += r.design_lines + [""]
     return lines
+
+
+def domain_title(r: _Report, dom: str) -> str:
+    """A domain as a figure names it: its full-width architecture and its dataset (``vgg16 x0.25 on cifar10``)."""
+    design = next((s for s in r.stages if s.kind == "design" and s.tags.get("domain") == dom), None)
+    train = next((s for s in r.stages if s.kind == "train" and s.tags.get("domain") == dom), None)
+    if design is None or train is None:
+        return dom
+    target = ArchSpec.from_dict(design.config["target"])
+    dataset = train.config["data"]["dataset"].rpartition("/")[2]  # an image folder by its last name
+    return f"{dom}: {target.name} ({cost(target).params / 1e6:.2f}M params at full width) on {dataset}"
 
 
 def _design_budget(r: _Report, dom: str, budget: str, acc_rows: list[dict[str, Any]]) -> list[str]:
@@ -464,7 +475,11 @@ def _design_budget(r: _Report, dom: str, budget: str, acc_rows: list[dict[str, A
         figure = f"widths-{dom}-{b}"
         colours = r.colours_for(figure, ["pruned", *specs])
         draw_width_bars(
-            own, specs, r.figure(f"{figure}.png"), title=f"{dom}: channels per layer, {budget}", colours=colours
+            own,
+            specs,
+            r.figure(f"{figure}.png"),
+            title=f"{domain_title(r, dom)}: channels per layer, {budget}",
+            colours=colours,
         )
         lines += [f"![widths](figures/{figure}.png)", ""]
     return lines

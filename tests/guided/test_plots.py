@@ -10,6 +10,7 @@ from guided.io import write_spec
 from guided.patterns import Pattern, channel_summary
 from guided.plots import (
     accuracy_cost_data,
+    accuracy_cost_legend,
     cost_note,
     draw_accuracy_cost,
     draw_profiles,
@@ -64,6 +65,28 @@ def test_profile_and_accuracy_data():
     data = accuracy_cost_data(rows)["u"]
     assert data["runs"] == [2, 1] and data["error"] == pytest.approx([15.0, 10.0])
     assert data["error_std"][0] == pytest.approx(7.0711, rel=1e-3)
+
+
+def test_accuracy_cost_lines_never_join_budget_kinds_and_the_legend_says_what_marks_mean():
+    rows = [
+        {"label": arm, "group": group, "params": p, "macs": m, "test_acc": acc}
+        for arm in ("uniform", "guided")
+        for group, p, m, acc in [
+            ("params=25%", 1e5, 2e6, 0.7),
+            ("params=50%", 2e5, 4e6, 0.8),
+            ("macs=25%", 1.4e5, 1e6, 0.72),
+            ("macs=50%", 2.6e5, 2e6, 0.81),
+        ]
+    ]
+    data = accuracy_cost_data(rows)
+    for ser in data.values():
+        assert ser["kinds"] == ["params", "macs", "params", "macs"]  # by params: 1e5, 1.4e5, 2e5, 2.6e5
+        for kind, points in ser["lines"].items():
+            assert {ser["kinds"][j] for j in points} == {kind}  # a line stays within one cost kind
+        assert sorted(j for points in ser["lines"].values() for j in points) == [0, 1, 2, 3]
+    legend = accuracy_cost_legend(list(data["uniform"]["lines"]))
+    assert "bars: sample std over seeds" in legend and "circled: Pareto front" in legend
+    assert accuracy_cost_data([{"label": "u", "params": 1e5, "macs": 1e6, "test_acc": 0.8}])["u"]["lines"] == {}
 
 
 def test_legends_say_how_a_pattern_ranked_channels():
