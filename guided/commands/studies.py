@@ -48,6 +48,7 @@ def _run(args: argparse.Namespace) -> int:
     out = check_output(Path(args.out) if args.out else Path("results") / study.study.name)
     if args.dry_run:
         _print_dry_run(dry_run(study, out, jobs=args.jobs, threads=args.threads))
+        _print_power(study, out)
         return 0
     run_study(
         study,
@@ -79,6 +80,29 @@ def _print_dry_run(rows: list[dict]) -> None:
         f"{len(todo)} of {len(rows)} stages to run: {_count(total_macs)} training MACs, about {clock(wall)} of wall "
         f"time on this machine" + (f" ({todo[0]['basis']})" if todo and todo[0]["basis"] else "")
     )
+
+
+def _print_power(study, out: Path) -> None:
+    """Per comparison with uniform: the difference it can detect with the planned seeds, and the seeds a
+    ``[study] detect`` target needs."""
+    from guided.pipeline.power import power_plan
+    from guided.pipeline.stages import plan_study
+
+    rows = power_plan(study, plan_study(study, out if (out / "latency").is_dir() else None)[0], out)
+    if not rows:
+        return
+    print("\nDetectable differences to uniform (80% power, two-sided Welch test at 5%):")
+    for r in rows:
+        where = f"  {r['domain']}, {r['budget']}, {r['arm']}"
+        if r["mde"] is None:
+            print(f"{where}: cannot tell ({r['sd_from']})")
+            continue
+        line = f"{where}: {r['mde']:.2f} points with {r['seeds']} seeds (std {r['sd'][0]:.2f} and {r['sd'][1]:.2f} "
+        line += f"points, from {r['sd_from']})"
+        if "seeds_needed" in r:
+            need = r["seeds_needed"]
+            line += f"; {study.study.detect:g} points needs {need if need else 'more than 100'} seeds"
+        print(line)
 
 
 def _count(n: float) -> str:

@@ -71,12 +71,23 @@ __all__ = [
 
 @dataclass(frozen=True)
 class StudyConfig:
-    """``[study]``: its name, the seeds every experiment repeats over, where to train."""
+    """``[study]``: its name, the seeds every experiment repeats over, where to train; and for planning seeds
+    by power: ``pattern_seeds`` (the seeds whose pruned runs make the patterns; default all: fix it to the
+    seeds a study began with before adding seeds, so that its designs, and the runs already trained, stay
+    as they are), ``sigma_from`` (a finished study folder whose runs give the seed-to-seed spread the dry
+    run plans with, until this study has its own) and ``detect`` (points: the difference the dry run says
+    how many seeds would detect)."""
 
     name: str
     seeds: list[int] = field(default_factory=lambda: [0])
     device: str = "auto"
     precision: str = "auto"
+    pattern_seeds: list[int] | None = None
+    sigma_from: str | None = None
+    detect: float | None = None
+
+    def seeds_of_patterns(self) -> list[int]:
+        return self.seeds if self.pattern_seeds is None else self.pattern_seeds
 
 
 @dataclass(frozen=True)
@@ -342,6 +353,12 @@ def _check(s: Study) -> None:
         raise UserError(f"[study] seeds lists {len(s.study.seeds)} seeds; a study takes at most {MAX_SEEDS}")
     if any(not 0 <= x < 2**32 for x in s.study.seeds):
         raise UserError(f"[study] seeds must lie in [0, 2**32), got {s.study.seeds}")
+    if s.study.pattern_seeds is not None and (
+        not s.study.pattern_seeds or set(s.study.pattern_seeds) - set(s.study.seeds)
+    ):
+        raise UserError(f"[study] pattern_seeds = {s.study.pattern_seeds} must be some of the seeds {s.study.seeds}")
+    if s.study.detect is not None and not 0 < s.study.detect < 100:
+        raise UserError(f"[study] detect is a difference in accuracy points, in (0, 100), got {s.study.detect}")
     if len(set(s.study.seeds)) != len(s.study.seeds):
         raise UserError(f"[study] seeds repeat: {s.study.seeds}")
     _check_numbers(s)

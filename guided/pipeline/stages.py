@@ -293,7 +293,7 @@ class _Builder:
 
     def prune_row(self, dom: Domain, p: PruneConfig, bases: dict[tuple[str, int], str]) -> None:
         """One ``[[prune]]`` entry on every seed's base, its retrainings, and its pattern."""
-        pruned = []
+        pruned = []  # the prunes of the pattern seeds, which the pattern reads
         for seed in self.seeds:
             base = bases[p.base, seed]
             pid = self.add(
@@ -306,7 +306,8 @@ class _Builder:
                     work=_prune_work(dom, p, seed),
                 )
             )
-            pruned.append(pid)
+            if seed in self.study.study.seeds_of_patterns():
+                pruned.append(pid)
             for mode in p.retrain:
                 epochs = self.recipe.finetune_epochs if mode == "finetune" else self.recipe.epochs
                 config = {"mode": mode, "seed": seed, "recipe": self.recipe.to_dict()}

@@ -346,6 +346,58 @@ def test_dry_run_lists_status_and_editing_a_section_redoes_only_what_reads_it(fi
     assert {r["status"] for r in fresh} == {"todo"}
 
 
+def test_adding_a_seed_trains_only_the_new_seed(finished_study, tmp_path, capsys):
+    """With the pattern seeds fixed, a third seed redoes nothing of the first two: its own runs, then the
+    speed stage and the report."""
+    import shutil
+
+    out = tmp_path / "out"
+    shutil.copytree(finished_study, out)
+    before = records(out)
+    text = TINY.replace("seeds = [0, 1]", "seeds = [0, 1, 2]\npattern_seeds = [0, 1]\ndetect = 5.0")
+    rows = dry_run(parse_study(tomllib.loads(text)), out, calibrate=False)
+    todo = {r["stage"] for r in rows if r["status"] != "done"}
+    assert todo and all(s.endswith("-s2") for s in todo - {"speed", "report"}) and {"speed", "report"} <= todo
+    assert main(["run", str(write_study(tmp_path, text)), "--out", str(out), "--resume", "--threads", "1"]) == 0
+    after = records(out)
+    assert {k: v for k, v in after.items() if k in before and k not in ("speed", "report")} == {
+        k: v for k, v in before.items() if k not in ("speed", "report")
+    }
+    capsys.readouterr()
+    assert main(["run", str(tmp_path / "study.toml"), "--out", str(out), "--dry-run", "--threads", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "source, params=50%, guided: " in printed and "with 3 seeds" in printed and "points needs" in printed
+
+
+def test_the_detectable_effect_per_comparison_comes_from_the_seeds_and_their_spread(finished_study):
+    from guided.pipeline.power import power_plan
+    from guided.tables import detectable
+
+    study = parse_study(tomllib.loads(TINY))
+    stages, _ = plan_study(study)
+    rows = {(r["domain"], r["budget"], r["arm"]): r for r in power_plan(study, stages, finished_study)}
+    runs = pd.read_csv(finished_study / "runs.csv")
+    at = runs[(runs["domain"] == "source") & (runs["budget"] == "params=50%") & (runs["role"] == "scratch")]
+    sd = {arm: 100 * at[at["arm"] == arm]["test_acc"].std() for arm in ("guided", "uniform")}
+    row = rows["source", "params=50%", "guided"]
+    assert row["sd"] == pytest.approx((sd["guided"], sd["uniform"]))
+    assert row["mde"] == pytest.approx(detectable(sd["guided"], 2, sd["uniform"], 2))
+    fresh = power_plan(study, stages, finished_study.parent / "nothing")  # no finished seeds, no reference
+    assert all(r["mde"] is None and "sigma_from" in r["sd_from"] for r in fresh)
+    reference = finished_study.parent / "reference"
+    reference.mkdir(exist_ok=True)
+    rows = [
+        ("source", "macs=50%", arm, acc, "scratch")
+        for arm, accs in (("a", (0.5, 0.52)), ("b", (0.6, 0.66)))
+        for acc in accs
+    ]
+    pd.DataFrame(rows, columns=["domain", "budget", "arm", "test_acc", "role"]).to_csv(reference / "runs.csv")
+    planned = parse_study(tomllib.loads(TINY.replace('device = "cpu"', f'device = "cpu"\nsigma_from = "{reference}"')))
+    pooled = ((2**2 / 2 + 6**2 / 2) / 2) ** 0.5  # each arm's variance (points), averaged
+    fresh = power_plan(planned, stages, finished_study.parent / "nothing")
+    assert all(r["sd"] == pytest.approx((pooled, pooled)) and str(reference) in r["sd_from"] for r in fresh)
+
+
 def test_fingerprints_depend_on_what_a_stage_reads():
     study = parse_study(tomllib.loads(TINY))
     stages, _ = plan_study(study)
