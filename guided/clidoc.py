@@ -1,7 +1,7 @@
-"""The README's CLI reference, generated from the argparse definitions.
+"""The CLI reference (``docs/cli.md``), generated from the argparse definitions.
 
-``python -m guided.clidoc`` rewrites the block between the reference markers of ``README.md``; a test
-fails when the README and the parsers disagree, so the reference cannot drift from the code.
+``python -m guided.clidoc`` rewrites the block between the reference markers of ``docs/cli.md``; a test
+fails when the reference and the parsers disagree, so it cannot drift from the code.
 """
 
 from __future__ import annotations
@@ -73,5 +73,6 @@ def update_readme(path: str | Path = "README.md") -> bool:
 
 
 if __name__ == "__main__":
-    changed = update_readme(sys.argv[1] if len(sys.argv) > 1 else "README.md")
-    print("README.md: CLI reference " + ("updated" if changed else "already up to date"))
+    target = sys.argv[1] if len(sys.argv) > 1 else "docs/cli.md"
+    changed = update_readme(target)
+    print(f"{target}: CLI reference " + ("updated" if changed else "already up to date"))

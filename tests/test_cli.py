@@ -87,15 +87,15 @@ def test_module_entry_point_runs_as_a_subprocess():
 
 
 def test_readme_cli_reference_matches_the_parsers():
-    """The README's reference is what `python -m guided.clidoc` generates from argparse, and it names every
+    """The reference (docs/cli.md) is what `python -m guided.clidoc` generates from argparse, and it names every
     subcommand and every option of each."""
     from pathlib import Path
 
     from guided.clidoc import END, START, reference
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[1] / "docs" / "cli.md").read_text()
     block = readme.split(START, 1)[1].split(END, 1)[0]
-    assert block.strip() == reference().strip(), "README's CLI reference is stale: run `python -m guided.clidoc`"
+    assert block.strip() == reference().strip(), "docs/cli.md is stale: run `python -m guided.clidoc`"
     parser = build_parser()
     for name, sub in parser.subparsers.items():
         section = block.split(f"### `guided {name}`", 1)[1].split("### ", 1)[0]

@@ -1,5 +1,5 @@
 """The method registry is the one plug-in point: one registration reaches the CLI, study validation, the
-contract tests and (for built-in methods) the README's method table."""
+contract tests and (for built-in methods) the guide's method table (docs/guide.md)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from guided.pipeline import parse_study
 from guided.pruning import PRUNERS, Method, register_pruner
 from tests.guided.test_pruning import check_method_contract, contract_cases
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+GUIDE = Path(__file__).resolve().parents[2] / "docs" / "guide.md"
 
 STUDY = """
 [study]
@@ -70,6 +70,6 @@ def test_an_unregistered_method_is_refused_by_validation():
 
 
 def test_the_readme_method_table_lists_exactly_the_registry():
-    section = README.read_text().split("## Structured pruning", 1)[1].split("\n## ", 1)[0]
+    section = GUIDE.read_text().split("## Structured pruning", 1)[1].split("\n## ", 1)[0]
     listed = re.findall(r"^\| `([a-z0-9-]+)` \|", section, flags=re.M)
     assert sorted(listed) == sorted(PRUNERS)
