@@ -69,10 +69,8 @@ def main() -> None:
     for v in family:
         holds = f"Holm p {v['p_holm']:.3g} ({'holds' if v['survives'] else 'does not hold'})" if v["p_holm"] else ""
         mde = f"detectable {v['mde']:.2f}" if v["mde"] is not None else ""
-        print(
-            f"{v['where']}: {v['arms'][0]} vs {v['arms'][1]}: {v['diff']:+.2f} [{v['low']:+.2f}, {v['high']:+.2f}] {mde} {holds}"
-        )
-
+        where = f"{v['where']}: {v['arms'][0]} vs {v['arms'][1]}"
+        print(f"{where}: {v['diff']:+.2f} [{v['low']:+.2f}, {v['high']:+.2f}] {mde} {holds}")
 
 if __name__ == "__main__":
     main()
