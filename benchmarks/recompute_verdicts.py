@@ -72,5 +72,6 @@ def main() -> None:
         where = f"{v['where']}: {v['arms'][0]} vs {v['arms'][1]}"
         print(f"{where}: {v['diff']:+.2f} [{v['low']:+.2f}, {v['high']:+.2f}] {mde} {holds}")
 
+
 if __name__ == "__main__":
     main()
