@@ -345,22 +345,26 @@ def parse_study(table: dict[str, Any]) -> Study:
 MAX_SEEDS = 100
 
 
+def _check_seeds(q: StudyConfig) -> None:
+    """``[study]`` seeds: some, at most `MAX_SEEDS`, distinct, in range; pattern seeds among them; a sane
+    ``detect``."""
+    if not q.seeds:
+        raise UserError("[study] seeds is empty")
+    if len(q.seeds) > MAX_SEEDS:
+        raise UserError(f"[study] seeds lists {len(q.seeds)} seeds; a study takes at most {MAX_SEEDS}")
+    if any(not 0 <= x < 2**32 for x in q.seeds):
+        raise UserError(f"[study] seeds must lie in [0, 2**32), got {q.seeds}")
+    if len(set(q.seeds)) != len(q.seeds):
+        raise UserError(f"[study] seeds repeat: {q.seeds}")
+    if q.pattern_seeds is not None and (not q.pattern_seeds or set(q.pattern_seeds) - set(q.seeds)):
+        raise UserError(f"[study] pattern_seeds = {q.pattern_seeds} must be some of the seeds {q.seeds}")
+    if q.detect is not None and not 0 < q.detect < 100:
+        raise UserError(f"[study] detect is a difference in accuracy points, in (0, 100), got {q.detect}")
+
+
 def _check(s: Study) -> None:
     check_name(s.study.name, "[study] name")
-    if not s.study.seeds:
-        raise UserError("[study] seeds is empty")
-    if len(s.study.seeds) > MAX_SEEDS:
-        raise UserError(f"[study] seeds lists {len(s.study.seeds)} seeds; a study takes at most {MAX_SEEDS}")
-    if any(not 0 <= x < 2**32 for x in s.study.seeds):
-        raise UserError(f"[study] seeds must lie in [0, 2**32), got {s.study.seeds}")
-    if s.study.pattern_seeds is not None and (
-        not s.study.pattern_seeds or set(s.study.pattern_seeds) - set(s.study.seeds)
-    ):
-        raise UserError(f"[study] pattern_seeds = {s.study.pattern_seeds} must be some of the seeds {s.study.seeds}")
-    if s.study.detect is not None and not 0 < s.study.detect < 100:
-        raise UserError(f"[study] detect is a difference in accuracy points, in (0, 100), got {s.study.detect}")
-    if len(set(s.study.seeds)) != len(s.study.seeds):
-        raise UserError(f"[study] seeds repeat: {s.study.seeds}")
+    _check_seeds(s.study)
     _check_numbers(s)
     if s.study.precision not in ("auto", "fp32", "bf16"):
         raise UserError(f"[study] precision must be auto, fp32 or bf16, got {s.study.precision!r}")
