@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from guided.folders import PrunedFolder, SearchFolder, StageFolder, StudyFolder
@@ -580,9 +579,10 @@ def proxy_correlation(records: dict[str, dict[str, Any]], runs: pd.DataFrame) ->
                 pairs.append((top["value"], float(row.sort_values("seed")["test_acc"].iloc[0])))
     if len(pairs) < 3:
         return None
-    test = stats.spearmanr(*zip(*pairs))
-    if not np.isfinite(test.statistic):  # every score (or accuracy) alike: no ranking to compare
+    scores, accuracies = zip(*pairs)
+    if len(set(scores)) == 1 or len(set(accuracies)) == 1:  # every score (or accuracy) alike: no ranking
         return {"rho": None, "p": None, "n": len(pairs), "pairs": pairs}
+    test = stats.spearmanr(scores, accuracies)
     return {"rho": float(test.statistic), "p": float(test.pvalue), "n": len(pairs), "pairs": pairs}
 
 
