@@ -16,7 +16,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from guided.errors import UserError
 from guided.io import read_json, read_spec, write_json, write_spec
 from models import ArchSpec
 
@@ -233,10 +232,3 @@ class StudyFolder(_Folder):
 
     def stage(self, stage_id: str) -> StageFolder:
         return StageFolder(self.stages / stage_id)
-
-
-def require_file(path: Path, what: str, hint: str) -> Path:
-    """``path`` if it is a file, else one line saying what is missing and how to get it."""
-    if not path.is_file():
-        raise UserError(f"{path.parent} has no {path.name}: it is not {what} ({hint})")
-    return path

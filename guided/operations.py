@@ -39,9 +39,6 @@ __all__ = [
     "latency_table",
 ]
 
-#: The prune options a pruned folder's ``prune.json`` and a study's ``[[prune]]`` share.
-PRUNE_OPTIONS = ("ratio", "preset", "allocation", "min_channels", "samples", "threshold", "include_linear", "cost")
-
 
 def training_config(
     spec: ArchSpec,
@@ -177,8 +174,8 @@ def prune_run(
     ``out``; returns the `guided.pruning.PruneResult`.
 
     Args:
-        options: `PRUNE_OPTIONS` (ratio, preset, allocation, min_channels, samples, threshold,
-            include_linear, cost), as `guided.pruning.prune` takes them.
+        options: ratio, preset, allocation, min_channels, samples, threshold, include_linear, cost, as
+            `guided.pruning.prune` takes them.
         budget: instead of a ratio: the smallest ratio whose result fits it.
         like: ``random``: a pruned folder whose per-layer sparsity to copy.
         latency: the `latency_table` that ``cost="latency"`` ranks channels by.

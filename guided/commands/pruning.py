@@ -17,7 +17,7 @@ from guided.commands.common import (
     spec_from_args,
 )
 from guided.errors import UserError
-from guided.folders import PrunedFolder
+from guided.folders import PrunedFolder, RunFolder
 from guided.io import check_output
 
 
@@ -123,7 +123,7 @@ def _prune(args: argparse.Namespace) -> int:
     data = data_from_args(args) if PRUNERS[args.method].needs_data else None
     device = resolve_device(args.device)
     model = None if args.checkpoint else build(spec_from_args(args, data), seed=args.seed)
-    full = load_spec(args.checkpoint) if args.checkpoint else model.spec
+    full = RunFolder(args.checkpoint).read_spec() if args.checkpoint else model.spec
     table = latency_table(device) if args.cost == "latency" else None  # ranks channels and solves the budget
     budget = None
     if args.budget:
@@ -155,13 +155,6 @@ def _prune(args: argparse.Namespace) -> int:
     files = [out.spec, out.weights, out.record, out.layers] + ([out.masks] if result.masks is not None else [])
     print(f"wrote {out}: " + ", ".join(f.name for f in files))
     return 0
-
-
-def load_spec(run: str):
-    """A run folder's architecture."""
-    from guided.folders import RunFolder
-
-    return RunFolder(run).read_spec()
 
 
 def _summary(method: str, name: str, result) -> list[str]:

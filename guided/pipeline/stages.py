@@ -491,7 +491,8 @@ class _Builder:
             "precision": self.study.study.precision,
             "device": str(self.services.device),
         }
-        self.add(_stage("speed", "speed", config, tuple(s.id for s in self.stages), tags={"role": "speed"}, work={}))
+        work = {"kind": "speed", "specs": _speed_work(self.stages)}  # the estimate times its inference passes
+        self.add(_stage("speed", "speed", config, tuple(s.id for s in self.stages), tags={"role": "speed"}, work=work))
 
 
 def _prune_work(dom: Domain, p: PruneConfig, seed: int) -> dict[str, Any]:
