@@ -35,7 +35,7 @@ __all__ = [
     "DESIGNABLE",
 ]
 
-DESIGNABLE = ("vgg", "resnet", "preresnet")
+DESIGNABLE = ("vgg", "resnet", "preresnet", "mobilenetv2")
 
 
 KINDS = ("params", "macs", "latency")
@@ -283,6 +283,8 @@ def _apply(target: ArchSpec, base, ratios, scale: float, k: int, bumps: dict) ->
         # the l1 head's hidden layer is not pruned by channel methods: it follows the global scale
         head_width = max(k, int(round(target.head_width * scale))) if target.head == "l1" else target.head_width
         return target.replace(stages=stages, head_width=head_width)
+    if target.family == "mobilenetv2":
+        return _apply_mobilenetv2(target, base, ratios, scale, k, bumps)
     residual = []
     for s, w in enumerate(base["stage_widths"]):
         width = _round(w * stage_mean[s] * scale, k) + bumps.get(("res", s), 0)
@@ -310,6 +312,18 @@ def _apply(target: ArchSpec, base, ratios, scale: float, k: int, bumps: dict) ->
         stages.append(entries)
     stages[-1].append(residual[-1])
     return target.replace(stages=stages, stage_widths=residual, stem_width=stem)
+
+
+def _apply_mobilenetv2(target: ArchSpec, base, ratios, scale: float, k: int, bumps: dict) -> ArchSpec:
+    """Hidden widths follow the pattern; each stage's output width its mean ratio; the last 1x1 conv (not
+    pruned by channel methods) the global scale, as VGG's head does."""
+    stages = [
+        [_round(w * r * scale, k) + bumps.get((s, i), 0) for i, (w, r) in enumerate(zip(ws, rs))]
+        for s, (ws, rs) in enumerate(zip(base["stages"], ratios))
+    ]
+    outs = [_round(w * float(np.mean(r)) * scale, k) for w, r in zip(base["stage_widths"], ratios)]
+    head_width = max(k, int(round(target.head_width * scale)))
+    return target.replace(stages=stages, stage_widths=outs, head_width=head_width)
 
 
 def _fill(spec: ArchSpec, budget: Budget, k: int, n_stages: int) -> ArchSpec | None:
@@ -421,10 +435,11 @@ def _random_masks(weighted, keep: dict[str, int], kernels: dict, seed: int) -> d
     gen = torch.Generator().manual_seed(seed)
     masks = {}
     for r in weighted:
-        shape = (r.out_ch, r.in_ch, r.kernel, r.kernel) if r.kind == "conv" else (r.out_ch, r.in_ch)
+        in_ch = r.in_ch // r.groups
+        shape = (r.out_ch, in_ch, r.kernel, r.kernel) if r.kind == "conv" else (r.out_ch, r.in_ch)
         grid = kernels.get(r.stage) if r.kind == "conv" and r.kernel == 3 else None
         if grid is not None:
-            weights = torch.tensor(grid, dtype=torch.float64).clamp_min(1e-6).repeat(r.out_ch * r.in_ch, 1, 1)
+            weights = torch.tensor(grid, dtype=torch.float64).clamp_min(1e-6).repeat(r.out_ch * in_ch, 1, 1)
             idx = torch.multinomial(weights.flatten(), keep[r.name], replacement=False, generator=gen)
         else:
             idx = torch.randperm(r.weight_params, generator=gen)[: keep[r.name]]

@@ -19,13 +19,17 @@ PATTERN = Pattern.from_dict(
 
 @pytest.mark.parametrize("name", list_models(include_tiny=True))
 def test_stages_are_the_feature_map_sizes(name):
-    """VGG stages end at pools, ResNet stages at stride-2 blocks, DenseNet stages at transitions."""
+    """VGG stages end at pools, ResNet stages at stride-2 blocks, DenseNet stages at transitions; a
+    MobileNetV2 stage is one of its bottleneck sequences, which halve the size where ``strides`` say."""
     spec = create_spec(name)
     for row in layers(spec):
         if row.kind == "conv" and row.stage >= 0:
-            expected = spec.input_size // 2**row.stage
-            # a bottleneck block that downsamples runs its first 1x1 conv before the stride-2 3x3 conv
-            entry_1x1 = spec.block == "bottleneck" and row.name.endswith(".0.conv1") and row.kernel == 1
+            halvings = row.stage if not spec.strides else sum(s == 2 for s in spec.strides[: row.stage + 2])
+            if spec.family == "tvresnet":  # after the stride-2 stem and max-pool (the stem is outside stages)
+                halvings = row.stage + 2
+            expected = spec.input_size // 2**halvings
+            # a bottleneck (inverted) block that downsamples runs its first 1x1 conv before the stride-2 3x3 conv
+            entry_1x1 = row.name.endswith((".0.conv1", ".0.expand.conv")) and row.kernel == 1
             assert row.out_size == expected or (entry_1x1 and row.out_size == 2 * expected), row
 
 
