@@ -315,15 +315,13 @@ def _apply(target: ArchSpec, base, ratios, scale: float, k: int, bumps: dict) ->
 
 
 def _apply_mobilenetv2(target: ArchSpec, base, ratios, scale: float, k: int, bumps: dict) -> ArchSpec:
-    """Hidden widths follow the pattern; each stage's output width its mean ratio; the last 1x1 conv (not
-    pruned by channel methods) the global scale, as VGG's head does."""
+    """Hidden widths (and the last 1x1 conv) follow the pattern; each stage's output width its mean ratio."""
     stages = [
         [_round(w * r * scale, k) + bumps.get((s, i), 0) for i, (w, r) in enumerate(zip(ws, rs))]
         for s, (ws, rs) in enumerate(zip(base["stages"], ratios))
     ]
     outs = [_round(w * float(np.mean(r)) * scale, k) for w, r in zip(base["stage_widths"], ratios)]
-    head_width = max(k, int(round(target.head_width * scale)))
-    return target.replace(stages=stages, stage_widths=outs, head_width=head_width)
+    return target.replace(stages=stages, stage_widths=outs)
 
 
 def _fill(spec: ArchSpec, budget: Budget, k: int, n_stages: int) -> ArchSpec | None:

@@ -302,11 +302,10 @@ def _mobilenetv2(m, input_size: int) -> ArchSpec:
     return ArchSpec(
         family="mobilenetv2",
         block="inverted",
-        stages=tuple(tuple(s) for s in stages),
+        stages=(*(tuple(s) for s in stages[:-1]), (*stages[-1], last.out_channels)),
         stage_widths=tuple(outs),
         strides=tuple(strides),
         num_classes=fc.out_features,
         in_channels=stem.in_channels,
         input_size=input_size,
-        head_width=last.out_channels,
     )

@@ -1,7 +1,7 @@
 """MobileNetV2 (Sandler et al., CVPR 2018): inverted residual blocks with depthwise convolutions.
 
-A 3x3 stem conv, seven stages of inverted residual blocks, a 1x1 conv to ``head_width`` (1280), global
-average pool and one linear layer; every conv is followed by BatchNorm, and by ReLU6 except a block's
+A 3x3 stem conv, seven stages of inverted residual blocks, a last 1x1 conv (1280 wide), global average
+pool and one linear layer; every conv is followed by BatchNorm, and by ReLU6 except a block's
 projection. A block expands its input with a 1x1 conv to its *hidden* width, filters it with a 3x3
 depthwise conv (stride 2 in some stages' first block), and projects it back with a 1x1 conv; where input
 and output shapes agree, the input is added to the output. The first block (torchvision's expansion
@@ -9,7 +9,8 @@ ratio 1) has no expanding conv: its depthwise conv reads the stem's channels dir
 
 Spec entries: one per block, its hidden width (what channel pruning prunes: the expanding conv's filters,
 the depthwise conv's channels, the projection's inputs). ``stages[0]`` is one block whose hidden width is
-the stem's width (``stem_width`` stays 0). ``stage_widths`` are the blocks' output widths, one per stage;
+the stem's width (``stem_width`` stays 0); the last stage ends with one more entry, the last 1x1 conv's
+width (read only by the classifier: prunable). ``stage_widths`` are the blocks' output widths, one per stage;
 a residual run ties them, so channel pruning keeps them (designs may change them). The stem's channels
 are kept too (their group is ``tied``): as in torchvision, a block adds its input to its output whenever
 stride and widths allow, so the first block gains or loses its shortcut when the stem's width reaches or
@@ -20,7 +21,7 @@ stride 1 and no stride in the second stage, so the last stages work at 4x4).
 
 Widths scale as torchvision's do: every width times ``width_mult`` rounded to a multiple of 8 (at least
 8, and not below 90% of the exact product), hidden widths the input width times the expansion ratio 6,
-and the head keeps 1280 channels below ``width_mult`` 1. At ``width_mult`` 1 and 1000 classes the ImageNet
+and the last conv keeps 1280 channels below ``width_mult`` 1. At ``width_mult`` 1 and 1000 classes the ImageNet
 spec has torchvision's 3,504,872 parameters. torchvision's classifier dropout (p = 0.2) is not part of the
 network: the outputs equal torchvision's in eval mode.
 """
@@ -31,7 +32,7 @@ import torch
 from torch import nn
 
 from models.cost import Layer, conv_out
-from models.groups import ChannelGroup, bn_tensors
+from models.groups import ChannelGroup, bn_tensors, conv_group
 from models.spec import ArchSpec
 
 __all__ = [
@@ -90,7 +91,8 @@ def mobilenetv2_spec(
             `CIFAR_STRIDES`); the strides in ``setting`` are not read.
         setting: (expansion ratio, output width, blocks, stride) per stage; the first stage's ratio is 1.
         stem: the stem's width before scaling.
-        head: the last 1x1 conv's width before scaling (it does not shrink below ``width_mult`` 1).
+        head: the last 1x1 conv's width before scaling (it does not shrink below ``width_mult`` 1); it closes
+            the last stage's entries.
     """
     stem = make_divisible(stem * width_mult)
     stages, outs, in_ch = [], [], stem
@@ -100,18 +102,18 @@ def mobilenetv2_spec(
         for _ in range(n):
             hidden.append(int(round(in_ch * t)))
             in_ch = out
-        stages.append(tuple(hidden))
+        stages.append(hidden)
         outs.append(out)
+    stages[-1].append(make_divisible(head * max(1.0, width_mult)))
     return ArchSpec(
         family="mobilenetv2",
         block="inverted",
-        stages=tuple(stages),
+        stages=tuple(tuple(s) for s in stages),
         stage_widths=tuple(outs),
         strides=tuple(strides),
         num_classes=num_classes,
         in_channels=in_channels,
         input_size=input_size,
-        head_width=make_divisible(head * max(1.0, width_mult)),
     )
 
 
@@ -150,16 +152,16 @@ class MobileNetV2(nn.Module):
         self.spec = spec
         self.stem = ConvBNReLU6(spec.in_channels, spec.stages[0][0], 3, spec.strides[0])
         stages, in_ch = [], spec.stages[0][0]
-        for s, hidden in enumerate(spec.stages):
+        for s, n in enumerate(spec.units_per_stage):
             blocks = []
-            for b, h in enumerate(hidden):
+            for b, h in enumerate(spec.stages[s][:n]):
                 stride = spec.strides[s + 1] if b == 0 else 1
                 blocks.append(InvertedResidual(in_ch, h, spec.stage_widths[s], stride, expand=s > 0))
                 in_ch = spec.stage_widths[s]
             stages.append(nn.Sequential(*blocks))
         self.stages = nn.ModuleList(stages)
-        self.last = ConvBNReLU6(in_ch, spec.head_width, 1)
-        self.fc = nn.Linear(spec.head_width, spec.num_classes)
+        self.last = ConvBNReLU6(in_ch, spec.stages[-1][-1], 1)
+        self.fc = nn.Linear(spec.stages[-1][-1], spec.num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stem(x)
@@ -208,26 +210,27 @@ def mobilenetv2_layers(spec: ArchSpec) -> list[Layer]:
     stem = spec.stages[0][0]
     size = _conv_bn(rows, "stem", 0, spec.in_channels, stem, 3, spec.strides[0], spec.input_size)
     in_ch = stem
-    for s, hidden in enumerate(spec.stages):
+    for s, n in enumerate(spec.units_per_stage):
         out = spec.stage_widths[s]
-        for b, h in enumerate(hidden):
+        for b, h in enumerate(spec.stages[s][:n]):
             p = f"stages.{s}.{b}"
             if s:
                 _conv_bn(rows, f"{p}.expand", s, in_ch, h, 1, 1, size)
             size = _conv_bn(rows, f"{p}.dw", s, h, h, 3, spec.strides[s + 1] if b == 0 else 1, size, groups=h)
             _conv_bn(rows, f"{p}.project", s, h, out, 1, 1, size)
             in_ch = out
-    _conv_bn(rows, "last", -1, in_ch, spec.head_width, 1, 1, size)
-    rows.append(Layer("fc", "linear", -1, spec.head_width, spec.num_classes))
+    last = len(spec.stages) - 1
+    _conv_bn(rows, "last", last, in_ch, spec.stages[-1][-1], 1, 1, size)
+    rows.append(Layer("fc", "linear", -1, spec.stages[-1][-1], spec.num_classes))
     return rows
 
 
 def mobilenetv2_groups(spec: ArchSpec) -> list[ChannelGroup]:
     """One group per block: its hidden channels, written by the expanding conv (the stem for the first
-    block), filtered by the depthwise conv and read by the projection."""
+    block), filtered by the depthwise conv and read by the projection; and the last conv's filters."""
     groups = []
-    for s, hidden in enumerate(spec.stages):
-        for b, h in enumerate(hidden):
+    for s, n in enumerate(spec.units_per_stage):
+        for b, h in enumerate(spec.stages[s][:n]):
             p = f"stages.{s}.{b}"
             source = f"{p}.expand" if s else "stem"
             tensors = (
@@ -242,4 +245,6 @@ def mobilenetv2_groups(spec: ArchSpec) -> list[ChannelGroup]:
             groups.append(
                 ChannelGroup(s, b, h, kind, f"{source}.conv", f"{source}.bn", f"{p}.project.conv", tensors, inner)
             )
+    last = len(spec.stages) - 1
+    groups.append(conv_group(last, len(spec.stages[last]) - 1, spec.stages[last][-1], "last.conv", "last.bn", "fc"))
     return groups

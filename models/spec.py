@@ -25,7 +25,8 @@ family         block      entries of one stage, in forward order
 ``tvresnet``   ``bottleneck``  two per block: the 1x1 and 3x3 widths
 ``mobilenetv2``  ``inverted``  one per inverted residual block: its hidden (expanded) width; the
                           first stage's one block has no expanding conv, its hidden width is the
-                          stem's width
+                          stem's width; the last stage ends with one more entry: the last 1x1
+                          conv's width
 =============  =========  =======================================================================
 """
 
@@ -101,8 +102,7 @@ class ArchSpec:
             (a single Linear, as in the Network Slimming code) or ``"imagenet"`` (torchvision's: a max-pool
             after the last stage too, a 7x7 average pool, Linear-ReLU-Linear-ReLU-Linear; its dropout is
             not part of the network). ``None`` for other families.
-        head_width: hidden width of the ``"l1"`` head (512 in the paper) or the ``"imagenet"`` one (4096);
-            MobileNetV2: width of the last 1x1 conv (1280).
+        head_width: hidden width of the ``"l1"`` head (512 in the paper) or the ``"imagenet"`` one (4096).
         gated: residual families: every block's residual branch is scaled by a learnable scalar gate
             (Sparse Structure Selection trains these sparse, then removes blocks whose gate is ~0).
 
@@ -141,7 +141,7 @@ class ArchSpec:
         """Entries at the end of ``stages[stage]`` that belong to no block (transition or final BN)."""
         if self.family == "densenet":
             return 1
-        if self.family == "preresnet" and stage == len(self.stages) - 1:
+        if self.family in ("preresnet", "mobilenetv2") and stage == len(self.stages) - 1:
             return 1
         return 0
 
@@ -244,7 +244,7 @@ class ArchSpec:
     def _validate_mobilenetv2(self) -> None:
         if self.stem_width:
             raise SpecError("MobileNetV2 specs have no stem_width: the stem's width is stages[0][0]; remove it")
-        if len(self.stages[0]) != 1:
+        if len(self.stages[0]) != 1 + (len(self.stages) == 1):
             raise SpecError(
                 f"stages[0] has {len(self.stages[0])} widths; MobileNetV2's first stage is one block without an "
                 "expanding conv, whose hidden width is the stem's"
@@ -261,7 +261,11 @@ class ArchSpec:
                 f"strides must give the stem's stride then each stage's first-block stride ({len(self.stages) + 1} "
                 f"values of 1 or 2), got {list(self.strides)}"
             )
-        _check_positive("head_width", self.head_width)
+        if len(self.stages[-1]) < 2:
+            raise SpecError(
+                f"stages[{len(self.stages) - 1}] has {len(self.stages[-1])} width; MobileNetV2's last stage is at "
+                "least one block, then the last 1x1 conv's width"
+            )
 
     def _validate_tvresnet(self) -> None:
         self._validate_blocks()

@@ -54,7 +54,7 @@ def test_the_converted_spec_is_the_registered_model():
 
 def test_widths_are_read_not_assumed():
     spec = torchvision_spec(torchvision.models.mobilenet_v2(num_classes=5, width_mult=0.5))
-    assert spec.stages[1] == (48, 96) and spec.stage_widths[-1] == 160 and spec.head_width == 1280
+    assert spec.stages[1] == (48, 96) and spec.stage_widths[-1] == 160 and spec.stages[-1][-1] == 1280
     wide = torchvision_spec(torchvision.models.wide_resnet50_2(num_classes=5))
     assert wide.stages[0][:2] == (128, 128) and wide.stage_widths[0] == 256
 

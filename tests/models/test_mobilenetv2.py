@@ -65,7 +65,7 @@ def test_a_hidden_channel_is_charged_what_removing_it_saves(kind):
     """The expanding conv, the depthwise conv and the projection read or write nothing else prunable."""
     spec = create_spec("mobilenetv2", width_mult=0.5)
     charges = channel_charges(spec, kind)
-    for g in channel_groups(spec)[1:]:
+    for g in channel_groups(spec)[1:-1]:  # the stem is tied; the last conv's group also carries fc's bias
         stages = [list(s) for s in spec.stages]
         stages[g.stage][g.index] -= 1
         saved = getattr(cost(spec), kind) - getattr(cost(spec.replace(stages=stages)), kind)
@@ -78,7 +78,8 @@ def test_a_hidden_channel_is_charged_what_removing_it_saves(kind):
     "change, message",
     [
         ({"stem_width": 8}, "no stem_width"),
-        ({"stages": ((8, 8), (16, 16), (16, 32))}, "first stage is one block"),
+        ({"stages": ((8, 8), (16, 16), (16, 32, 32))}, "first stage is one block"),
+        ({"stages": ((8,), (16, 16), (32,))}, "then the last 1x1 conv"),
         ({"strides": (1, 1, 2)}, "strides must give"),
         ({"strides": (1, 1, 3, 2)}, "strides must give"),
         ({"stage_widths": (8, 8)}, "stage_widths"),
@@ -102,3 +103,19 @@ def test_input_must_survive_the_strides():
     with pytest.raises(SpecError, match="halves it 5 times"):
         create_spec("mobilenetv2-imagenet", input_size=16)
     assert create_spec("mobilenetv2", input_size=8).halvings == 3
+
+
+def test_latency_tables_time_depthwise_convs_as_depthwise(tmp_path):
+    """A depthwise conv is one unit of kind ``dwconv`` reading one channel per output, interpolated along its
+    width only: its seconds are a depthwise conv's, not a dense conv's of the same channels."""
+    from guided.latency import LatencyTable, units
+
+    spec = create_spec("mobilenetv2-tiny")
+    shapes = {u["name"]: u["shape"] for u in units(spec)}
+    assert shapes["stages.1.0.dw.conv"] == ("dwconv", 1, 16, 3, 2, 16, "bn", 0)
+    assert shapes["stages.1.0.expand.conv"][0] == "conv"
+    table = LatencyTable("cpu", batch_size=4, repeats=1, cache=tmp_path, threads=1)
+    timed = table.prepare(spec)
+    assert timed > 0 and all(not k.startswith("dwconv-2-") for k in table.seconds)  # no node reads two channels
+    assert table.shape_seconds(("dwconv", 1, 24, 3, 1, 8, "bn", 0)) > 0
+    assert table.predict(spec) > 0
