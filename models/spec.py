@@ -249,13 +249,7 @@ class ArchSpec:
                 f"stages[0] has {len(self.stages[0])} widths; MobileNetV2's first stage is one block without an "
                 "expanding conv, whose hidden width is the stem's"
             )
-        if len(self.stage_widths) != len(self.stages):
-            raise SpecError(
-                f"{len(self.stages)} stages need {len(self.stages)} stage_widths (block output widths), "
-                f"got {len(self.stage_widths)}"
-            )
-        for s, w in enumerate(self.stage_widths):
-            _check_positive(f"stage_widths[{s}]", w)
+        self._validate_stage_widths("block output widths")
         if len(self.strides) != len(self.stages) + 1 or any(s not in (1, 2) for s in self.strides):
             raise SpecError(
                 f"strides must give the stem's stride then each stage's first-block stride ({len(self.stages) + 1} "
@@ -315,15 +309,18 @@ class ArchSpec:
             return self.stage_widths[stage]
         return self.stem_width if stage == 0 else self.stage_widths[stage - 1]
 
-    def _validate_blocks(self) -> None:
-        _check_positive("stem_width", self.stem_width)
+    def _validate_stage_widths(self, meaning: str) -> None:
         if len(self.stage_widths) != len(self.stages):
             raise SpecError(
-                f"{len(self.stages)} stages need {len(self.stages)} stage_widths (residual widths), "
+                f"{len(self.stages)} stages need {len(self.stages)} stage_widths ({meaning}), "
                 f"got {len(self.stage_widths)}"
             )
         for s, w in enumerate(self.stage_widths):
             _check_positive(f"stage_widths[{s}]", w)
+
+    def _validate_blocks(self) -> None:
+        _check_positive("stem_width", self.stem_width)
+        self._validate_stage_widths("residual widths")
         k = entries_per_unit(self.family, self.block)
         for s, stage in enumerate(self.stages):
             body = len(stage) - self.closing_entries(s)

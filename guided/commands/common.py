@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from guided.errors import UserError
-from guided.io import read_spec, read_tensors
+from guided.io import read_spec, read_tensors, state_mismatch
 from models import ArchSpec, create_spec
 
 __all__ = [
@@ -168,18 +168,10 @@ def _classes(state: dict | None) -> int | None:
 
 
 def _load_torchvision(module, state: dict, name: str, path: str) -> None:
-    own = module.state_dict()
-    missing = [k for k in own if k not in state]
-    extra = [k for k in state if k not in own]
-    wrong = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
-    if missing or extra or wrong:
-        first = (
-            f"{wrong[0]} is {tuple(state[wrong[0]].shape)} there, {tuple(own[wrong[0]].shape)} in {name}"
-            if wrong
-            else f"{(missing or extra)[0]} is {'missing' if missing else f'not a tensor of {name}'}"
-        )
+    mismatch = state_mismatch(module.state_dict(), state, name)
+    if mismatch:
         raise UserError(
-            f"weights file {path} is not a state_dict of torchvision's {name} ({first}); give that network's "
+            f"weights file {path} is not a state_dict of torchvision's {name}: {mismatch}; give that network's "
             "weights, and --width-mult if it was built with one"
         )
     module.load_state_dict(state, strict=True)
