@@ -6,7 +6,7 @@ from guided.design import Budget, _apply, _base_widths, design, design_sparsity,
 from guided.errors import UserError
 from guided.patterns import Pattern, channel_summary
 from guided.pruning.unstructured import nonzero_cost
-from models import cost, create_spec, layers, list_models
+from models import build, cost, create_spec, layers, list_models
 
 PATTERN = Pattern.from_dict(
     {
@@ -55,6 +55,8 @@ def test_pattern_maps_to_hand_computed_widths():
         "vgg19",
         pytest.param("resnet56", marks=pytest.mark.slow),
         pytest.param("preresnet56", marks=pytest.mark.slow),
+        "mobilenetv2",
+        "resnet18",
     ],
 )
 @pytest.mark.parametrize("kind", ["params", "macs"])
@@ -70,6 +72,7 @@ def test_budgets_are_met_within_one_percent(arch, kind, fraction, guided):
     spec = design(target, Budget(kind, fraction * full), pattern=pattern)
     got = cost(spec).params if kind == "params" else cost(spec).macs
     assert abs(got - fraction * full) / (fraction * full) <= 0.01
+    assert sum(p.numel() for p in build(spec).parameters()) == cost(spec).params  # it builds, as counted
 
 
 def test_guided_and_uniform_differ_as_the_pattern_says():
