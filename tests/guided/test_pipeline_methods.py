@@ -207,6 +207,11 @@ budgets = ["macs=50%"]
 per_layer = true
 pruned = true
 
+[[transfer]]
+name = "wide"
+arch = "mobilenetv2-tiny"
+width_mult = 1.5
+
 [search]
 budget = "macs=50%"
 trials = 2
@@ -226,5 +231,8 @@ def test_a_mobilenetv2_study_prunes_designs_and_searches_its_hidden_widths(tmp_p
     runs = pd.read_csv(out / "runs.csv")
     designed = runs[runs["role"] == "scratch"]
     assert set(designed["arm"]) == {"uniform", "guided", "guided-per-layer", "pruned", "seeded"}
+    source = designed[designed["domain"] == "source"]
     full = runs.loc[runs["role"] == "base", "macs"].iloc[0]
-    assert (designed["macs"] <= 0.51 * full).all() and (designed["macs"] >= 0.45 * full).all()
+    assert (source["macs"] <= 0.51 * full).all() and (source["macs"] >= 0.45 * full).all()
+    transferred = designed[designed["domain"] == "wide"]
+    assert set(transferred["arm"]) >= {"uniform", "transferred"}
