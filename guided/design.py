@@ -35,7 +35,7 @@ __all__ = [
     "DESIGNABLE",
 ]
 
-DESIGNABLE = ("vgg", "resnet", "preresnet")
+DESIGNABLE = ("vgg", "resnet", "preresnet", "mobilenetv2", "tvresnet")
 
 
 KINDS = ("params", "macs", "latency")
@@ -280,9 +280,12 @@ def _apply(target: ArchSpec, base, ratios, scale: float, k: int, bumps: dict) ->
             [_round(w * r * scale, k) + bumps.get((s, i), 0) for i, (w, r) in enumerate(zip(ws, rs))]
             for s, (ws, rs) in enumerate(zip(base["stages"], ratios))
         ]
-        # the l1 head's hidden layer is not pruned by channel methods: it follows the global scale
-        head_width = max(k, int(round(target.head_width * scale))) if target.head == "l1" else target.head_width
+        # the head's hidden layers are not pruned by channel methods: they follow the global scale
+        hidden = target.head in ("l1", "imagenet")
+        head_width = max(k, int(round(target.head_width * scale))) if hidden else target.head_width
         return target.replace(stages=stages, head_width=head_width)
+    if target.family in ("mobilenetv2", "tvresnet"):
+        return _apply_projected(target, base, ratios, scale, k, bumps)
     residual = []
     for s, w in enumerate(base["stage_widths"]):
         width = _round(w * stage_mean[s] * scale, k) + bumps.get(("res", s), 0)
@@ -310,6 +313,19 @@ def _apply(target: ArchSpec, base, ratios, scale: float, k: int, bumps: dict) ->
         stages.append(entries)
     stages[-1].append(residual[-1])
     return target.replace(stages=stages, stage_widths=residual, stem_width=stem)
+
+
+def _apply_projected(target: ArchSpec, base, ratios, scale: float, k: int, bumps: dict) -> ArchSpec:
+    """Families whose shortcuts project where widths change (MobileNetV2, torchvision's ResNets): inner widths
+    (and MobileNetV2's last 1x1 conv) follow the pattern; each stage's output width, and the ResNet stem,
+    its stage's mean ratio, with no ordering to keep."""
+    stages = [
+        [_round(w * r * scale, k) + bumps.get((s, i), 0) for i, (w, r) in enumerate(zip(ws, rs))]
+        for s, (ws, rs) in enumerate(zip(base["stages"], ratios))
+    ]
+    outs = [_round(w * float(np.mean(r)) * scale, k) for w, r in zip(base["stage_widths"], ratios)]
+    stem = _round(base["stem"] * float(np.mean(ratios[0])) * scale, k) if base["stem"] else 0
+    return target.replace(stages=stages, stage_widths=outs, stem_width=stem)
 
 
 def _fill(spec: ArchSpec, budget: Budget, k: int, n_stages: int) -> ArchSpec | None:
@@ -421,10 +437,11 @@ def _random_masks(weighted, keep: dict[str, int], kernels: dict, seed: int) -> d
     gen = torch.Generator().manual_seed(seed)
     masks = {}
     for r in weighted:
-        shape = (r.out_ch, r.in_ch, r.kernel, r.kernel) if r.kind == "conv" else (r.out_ch, r.in_ch)
+        in_ch = r.in_ch // r.groups
+        shape = (r.out_ch, in_ch, r.kernel, r.kernel) if r.kind == "conv" else (r.out_ch, r.in_ch)
         grid = kernels.get(r.stage) if r.kind == "conv" and r.kernel == 3 else None
         if grid is not None:
-            weights = torch.tensor(grid, dtype=torch.float64).clamp_min(1e-6).repeat(r.out_ch * r.in_ch, 1, 1)
+            weights = torch.tensor(grid, dtype=torch.float64).clamp_min(1e-6).repeat(r.out_ch * in_ch, 1, 1)
             idx = torch.multinomial(weights.flatten(), keep[r.name], replacement=False, generator=gen)
         else:
             idx = torch.randperm(r.weight_params, generator=gen)[: keep[r.name]]

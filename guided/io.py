@@ -22,6 +22,7 @@ from models.spec import ArchSpec, SpecError
 __all__ = [
     "atomic_write_bytes",
     "atomic_write_text",
+    "state_mismatch",
     "write_json",
     "read_json",
     "read_spec",
@@ -239,25 +240,38 @@ def load_state(model: Any, state: dict[str, Any], path: str | os.PathLike) -> No
     """``model.load_state_dict(state, strict=True)``, with a one-line error when the shapes disagree."""
     import torch
 
-    own = model.state_dict()
     bad = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
     if bad:
         raise UserError(f"{path}: entry {bad[0]!r} is not a tensor; this is not a state dict of {model.spec.name}")
+    mismatch = state_mismatch(model.state_dict(), state, "the spec")
+    if mismatch:
+        raise UserError(
+            f"{path} does not match the architecture in spec.json ({model.spec.name}): {mismatch}; the weights and "
+            "the spec must come from the same run"
+        )
+    model.load_state_dict(state, strict=True)
+
+
+def state_mismatch(own: dict[str, Any], state: dict[str, Any], where: str) -> str | None:
+    """How ``state`` fails to fit a module whose own state_dict is ``own`` (``None`` if it fits): counts of
+    tensors that differ in shape, are missing or unexpected, and the first of them, ``where`` naming the module.
+
+    Example:
+        >>> import torch
+        >>> state_mismatch({"w": torch.zeros(2)}, {"w": torch.zeros(3)}, "the spec")
+        '1 tensor(s) differ in shape, 0 missing, 0 unexpected (first: w is (3,) in the file, (2,) in the spec)'
+    """
     missing = [k for k in own if k not in state]
     extra = [k for k in state if k not in own]
     wrong = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
-    if missing or extra or wrong:
-        first = (
-            f"{wrong[0]} is {tuple(state[wrong[0]].shape)} in the file, {tuple(own[wrong[0]].shape)} in the spec"
-            if wrong
-            else f"{(missing or extra)[0]} is {'missing from the file' if missing else 'not in the spec'}"
-        )
-        raise UserError(
-            f"{path} does not match the architecture in spec.json ({model.spec.name}): {len(wrong)} tensor(s) differ "
-            f"in shape, {len(missing)} missing, {len(extra)} unexpected (first: {first}); the weights and the spec "
-            "must come from the same run"
-        )
-    model.load_state_dict(state, strict=True)
+    if not (missing or extra or wrong):
+        return None
+    first = (
+        f"{wrong[0]} is {tuple(state[wrong[0]].shape)} in the file, {tuple(own[wrong[0]].shape)} in {where}"
+        if wrong
+        else f"{(missing or extra)[0]} is {'missing from the file' if missing else f'not in {where}'}"
+    )
+    return f"{len(wrong)} tensor(s) differ in shape, {len(missing)} missing, {len(extra)} unexpected (first: {first})"
 
 
 def check_output(

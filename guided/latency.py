@@ -49,7 +49,8 @@ def default_cache() -> Path:
 def units(spec: ArchSpec) -> list[dict[str, Any]]:
     """Each conv and linear layer of ``spec`` as the unit the table times: ``name``, ``stage`` and ``shape``
     (kind, in and out channels, kernel, stride, input side, ``"bn"`` when a BatchNorm + ReLU on its output
-    follows it else ``""``, and 1 when a 2x2 max-pool follows it else 0).
+    follows it else ``""``, and 1 when a 2x2 max-pool follows it else 0). A depthwise conv's kind is
+    ``"dwconv"`` and its input channels are those each output channel reads (1).
 
     Example:
         >>> from models import create_spec
@@ -66,7 +67,10 @@ def units(spec: ArchSpec) -> list[dict[str, Any]]:
         norm = "bn" if after is not None and after["kind"] == "bn" and after["in_ch"] == r["out_ch"] else ""
         pool = int(spec.family == "vgg" and last.get(r["stage"]) == i and 0 <= r["stage"] < len(spec.stages) - 1)
         size = r["out_size"] * r["stride"]
-        shape = (r["kind"], r["in_ch"], r["out_ch"], r["kernel"], r["stride"], size, norm, pool)
+        kind, cin = r["kind"], r["in_ch"]
+        if r.get("groups", 1) > 1:  # depthwise: one input channel per output channel, timed as such
+            kind, cin = "dwconv", r["in_ch"] // r["groups"]
+        shape = (kind, cin, r["out_ch"], r["kernel"], r["stride"], size, norm, pool)
         out.append({"name": r["name"], "stage": r["stage"], "shape": shape})
     return out
 
@@ -197,10 +201,11 @@ class LatencyTable:
 
     def _measure(self, shape: tuple) -> float:
         kind, cin, cout, k, stride, size, norm, pool = shape
-        if kind == "conv":
-            parts = [nn.Conv2d(cin, cout, k, stride=stride, padding=k // 2, bias=False)]
+        if kind in ("conv", "dwconv"):
+            groups = cout // cin if kind == "dwconv" else 1
+            parts = [nn.Conv2d(cin * groups, cout, k, stride=stride, padding=k // 2, groups=groups, bias=False)]
             parts += [nn.BatchNorm2d(cout), nn.ReLU()] if norm else []
-            x = torch.randn(self.batch_size, cin, size, size, device=self.device)
+            x = torch.randn(self.batch_size, cin * groups, size, size, device=self.device)
         else:
             parts = [nn.Linear(cin, cout)] + ([nn.BatchNorm1d(cout), nn.ReLU()] if norm else [])
             x = torch.randn(self.batch_size, cin, device=self.device)

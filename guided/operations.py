@@ -168,6 +168,7 @@ def prune_run(
     like: str | Path | None = None,
     latency: Any = None,
     device: Any = "cpu",
+    source: dict | None = None,
     **options: Any,
 ):
     """Prune the run ``checkpoint`` (or ``model``, fresh weights) with ``method`` and write the pruned folder
@@ -179,6 +180,7 @@ def prune_run(
         budget: instead of a ratio: the smallest ratio whose result fits it.
         like: ``random``: a pruned folder whose per-layer sparsity to copy.
         latency: the `latency_table` that ``cost="latency"`` ranks channels by.
+        source: where ``model`` came from, recorded in ``prune.json`` (default: fresh weights).
     """
     from guided.pruning import prune, ratio_for_budget
     from guided.pruning.unstructured import load_masks
@@ -191,7 +193,7 @@ def prune_run(
         recorded = run.config.is_file() or StageFolder(run.path).is_stage()
         source = {"run": str(run.path), "epochs": run.read_result().get("epochs")}
         source["config"] = run_config(run.path) if recorded else {}
-    else:
+    elif source is None:
         source = {"run": None, "epochs": None, "config": {}}
     model = model.to(device).eval()
     options = {k: v for k, v in options.items() if v is not None}

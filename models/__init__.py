@@ -10,6 +10,7 @@ Example:
     True
 """
 
+from models.bridge import BridgeError, from_torchvision, torchvision_spec
 from models.cost import Cost, Layer, count, densities_from_masks
 from models.groups import ChannelGroup
 from models.registry import (
@@ -27,6 +28,7 @@ from models.spec import SPEC_FORMAT, ArchSpec, SpecError, entries_per_unit
 
 __all__ = [
     "ArchSpec",
+    "BridgeError",
     "SpecError",
     "SPEC_FORMAT",
     "ChannelGroup",
@@ -41,7 +43,9 @@ __all__ = [
     "create_spec",
     "densities_from_masks",
     "entries_per_unit",
+    "from_torchvision",
     "layers",
     "list_models",
     "register_model",
+    "torchvision_spec",
 ]

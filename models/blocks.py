@@ -38,11 +38,14 @@ class ChannelSelect(nn.Module):
 
 
 class ConvBN(nn.Module):
-    """Conv (no bias) then BatchNorm, with optional ReLU; the unit of VGG stages and ResNet stems."""
+    """Conv (no bias unless asked: torchvision's VGG has one) then BatchNorm, with optional ReLU; the unit of
+    VGG stages and ResNet stems."""
 
-    def __init__(self, in_ch: int, out_ch: int, kernel: int = 3, stride: int = 1, relu: bool = True) -> None:
+    def __init__(
+        self, in_ch: int, out_ch: int, kernel: int = 3, stride: int = 1, relu: bool = True, bias: bool = False
+    ) -> None:
         super().__init__()
-        self.conv = nn.Conv2d(in_ch, out_ch, kernel, stride, padding=kernel // 2, bias=False)
+        self.conv = nn.Conv2d(in_ch, out_ch, kernel, stride, padding=kernel // 2, bias=bias)
         self.bn = nn.BatchNorm2d(out_ch)
         self.relu = relu
 

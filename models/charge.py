@@ -55,17 +55,21 @@ def channel_charges(
     writes = {g.conv: g for g in groups if g.conv}  # layer -> the group of its output channels
     reads = {g.consumer: g for g in groups}  # layer -> the group of its input channels
     scales = {g.bn: g for g in groups}
+    inside = {name: g for g in groups for name in g.inner}  # per-channel layers: all theirs
     charges = {g.key: 0.0 for g in groups}
     for row in cost(spec).layers:
         name = row["name"]
         amount = float(layer_costs.get(name, 0.0)) if layer_costs is not None else float(row[kind])
+        if name in inside:
+            charges[inside[name].key] += amount / row["out_ch"]
+            continue
         if row["kind"] == "bn":
             if name in scales:
                 charges[scales[name].key] += amount / row["out_ch"]
             continue
-        sides = [(g, row[ch]) for g, ch in ((writes.get(name), "out_ch"), (reads.get(name), "in_ch")) if g]
-        for g, width in sides:
-            charges[g.key] += amount / len(sides) / width
+        sides = [g for g in (writes.get(name), reads.get(name)) if g]
+        for g in sides:
+            charges[g.key] += amount / len(sides) / g.width
     return charges
 
 
@@ -73,4 +77,5 @@ def prunable_cost(spec: ArchSpec, kind: str = "macs", groups: list[ChannelGroup]
     """The cost of every layer that writes, reads or scales a channel of ``groups`` (default: all)."""
     groups = channel_groups(spec) if groups is None else groups
     touched = {g.conv for g in groups} | {g.consumer for g in groups} | {g.bn for g in groups}
+    touched |= {name for g in groups for name in g.inner}
     return float(sum(row[kind] for row in cost(spec).layers if row["name"] in touched))

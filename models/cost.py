@@ -3,8 +3,8 @@
 Each family lists its weight layers as `Layer` rows (`models.registry.layers`); this module turns rows
 into counts. Conventions (those of the paper's tables):
 
-* params: conv weights (no bias), BatchNorm weight and bias (not running statistics), linear weight and
-  bias. Channel-selection index buffers and option-A shortcuts have no parameters.
+* params: conv weights (and biases, where a conv has one), BatchNorm weight and bias (not running
+  statistics), linear weight and bias. Channel-selection index buffers and option-A shortcuts have no parameters.
 * MACs: multiply-accumulates of conv and linear layers only, for one image. FLOPs = 2 x MACs.
 * Non-zero counts: given the fraction of each layer's weights that are kept (from unstructured masks),
   a layer's weight parameters and MACs are scaled by it; BN and biases are always counted.
@@ -33,6 +33,9 @@ class Layer:
         kernel: kernel side in pixels (1 for linear and BN).
         stride: conv stride.
         out_size: output feature-map side in pixels (1 for linear).
+        groups: conv groups (a depthwise conv has as many as channels: each output channel reads one
+            input channel).
+        bias: a conv with a bias (torchvision's VGG); linear layers always have one.
     """
 
     name: str
@@ -43,12 +46,14 @@ class Layer:
     kernel: int = 1
     stride: int = 1
     out_size: int = 1
+    groups: int = 1
+    bias: bool = False
 
     @property
     def weight_params(self) -> int:
         """Parameters of the weight tensor alone (what unstructured masks prune)."""
         if self.kind == "conv":
-            return self.in_ch * self.out_ch * self.kernel * self.kernel
+            return self.in_ch // self.groups * self.out_ch * self.kernel * self.kernel
         if self.kind == "linear":
             return self.in_ch * self.out_ch
         if self.kind == "gate":
@@ -58,7 +63,9 @@ class Layer:
     @property
     def bias_params(self) -> int:
         """Parameters besides the weight (linear and BN bias)."""
-        return 0 if self.kind in ("conv", "gate") else self.out_ch
+        if self.kind == "gate" or (self.kind == "conv" and not self.bias):
+            return 0
+        return self.out_ch
 
     @property
     def macs(self) -> int:

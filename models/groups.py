@@ -5,7 +5,9 @@ slices of every tensor that carries them. A group is either
 
 * ``conv``: the output filters of a conv (and the BatchNorm after it), consumed by one next layer; or
 * ``select``: the input channels a `models.blocks.ChannelSelect` keeps before a BatchNorm (pre-activation
-  blocks and DenseNet layers, whose input is shared and cannot shrink).
+  blocks and DenseNet layers, whose input is shared and cannot shrink); or
+* ``tied``: channels a shortcut may also carry (MobileNetV2's stem, which its first block adds to its
+  output when their widths agree): no channel method prunes them, designs may change them.
 
 Surgery only needs ``tensors``; criteria use ``conv`` (filter norms), ``bn`` (scale factors) and
 ``consumer`` (the layer whose input these channels are: reconstruction methods rewrite its weights).
@@ -26,11 +28,13 @@ class ChannelGroup:
         stage: stage index in ``spec.stages``.
         index: entry index within the stage.
         width: channels now.
-        kind: ``"conv"`` or ``"select"``.
-        conv: the producing conv (``kind == "conv"``), else ``None``.
+        kind: ``"conv"``, ``"select"`` or ``"tied"``.
+        conv: the producing conv (``kind`` ``"conv"`` or ``"tied"``), else ``None``.
         bn: the BatchNorm that scales these channels.
         consumer: the conv or linear layer that reads these channels (its weight's dim 1).
         tensors: ``(state_dict key, dim)`` pairs sliced when channels are removed.
+        inner: layers between producer and consumer that act on each of these channels alone (a
+            depthwise conv and its BatchNorm): all of their cost goes with the group.
     """
 
     stage: int
@@ -41,6 +45,7 @@ class ChannelGroup:
     bn: str
     consumer: str
     tensors: tuple[tuple[str, int], ...]
+    inner: tuple[str, ...] = ()
 
     @property
     def key(self) -> tuple[int, int]:

@@ -14,10 +14,19 @@ from torch import nn
 from models.cost import Cost, Layer, count
 from models.densenet import build_densenet, densenet_groups, densenet_layers, densenet_spec
 from models.groups import ChannelGroup
+from models.mobilenetv2 import (
+    CIFAR_STRIDES,
+    IMAGENET_STRIDES,
+    build_mobilenetv2,
+    mobilenetv2_groups,
+    mobilenetv2_layers,
+    mobilenetv2_spec,
+)
 from models.preresnet import build_preresnet, preresnet_groups, preresnet_layers, preresnet_spec
 from models.resnet import build_resnet, resnet_groups, resnet_layers, resnet_spec
-from models.spec import ArchSpec, SpecError
-from models.vgg import VGG_WIDTHS, build_vgg, vgg_groups, vgg_layers, vgg_spec
+from models.spec import ArchSpec, SpecError, scale_width
+from models.tvresnet import TV_RESNET_BLOCKS, build_tvresnet, tvresnet_groups, tvresnet_layers, tvresnet_spec
+from models.vgg import IMAGENET_HEAD_WIDTH, VGG_WIDTHS, build_vgg, vgg_groups, vgg_layers, vgg_spec
 
 __all__ = [
     "Family",
@@ -47,6 +56,8 @@ FAMILIES: dict[str, Family] = {
     "resnet": Family(build_resnet, resnet_layers, resnet_groups),
     "preresnet": Family(build_preresnet, preresnet_layers, preresnet_groups),
     "densenet": Family(build_densenet, densenet_layers, densenet_groups),
+    "mobilenetv2": Family(build_mobilenetv2, mobilenetv2_layers, mobilenetv2_groups),
+    "tvresnet": Family(build_tvresnet, tvresnet_layers, tvresnet_groups),
 }
 
 #: name -> factory(*, width_mult, num_classes, in_channels[, input_size]) -> ArchSpec
@@ -90,7 +101,8 @@ def create_spec(
         num_classes: classifier outputs.
         width_mult: multiplies every width (rounded, at least 1).
         widths: replaces the per-stage widths (``spec.stages``) after scaling: one list per stage.
-        head: VGG only: ``"l1"`` (default) or ``"slim"``.
+        head: VGG only: ``"l1"`` (default), ``"slim"`` or ``"imagenet"`` (torchvision's classifier, 4096 wide
+            times ``width_mult``).
         input_size: input side in pixels (default: the model's, 32 for CIFAR models).
         in_channels: input image channels.
 
@@ -109,7 +121,8 @@ def create_spec(
     if head is not None:
         if spec.family != "vgg":
             raise SpecError(f"model {name!r} has no head option (only VGG has one); drop it")
-        spec = spec.replace(head=head)
+        wide = {"head_width": scale_width(IMAGENET_HEAD_WIDTH, width_mult)} if head == "imagenet" else {}
+        spec = spec.replace(head=head, **wide)
     if widths is not None:
         spec = spec.replace(stages=tuple(tuple(s) for s in widths))
     return spec
@@ -192,6 +205,14 @@ register_model("preresnet164")(lambda **kw: preresnet_spec(18, block="bottleneck
 register_model("densenet40")(lambda **kw: densenet_spec(12, block="basic", **kw))
 register_model("densenet-bc100")(lambda **kw: densenet_spec(16, block="bottleneck", compression=0.5, **kw))
 
+for _d in TV_RESNET_BLOCKS:  # torchvision's ImageNet ResNets, at 224 pixels
+    register_model(f"resnet{_d}")(lambda d=_d, input_size=224, **kw: tvresnet_spec(d, input_size=input_size, **kw))
+
+register_model("mobilenetv2")(lambda **kw: mobilenetv2_spec(strides=CIFAR_STRIDES, **kw))
+register_model("mobilenetv2-imagenet")(
+    lambda input_size=224, **kw: mobilenetv2_spec(strides=IMAGENET_STRIDES, input_size=input_size, **kw)
+)
+
 
 # Tiny variants for fast tests: widths 2 to 16, 16x16 inputs.
 @register_model("vgg-tiny", tiny=True)
@@ -214,6 +235,26 @@ register_model("resnet-gated-tiny", tiny=True)(
 register_model("preresnet-gated-tiny", tiny=True)(
     lambda input_size=16, **kw: preresnet_spec(2, block="basic", base=(4, 4, 8), input_size=input_size, **kw).replace(
         gated=True
+    )
+)
+register_model("mobilenetv2-tiny", tiny=True)(
+    lambda input_size=16, **kw: mobilenetv2_spec(
+        strides=(1, 1, 2, 2),
+        setting=((1, 8, 1, 1), (2, 8, 2, 2), (2, 16, 2, 2)),
+        stem=8,
+        head=32,
+        input_size=input_size,
+        **kw,
+    )
+)
+register_model("tvresnet-tiny", tiny=True)(
+    lambda input_size=32, **kw: tvresnet_spec(18, input_size=input_size, **kw).replace(
+        stem_width=4, stages=((4,), (8,), (8,), (8,)), stage_widths=(4, 8, 8, 16)
+    )
+)
+register_model("tvresnet-bottleneck-tiny", tiny=True)(
+    lambda input_size=32, **kw: tvresnet_spec(50, input_size=input_size, **kw).replace(
+        stem_width=4, stages=((4, 4), (4, 4), (8, 8), (8, 8)), stage_widths=(16, 16, 32, 32)
     )
 )
 register_model("densenet-tiny", tiny=True)(

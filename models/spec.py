@@ -21,6 +21,12 @@ family         block      entries of one stage, in forward order
                           (or, in the last stage, the final BN) that closes the stage
 ``densenet``   ``bottleneck``  two per dense layer (kept input channels, 1x1 bottleneck width),
                           then one for the closing transition / final BN
+``tvresnet``   ``basic``  one per block: its first conv's width (torchvision's ImageNet ResNets)
+``tvresnet``   ``bottleneck``  two per block: the 1x1 and 3x3 widths
+``mobilenetv2``  ``inverted``  one per inverted residual block: its hidden (expanded) width; the
+                          first stage's one block has no expanding conv, its hidden width is the
+                          stem's width; the last stage ends with one more entry: the last 1x1
+                          conv's width
 =============  =========  =======================================================================
 """
 
@@ -41,9 +47,11 @@ FAMILY_BLOCKS: dict[str, tuple[str, ...]] = {
     "resnet": ("basic",),
     "preresnet": ("basic", "bottleneck"),
     "densenet": ("basic", "bottleneck"),
+    "mobilenetv2": ("inverted",),
+    "tvresnet": ("basic", "bottleneck"),
 }
 
-_HEADS = ("l1", "slim")
+_HEADS = ("l1", "slim", "imagenet")
 
 
 class SpecError(ValueError):
@@ -59,6 +67,9 @@ def entries_per_unit(family: str, block: str) -> int:
         ("preresnet", "bottleneck"): 3,
         ("densenet", "basic"): 1,
         ("densenet", "bottleneck"): 2,
+        ("mobilenetv2", "inverted"): 1,
+        ("tvresnet", "basic"): 1,
+        ("tvresnet", "bottleneck"): 2,
     }[(family, block)]
 
 
@@ -70,23 +81,28 @@ MAX_CLASSES = 10**6
 
 @dataclass(frozen=True)
 class ArchSpec:
-    """A CIFAR-style CNN described by its widths.
+    """A CNN described by its widths.
 
     Args:
-        family: ``"vgg"``, ``"resnet"``, ``"preresnet"`` or ``"densenet"``.
+        family: ``"vgg"``, ``"resnet"``, ``"preresnet"``, ``"densenet"``, ``"mobilenetv2"`` or ``"tvresnet"``
+            (ResNet as torchvision builds it for ImageNet).
         stages: per stage, the prunable widths in forward order (meaning per family in the module
             docstring). The number of blocks per stage, and so the depth, follows from it.
-        stage_widths: residual families: the residual (block output) width of each stage; DenseNet: the
-            output width of each transition (one fewer than stages). Empty for VGG.
-        stem_width: output channels of the first conv (residual families and DenseNet); 0 for VGG.
-        block: block type (``"plain"`` for VGG; ``"basic"`` or ``"bottleneck"``).
+        stage_widths: residual families and MobileNetV2: the block output width of each stage; DenseNet:
+            the output width of each transition (one fewer than stages). Empty for VGG.
+        stem_width: output channels of the first conv (residual families and DenseNet); 0 for VGG and
+            MobileNetV2 (whose stem width is ``stages[0][0]``).
+        block: block type (``"plain"`` for VGG; ``"basic"`` or ``"bottleneck"``; ``"inverted"`` for
+            MobileNetV2).
         growth: DenseNet growth rate (channels each dense layer adds); 0 for other families.
         num_classes: outputs of the classifier.
         in_channels: input image channels.
         input_size: input height = width, in pixels.
-        head: VGG classifier: ``"l1"`` (Linear-BN1d-ReLU-Linear, as in the L1-norm code) or ``"slim"``
-            (a single Linear, as in the Network Slimming code). ``None`` for other families.
-        head_width: hidden width of the ``"l1"`` head (512 in the paper).
+        head: VGG classifier: ``"l1"`` (Linear-BN1d-ReLU-Linear, as in the L1-norm code), ``"slim"``
+            (a single Linear, as in the Network Slimming code) or ``"imagenet"`` (torchvision's: a max-pool
+            after the last stage too, a 7x7 average pool, Linear-ReLU-Linear-ReLU-Linear; its dropout is
+            not part of the network). ``None`` for other families.
+        head_width: hidden width of the ``"l1"`` head (512 in the paper) or the ``"imagenet"`` one (4096).
         gated: residual families: every block's residual branch is scaled by a learnable scalar gate
             (Sparse Structure Selection trains these sparse, then removes blocks whose gate is ~0).
 
@@ -111,11 +127,13 @@ class ArchSpec:
     head: str | None = None
     head_width: int = 512
     gated: bool = False
+    strides: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         # Normalise lists (from JSON or hand-written code) to tuples so specs hash and compare by value.
         object.__setattr__(self, "stages", tuple(tuple(s) for s in self.stages))
         object.__setattr__(self, "stage_widths", tuple(self.stage_widths))
+        object.__setattr__(self, "strides", tuple(self.strides))
         self.validate()
 
     # ------------------------------------------------------------------ derived facts
@@ -123,7 +141,7 @@ class ArchSpec:
         """Entries at the end of ``stages[stage]`` that belong to no block (transition or final BN)."""
         if self.family == "densenet":
             return 1
-        if self.family == "preresnet" and stage == len(self.stages) - 1:
+        if self.family in ("preresnet", "mobilenetv2") and stage == len(self.stages) - 1:
             return 1
         return 0
 
@@ -139,6 +157,10 @@ class ArchSpec:
         units = sum(self.units_per_stage)
         if self.family == "vgg":
             return units + 3  # named after ImageNet VGG: convs + 3 fully connected layers
+        if self.family == "mobilenetv2":
+            return units  # named without a depth; this counts its inverted residual blocks
+        if self.family == "tvresnet":
+            return (3 if self.block == "bottleneck" else 2) * units + 2
         if self.family == "densenet":
             per_layer = 2 if self.block == "bottleneck" else 1
             return per_layer * units + len(self.stages) + 1  # stem, transitions, classifier
@@ -150,6 +172,10 @@ class ArchSpec:
         """Canonical name, e.g. ``vgg16``, ``resnet56``, ``preresnet164``, ``densenet-bc100``."""
         if self.family == "densenet" and self.block == "bottleneck":
             return f"densenet-bc{self.depth}"
+        if self.family == "mobilenetv2":
+            return "mobilenetv2"
+        if self.family == "tvresnet":
+            return f"resnet{self.depth}"
         return f"{self.family}{self.depth}"
 
     def widths(self) -> list[int]:
@@ -194,13 +220,49 @@ class ArchSpec:
             raise SpecError(f"only residual families have block gates; {self.family!r} cannot be gated")
         if self.family != "densenet" and self.growth:
             raise SpecError(f"family {self.family!r} has no growth rate; remove 'growth'")
+        if self.family != "mobilenetv2" and self.strides:
+            raise SpecError(f"family {self.family!r} has fixed strides; remove 'strides'")
         getattr(self, f"_validate_{self.family}")()
-        halvings = len(self.stages) - 1
+        halvings = self.halvings
         if self.input_size < 2**halvings:
             raise SpecError(
                 f"input_size {self.input_size} is too small: the network halves it {halvings} times; "
                 f"use input_size >= {2**halvings}"
             )
+
+    @property
+    def halvings(self) -> int:
+        """How many times the network halves its input's side before the global pool."""
+        if self.family == "mobilenetv2":
+            return sum(1 for s in self.strides if s == 2)
+        if self.family == "tvresnet":
+            return len(self.stages) + 1  # stem conv and max-pool, then every stage but the first
+        if self.head == "imagenet":
+            return len(self.stages)  # a max-pool after every stage
+        return len(self.stages) - 1
+
+    def _validate_mobilenetv2(self) -> None:
+        if self.stem_width:
+            raise SpecError("MobileNetV2 specs have no stem_width: the stem's width is stages[0][0]; remove it")
+        if len(self.stages[0]) != 1 + (len(self.stages) == 1):
+            raise SpecError(
+                f"stages[0] has {len(self.stages[0])} widths; MobileNetV2's first stage is one block without an "
+                "expanding conv, whose hidden width is the stem's"
+            )
+        self._validate_stage_widths("block output widths")
+        if len(self.strides) != len(self.stages) + 1 or any(s not in (1, 2) for s in self.strides):
+            raise SpecError(
+                f"strides must give the stem's stride then each stage's first-block stride ({len(self.stages) + 1} "
+                f"values of 1 or 2), got {list(self.strides)}"
+            )
+        if len(self.stages[-1]) < 2:
+            raise SpecError(
+                f"stages[{len(self.stages) - 1}] has {len(self.stages[-1])} width; MobileNetV2's last stage is at "
+                "least one block, then the last 1x1 conv's width"
+            )
+
+    def _validate_tvresnet(self) -> None:
+        self._validate_blocks()
 
     def _validate_vgg(self) -> None:
         if self.stage_widths or self.stem_width:
@@ -209,7 +271,7 @@ class ArchSpec:
             raise SpecError("every VGG stage needs at least one conv width")
         if self.head not in _HEADS:
             raise SpecError(f"VGG head must be one of {list(_HEADS)}, got {self.head!r}")
-        if self.head == "l1":
+        if self.head in ("l1", "imagenet"):
             _check_positive("head_width", self.head_width)
 
     def _validate_resnet(self) -> None:
@@ -247,15 +309,18 @@ class ArchSpec:
             return self.stage_widths[stage]
         return self.stem_width if stage == 0 else self.stage_widths[stage - 1]
 
-    def _validate_blocks(self) -> None:
-        _check_positive("stem_width", self.stem_width)
+    def _validate_stage_widths(self, meaning: str) -> None:
         if len(self.stage_widths) != len(self.stages):
             raise SpecError(
-                f"{len(self.stages)} stages need {len(self.stages)} stage_widths (residual widths), "
+                f"{len(self.stages)} stages need {len(self.stages)} stage_widths ({meaning}), "
                 f"got {len(self.stage_widths)}"
             )
         for s, w in enumerate(self.stage_widths):
             _check_positive(f"stage_widths[{s}]", w)
+
+    def _validate_blocks(self) -> None:
+        _check_positive("stem_width", self.stem_width)
+        self._validate_stage_widths("residual widths")
         k = entries_per_unit(self.family, self.block)
         for s, stage in enumerate(self.stages):
             body = len(stage) - self.closing_entries(s)
@@ -297,6 +362,8 @@ class ArchSpec:
         data = {"format": SPEC_FORMAT, "name": self.name}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
+            if f.name == "strides" and not value:
+                continue  # only MobileNetV2 has them: other families' files stay as they were
             data[f.name] = (
                 [list(s) for s in value] if f.name == "stages" else (list(value) if isinstance(value, tuple) else value)
             )

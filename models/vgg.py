@@ -3,10 +3,15 @@
 Spec entries: one output width per conv. Heads: ``"l1"`` is Linear(c, 512)-BN1d-ReLU-Linear(512, classes)
 as in the L1-norm pruning code (the default); ``"slim"`` is one Linear(c, classes) as in the Network
 Slimming code. At 32x32 input the last stage works at 2x2, so the global average pool equals the paper's
-2x2 average pool.
+2x2 average pool. ``"imagenet"`` is torchvision's ``vgg*_bn`` classifier: a max-pool after the last stage
+too, a 7x7 adaptive average pool, Linear(c*49, 4096)-ReLU-Linear(4096, 4096)-ReLU-Linear(4096, classes);
+its convs have biases, as torchvision's do; its dropout is left out (outputs equal torchvision's in eval
+mode).
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import torch
 import torch.nn.functional as F
@@ -17,7 +22,21 @@ from models.cost import Layer
 from models.groups import ChannelGroup, conv_group
 from models.spec import ArchSpec, scale_width
 
-__all__ = ["VGG", "VGG_WIDTHS", "vgg_spec", "build_vgg", "vgg_layers", "vgg_groups"]
+__all__ = [
+    "VGG",
+    "VGG_WIDTHS",
+    "IMAGENET_POOL",
+    "IMAGENET_HEAD_WIDTH",
+    "vgg_spec",
+    "build_vgg",
+    "vgg_layers",
+    "vgg_groups",
+]
+
+#: Side of the average pool before torchvision's VGG classifier (``head = "imagenet"``).
+IMAGENET_POOL = 7
+#: Hidden width of torchvision's VGG classifier.
+IMAGENET_HEAD_WIDTH = 4096
 
 #: Full-width stages of the CIFAR VGGs (as in PAPER.md), by depth.
 VGG_WIDTHS: dict[int, tuple[tuple[int, ...], ...]] = {
@@ -60,7 +79,7 @@ class VGG(nn.Module):
         for widths in spec.stages:
             layers = []
             for w in widths:
-                layers.append(ConvBN(in_ch, w))
+                layers.append(ConvBN(in_ch, w, bias=spec.head == "imagenet"))
                 in_ch = w
             stages.append(nn.Sequential(*layers))
         self.stages = nn.ModuleList(stages)
@@ -70,6 +89,13 @@ class VGG(nn.Module):
             self.head.add_module("bn", nn.BatchNorm1d(spec.head_width))
             self.head.add_module("relu", nn.ReLU(inplace=True))
             self.head.add_module("fc2", nn.Linear(spec.head_width, spec.num_classes))
+        elif spec.head == "imagenet":
+            self.head = nn.Sequential()
+            self.head.add_module("fc1", nn.Linear(in_ch * IMAGENET_POOL**2, spec.head_width))
+            self.head.add_module("relu1", nn.ReLU(inplace=True))
+            self.head.add_module("fc2", nn.Linear(spec.head_width, spec.head_width))
+            self.head.add_module("relu2", nn.ReLU(inplace=True))
+            self.head.add_module("fc3", nn.Linear(spec.head_width, spec.num_classes))
         else:
             self.head = nn.Sequential()
             self.head.add_module("fc", nn.Linear(in_ch, spec.num_classes))
@@ -79,7 +105,11 @@ class VGG(nn.Module):
             if s:
                 x = F.max_pool2d(x, 2)
             x = stage(x)
-        return self.head(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+        if self.spec.head == "imagenet":
+            x = F.adaptive_avg_pool2d(F.max_pool2d(x, 2), IMAGENET_POOL)
+        else:
+            x = F.adaptive_avg_pool2d(x, 1)
+        return self.head(torch.flatten(x, 1))
 
 
 def build_vgg(spec: ArchSpec) -> VGG:
@@ -96,13 +126,17 @@ def vgg_layers(spec: ArchSpec) -> list[Layer]:
         if s:
             size //= 2
         for i, w in enumerate(widths):
-            rows.append(Layer(f"stages.{s}.{i}.conv", "conv", s, in_ch, w, 3, 1, size))
+            rows.append(Layer(f"stages.{s}.{i}.conv", "conv", s, in_ch, w, 3, 1, size, bias=spec.head == "imagenet"))
             rows.append(Layer(f"stages.{s}.{i}.bn", "bn", s, w, w, out_size=size))
             in_ch = w
     if spec.head == "l1":
         rows.append(Layer("head.fc1", "linear", -1, in_ch, spec.head_width))
         rows.append(Layer("head.bn", "bn", -1, spec.head_width, spec.head_width))
         rows.append(Layer("head.fc2", "linear", -1, spec.head_width, spec.num_classes))
+    elif spec.head == "imagenet":
+        rows.append(Layer("head.fc1", "linear", -1, in_ch * IMAGENET_POOL**2, spec.head_width))
+        rows.append(Layer("head.fc2", "linear", -1, spec.head_width, spec.head_width))
+        rows.append(Layer("head.fc3", "linear", -1, spec.head_width, spec.num_classes))
     else:
         rows.append(Layer("head.fc", "linear", -1, in_ch, spec.num_classes))
     return rows
@@ -112,9 +146,12 @@ def vgg_groups(spec: ArchSpec) -> list[ChannelGroup]:
     """One group per conv: its filters, its BN, and the next conv (or the head's first linear)."""
     names = [f"stages.{s}.{i}" for s, widths in enumerate(spec.stages) for i in range(len(widths))]
     positions = [(s, i) for s, widths in enumerate(spec.stages) for i in range(len(widths))]
-    head = "head.fc1" if spec.head == "l1" else "head.fc"
+    head = "head.fc" if spec.head == "slim" else "head.fc1"  # imagenet: 7x7 inputs per channel
     groups = []
     for j, (name, (s, i)) in enumerate(zip(names, positions)):
         consumer = f"{names[j + 1]}.conv" if j + 1 < len(names) else head
-        groups.append(conv_group(s, i, spec.stages[s][i], f"{name}.conv", f"{name}.bn", consumer))
+        group = conv_group(s, i, spec.stages[s][i], f"{name}.conv", f"{name}.bn", consumer)
+        if spec.head == "imagenet":  # torchvision's convs have biases
+            group = dataclasses.replace(group, tensors=(*group.tensors, (f"{name}.conv.bias", 0)))
+        groups.append(group)
     return groups

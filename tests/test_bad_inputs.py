@@ -287,6 +287,25 @@ CASES = [
     ),
     ("prune-unknown-method", "prune --method l2-norm --checkpoint {run} --ratio 0.5 --out {new}", "{new}"),
     ("prune-stage-ratio-count", "prune --method l1-norm --checkpoint {run} --ratio 0.5,0.2 --out {new}", "{new}"),
+    (
+        "prune-weights-no-torchvision",
+        "prune --method l1-norm --arch vgg-tiny --weights {run}/model.pt --out {new}",
+        "{new}",
+    ),
+    (
+        "prune-torchvision-wrong-weights",
+        "prune --method l1-norm --torchvision resnet18 --weights {run}/model.pt --ratio 0.5 --out {new}",
+        "{new}",
+    ),
+    (
+        "prune-torchvision-and-checkpoint",
+        "prune --method l1-norm --torchvision resnet18 --checkpoint {run} --ratio 0.5 --out {new}",
+        "{new}",
+    ),
+    ("spec-torchvision-unknown", "spec --torchvision resnet7 --out {new}", "{new}"),
+    ("spec-torchvision-resnext", "spec --torchvision resnext50_32x4d --out {new}", "{new}"),
+    ("spec-torchvision-width-resnet", "spec --torchvision resnet18 --width-mult 0.5 --out {new}", "{new}"),
+    ("spec-torchvision-and-arch", "spec --torchvision resnet18 --arch vgg16 --out {new}", "{new}"),
     # ---- retrain
     ("retrain-garbage-weights", "retrain --from {pruned_garbage} --mode finetune --out {new}", "{new}"),
     ("retrain-missing-folder", "retrain --from {base}/nope --mode finetune --out {new}", "{new}"),

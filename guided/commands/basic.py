@@ -134,7 +134,7 @@ def _models(args: argparse.Namespace) -> int:
     for name in list_models(include_tiny=args.tiny):
         spec = create_spec(name)
         c = cost(spec)
-        print(f"{name:<28} {spec.family:<10} {c.params / 1e6:8.3f}M params {c.macs / 1e6:9.1f}M MACs")
+        print(f"{name:<28} {spec.family:<12} {c.params / 1e6:8.3f}M params {c.macs / 1e6:9.1f}M MACs")
     return 0
 
 

@@ -7,13 +7,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from guided.errors import UserError
-from guided.io import read_spec
+from guided.io import read_spec, read_tensors, state_mismatch
 from models import ArchSpec, create_spec
 
 __all__ = [
     "Command",
     "add_arch_args",
     "spec_from_args",
+    "torchvision_from_args",
     "add_data_args",
     "data_from_args",
     "data_config_from_args",
@@ -57,9 +58,19 @@ def add_arch_args(p: argparse.ArgumentParser) -> None:
     src = g.add_mutually_exclusive_group()
     src.add_argument("--arch", metavar="NAME", help="registered model name (see `guided models`)")
     src.add_argument("--spec", metavar="FILE", help="ArchSpec JSON file (from `guided spec`, pruning or design)")
+    src.add_argument(
+        "--torchvision",
+        metavar="NAME",
+        help="a torchvision network read into a guided one: resnet18/34/50/101/152, vgg11_bn ... vgg19_bn, "
+        "mobilenet_v2 (built here, nothing is downloaded; default input size 224)",
+    )
     g.add_argument("--num-classes", type=int, metavar="N", help="classifier outputs (default 10, or the dataset's)")
     g.add_argument("--width-mult", type=float, metavar="X", help="scale every width (default 1.0)")
-    g.add_argument("--head", choices=["l1", "slim"], help="VGG classifier: l1 (default) or slim (one Linear)")
+    g.add_argument(
+        "--head",
+        choices=["l1", "slim", "imagenet"],
+        help="VGG classifier: l1 (default), slim (one Linear) or imagenet (torchvision's: 7x7 pool, 4096-wide)",
+    )
     g.add_argument("--input-size", type=int, metavar="PX", help="input side in pixels (default: the model's, 32)")
     g.add_argument("--in-channels", type=int, metavar="C", help="input image channels (default 3, or the dataset's)")
 
@@ -67,6 +78,8 @@ def add_arch_args(p: argparse.ArgumentParser) -> None:
 def spec_from_args(args: argparse.Namespace, data=None) -> ArchSpec:
     """The spec named by `add_arch_args` options; classes and input shape default to ``data``'s."""
     shape = {"num_classes": args.num_classes, "in_channels": args.in_channels, "input_size": args.input_size}
+    if getattr(args, "torchvision", None):
+        return torchvision_from_args(args, data).spec
     if args.spec:
         given = [k for k, v in {**shape, "width_mult": args.width_mult, "head": args.head}.items() if v is not None]
         if given:
@@ -95,6 +108,73 @@ def spec_from_args(args: argparse.Namespace, data=None) -> ArchSpec:
         input_size=input_size,
         in_channels=in_channels,
     )
+
+
+def torchvision_from_args(args: argparse.Namespace, data=None, weights: str | None = None):
+    """The guided network equal to torchvision's ``--torchvision NAME`` (`models.from_torchvision`).
+
+    Its weights are ``weights`` (a ``state_dict`` file of that torchvision network, e.g. a user's own
+    fine-tuned one) or torchvision's random initialisation; nothing is downloaded. Classes come from
+    ``--num-classes``, else the weights' classifier, else ``data``, else 1000; ``--width-mult`` reaches
+    ``mobilenet_v2`` only; the input side is ``--input-size``, else ``data``'s, else 224.
+    """
+    import torchvision.models as tvm
+
+    from models import BridgeError, from_torchvision
+    from models.bridge import TORCHVISION_MODELS
+
+    name = args.torchvision
+    if name not in tvm.list_models(module=tvm):
+        raise UserError(
+            f"unknown torchvision model {name!r}; the bridge converts {', '.join(TORCHVISION_MODELS)} and the "
+            "other ResNets and VGG-BNs"
+        )
+    for option in ("head", "in_channels"):
+        if getattr(args, option, None) is not None:
+            raise UserError(f"--{option.replace('_', '-')} shapes an --arch; --torchvision {name} fixes it")
+    state = _torchvision_state(weights) if weights else None
+    kwargs = {"num_classes": args.num_classes or _classes(state) or (data.num_classes if data else 1000)}
+    if args.width_mult is not None:
+        if name != "mobilenet_v2":
+            raise UserError(f"--width-mult reaches torchvision's mobilenet_v2 only, not {name}")
+        kwargs["width_mult"] = args.width_mult
+    module = tvm.get_model(name, weights=None, **kwargs)
+    if state is not None:
+        _load_torchvision(module, state, name, weights)
+    try:
+        return from_torchvision(module, input_size=args.input_size or (data.input_size if data else 224))
+    except BridgeError as exc:
+        raise UserError(f"--torchvision {name}: {exc}") from None
+
+
+def _torchvision_state(path: str) -> dict:
+    """A torchvision ``state_dict`` from a file: plain, under ``state_dict``/``model``, or saved from
+    ``DataParallel`` (``module.`` prefixes)."""
+    import torch
+
+    state = read_tensors(path, "weights file")
+    for key in ("state_dict", "model"):
+        if isinstance(state.get(key), dict):
+            state = state[key]
+    if not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise UserError(f"weights file {path} is not a state_dict: save one with torch.save(model.state_dict(), PATH)")
+    return {k.removeprefix("module."): v for k, v in state.items()}
+
+
+def _classes(state: dict | None) -> int | None:
+    """Outputs of the last linear layer in a state_dict (its last 2-D weight)."""
+    weights = [v for k, v in (state or {}).items() if k.endswith(".weight") and v.ndim == 2]
+    return int(weights[-1].shape[0]) if weights else None
+
+
+def _load_torchvision(module, state: dict, name: str, path: str) -> None:
+    mismatch = state_mismatch(module.state_dict(), state, name)
+    if mismatch:
+        raise UserError(
+            f"weights file {path} is not a state_dict of torchvision's {name}: {mismatch}; give that network's "
+            "weights, and --width-mult if it was built with one"
+        )
+    module.load_state_dict(state, strict=True)
 
 
 def add_data_args(p: argparse.ArgumentParser) -> None:

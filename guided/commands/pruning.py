@@ -15,6 +15,7 @@ from guided.commands.common import (
     inherited_defaults,
     seed_number,
     spec_from_args,
+    torchvision_from_args,
 )
 from guided.errors import UserError
 from guided.folders import PrunedFolder, RunFolder
@@ -40,6 +41,11 @@ def _prune_args(p: argparse.ArgumentParser) -> None:
         help="a finished `guided train` run folder, or a study's training stage (DIR/stages/source/base-sparse-s0)",
     )
     add_arch_args(p)
+    g.add_argument(
+        "--weights",
+        metavar="FILE",
+        help="with --torchvision: that network's trained state_dict (torch.save(model.state_dict(), FILE))",
+    )
     g = p.add_argument_group("how")
     g.add_argument(
         "--method",
@@ -111,9 +117,11 @@ def _prune(args: argparse.Namespace) -> int:
     from guided.pruning import PRUNERS
     from models import build
 
-    if args.checkpoint and (args.arch or args.spec):
-        raise UserError("give --checkpoint RUN_DIR, or --arch/--spec for fresh weights, not both")
-    inputs = tuple(x for x in (args.checkpoint, args.like) if x)
+    if args.checkpoint and (args.arch or args.spec or args.torchvision):
+        raise UserError("give --checkpoint RUN_DIR, or --arch/--spec/--torchvision for other weights, not both")
+    if args.weights and not args.torchvision:
+        raise UserError("--weights reads a torchvision state_dict: name its network with --torchvision NAME")
+    inputs = tuple(x for x in (args.checkpoint, args.like, args.weights) if x)
     if PrunedFolder(check_output(args.out, inputs=inputs)).complete():
         raise UserError(f"{args.out} already holds a pruned model; choose another --out")
     if args.min_channels < 1:
@@ -122,7 +130,12 @@ def _prune(args: argparse.Namespace) -> int:
         raise UserError(f"--samples must be at least 1, got {args.samples}")
     data = data_from_args(args) if PRUNERS[args.method].needs_data else None
     device = resolve_device(args.device)
-    model = None if args.checkpoint else build(spec_from_args(args, data), seed=args.seed)
+    model, source = None, None
+    if args.torchvision:
+        model = torchvision_from_args(args, data, weights=args.weights)
+        source = {"run": None, "epochs": None, "config": {}, "torchvision": args.torchvision, "weights": args.weights}
+    elif not args.checkpoint:
+        model = build(spec_from_args(args, data), seed=args.seed)
     full = RunFolder(args.checkpoint).read_spec() if args.checkpoint else model.spec
     table = latency_table(device) if args.cost == "latency" else None  # ranks channels and solves the budget
     budget = None
@@ -138,6 +151,7 @@ def _prune(args: argparse.Namespace) -> int:
         data=data,
         seed=args.seed,
         budget=budget,
+        source=source,
         like=args.like,
         latency=table,
         device=device,

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from guided.errors import UserError
 from guided.pruning.criteria import Context, _eval, _hooks
 from models import ChannelGroup
 
@@ -37,10 +38,17 @@ def sample_consumer_inputs(ctx: Context, groups: list[ChannelGroup]) -> dict[Key
     gen = torch.Generator().manual_seed(ctx.seed)
     out: dict[Key, list[torch.Tensor]] = {g.key: [] for g in groups}
 
-    def hook(key, module):
+    def hook(group, module):
+        key = group.key
+
         def fn(_module, args):
             x = args[0].detach().float().cpu()
             if isinstance(module, nn.Linear):
+                if x.shape[1] != group.width:
+                    raise UserError(
+                        f"{group.consumer} reads {x.shape[1] // group.width} values per channel of {group.name}: "
+                        "reconstruction methods rewrite consumers that read one; prune with l1-norm or slimming"
+                    )
                 out[key].append(x.unsqueeze(-1))
                 return
             cols = F.unfold(
@@ -54,7 +62,7 @@ def sample_consumer_inputs(ctx: Context, groups: list[ChannelGroup]) -> dict[Key
 
         return fn
 
-    hooks = {g.consumer: hook(g.key, modules[g.consumer]) for g in groups}
+    hooks = {g.consumer: hook(g, modules[g.consumer]) for g in groups}
     with _hooks(ctx.model, hooks, pre=True), torch.no_grad(), _eval(ctx.model):
         for x, _ in ctx.batches():
             ctx.model(x)

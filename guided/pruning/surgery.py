@@ -58,7 +58,7 @@ def cut(
         idx = torch.as_tensor(idx, dtype=torch.long).cpu()
         _check_positions(g, idx)
         for tensor_key, dim in g.tensors:
-            slices.setdefault(tensor_key, []).append((dim, idx))
+            slices.setdefault(tensor_key, []).append((dim, _spread(idx, state[tensor_key].shape[dim] // g.width)))
     updates = dict(updates or {})
     stray = sorted(set(updates) - set(slices))
     if stray:
@@ -83,6 +83,19 @@ def cut(
     new.load_state_dict(state, strict=True)
     new.train(model.training)
     return new
+
+
+def _spread(idx: torch.Tensor, per_channel: int) -> torch.Tensor:
+    """Channel positions as positions of a tensor dimension holding ``per_channel`` entries per channel,
+    channel-major (a linear layer reading a flattened 7x7 map per channel).
+
+    Example:
+        >>> _spread(torch.tensor([0, 2]), 3).tolist()
+        [0, 1, 2, 6, 7, 8]
+    """
+    if per_channel == 1:
+        return idx
+    return (idx[:, None] * per_channel + torch.arange(per_channel)).flatten()
 
 
 def _check_positions(group: ChannelGroup, idx: torch.Tensor) -> None:

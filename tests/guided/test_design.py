@@ -6,7 +6,7 @@ from guided.design import Budget, _apply, _base_widths, design, design_sparsity,
 from guided.errors import UserError
 from guided.patterns import Pattern, channel_summary
 from guided.pruning.unstructured import nonzero_cost
-from models import cost, create_spec, layers, list_models
+from models import build, cost, create_spec, layers, list_models
 
 PATTERN = Pattern.from_dict(
     {
@@ -19,13 +19,17 @@ PATTERN = Pattern.from_dict(
 
 @pytest.mark.parametrize("name", list_models(include_tiny=True))
 def test_stages_are_the_feature_map_sizes(name):
-    """VGG stages end at pools, ResNet stages at stride-2 blocks, DenseNet stages at transitions."""
+    """VGG stages end at pools, ResNet stages at stride-2 blocks, DenseNet stages at transitions; a
+    MobileNetV2 stage is one of its bottleneck sequences, which halve the size where ``strides`` say."""
     spec = create_spec(name)
     for row in layers(spec):
         if row.kind == "conv" and row.stage >= 0:
-            expected = spec.input_size // 2**row.stage
-            # a bottleneck block that downsamples runs its first 1x1 conv before the stride-2 3x3 conv
-            entry_1x1 = spec.block == "bottleneck" and row.name.endswith(".0.conv1") and row.kernel == 1
+            halvings = row.stage if not spec.strides else sum(s == 2 for s in spec.strides[: row.stage + 2])
+            if spec.family == "tvresnet":  # after the stride-2 stem and max-pool (the stem is outside stages)
+                halvings = row.stage + 2
+            expected = spec.input_size // 2**halvings
+            # a bottleneck (inverted) block that downsamples runs its first 1x1 conv before the stride-2 3x3 conv
+            entry_1x1 = row.name.endswith((".0.conv1", ".0.expand.conv")) and row.kernel == 1
             assert row.out_size == expected or (entry_1x1 and row.out_size == 2 * expected), row
 
 
@@ -51,6 +55,8 @@ def test_pattern_maps_to_hand_computed_widths():
         "vgg19",
         pytest.param("resnet56", marks=pytest.mark.slow),
         pytest.param("preresnet56", marks=pytest.mark.slow),
+        "mobilenetv2",
+        "resnet18",
     ],
 )
 @pytest.mark.parametrize("kind", ["params", "macs"])
@@ -66,6 +72,7 @@ def test_budgets_are_met_within_one_percent(arch, kind, fraction, guided):
     spec = design(target, Budget(kind, fraction * full), pattern=pattern)
     got = cost(spec).params if kind == "params" else cost(spec).macs
     assert abs(got - fraction * full) / (fraction * full) <= 0.01
+    assert sum(p.numel() for p in build(spec).parameters()) == cost(spec).params  # it builds, as counted
 
 
 def test_guided_and_uniform_differ_as_the_pattern_says():

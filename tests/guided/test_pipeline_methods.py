@@ -188,3 +188,51 @@ def test_shipped_studies_are_valid(path):
     study = parse_study(tomllib.loads(path.read_text()))
     assert study.study.name == path.stem
     assert len(study.study.seeds) >= 2
+
+
+MOBILENET = (
+    HEAD.format(arch="mobilenetv2-tiny")
+    + """
+sparsity_l1 = 1e-4
+
+[[prune]]
+name = "slimming"
+method = "slimming"
+base = "sparse"
+ratio = 0.4
+
+[design]
+pattern = "slimming"
+budgets = ["macs=50%"]
+per_layer = true
+pruned = true
+
+[[transfer]]
+name = "wide"
+arch = "mobilenetv2-tiny"
+width_mult = 1.5
+
+[search]
+budget = "macs=50%"
+trials = 2
+epochs = 1
+validation = 0.2
+arms = ["seeded"]
+retrain_top = 1
+"""
+)
+
+
+def test_a_mobilenetv2_study_prunes_designs_and_searches_its_hidden_widths(tmp_path):
+    out = run(tmp_path, MOBILENET)
+    stages = json.loads((out / "patterns" / "source-slimming.json").read_text())["stages"]
+    assert len(stages) == 3  # the tiny variant's three bottleneck sequences
+    assert stages[0]["keep_ratio_mean"] == 1.0 and stages[2]["keep_ratio_mean"] < 1.0  # the stem is tied
+    runs = pd.read_csv(out / "runs.csv")
+    designed = runs[runs["role"] == "scratch"]
+    assert set(designed["arm"]) == {"uniform", "guided", "guided-per-layer", "pruned", "seeded"}
+    source = designed[designed["domain"] == "source"]
+    full = runs.loc[runs["role"] == "base", "macs"].iloc[0]
+    assert (source["macs"] <= 0.51 * full).all() and (source["macs"] >= 0.45 * full).all()
+    transferred = designed[designed["domain"] == "wide"]
+    assert set(transferred["arm"]) >= {"uniform", "transferred"}

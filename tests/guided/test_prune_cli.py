@@ -28,6 +28,31 @@ def test_prune_preset_then_cost_reports_vgg16_a(tmp_path, capsys):
     )
 
 
+def test_prune_a_users_torchvision_weights(tmp_path, capsys):
+    """`--torchvision NAME --weights FILE`: the user's state_dict, converted, pruned like any guided network."""
+    import torch
+    import torchvision
+
+    from guided.pruning import prune
+    from guided.train import load_weights
+    from models import from_torchvision
+
+    torch.manual_seed(3)
+    original = torchvision.models.mobilenet_v2(num_classes=6)
+    weights = tmp_path / "mine.pth"
+    torch.save({"state_dict": {f"module.{k}": v for k, v in original.state_dict().items()}}, weights)
+    out = tmp_path / "pruned"
+    argv = ["prune", "--torchvision", "mobilenet_v2", "--weights", str(weights), "--input-size", "32"]
+    assert main([*argv, "--method", "l1-norm", "--ratio", "0.5", "--out", str(out)]) == 0
+    record = json.loads((out / "prune.json").read_text())
+    assert record["source"]["torchvision"] == "mobilenet_v2" and record["source"]["weights"] == str(weights)
+    direct = prune(from_torchvision(original.eval(), input_size=32).eval(), "l1-norm", ratio=0.5).model
+    written = load_weights(out)
+    assert written.spec == direct.spec and written.spec.num_classes == 6
+    assert all(torch.equal(a, b) for a, b in zip(written.state_dict().values(), direct.state_dict().values()))
+    assert record["params_after"] == cost(written.spec).params
+
+
 @pytest.mark.slow
 def test_prune_checkpoint_then_every_retraining_mode(base_run, tmp_path):
     pruned = tmp_path / "slim"

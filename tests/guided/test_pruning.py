@@ -104,9 +104,10 @@ def test_removing_channels_equals_zeroing_them(method, name):
         gamma = modules[g.bn].weight.detach()
         kept = [int((gamma == v).nonzero()[0]) for v in kept_gamma]
         drop = sorted(set(range(g.width)) - set(kept))
-        with torch.no_grad():
-            modules[g.bn].weight[drop] = 0
-            modules[g.bn].bias[drop] = 0
+        with torch.no_grad():  # and the BatchNorms between producer and consumer (MobileNetV2's depthwise)
+            for bn in [g.bn, *(n for n in g.inner if isinstance(modules[n], torch.nn.BatchNorm2d))]:
+                modules[bn].weight[drop] = 0
+                modules[bn].bias[drop] = 0
     x = torch.randn(4, 3, 16, 16)
     with torch.no_grad():
         assert torch.allclose(zeroed(x), result.model(x), atol=1e-5, rtol=1e-4)
