@@ -15,8 +15,10 @@ on CPU), and each writes the same run folder (``spec.json``, ``config.json``, ``
 ``model.pt``, ``result.json``; ``result.json`` says ``"group_size"``).
 
 Not covered, and refused: training hooks (sparsity penalties, fixed masks, gates: they act on one
-module) and `torch.compile`. A group has no checkpoints: a group stopped midway leaves no folder behind
-and starts again (its folders appear, complete, when it finishes).
+module) and `torch.compile`. A group has no checkpoints: a group stopped midway leaves no run behind and
+starts again (its runs appear, complete, when it finishes). Times: each seed's ``wall_time_s`` is its
+share of the group's (the group's over K), so the runs' times add up to the time spent, and its
+``train_images_per_s`` is its images over that share.
 
 Example:
     >>> from guided.data import load_dataset
@@ -129,8 +131,9 @@ def train_together(
     if not len(models) == len(seeds) == len(outs) == len(configs):
         raise UserError(f"{len(models)} models need as many seeds, folders and configs")
     for out in outs:
-        if out.exists() and any(out.iterdir()):
-            raise UserError(f"{out} already holds files; a seed group writes only new run folders")
+        run = RunFolder(out)
+        if any(f.exists() for f in (run.checkpoint, run.weights, run.result)):
+            raise UserError(f"{out} already holds a run; a seed group writes only new runs (choose other folders)")
     group = SeedGroup(models, device)
     check_fits(group.spec, data)
     first, test_loader = make_loaders(data, recipe, device, seeds[0])
@@ -153,7 +156,17 @@ def train_together(
         test_rows = evaluate_group(group, test_loader, amp=amp)
         seconds = time.perf_counter() - start
         for state, (train_loss, train_acc), (test_loss, test_acc) in zip(states, train_rows, test_rows):
-            _record(state, recipe, len(first), trained, seconds, train_loss, train_acc, test_loss, test_acc)
+            _record(
+                state,
+                recipe,
+                len(first),
+                trained / group.k,
+                seconds / group.k,
+                train_loss,
+                train_acc,
+                test_loss,
+                test_acc,
+            )
         accs = " ".join(f"{s['metrics'][-1]['test_acc']:6.2%}" for s in states)
         log(f"epoch {epoch + 1:>3}/{recipe.epochs}  {group.k} seeds, test acc {accs}  {seconds:6.1f}s")
     return _write_runs(group, outs, data, recipe, states, seeds, amp, configs, device)
@@ -228,7 +241,7 @@ def evaluate_group(group: SeedGroup, loader: DeviceLoader, *, amp: bool = False)
 
 
 def _record(state, recipe, steps, trained, seconds, train_loss, train_acc, test_loss, test_acc) -> None:
-    """One epoch's row in a seed's ``state``, as `guided.train` writes it; times are the group's."""
+    """One epoch's row in a seed's ``state``, as `guided.train` writes it; times are the seed's share."""
     images = steps * recipe.batch_size
     state["elapsed"] += seconds
     state["train_seconds"] = state.get("train_seconds", 0.0) + trained
@@ -270,12 +283,14 @@ def _write_runs(group, outs, data, recipe, states, seeds, amp, configs, device) 
 
 @contextlib.contextmanager
 def _staged(out: Path):
-    """A temporary folder beside ``out`` that becomes ``out`` when the block succeeds (removed if not)."""
+    """A temporary folder beside ``out`` whose files move into ``out`` when the block succeeds, the run's
+    result last (a run folder counts as finished when it has one); removed either way."""
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         yield tmp
-        if out.exists():
-            out.rmdir()  # empty: checked before training
-        os.replace(tmp, out)
+        out.mkdir(exist_ok=True)
+        result = RunFolder(tmp).result
+        for path in sorted(tmp.iterdir(), key=lambda f: f == result):
+            os.replace(path, out / path.name)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -100,5 +100,5 @@ def test_groups_refuse_what_they_cannot_train_alike(tmp_path):
         train_runs_together(_configs("vgg-tiny", sparsity_l1=1e-4), [tmp_path / f"s{s}" for s in SEEDS])
     (tmp_path / "taken").mkdir()
     (tmp_path / "taken" / "model.pt").write_bytes(b"x")
-    with pytest.raises(UserError, match="already holds files"):
+    with pytest.raises(UserError, match="already holds a run"):
         train_runs_together(configs[:1], [tmp_path / "taken"])
