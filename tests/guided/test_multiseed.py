@@ -102,3 +102,30 @@ def test_groups_refuse_what_they_cannot_train_alike(tmp_path):
     (tmp_path / "taken" / "model.pt").write_bytes(b"x")
     with pytest.raises(UserError, match="already holds a run"):
         train_runs_together(configs[:1], [tmp_path / "taken"])
+
+
+@pytest.mark.slow
+def test_a_compiled_run_equals_the_plain_run(tmp_path):
+    """The ``compile`` mode of the throughput benchmark (`torch.compile` in `guided.train.train`): the same
+    run, to float tolerance (about a minute of compiling on a CPU)."""
+    from guided.recipes import Recipe
+    from guided.train import train
+
+    torch.set_num_threads(1)
+    config = _configs("vgg-tiny")[0]
+    data = DataConfig(**config["data"]).load()
+    results = {}
+    for compiled in (False, True):
+        model = build(create_spec("vgg-tiny", in_channels=1, input_size=16), seed=0)
+        out = tmp_path / f"compiled-{compiled}"
+        results[compiled] = train(
+            model, data, Recipe.from_dict(config["recipe"]), out_dir=out, compile=compiled, precision="fp32",
+            log=lambda _: None,
+        )  # fmt: skip
+    assert abs(results[True]["test_acc"] - results[False]["test_acc"]) <= 0.01
+    plain, compiled = (torch.load(RunFolder(tmp_path / f"compiled-{c}").weights) for c in (False, True))
+    floats = [k for k in plain if plain[k].is_floating_point()]
+    gap = _relative_gap(
+        torch.cat([plain[k].flatten() for k in floats]), torch.cat([compiled[k].flatten() for k in floats])
+    )
+    assert gap < 5e-3
