@@ -266,7 +266,6 @@ def _write_runs(group, outs, data, recipe, states, seeds, amp, configs, device) 
     """Each seed's run folder, written whole in a temporary sibling and then renamed into place."""
     results = []
     for out, state_dict, state, seed, config in zip(outs, group.state_dicts(), states, seeds, configs):
-        out.parent.mkdir(parents=True, exist_ok=True)
         with _staged(out) as tmp:
             run = RunFolder(tmp)
             write_spec(run.spec, group.spec)
@@ -281,14 +280,20 @@ def _write_runs(group, outs, data, recipe, states, seeds, amp, configs, device) 
     return results
 
 
+STAGING = ".group-staging-"
+
+
 @contextlib.contextmanager
 def _staged(out: Path):
-    """A temporary folder beside ``out`` whose files move into ``out`` when the block succeeds, the run's
-    result last (a run folder counts as finished when it has one); removed either way."""
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    """A temporary folder in ``out`` whose files move into ``out`` when the block succeeds, the run's
+    result last (a run folder counts as finished when it has one); removed either way, and by the next
+    group that writes ``out`` if a killed process left it."""
+    out.mkdir(parents=True, exist_ok=True)
+    for left in out.glob(STAGING + "*"):
+        shutil.rmtree(left, ignore_errors=True)
+    tmp = Path(tempfile.mkdtemp(prefix=STAGING, dir=out))
     try:
         yield tmp
-        out.mkdir(exist_ok=True)
         result = RunFolder(tmp).result
         for path in sorted(tmp.iterdir(), key=lambda f: f == result):
             os.replace(path, out / path.name)

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from guided.errors import UserError
-from guided.folders import StageFolder
+from guided.folders import RunFolder, StageFolder
 from guided.io import remove_inside
 
 __all__ = [
@@ -143,8 +143,9 @@ def run_group(
     """Run stages of one seed group (same `Stage.group`) together; returns their completion records.
 
     Stages already done are not run again, and one started alone with the same inputs continues alone
-    (its training resumes from its checkpoint); the rest start together, and each gets its own records
-    as if it had run alone. Each stage's wall time is its share of the group's (the group's over K).
+    (its training resumes from its checkpoint); the rest (a group stopped midway included: groups keep no
+    checkpoints) start together, and each gets its own records as if it had run alone. Each stage's wall
+    time is its share of the group's (the group's over K).
     """
     if len(stages) == 1:
         return [run_one(stages[0], out, prints[stages[0].id], services=services, log=log)]
@@ -152,9 +153,10 @@ def run_group(
         raise ValueError(f"stages {[s.id for s in stages]} are not one seed group")
     together = []
     for s in stages:
-        if status(out, s, prints[s.id]) in ("done", "partial"):
+        state = status(out, s, prints[s.id])
+        if state == "done" or (state == "partial" and RunFolder(out / "stages" / s.id).checkpoint.exists()):
             run_one(s, out, prints[s.id], services=services, log=log)
-        else:
+        else:  # not begun, or begun in a group that was stopped (groups keep no checkpoints)
             together.append(s)
     if len(together) == 1:
         run_one(together[0], out, prints[together[0].id], services=services, log=log)

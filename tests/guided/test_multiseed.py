@@ -88,7 +88,7 @@ def test_a_group_writes_the_folders_a_run_writes(tmp_path):
     train_runs_together(configs, [tmp_path / f"g{s}" for s in SEEDS], log=lambda _: None)
     names = sorted(p.name for p in (tmp_path / "alone").iterdir() if p.name not in ("checkpoint.pt",))
     assert sorted(p.name for p in (tmp_path / "g0").iterdir()) == names
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging folder left
+    assert not list(tmp_path.glob("g*/.*"))  # no staging folder left
 
 
 def test_groups_refuse_what_they_cannot_train_alike(tmp_path):

@@ -61,3 +61,20 @@ def test_finished_stages_of_a_group_are_not_run_again(tmp_path):
     calls.clear()
     run_stages(stages, tmp_path, group_seeds=3, log=lambda _: None)
     assert ("uniform-s1", "uniform-s2") in calls and not any("uniform-s0" in c for c in calls)
+
+
+def test_a_group_stopped_midway_starts_again_together(tmp_path):
+    calls: list = []
+    stages = _stages(calls)
+
+    def killed(ctxs):
+        raise KeyboardInterrupt
+
+    first = [stages[1], stages[3]]
+    try:
+        run_stages([Stage(s.id, s.kind, s.config, s.action, group=s.group, group_action=killed) for s in first],
+                   tmp_path, group_seeds=2, log=lambda _: None)  # fmt: skip
+    except KeyboardInterrupt:
+        pass
+    run_stages(stages, tmp_path, group_seeds=3, log=lambda _: None)
+    assert ("uniform-s0", "uniform-s1", "uniform-s2") in calls  # begun, no checkpoint: grouped again
