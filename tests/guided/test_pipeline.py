@@ -341,7 +341,6 @@ def test_seed_groups_in_workers_give_the_serial_results_to_float_tolerance(tmp_p
     # the from-scratch designs, transfers and searched bests of both seeds; not the sparse bases (a hook)
     assert any("uniform" in s for s in together) and not any("base" in s for s in together)
     assert (grouped["test_acc"] - alone["test_acc"]).abs().max() <= 0.03  # 6 of 200 test images
-    assert (grouped.loc[together, "test_acc"] != alone.loc[together, "test_acc"]).sum() < len(together) / 2
 
 
 def test_dry_run_lists_status_and_editing_a_section_redoes_only_what_reads_it(finished_study, tmp_path):
