@@ -16,7 +16,7 @@ the same folder (``tests/guided/test_operations.py`` compares them).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from models import ArchSpec, build, cost
 __all__ = [
     "training_config",
     "train_run",
+    "train_runs_together",
     "run_config",
     "run_settings",
     "flat_settings",
@@ -119,6 +120,49 @@ def train_run(
         compile=compile,
         precision=config["precision"],
         config=config,
+        log=log,
+    )
+
+
+def train_runs_together(
+    configs: Sequence[dict[str, Any]],
+    outs: Sequence[str | Path],
+    *,
+    data: ImageData | None = None,
+    device: Any = "cpu",
+    log: Callable[[str], None] = print,
+) -> list[dict[str, Any]]:
+    """Train runs that differ only in their seeds as one group (`guided.multiseed`): the same folders
+    `train_run` writes, each seed's numbers those of its own run up to float rounding.
+
+    The configs must agree on everything but ``seed`` and ``init_seed`` and use no training hooks
+    (sparsity penalties, masks, gates) and no initial-weights file. Returns each ``result.json``.
+    """
+    from guided.multiseed import train_together
+
+    if not configs:
+        return []
+    varying = ("seed", "init_seed")
+    first = {k: v for k, v in configs[0].items() if k not in varying}
+    for config in configs[1:]:
+        other = {k: v for k, v in config.items() if k not in varying}
+        if other != first:
+            differ = sorted(k for k in set(first) | set(other) if first.get(k) != other.get(k))
+            raise UserError(f"runs trained together may differ only in their seeds; these differ: {', '.join(differ)}")
+    hooks = [k for k in ("sparsity_l1", "sparsity_gates", "masks", "save_init") if first.get(k)]
+    if hooks:
+        raise UserError(f"runs with {', '.join(hooks)} train one at a time (a seed group has no hooks)")
+    spec = ArchSpec.from_dict(first["spec"])
+    data = data if data is not None else DataConfig(**first["data"]).load()
+    return train_together(
+        [build(spec, seed=c["init_seed"]) for c in configs],
+        data,
+        Recipe.from_dict(first["recipe"]),
+        seeds=[c["seed"] for c in configs],
+        out_dirs=[RunFolder(o).path for o in outs],
+        device=device,
+        precision=first["precision"],
+        configs=configs,
         log=log,
     )
 

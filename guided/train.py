@@ -49,6 +49,10 @@ __all__ = [
     "resolve_precision",
     "TrainingDiverged",
     "load_weights",
+    "save_weights",
+    "check_fits",
+    "make_loaders",
+    "run_result",
     "CHECKPOINT_FORMAT",
 ]
 
@@ -107,12 +111,12 @@ def train(
         >>> train(model, load_dataset("digits"), get_recipe("quick"), out_dir="/tmp/run")  # doctest: +SKIP
     """
     out, device, spec = Path(out_dir), torch.device(device), model.spec
-    _check_fits(spec, data)
+    check_fits(spec, data)
     finished = _check_resume(out, recipe, resume)
     if finished is not None:
         log(f"{out}: already finished; nothing to do")
         return finished
-    train_loader, test_loader = _loaders(data, recipe, device, seed)
+    train_loader, test_loader = make_loaders(data, recipe, device, seed)
     model.to(device=device, memory_format=torch.channels_last)
     amp = resolve_precision(precision, device) == "bf16"
     optimizer = _optimizer(model, recipe, hooks)
@@ -131,7 +135,7 @@ def train(
             if on_epoch is not None:
                 on_epoch(row)
     _save_state_dict(RunFolder(out).weights, model)
-    result = _result(spec, data, recipe, state, seed=seed, amp=amp, config=config, device=device)
+    result = run_result(spec, data, recipe, state, seed=seed, amp=amp, config=config, device=device)
     write_json(RunFolder(out).result, result)
     return result
 
@@ -159,7 +163,7 @@ def _start_run(out: Path, model: nn.Module, recipe: Recipe, config: dict[str, An
         _save_state_dict(RunFolder(out).init, model)
 
 
-def _result(spec: ArchSpec, data: ImageData, recipe: Recipe, state: dict, **run: Any) -> dict[str, Any]:
+def run_result(spec: ArchSpec, data: ImageData, recipe: Recipe, state: dict, **run: Any) -> dict[str, Any]:
     """``result.json``: the last epoch's numbers, the costs, and the run's provenance."""
     last, c = state["metrics"][-1], cost(spec)
     return {
@@ -183,7 +187,7 @@ def _result(spec: ArchSpec, data: ImageData, recipe: Recipe, state: dict, **run:
     }
 
 
-def _loaders(data: ImageData, recipe: Recipe, device: torch.device, seed: int) -> tuple[DeviceLoader, DeviceLoader]:
+def make_loaders(data: ImageData, recipe: Recipe, device: torch.device, seed: int) -> tuple[DeviceLoader, DeviceLoader]:
     """The shuffled, augmented training loader and the test loader, on ``device``."""
     if recipe.batch_size > len(data.train):
         raise UserError(f"batch size {recipe.batch_size} exceeds the {len(data.train)} training images")
@@ -324,7 +328,8 @@ def _cpu_has_bf16() -> bool:
         return False
 
 
-def _check_fits(spec: ArchSpec, data: ImageData) -> None:
+def check_fits(spec: ArchSpec, data: ImageData) -> None:
+    """Refuse ``data`` when its classes, input channels or image size differ from ``spec``'s."""
     for what, s, d in [
         ("classes", spec.num_classes, data.num_classes),
         ("input channels", spec.in_channels, data.in_channels),
@@ -414,8 +419,13 @@ def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def _save_state_dict(path: Path, model: nn.Module) -> None:
+    save_weights(path, _cpu_state(model))
+
+
+def save_weights(path: Path, state_dict: dict[str, torch.Tensor]) -> None:
+    """Write a state_dict (CPU tensors) atomically: a reader never sees half a file."""
     buf = io.BytesIO()
-    torch.save(_cpu_state(model), buf)
+    torch.save(state_dict, buf)
     atomic_write_bytes(path, buf.getvalue())
 
 

@@ -22,6 +22,16 @@ def _run_args(p: argparse.ArgumentParser) -> None:
         "(default: one per GPU on a CUDA study, else 1: serially)",
     )
     p.add_argument(
+        "--group-seeds",
+        type=int,
+        default=0,
+        metavar="K",
+        help="train up to K seeds of one architecture together as one batched network (runs that differ only "
+        "in their seeds and use no sparsity penalty or masks): one process and one kernel launch do the work of "
+        "K, which keeps a GPU busy with small networks; each seed's numbers are its own run's to float "
+        "tolerance (default 0: each run alone)",
+    )
+    p.add_argument(
         "--executor",
         choices=["local", "ray"],
         default="local",
@@ -59,6 +69,7 @@ def _run(args: argparse.Namespace) -> int:
         executor=args.executor,
         address=args.address,
         threads=args.threads,
+        group_seeds=args.group_seeds,
     )
     return 0
 

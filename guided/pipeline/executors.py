@@ -1,6 +1,7 @@
 """Where a study's stages run: worker processes on this machine, or tasks on a Ray cluster.
 
-An executor has ``slots`` (how many stages may run at once), ``submit(stage_id) -> handle`` and
+An executor has ``slots`` (how many stages may run at once), ``submit(stage_ids) -> handle`` (one stage,
+or one seed group to run together) and
 ``wait(handles) -> (handle, result)`` (the next finished one; its result holds ``wall_time_s`` and
 ``worker``), and ``close()``. `guided.pipeline.runner.run_stages` keeps the slots busy with the stages
 whose inputs are finished. A worker plans the study itself (from the pickled `Study`, deterministically)
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -35,20 +37,21 @@ def _plan_in_worker(study, out: str, threads: int | None, share: int, name: str)
     _WORKER.update(out=Path(out), services=services, name=name)
 
 
-def _run_stage(stage_id: str) -> dict[str, Any]:
-    """Run one planned stage in this worker; returns its wall time and who ran it."""
-    from guided.pipeline.runner import run_one
+def _run_stage(stage_ids: tuple[str, ...]) -> dict[str, Any]:
+    """Run planned stages in this worker: one, or one seed group together (`run_group`); returns the wall
+    time and who ran them."""
+    from guided.pipeline.runner import run_group
 
     name = _WORKER["name"]
 
     def log(line: str) -> None:
         print(f"[{name}] {line.strip()}", flush=True)
 
-    log(f"{_WORKER['stages'][stage_id].kind} {stage_id}")
-    done = run_one(
-        _WORKER["stages"][stage_id], _WORKER["out"], _WORKER["prints"][stage_id], services=_WORKER["services"], log=log
-    )
-    return {"wall_time_s": done["wall_time_s"], "worker": name}
+    stages = [_WORKER["stages"][i] for i in stage_ids]
+    log(f"{stages[0].kind} {' + '.join(stage_ids)}")
+    started = time.perf_counter()
+    run_group(stages, _WORKER["out"], _WORKER["prints"], services=_WORKER["services"], log=log)
+    return {"wall_time_s": round(time.perf_counter() - started, 1), "worker": name}
 
 
 # ---------------------------------------------------------------------- local processes
@@ -93,8 +96,8 @@ class LocalExecutor:
         for _ in range(jobs):  # start every worker now: they import and plan while the caller waits
             self._pool.submit(os.getpid)
 
-    def submit(self, stage_id: str):
-        return self._pool.submit(_run_stage, stage_id)
+    def submit(self, stage_ids: tuple[str, ...]):
+        return self._pool.submit(_run_stage, stage_ids)
 
     def wait(self, handles: list) -> tuple[Any, dict[str, Any]]:
         from concurrent.futures import FIRST_COMPLETED
@@ -125,13 +128,13 @@ def _quiet_resource_tracker() -> None:
 
 
 # ---------------------------------------------------------------------- Ray
-def _ray_task(study, out: str, stage_id: str, threads: int | None) -> dict[str, Any]:
-    """One stage as a Ray task: plan the study once per Ray worker process, then run the stage."""
+def _ray_task(study, out: str, stage_ids: tuple[str, ...], threads: int | None) -> dict[str, Any]:
+    """One stage (or seed group) as a Ray task: plan the study once per Ray worker process, then run it."""
     import socket
 
     if _WORKER.get("key") != (out, study):  # studies are frozen dataclasses: compared by value
         _plan_in_worker(study, out, threads, 1, f"ray {socket.gethostname()}:{os.getpid()}")
-    return _run_stage(stage_id)
+    return _run_stage(stage_ids)
 
 
 def _sees(out: str, token: str) -> bool:
@@ -173,8 +176,8 @@ class RayExecutor:
                 "at the same path (NFS, a cluster file system) and give that path as --out"
             )
 
-    def submit(self, stage_id: str):
-        return self._task.remote(self._study, self._out, stage_id, self._threads)
+    def submit(self, stage_ids: tuple[str, ...]):
+        return self._task.remote(self._study, self._out, stage_ids, self._threads)
 
     def wait(self, handles: list) -> tuple[Any, dict[str, Any]]:
         ready, _ = self._ray.wait(handles, num_returns=1)

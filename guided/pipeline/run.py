@@ -32,6 +32,7 @@ def run_study(
     executor: str = "local",
     address: str | None = None,
     threads: int | None = None,
+    group_seeds: int = 0,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Run ``study`` into ``out``; returns every stage's completion record.
@@ -48,7 +49,11 @@ def run_study(
         executor: ``local`` (this machine) or ``ray`` (a Ray cluster at ``address``; see
             `guided.pipeline.executors`).
         threads: CPU threads shared by the workers (default: the machine's cores).
+        group_seeds: train up to this many seeds of one architecture together (`guided.multiseed`;
+            0 or 1: each run alone). The records are those of separate runs, to float tolerance.
     """
+    if group_seeds < 0:
+        raise UserError(f"--group-seeds must be 0 or more, got {group_seeds}")
     out = Path(out)
     _check_folder(out, study, resume)
     services = Services(study, out)
@@ -77,7 +82,9 @@ def run_study(
             )
             if source_text is not None:
                 atomic_write_text(out / "study.toml", source_text)
-            records = run_stages(stages, out, services=services, executor=runner, log=log, estimate=expected)
+            records = run_stages(
+                stages, out, services=services, executor=runner, log=log, estimate=expected, group_seeds=group_seeds
+            )
     except BaseException:
         if created and locked and not StudyFolder(out).study.is_file():  # failed before the study began
             shutil.rmtree(out, ignore_errors=True)

@@ -22,10 +22,21 @@ from pathlib import Path
 from typing import Any
 
 from guided.errors import UserError
-from guided.folders import StageFolder
+from guided.folders import RunFolder, StageFolder
 from guided.io import remove_inside
 
-__all__ = ["Stage", "StageContext", "Progress", "fingerprints", "status", "run_one", "run_stages", "STATUS"]
+__all__ = [
+    "Stage",
+    "StageContext",
+    "Progress",
+    "fingerprints",
+    "status",
+    "run_one",
+    "run_group",
+    "units",
+    "run_stages",
+    "STATUS",
+]
 
 #: What `status` reports: finished; started with the same inputs (continues); started with other inputs
 #: (starts over); not started.
@@ -46,6 +57,9 @@ class Stage:
         tags: what the report groups by (domain, role, seed, arm, budget, ...); not part of the inputs.
         work: what it computes, for time estimates only (`guided.pipeline.estimate`): ``kind`` (``train``,
             ``search``, ``prune``, ``report``; other stages are light) and its sizes; not part of the inputs.
+        group: stages with the same non-empty key differ only in their seeds and may run together as one
+            seed group (``run_stages(group_seeds=...)``); not part of the inputs.
+        group_action: runs such stages together: one context each, one record each.
     """
 
     id: str
@@ -56,6 +70,8 @@ class Stage:
     macs: float = 0.0
     tags: dict[str, Any] = field(default_factory=dict)
     work: dict[str, Any] = field(default_factory=dict)
+    group: str = ""
+    group_action: Callable[[list[StageContext]], list[dict[str, Any]]] | None = None
 
 
 @dataclass
@@ -110,32 +126,93 @@ def run_one(stage: Stage, out: Path, fingerprint: str, *, services: Any = None, 
     recorded once); one started with other inputs starts over; one started with the same inputs
     continues (its training resumes from the last epoch checkpoint).
     """
-    state = status(out, stage, fingerprint)
-    folder = out / "stages" / stage.id
-    if state == "done":
-        return StageFolder(folder).read_done()
-    if state == "stale":
-        remove_inside(folder, out / "stages")  # refuses any folder outside the study's stages
-    folder.mkdir(parents=True, exist_ok=True)
-    from guided.provenance import git_revision
-
-    record = {"id": stage.id, "kind": stage.kind, "fingerprint": fingerprint, "config": stage.config}
-    started_at = {"started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "revision": git_revision()}
-    StageFolder(folder).write_started({**record, **started_at})
+    if status(out, stage, fingerprint) == "done":
+        return StageFolder(out / "stages" / stage.id).read_done()
+    _start(stage, out, fingerprint)
     started = time.perf_counter()
     try:
         record = stage.action(StageContext(out, stage, services, log))
     except UserError as exc:
         raise UserError(f"stage {stage.id}: {exc}") from None
+    return _finish(stage, out, fingerprint, record, time.perf_counter() - started)
+
+
+def run_group(
+    stages: Sequence[Stage], out: Path, prints: dict[str, str], *, services: Any = None, log=print
+) -> list[dict[str, Any]]:
+    """Run stages of one seed group (same `Stage.group`) together; returns their completion records.
+
+    Stages already done are not run again, and one started alone with the same inputs continues alone
+    (its training resumes from its checkpoint); the rest (a group stopped midway included: groups keep no
+    checkpoints) start together, and each gets its own records as if it had run alone. Each stage's wall
+    time is its share of the group's (the group's over K).
+    """
+    if len(stages) == 1:
+        return [run_one(stages[0], out, prints[stages[0].id], services=services, log=log)]
+    if len({s.group for s in stages}) != 1 or not stages[0].group or stages[0].group_action is None:
+        raise ValueError(f"stages {[s.id for s in stages]} are not one seed group")
+    together = []
+    for s in stages:
+        state = status(out, s, prints[s.id])
+        if state == "done" or (state == "partial" and RunFolder(out / "stages" / s.id).checkpoint.exists()):
+            run_one(s, out, prints[s.id], services=services, log=log)
+        else:  # not begun, or begun in a group that was stopped (groups keep no checkpoints)
+            together.append(s)
+    if len(together) == 1:
+        run_one(together[0], out, prints[together[0].id], services=services, log=log)
+    elif together:
+        for s in together:
+            _start(s, out, prints[s.id])
+        started = time.perf_counter()
+        try:
+            records = together[0].group_action([StageContext(out, s, services, log) for s in together])
+        except UserError as exc:
+            raise UserError(f"stages {', '.join(s.id for s in together)}: {exc}") from None
+        share = (time.perf_counter() - started) / len(together)
+        for s, record in zip(together, records):
+            _finish(s, out, prints[s.id], record, share)
+    return [StageFolder(out / "stages" / s.id).read_done() for s in stages]
+
+
+def _start(stage: Stage, out: Path, fingerprint: str) -> None:
+    """Clear a stale folder and write the stage's started record (config, fingerprint, code revision)."""
+    from guided.provenance import git_revision
+
+    folder = out / "stages" / stage.id
+    if status(out, stage, fingerprint) == "stale":
+        remove_inside(folder, out / "stages")  # refuses any folder outside the study's stages
+    folder.mkdir(parents=True, exist_ok=True)
+    record = {"id": stage.id, "kind": stage.kind, "fingerprint": fingerprint, "config": stage.config}
+    started_at = {"started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "revision": git_revision()}
+    StageFolder(folder).write_started({**record, **started_at})
+
+
+def _finish(stage: Stage, out: Path, fingerprint: str, record: dict[str, Any], seconds: float) -> dict[str, Any]:
     done = {
         "id": stage.id,
         "fingerprint": fingerprint,
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "wall_time_s": round(time.perf_counter() - started, 1),
+        "wall_time_s": round(seconds, 1),
         "record": record,
     }
-    StageFolder(folder).write_done(done)
+    StageFolder(out / "stages" / stage.id).write_done(done)
     return done
+
+
+def units(ready: Sequence[Stage], *, group_seeds: int = 0) -> list[tuple[Stage, ...]]:
+    """What to run next, in plan order: each stage alone, or (``group_seeds`` K above 1) stages of one
+    seed group up to K together, placed where the first of them stands."""
+    if group_seeds < 2:
+        return [(s,) for s in ready]
+    result: list[tuple[Stage, ...]] = []
+    taken: set[str] = set()
+    for s in ready:
+        if s.id in taken:
+            continue
+        unit = [x for x in ready if s.group and x.group == s.group and x.id not in taken][:group_seeds] or [s]
+        taken.update(x.id for x in unit)
+        result.append(tuple(unit))
+    return result
 
 
 def run_stages(
@@ -146,6 +223,7 @@ def run_stages(
     executor: Any = None,
     log: Callable[[str], None] = print,
     estimate: dict[str, Any] | None = None,
+    group_seeds: int = 0,
 ) -> dict[str, dict[str, Any]]:
     """Run every unfinished stage, each after the stages it reads; returns each stage's completion record.
 
@@ -153,24 +231,29 @@ def run_stages(
     whose inputs are finished is handed to it, as many at once as it has slots. A stage whose inputs
     changed since it last ran is redone from scratch, and so (through the fingerprints) is everything
     that reads it. With an ``estimate`` (`guided.pipeline.estimate`), progress lines say the time elapsed
-    and about how much is left.
+    and about how much is left. With ``group_seeds`` K above 1, up to K ready stages of one seed group
+    (`Stage.group`) run together as one unit (`run_group`).
     """
     prints = fingerprints(stages)
     todo = [s for s in stages if status(out, s, prints[s.id]) != "done"]
     log(f"{len(stages)} stages, {len(stages) - len(todo)} already done")
     progress = Progress(estimate, slots=getattr(executor, "slots", 1))
     if executor is None:
-        for n, s in enumerate(todo, 1):
-            log(
-                f"[{n}/{len(todo)}] {s.kind} {s.id}"
-                + (" (continuing)" if status(out, s, prints[s.id]) == "partial" else "")
-                + progress.line()
-            )
-            done = run_one(s, out, prints[s.id], services=services, log=log)
-            progress.finished(s.id)
-            log(f"      done in {done['wall_time_s']:.0f}s")
+        pending, n = list(todo), 0
+        while pending:
+            waiting = {s.id for s in pending}
+            unit = units([s for s in pending if not set(s.needs) & waiting], group_seeds=group_seeds)[0]
+            n += len(unit)
+            partial = " (continuing)" if status(out, unit[0], prints[unit[0].id]) == "partial" else ""
+            log(f"[{n}/{len(todo)}] {unit[0].kind} {_named(unit)}{partial}" + progress.line())
+            started = time.perf_counter()
+            run_group(unit, out, prints, services=services, log=log)
+            for s in unit:
+                pending.remove(s)
+                progress.finished(s.id)
+            log(f"      done in {time.perf_counter() - started:.0f}s")
     else:
-        _schedule(todo, out, executor, log, progress)
+        _schedule(todo, out, executor, log, progress, group_seeds)
     return {s.id: StageFolder(out / "stages" / s.id).read_done()["record"] for s in stages}
 
 
@@ -200,26 +283,36 @@ class Progress:
         return f"  (elapsed {clock(elapsed)}, about {clock(left)} left)"
 
 
-def _schedule(todo: list[Stage], out: Path, executor: Any, log: Callable[[str], None], progress=None) -> None:
-    """Keep the executor's slots busy with ready stages, in plan order, until every stage is done."""
+def _schedule(
+    todo: list[Stage], out: Path, executor: Any, log: Callable[[str], None], progress=None, group_seeds: int = 0
+) -> None:
+    """Keep the executor's slots busy with ready stages (or seed groups of them), in plan order, until
+    every stage is done."""
     progress = progress or Progress(None)
     pending, running, finished = list(todo), {}, set()
     waiting_on = {s.id for s in todo}  # what the other stages need is done already
     count = 0
     while pending or running:
         ready = [s for s in pending if not (set(s.needs) & waiting_on - finished)]
-        for s in ready[: max(0, executor.slots - len(running))]:
-            pending.remove(s)
-            running[executor.submit(s.id)] = s
-            log(f"      start {s.kind} {s.id}")
+        for unit in units(ready, group_seeds=group_seeds)[: max(0, executor.slots - len(running))]:
+            for s in unit:
+                pending.remove(s)
+            running[executor.submit(tuple(s.id for s in unit))] = unit
+            log(f"      start {unit[0].kind} {_named(unit)}")
         if not running:
             raise RuntimeError(f"stages {[s.id for s in pending]} wait on stages that never run")
         handle, result = executor.wait(list(running))
-        s = running.pop(handle)
-        count += 1
-        progress.finished(s.id)
+        unit = running.pop(handle)
+        count += len(unit)
+        for s in unit:
+            progress.finished(s.id)
+            finished.add(s.id)
         log(
-            f"[{count}/{len(todo)}] {s.kind} {s.id}: done in {result['wall_time_s']:.0f}s on {result['worker']}"
-            + progress.line()
+            f"[{count}/{len(todo)}] {unit[0].kind} {_named(unit)}: done in {result['wall_time_s']:.0f}s on "
+            f"{result['worker']}" + progress.line()
         )
-        finished.add(s.id)
+
+
+def _named(unit: Sequence[Stage]) -> str:
+    """``source/uniform-s0`` or ``source/uniform-s0 with 2 more seeds``."""
+    return unit[0].id + (f" with {len(unit) - 1} more seed(s)" if len(unit) > 1 else "")

@@ -18,6 +18,8 @@ and ``search/{arm}-best-s{seed}`` (its best spec retrained like the designs), an
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +30,14 @@ from guided.design import Budget, budget_kind, design, parse_budget
 from guided.errors import UserError
 from guided.folders import PrunedFolder, RunFolder, SearchFolder, StageFolder, StudyFolder
 from guided.io import read_spec
-from guided.operations import design_to, latency_table, prune_run, train_run, training_config
+from guided.operations import (
+    design_to,
+    latency_table,
+    prune_run,
+    train_run,
+    train_runs_together,
+    training_config,
+)
 from guided.patterns import Pattern, summarize
 from guided.pipeline.config import PruneConfig, Study, slug
 from guided.pipeline.report import write_report
@@ -179,8 +188,13 @@ def plan(study: Study, services: Services) -> list[Stage]:
 
 def _stage(stage_id: str, kind: str, config: dict[str, Any], needs: tuple[str, ...] = (), **rest) -> Stage:
     """A stage that runs its kind's action (`ACTIONS`) from ``config`` alone: what is fingerprinted is
-    what runs."""
-    return Stage(stage_id, kind, config, ACTIONS[kind], needs, **rest)
+    what runs. A training run that no hook changes joins the seed group of the runs that differ from it
+    only in their seeds (`Stage.group`), which may train together (``guided run --group-seeds``)."""
+    group = ""
+    if kind == "train" and not any(config.get(k) for k in ("sparsity_l1", "sparsity_gates", "masks", "save_init")):
+        same = {k: v for k, v in config.items() if k not in ("seed", "init_seed")}
+        group = hashlib.sha256(json.dumps([same, needs], sort_keys=True).encode()).hexdigest()[:16]
+    return Stage(stage_id, kind, config, ACTIONS[kind], needs, group=group, group_action=_train_group, **rest)
 
 
 def _domain(name: str, data_cfg: DataConfig, arch: str, width_mult: float, head, services: Services) -> Domain:
@@ -542,7 +556,7 @@ def _quiet(ctx: StageContext):
 
 
 def _brief(result: dict[str, Any]) -> dict[str, Any]:
-    keys = ("test_acc", "params", "macs", "epochs", "wall_time_s", "train_images_per_s", "mode")
+    keys = ("test_acc", "params", "macs", "epochs", "wall_time_s", "train_images_per_s", "mode", "group_size")
     return {k: result[k] for k in keys if k in result}
 
 
@@ -568,6 +582,25 @@ def _train(ctx: StageContext) -> dict[str, Any]:
     svc = ctx.services
     result = train_run(config, ctx.dir, data=svc.data(config["data"]), device=svc.device, log=_quiet(ctx))
     return _brief(result)
+
+
+def _train_group(ctxs: list[StageContext]) -> list[dict[str, Any]]:
+    """Train stages of one seed group together (`guided.operations.train_runs_together`)."""
+    configs = []
+    for ctx in ctxs:
+        config = dict(ctx.stage.config)
+        if "stage" in config["spec"]:
+            config["spec"] = _read_spec(ctx, config["spec"]).to_dict()
+        configs.append(config)
+    svc = ctxs[0].services
+    results = train_runs_together(
+        configs,
+        [ctx.dir for ctx in ctxs],
+        data=svc.data(configs[0]["data"]),
+        device=svc.device,
+        log=_quiet(ctxs[0]),
+    )
+    return [_brief(r) for r in results]
 
 
 def _retrain(ctx: StageContext) -> dict[str, Any]:

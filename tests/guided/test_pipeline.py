@@ -330,6 +330,19 @@ def test_two_local_workers_give_the_serial_results(tmp_path, finished_study, cap
     assert_same_tables(finished_study, out)
 
 
+def test_seed_groups_in_workers_give_the_serial_results_to_float_tolerance(tmp_path, finished_study, capsys):
+    out = tmp_path / "out"
+    argv = ["run", str(write_study(tmp_path)), "--out", str(out), "--jobs", "2", "--threads", "2", "--group-seeds", "2"]
+    assert main(argv) == 0
+    assert "with 1 more seed(s)" in capsys.readouterr().out
+    assert set(records(out)) == set(records(finished_study))
+    alone, grouped = (pd.read_csv(f / "runs.csv").set_index("stage") for f in (finished_study, out))
+    together = grouped[grouped["group_size"] == 2].index
+    # the from-scratch designs, transfers and searched bests of both seeds; not the sparse bases (a hook)
+    assert any("uniform" in s for s in together) and not any("base" in s for s in together)
+    assert (grouped["test_acc"] - alone["test_acc"]).abs().max() <= 0.03  # 6 of 200 test images
+
+
 def test_dry_run_lists_status_and_editing_a_section_redoes_only_what_reads_it(finished_study, tmp_path):
     study = parse_study(tomllib.loads(TINY))
     rows = dry_run(study, finished_study, calibrate=False)
