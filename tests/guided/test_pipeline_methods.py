@@ -230,8 +230,9 @@ def test_a_mobilenetv2_study_prunes_designs_and_searches_its_hidden_widths(tmp_p
     assert stages[0]["keep_ratio_mean"] == 1.0 and stages[2]["keep_ratio_mean"] < 1.0  # the stem is tied
     runs = pd.read_csv(out / "runs.csv")
     designed = runs[runs["role"] == "scratch"]
-    assert set(designed["arm"]) == {"uniform", "guided", "guided-per-layer", "pruned", "seeded"}
     source = designed[designed["domain"] == "source"]
+    assert set(source["arm"]) == {"uniform", "guided", "guided-per-layer", "pruned"}
+    assert set(runs.loc[runs["role"] == "search-best", "arm"]) == {"seeded"}
     full = runs.loc[runs["role"] == "base", "macs"].iloc[0]
     assert (source["macs"] <= 0.51 * full).all() and (source["macs"] >= 0.45 * full).all()
     transferred = designed[designed["domain"] == "wide"]
