@@ -32,6 +32,7 @@ __all__ = [
     "training_config",
     "train_run",
     "train_runs_together",
+    "SOLO_KEYS",
     "run_config",
     "run_settings",
     "flat_settings",
@@ -124,6 +125,10 @@ def train_run(
     )
 
 
+#: Config keys that make a run train alone: training hooks, or an initial-weights file to write.
+SOLO_KEYS = ("sparsity_l1", "sparsity_gates", "masks", "save_init")
+
+
 def train_runs_together(
     configs: Sequence[dict[str, Any]],
     outs: Sequence[str | Path],
@@ -149,7 +154,7 @@ def train_runs_together(
         if other != first:
             differ = sorted(k for k in set(first) | set(other) if first.get(k) != other.get(k))
             raise UserError(f"runs trained together may differ only in their seeds; these differ: {', '.join(differ)}")
-    hooks = [k for k in ("sparsity_l1", "sparsity_gates", "masks", "save_init") if first.get(k)]
+    hooks = [k for k in SOLO_KEYS if first.get(k)]
     if hooks:
         raise UserError(f"runs with {', '.join(hooks)} train one at a time (a seed group has no hooks)")
     spec = ArchSpec.from_dict(first["spec"])

@@ -31,6 +31,7 @@ from guided.errors import UserError
 from guided.folders import PrunedFolder, RunFolder, SearchFolder, StageFolder, StudyFolder
 from guided.io import read_spec
 from guided.operations import (
+    SOLO_KEYS,
     design_to,
     latency_table,
     prune_run,
@@ -191,7 +192,7 @@ def _stage(stage_id: str, kind: str, config: dict[str, Any], needs: tuple[str, .
     what runs. A training run that no hook changes joins the seed group of the runs that differ from it
     only in their seeds (`Stage.group`), which may train together (``guided run --group-seeds``)."""
     group = ""
-    if kind == "train" and not any(config.get(k) for k in ("sparsity_l1", "sparsity_gates", "masks", "save_init")):
+    if kind == "train" and not any(config.get(k) for k in SOLO_KEYS):
         same = {k: v for k, v in config.items() if k not in ("seed", "init_seed")}
         group = hashlib.sha256(json.dumps([same, needs], sort_keys=True).encode()).hexdigest()[:16]
     return Stage(stage_id, kind, config, ACTIONS[kind], needs, group=group, group_action=_train_group, **rest)
