@@ -57,7 +57,15 @@ from guided.folders import RunFolder
 from guided.io import atomic_write_text, write_json, write_spec
 from guided.loader import DeviceLoader
 from guided.recipes import Recipe
-from guided.train import TrainingDiverged, check_fits, make_loaders, resolve_precision, run_result, save_weights
+from guided.train import (
+    TrainingDiverged,
+    check_fits,
+    make_loaders,
+    record_epoch,
+    resolve_precision,
+    run_result,
+    save_weights,
+)
 
 __all__ = ["SeedGroup", "train_together"]
 
@@ -155,18 +163,9 @@ def train_together(
         trained = time.perf_counter() - start
         test_rows = evaluate_group(group, test_loader, amp=amp)
         seconds = time.perf_counter() - start
-        for state, (train_loss, train_acc), (test_loss, test_acc) in zip(states, train_rows, test_rows):
-            _record(
-                state,
-                recipe,
-                len(first),
-                trained / group.k,
-                seconds / group.k,
-                train_loss,
-                train_acc,
-                test_loss,
-                test_acc,
-            )
+        for state, train, test in zip(states, train_rows, test_rows):
+            state["step"] += len(first)
+            record_epoch(state, recipe, len(first), trained / group.k, seconds / group.k, train, test)
         accs = " ".join(f"{s['metrics'][-1]['test_acc']:6.2%}" for s in states)
         log(f"epoch {epoch + 1:>3}/{recipe.epochs}  {group.k} seeds, test acc {accs}  {seconds:6.1f}s")
     return _write_runs(group, outs, data, recipe, states, seeds, amp, configs, device)
@@ -238,28 +237,6 @@ def evaluate_group(group: SeedGroup, loader: DeviceLoader, *, amp: bool = False)
         n += len(y)
     group.train(True)
     return [(loss / n, c / n) for loss, c in zip(loss_sum.tolist(), correct.tolist())]
-
-
-def _record(state, recipe, steps, trained, seconds, train_loss, train_acc, test_loss, test_acc) -> None:
-    """One epoch's row in a seed's ``state``, as `guided.train` writes it; times are the seed's share."""
-    images = steps * recipe.batch_size
-    state["elapsed"] += seconds
-    state["train_seconds"] = state.get("train_seconds", 0.0) + trained
-    state["train_images"] = state.get("train_images", 0) + images
-    state["step"] += steps
-    state["epoch"] += 1
-    state["metrics"].append(
-        {
-            "epoch": state["epoch"],
-            "train_loss": train_loss,
-            "train_acc": train_acc,
-            "test_loss": test_loss,
-            "test_acc": test_acc,
-            "lr": recipe.lr_at(state["step"] / (recipe.epochs * steps)),
-            "seconds": round(seconds, 3),
-            "images_per_s": round(images / seconds, 1),
-        }
-    )
 
 
 def _write_runs(group, outs, data, recipe, states, seeds, amp, configs, device) -> list[dict[str, Any]]:

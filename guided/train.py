@@ -53,6 +53,7 @@ __all__ = [
     "check_fits",
     "make_loaders",
     "run_result",
+    "record_epoch",
     "CHECKPOINT_FORMAT",
 ]
 
@@ -258,21 +259,9 @@ class _Loop:
         trained = time.perf_counter() - start
         test_loss, test_acc = evaluate(self.step_fn, test_loader, amp=self.amp)
         seconds = time.perf_counter() - start
-        state["elapsed"] += seconds
-        state["train_seconds"] = state.get("train_seconds", 0.0) + trained  # absent in older checkpoints
-        state["train_images"] = state.get("train_images", 0) + len(train_loader) * recipe.batch_size
-        state["epoch"] += 1
-        row = {
-            "epoch": state["epoch"],
-            "train_loss": train_loss,
-            "train_acc": train_acc,
-            "test_loss": test_loss,
-            "test_acc": test_acc,
-            "lr": recipe.lr_at(state["step"] / total_steps),
-            "seconds": round(seconds, 3),
-            "images_per_s": round(len(train_loader) * recipe.batch_size / seconds, 1),
-        }
-        state["metrics"].append(row)
+        row = record_epoch(
+            state, recipe, len(train_loader), trained, seconds, (train_loss, train_acc), (test_loss, test_acc)
+        )
         left = epochs - state["epoch"]
         eta = f"  eta {clock(left * state['elapsed'] / state['epoch'])}" if left else ""
         self.log(
@@ -280,6 +269,29 @@ class _Loop:
             f"test loss {test_loss:.4f} acc {test_acc:6.2%}  {seconds:6.1f}s  {row['images_per_s']:.0f} img/s{eta}"
         )
         return row
+
+
+def record_epoch(state: dict, recipe: Recipe, steps: int, trained: float, seconds: float, train, test) -> dict:
+    """Count a finished epoch of ``steps`` optimiser steps in ``state`` (after they advanced ``state["step"]``)
+    and append its metrics row: ``train`` and ``test`` are (loss, accuracy); ``trained`` and ``seconds`` the
+    training and the whole epoch's seconds. Returns the row (one line of ``metrics.jsonl``)."""
+    images = steps * recipe.batch_size
+    state["elapsed"] += seconds
+    state["train_seconds"] = state.get("train_seconds", 0.0) + trained  # absent in older checkpoints
+    state["train_images"] = state.get("train_images", 0) + images
+    state["epoch"] += 1
+    row = {
+        "epoch": state["epoch"],
+        "train_loss": train[0],
+        "train_acc": train[1],
+        "test_loss": test[0],
+        "test_acc": test[1],
+        "lr": recipe.lr_at(state["step"] / (recipe.epochs * steps)),
+        "seconds": round(seconds, 3),
+        "images_per_s": round(images / seconds, 1),
+    }
+    state["metrics"].append(row)
+    return row
 
 
 def _check_resume(out: Path, recipe: Recipe, resume: bool) -> dict[str, Any] | None:
