@@ -10,6 +10,9 @@ Target (issue "times and speeds a user can trust"): within 30% of the measured w
 
 Run: ``python benchmarks/estimates.py configs/study-tiny-digits.toml`` (about a minute), and
 ``python benchmarks/estimates.py configs/study-vgg16-cifar10-cpu.toml --jobs 2 --time-box 900``.
+``--throughput FILE`` makes the dry run estimate from a throughput benchmark's results instead
+(`guided run --dry-run --throughput`; a CPU benchmark of the study's networks checks that model where
+the study runs), and ``--keep DIR`` runs the study into DIR and keeps it.
 Appends one record per run to ``results/benchmarks/estimates.json`` (a record of the same study, jobs
 and time box is replaced).
 """
@@ -38,12 +41,21 @@ from guided.speed import benchmark_condition, other_load
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def measure(study_file: str, jobs: int, time_box: float | None, threads: int | None) -> dict:
+def measure(
+    study_file: str,
+    jobs: int,
+    time_box: float | None,
+    threads: int | None,
+    throughput: str | None = None,
+    keep: str | None = None,
+) -> dict:
     study = load_study(study_file)
     with tempfile.TemporaryDirectory(prefix="guided-estimates-") as tmp:
-        out = Path(tmp) / "study"
+        out = Path(keep) if keep else Path(tmp) / "study"
+        if out.exists():
+            raise SystemExit(f"{out} exists; --keep takes a new folder")
         started = time.perf_counter()
-        rows = dry_run(study, out, jobs=jobs, threads=threads)
+        rows = dry_run(study, out, jobs=jobs, threads=threads, throughput=throughput)
         dry_s = time.perf_counter() - started
         load_before = other_load(1.0)
         cmd = [sys.executable, "-m", "guided", "run", study_file, "--out", str(out), "--jobs", str(jobs)]
@@ -83,6 +95,7 @@ def measure(study_file: str, jobs: int, time_box: float | None, threads: int | N
             "study": study_file,
             "jobs": jobs,
             "threads": threads,
+            "throughput": throughput,
             "time_box_s": time_box,
             "stopped_by_time_box": stopped,
             "stages": len(rows),
@@ -119,16 +132,18 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1, help="as guided run --jobs (default 1)")
     parser.add_argument("--threads", type=int, help="as guided run --threads (default: every core)")
     parser.add_argument("--time-box", type=float, help="stop the run after this many seconds (default: let it finish)")
+    parser.add_argument("--throughput", metavar="FILE", help="estimate from this throughput benchmark's results")
+    parser.add_argument("--keep", metavar="DIR", help="run the study into DIR (new) and keep it there")
     parser.add_argument("--out", default=str(ROOT / "results" / "benchmarks" / "estimates.json"))
     args = parser.parse_args()
     threads.configure(args.threads)  # as the guided command does before a dry run
-    record = measure(args.study, args.jobs, args.time_box, args.threads)
+    record = measure(args.study, args.jobs, args.time_box, args.threads, args.throughput, args.keep)
     record.update(
         revision=git_revision(), date=time.strftime("%Y-%m-%d"), cpu=cpu(), host=provenance(torch.device("cpu"))
     )
     path = Path(args.out)
     runs = json.loads(path.read_text())["runs"] if path.is_file() else []
-    same = ("study", "jobs", "time_box_s")
+    same = ("study", "jobs", "time_box_s", "throughput")
     runs = [r for r in runs if any(r.get(k) != record[k] for k in same)] + [record]
     write_json(path, {"benchmark": "benchmarks/estimates.py", "target": "within 30% of the wall time", "runs": runs})
     print(json.dumps({k: v for k, v in record.items() if k != "host"}, indent=1))

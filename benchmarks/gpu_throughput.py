@@ -165,6 +165,10 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--modes", default="fp32,bf16,compile,seeds-4,seeds-8,seeds-16,jobs-4,jobs-8",
                    help="comma-separated modes (see the module docstring)")  # fmt: skip
+    p.add_argument(
+        "--models",
+        help="comma-separated NAME:WIDTH networks (default: vgg16:0.25,vgg16:1,resnet56:1; --smoke: small ones)",
+    )
     p.add_argument("--peak-tflops", type=float, help="the device's dense bf16 peak (default: from PEAKS)")
     p.add_argument("--smoke", action="store_true", help="small sizes, seconds on a CPU (for the test)")
     p.add_argument("--threads", type=int, help="CPU threads of this process")
@@ -176,7 +180,9 @@ def main(argv=None) -> int:
     if args.worker:
         return _worker(args)
     device = torch.device(args.device)
-    sizes = SMOKE if args.smoke else FULL
+    sizes = dict(SMOKE if args.smoke else FULL)
+    if args.models:
+        sizes["models"] = [_model(m) for m in args.models.split(",")]
     name_of_device = device_name(device)
     peak = args.peak_tflops or next((v for k, v in PEAKS.items() if k in name_of_device), None)
     native = resolve_precision("auto", device)
@@ -205,6 +211,15 @@ def main(argv=None) -> int:
     }
     write_json(Path(args.out), result)
     return 0
+
+
+def _model(text: str) -> tuple[str, float]:
+    """``NAME:WIDTH`` (e.g. ``vgg16:0.25``) as (name, width multiplier)."""
+    name, _, width = text.partition(":")
+    try:
+        return name, float(width or 1.0)
+    except ValueError:
+        raise SystemExit(f"--models takes NAME:WIDTH entries such as vgg16:0.25, got {text!r}") from None
 
 
 def _measure(mode: str, name: str, width: float, spec, device, sizes, native: str, args) -> dict | None:

@@ -6,8 +6,10 @@ guided pruning). With all keep ratios 1 the same solver gives the **uniform** ba
 multiplier for every layer. ``per_layer`` interpolates the pattern's per-layer ratios by relative depth
 within each stage instead of using one ratio per stage.
 
-A **transfer** designs a network from a pattern observed on another model or dataset: it needs the same
-number of stages (or an explicit ``stage_map`` saying which pattern stage each target stage follows).
+Stages here are design-pattern stages (`models.pattern_stages`): a spec's stages, except that MobileNetV2's
+last 1x1 conv is a stage of its own. A **transfer** designs a network from a pattern observed on another
+model or dataset: it needs the same number of stages (or an explicit ``stage_map`` saying which pattern
+stage each target stage follows).
 Everything here is a pure function of specs and pattern data: nothing is trained.
 """
 
@@ -22,7 +24,7 @@ import numpy as np
 
 from guided.errors import UserError
 from guided.patterns import Pattern
-from models import ArchSpec, cost, entries_per_unit
+from models import ArchSpec, cost, entries_per_unit, pattern_stages
 
 __all__ = [
     "Budget",
@@ -32,6 +34,7 @@ __all__ = [
     "layer_ratios",
     "design",
     "design_sparsity",
+    "pattern_stage_count",
     "DESIGNABLE",
 ]
 
@@ -239,10 +242,12 @@ def design(
 
 
 def _ratios(target: ArchSpec, pattern, per_layer: bool, stage_map) -> list[list[float]]:
-    """The keep ratio of every width entry of ``target``, by stage (uniform: all 1)."""
-    n_stages = len(target.stages)
+    """The keep ratio of every width entry of ``target``, by stage (uniform: all 1). Each entry follows its
+    design-pattern stage (`models.pattern_stages`: a spec stage, or MobileNetV2's last 1x1 conv alone)."""
     if pattern is None:
         return [[1.0] * len(s) for s in target.stages]
+    of = pattern_stages(target)
+    n_stages = pattern_stage_count(target)
     per_stage = stage_ratios(pattern)
     if stage_map is None:
         if len(per_stage) != n_stages:
@@ -256,8 +261,15 @@ def _ratios(target: ArchSpec, pattern, per_layer: bool, stage_map) -> list[list[
     if len(stage_map) != n_stages or any(not 0 <= m < len(per_stage) for m in stage_map):
         raise UserError(f"a stage map needs {n_stages} indices in 0..{len(per_stage) - 1}, got {stage_map}")
     if per_layer:
-        return layer_ratios(pattern, [len(s) for s in target.stages], stage_map)
-    return [[per_stage[m]] * len(s) for s, m in zip(target.stages, stage_map)]
+        counts = [sum(row.count(p) for row in of) for p in range(n_stages)]
+        values = [iter(r) for r in layer_ratios(pattern, counts, stage_map)]
+        return [[next(values[p]) for p in row] for row in of]
+    return [[per_stage[stage_map[p]] for p in row] for row in of]
+
+
+def pattern_stage_count(spec: ArchSpec) -> int:
+    """How many design-pattern stages ``spec`` has (`models.pattern_stages`): a pattern of it has as many."""
+    return 1 + max(p for row in pattern_stages(spec) for p in row)
 
 
 def _base_widths(target: ArchSpec) -> dict[str, Any]:
@@ -318,13 +330,16 @@ def _apply(target: ArchSpec, base, ratios, scale: float, k: int, bumps: dict) ->
 def _apply_projected(target: ArchSpec, base, ratios, scale: float, k: int, bumps: dict) -> ArchSpec:
     """Families whose shortcuts project where widths change (MobileNetV2, torchvision's ResNets): inner widths
     (and MobileNetV2's last 1x1 conv) follow the pattern; each stage's output width, and the ResNet stem,
-    its stage's mean ratio, with no ordering to keep."""
+    the mean ratio of its stage's blocks (not of the last conv, a pattern stage of its own), with no
+    ordering to keep."""
     stages = [
         [_round(w * r * scale, k) + bumps.get((s, i), 0) for i, (w, r) in enumerate(zip(ws, rs))]
         for s, (ws, rs) in enumerate(zip(base["stages"], ratios))
     ]
-    outs = [_round(w * float(np.mean(r)) * scale, k) for w, r in zip(base["stage_widths"], ratios)]
-    stem = _round(base["stem"] * float(np.mean(ratios[0])) * scale, k) if base["stem"] else 0
+    of = pattern_stages(target)
+    blocks = [[r for r, p in zip(rs, row) if p == s] for s, (rs, row) in enumerate(zip(ratios, of))]
+    outs = [_round(w * float(np.mean(r)) * scale, k) for w, r in zip(base["stage_widths"], blocks)]
+    stem = _round(base["stem"] * float(np.mean(blocks[0])) * scale, k) if base["stem"] else 0
     return target.replace(stages=stages, stage_widths=outs, stem_width=stem)
 
 

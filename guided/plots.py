@@ -120,10 +120,15 @@ def width_bars_data(pattern: Pattern, designs: dict[str, Any]) -> dict[str, Any]
         std = row["keep_ratio_std"] * row["original"] / max(layer_counts[row["stage"]], 1)
         pruned.append((per_layer, std))
     series = {"pruned": {"mean": [m for m, _ in pruned], "std": [sd for _, sd in pruned]}}
+    from models import pattern_stages
+
     for label, spec in designs.items():
-        if len(spec.stages) != len(stages):
-            raise ValueError(f"design {label!r} has {len(spec.stages)} stages, the pattern {len(stages)}")
-        series[label] = {"mean": [sum(st) / len(st) for st in spec.stages], "std": [0.0] * len(stages)}
+        pairs = [(p, w) for row, widths in zip(pattern_stages(spec), spec.stages) for p, w in zip(row, widths)]
+        if 1 + max(p for p, _ in pairs) != len(stages):
+            raise ValueError(f"design {label!r} has {1 + max(p for p, _ in pairs)} stages, the pattern {len(stages)}")
+        widths = [[w for p, w in pairs if p == s] for s in range(len(stages))]
+        means = [sum(ws) / len(ws) for ws in widths]
+        series[label] = {"mean": means, "std": [0.0] * len(stages)}
     return {"stages": stages, "series": series}
 
 

@@ -57,7 +57,10 @@ def resolve_device(name: str) -> torch.device:
     except RuntimeError:
         raise UserError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda was asked for but no CUDA device is available; use --device cpu")
+        raise UserError(
+            f"device {name!r} was asked for but this machine has no CUDA device; use cpu "
+            '(--device cpu, or device = "cpu" under [study] in a study file)'
+        )
     return device
 
 

@@ -22,6 +22,7 @@ from models.registry import (
     create_spec,
     layers,
     list_models,
+    pattern_stages,
     register_model,
 )
 from models.spec import SPEC_FORMAT, ArchSpec, SpecError, entries_per_unit
@@ -46,6 +47,7 @@ __all__ = [
     "from_torchvision",
     "layers",
     "list_models",
+    "pattern_stages",
     "register_model",
     "torchvision_spec",
 ]

@@ -42,6 +42,7 @@ __all__ = [
     "build_mobilenetv2",
     "mobilenetv2_layers",
     "mobilenetv2_groups",
+    "mobilenetv2_pattern_stages",
     "make_divisible",
 ]
 
@@ -248,3 +249,20 @@ def mobilenetv2_groups(spec: ArchSpec) -> list[ChannelGroup]:
     last = len(spec.stages) - 1
     groups.append(conv_group(last, len(spec.stages[last]) - 1, spec.stages[last][-1], "last.conv", "last.bn", "fc"))
     return groups
+
+
+def mobilenetv2_pattern_stages(spec: ArchSpec) -> list[list[int]]:
+    """Each width entry's design-pattern stage: its block's stage, and one more stage for the last 1x1 conv.
+
+    That conv (1280 channels below ``width_mult`` 1) closes the network and is read only by the classifier:
+    pooled with the last stage's one block (240 hidden channels at x0.25), its share would set the stage's
+    ratio alone, and a guided design would shrink the block by what pruning did to the conv.
+
+    Example:
+        >>> from models import create_spec
+        >>> mobilenetv2_pattern_stages(create_spec("mobilenetv2", width_mult=0.25))[-2:]
+        [[5, 5, 5], [6, 7]]
+    """
+    stages = [[s] * len(entries) for s, entries in enumerate(spec.stages)]
+    stages[-1][-1] = len(spec.stages)
+    return stages

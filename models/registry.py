@@ -20,6 +20,7 @@ from models.mobilenetv2 import (
     build_mobilenetv2,
     mobilenetv2_groups,
     mobilenetv2_layers,
+    mobilenetv2_pattern_stages,
     mobilenetv2_spec,
 )
 from models.preresnet import build_preresnet, preresnet_groups, preresnet_layers, preresnet_spec
@@ -38,17 +39,20 @@ __all__ = [
     "build",
     "layers",
     "channel_groups",
+    "pattern_stages",
     "cost",
 ]
 
 
 @dataclass(frozen=True)
 class Family:
-    """How one family turns a spec into a module, weight-layer rows and prunable channel groups."""
+    """How one family turns a spec into a module, weight-layer rows and prunable channel groups (and, where
+    they are not its stages, the design-pattern stages of its width entries: `pattern_stages`)."""
 
     build: Callable[[ArchSpec], nn.Module]
     layers: Callable[[ArchSpec], list[Layer]]
     groups: Callable[[ArchSpec], list[ChannelGroup]]
+    pattern_stages: Callable[[ArchSpec], list[list[int]]] | None = None
 
 
 FAMILIES: dict[str, Family] = {
@@ -56,7 +60,7 @@ FAMILIES: dict[str, Family] = {
     "resnet": Family(build_resnet, resnet_layers, resnet_groups),
     "preresnet": Family(build_preresnet, preresnet_layers, preresnet_groups),
     "densenet": Family(build_densenet, densenet_layers, densenet_groups),
-    "mobilenetv2": Family(build_mobilenetv2, mobilenetv2_layers, mobilenetv2_groups),
+    "mobilenetv2": Family(build_mobilenetv2, mobilenetv2_layers, mobilenetv2_groups, mobilenetv2_pattern_stages),
     "tvresnet": Family(build_tvresnet, tvresnet_layers, tvresnet_groups),
 }
 
@@ -163,6 +167,19 @@ def layers(spec: ArchSpec) -> list[Layer]:
 def channel_groups(spec: ArchSpec) -> list[ChannelGroup]:
     """The prunable channel groups of a spec, one per entry of ``spec.stages``, in forward order."""
     return FAMILIES[spec.family].groups(spec)
+
+
+def pattern_stages(spec: ArchSpec) -> list[list[int]]:
+    """The design-pattern stage of every entry of ``spec.stages``: where a pruning pattern pools it and a
+    guided design reads its ratio. Its own stage, except where a family says otherwise (MobileNetV2's last
+    1x1 conv is a stage of its own: see `models.mobilenetv2.mobilenetv2_pattern_stages`).
+
+    Example:
+        >>> pattern_stages(create_spec("vgg11", width_mult=0.25))
+        [[0], [1], [2, 2], [3, 3], [4, 4]]
+    """
+    own = FAMILIES[spec.family].pattern_stages
+    return own(spec) if own else [[s] * len(entries) for s, entries in enumerate(spec.stages)]
 
 
 def cost(spec: ArchSpec, density: dict[str, float] | None = None) -> Cost:

@@ -1,6 +1,6 @@
 """The search space: per-stage (or per-layer) width ratios, turned into specs that meet the budget.
 
-A trial samples a *shape*: a relative width ratio for each stage (``r0``, ``r1``, ...) or each layer
+A trial samples a *shape*: a relative width ratio for each (design-pattern) stage (``r0``, ``r1``, ...) or each layer
 (``l0``, ``l1``, ...). `guided.design.design` then scales that shape by one global factor so the spec's
 parameters (or MACs) meet the budget within 1%, the same way guided and uniform designs are built. So the
 space never proposes an over-budget network, and a guided or uniform design is a point of it (uniform:
@@ -12,10 +12,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from guided.design import Budget, design
+from guided.design import Budget, design, pattern_stage_count
 from guided.errors import UserError
 from guided.patterns import Pattern
-from models import ArchSpec
+from models import ArchSpec, pattern_stages
 
 __all__ = ["WidthSpace", "RATIO_LOW", "RATIO_HIGH"]
 
@@ -41,7 +41,7 @@ class WidthSpace:
         """Parameter names, in order."""
         if self.per_layer:
             return [f"l{i}" for i in range(len(self.target.widths()))]
-        return [f"r{s}" for s in range(len(self.target.stages))]
+        return [f"r{s}" for s in range(pattern_stage_count(self.target))]
 
     def suggest(self, trial) -> ArchSpec:
         """Sample a shape from an Optuna trial and return its spec (parameters recorded as user attrs)."""
@@ -63,22 +63,16 @@ class WidthSpace:
         return design(self.target, self.budget, pattern=self._pattern(params), per_layer=self.per_layer)
 
     def _pattern(self, params: Mapping[str, float]) -> Pattern:
+        n = pattern_stage_count(self.target)
         if self.per_layer:
-            rows, j = [], 0
-            for s, stage in enumerate(self.target.stages):
-                for _ in stage:
-                    rows.append({"stage": s, "keep_ratio_mean": params[f"l{j}"]})
-                    j += 1
-            stages = [
-                {
-                    "stage": s,
-                    "keep_ratio_mean": sum(r["keep_ratio_mean"] for r in rows if r["stage"] == s)
-                    / len(self.target.stages[s]),
-                }
-                for s in range(len(self.target.stages))
-            ]
+            of = [p for row in pattern_stages(self.target) for p in row]
+            rows = [{"stage": p, "keep_ratio_mean": params[f"l{j}"]} for j, p in enumerate(of)]
+            stages = []
+            for s in range(n):
+                ratios = [r["keep_ratio_mean"] for r in rows if r["stage"] == s]
+                stages.append({"stage": s, "keep_ratio_mean": sum(ratios) / len(ratios)})
             return Pattern("channels", tuple(stages), tuple(rows))
-        stages = [{"stage": s, "keep_ratio_mean": params[f"r{s}"]} for s in range(len(self.target.stages))]
+        stages = [{"stage": s, "keep_ratio_mean": params[f"r{s}"]} for s in range(n)]
         return Pattern("channels", tuple(stages))
 
     def params_of(self, spec: ArchSpec) -> dict[str, float]:
@@ -93,6 +87,11 @@ class WidthSpace:
                 raise UserError(f"seed design {spec.name} has other layers than {self.target.name}")
             raw = [w / b for w, b in zip(spec.widths(), self.target.widths())]
         else:
-            raw = [sum(st) / sum(bt) for st, bt in zip(spec.stages, self.target.stages)]
+            of = [p for row in pattern_stages(self.target) for p in row]
+            pairs = list(zip(of, spec.widths(), self.target.widths()))
+            raw = [
+                sum(w for p, w, _ in pairs if p == s) / sum(b for p, _, b in pairs if p == s)
+                for s in range(pattern_stage_count(self.target))
+            ]
         top = max(raw)
         return {n: min(RATIO_HIGH, max(RATIO_LOW, r / top)) for n, r in zip(self.names, raw)}

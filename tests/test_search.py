@@ -29,15 +29,17 @@ def test_the_space_never_proposes_an_over_budget_spec(per_layer):
         study.tell(trial, 0.0)
 
 
-def test_seed_designs_round_trip_through_the_space():
-    target = create_spec("vgg16", width_mult=0.25)
-    budget = Budget("params", 1e5)
+@pytest.mark.parametrize("arch, stages", [("vgg16", 5), ("mobilenetv2", 8)])  # MobileNetV2's last conv: a stage
+def test_seed_designs_round_trip_through_the_space(arch, stages):
+    target = create_spec(arch, width_mult=0.25)
+    budget = Budget("params", 0.4 * cost(target).params)
     uniform = design(target, budget)
     space = WidthSpace(target, budget)
+    assert space.names == [f"r{s}" for s in range(stages)]
     params = space.params_of(uniform)
     assert all(v == pytest.approx(1.0, abs=0.12) for v in params.values())  # one multiplier, up to rounding
     again = space.spec(params)
-    assert abs(cost(again).params - 1e5) <= 1e3
+    assert abs(cost(again).params - budget.value) <= 0.01 * budget.value
     assert all(abs(a - b) <= max(2, 0.15 * b) for a, b in zip(again.widths(), uniform.widths()))
     with pytest.raises(UserError, match="does not have the stages"):
         space.params_of(create_spec("resnet20"))

@@ -83,6 +83,14 @@ def _prune_args(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--min-channels", type=int, default=1, metavar="N", help="channels every layer keeps (default 1)")
     g.add_argument(
+        "--min-keep",
+        type=float,
+        default=0.0,
+        metavar="F",
+        help="share of its channels every layer keeps, in [0, 1) (default 0): stops a global threshold from "
+        "emptying one wide layer whose scores run low (MobileNetV2's last 1x1 conv under slimming)",
+    )
+    g.add_argument(
         "--samples",
         type=int,
         default=512,
@@ -128,6 +136,8 @@ def _prune(args: argparse.Namespace) -> int:
         raise UserError(f"--min-channels must be at least 1, got {args.min_channels}")
     if args.samples < 1:
         raise UserError(f"--samples must be at least 1, got {args.samples}")
+    if not 0 <= args.min_keep < 1:
+        raise UserError(f"--min-keep must lie in [0, 1) (the share of each layer kept), got {args.min_keep}")
     data = data_from_args(args) if PRUNERS[args.method].needs_data else None
     device = resolve_device(args.device)
     model, source = None, None
@@ -159,6 +169,7 @@ def _prune(args: argparse.Namespace) -> int:
         preset=args.preset,
         allocation=args.allocation,
         min_channels=args.min_channels,
+        min_keep=args.min_keep or None,
         samples=args.samples,
         threshold=args.threshold,
         include_linear=args.include_linear,
@@ -180,7 +191,8 @@ def _summary(method: str, name: str, result) -> list[str]:
         f"{info['params_after']:,} params ({info['params_after'] / info['params_before']:.1%}), "
         f"{info['macs_before'] / 1e6:.1f}M -> {info['macs_after'] / 1e6:.1f}M MACs"
     ]
-    for s in range(len(result.model.spec.stages)):
+    stages = max([len(result.model.spec.stages)] + [r["stage"] + 1 for r in result.rows])  # with pattern stages
+    for s in range(stages):
         rows = [r for r in result.rows if r["stage"] == s]
         if result.masks is not None:
             kept, total = sum(r["kept"] for r in rows), sum(r["weights"] for r in rows)

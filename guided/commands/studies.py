@@ -45,19 +45,32 @@ def _run_args(p: argparse.ArgumentParser) -> None:
         "--dry-run",
         action="store_true",
         help="list the stages with their status, training MACs and estimated time (measured on this machine: a "
-        "few real training steps per architecture, real prunes, the runner's overheads; --jobs and --threads "
-        "as given); run nothing",
+        "few real training steps per architecture, real prunes, the runner's overheads; --jobs, --threads and "
+        "--group-seeds as given); run nothing",
+    )
+    p.add_argument(
+        "--throughput",
+        metavar="FILE",
+        help="with --dry-run: estimate the trainings for the device that measured FILE "
+        "(results/benchmarks/gpu_throughput.json, written by benchmarks/gpu_throughput.py there) instead of "
+        "timing them here: a GPU study's device time, planned on a machine without that GPU",
     )
 
 
 def _run(args: argparse.Namespace) -> int:
+    from guided.errors import UserError
     from guided.io import check_output
     from guided.pipeline import dry_run, load_study, run_study
 
     study = load_study(args.study_file)
     out = check_output(Path(args.out) if args.out else Path("results") / study.study.name)
+    if args.throughput and not args.dry_run:
+        raise UserError("--throughput only estimates (with --dry-run); drop it to run the study")
     if args.dry_run:
-        _print_dry_run(dry_run(study, out, jobs=args.jobs, threads=args.threads))
+        rows = dry_run(
+            study, out, jobs=args.jobs, threads=args.threads, group_seeds=args.group_seeds, throughput=args.throughput
+        )
+        _print_dry_run(rows)
         _print_power(study, out)
         return 0
     run_study(
@@ -86,11 +99,14 @@ def _print_dry_run(rows: list[dict]) -> None:
         print(f"{r['stage']:<{width}}  {r['kind']:<7} {r['status']:<7} {macs:>10} {secs:>9}")
     todo = [r for r in rows if r["status"] != "done"]
     total_macs = sum(r["macs"] for r in todo)
+    basis = todo[0]["basis"] if todo else None
+    head = f"{len(todo)} of {len(rows)} stages to run: {_count(total_macs)} training MACs"
+    if todo and all(r["seconds"] is None for r in todo):
+        print(f"{head}; time {basis}" if basis else head)
+        return
     wall = max((r["start"] + r["seconds"] for r in todo if r["start"] is not None), default=0.0)
-    print(
-        f"{len(todo)} of {len(rows)} stages to run: {_count(total_macs)} training MACs, about {clock(wall)} of wall "
-        f"time on this machine" + (f" ({todo[0]['basis']})" if todo and todo[0]["basis"] else "")
-    )
+    where = f"on {todo[0]['device']}" if todo and todo[0]["device"] else "on this machine"
+    print(f"{head}, about {clock(wall)} of wall time {where}" + (f" ({basis})" if basis else ""))
 
 
 def _print_power(study, out: Path) -> None:

@@ -42,7 +42,7 @@ from typing import Any
 
 from guided.data import DataConfig
 from guided.design import KINDS as BUDGET_KINDS
-from guided.design import budget_kind
+from guided.design import budget_kind, pattern_stage_count
 from guided.errors import UserError
 from guided.io import check_name, read_toml, toml_section
 from guided.pruning import PRUNERS
@@ -129,6 +129,7 @@ class PruneConfig:
     samples: int = 512
     retrain: list[str] = field(default_factory=list)
     cost: str | None = None
+    min_keep: float = 0.0
 
     @property
     def unit(self) -> str:
@@ -143,6 +144,7 @@ class PruneConfig:
             "allocation": self.allocation,
             "samples": self.samples,
             "cost": self.cost,
+            **({"min_keep": self.min_keep} if self.min_keep else {}),
         }
 
     def check(self, where: str) -> None:
@@ -158,6 +160,8 @@ class PruneConfig:
             raise UserError(f"{where}: ratio must lie in (0, 1) (the fraction removed), got {self.ratio}")
         if self.samples < 1:
             raise UserError(f"{where}: samples must be at least 1, got {self.samples}")
+        if not (isinstance(self.min_keep, (int, float)) and 0 <= self.min_keep < 1):
+            raise UserError(f"{where}: min_keep must lie in [0, 1) (the share of each layer kept), got {self.min_keep}")
         if self.unit == "channels" and (self.ratio is None) == (self.preset is None):
             raise UserError(f"{where}: give ratio or preset")
         if self.unit != "channels" and (self.preset is not None or isinstance(self.ratio, list)):
@@ -391,17 +395,18 @@ def _check(s: Study) -> None:
         if t.dataset is not None:
             _check_dataset(t.dataset, f"transfer {t.name!r}")
         target = create_spec(t.arch, width_mult=t.width_mult, head=t.head)
-        if t.stage_map is None and len(target.stages) != len(source.stages):
+        n_target, n_source = pattern_stage_count(target), pattern_stage_count(source)
+        if t.stage_map is None and n_target != n_source:
             raise UserError(
-                f"[[transfer]] {t.name!r}: {target.name} has {len(target.stages)} stages and {source.name} "
-                f"{len(source.stages)}; give stage_map = [pattern stage for each of the target's stages]"
+                f"[[transfer]] {t.name!r}: {target.name} has {n_target} pattern stages and {source.name} "
+                f"{n_source}; give stage_map = [pattern stage for each of the target's stages]"
             )
-        if t.stage_map is not None and len(t.stage_map) != len(target.stages):
-            raise UserError(f"[[transfer]] {t.name!r}: stage_map needs {len(target.stages)} entries")
-        if t.stage_map is not None and any(not 0 <= i < len(source.stages) for i in t.stage_map):
+        if t.stage_map is not None and len(t.stage_map) != n_target:
+            raise UserError(f"[[transfer]] {t.name!r}: stage_map needs {n_target} entries")
+        if t.stage_map is not None and any(not 0 <= i < n_source for i in t.stage_map):
             raise UserError(
                 f"[[transfer]] {t.name!r}: stage_map = {t.stage_map} names a stage {source.name} does not have "
-                f"(its stages are 0 to {len(source.stages) - 1})"
+                f"(its pattern stages are 0 to {n_source - 1})"
             )
         if t.budgets is not None and (not t.budgets or set(t.budgets) - set(s.design.budget_list())):
             raise UserError(

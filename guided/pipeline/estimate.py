@@ -18,7 +18,10 @@ same code the stage runs, and adds the stages up the way the runner schedules th
   planning, timed as it happens.
 
 Trainings run with the threads each will have (``--threads`` shared by ``--jobs``); ``--jobs N`` is
-simulated as the runner schedules: ready stages in plan order, N at a time. Concurrent runs are assumed
+simulated as the runner schedules: ready stages in plan order, N at a time, and so is ``--group-seeds K``:
+up to K ready stages of one seed group run as one unit (`guided.pipeline.runner.units`); timed here, a
+unit costs the sum of its runs. A device this machine does not have (a CUDA study planned on a laptop)
+is estimated from its throughput benchmark instead (`guided.pipeline.throughput`). Concurrent runs are assumed
 not to slow each other beyond their thread share (two single-thread VGG-16 x0.25 trainings on the 2-core
 development host each ran an epoch in 22-24 s, one alone in 24.5 s; a memory-bound host would be slower:
 the estimate is then low). Synthetic images stand in for the dataset, so the cost of reading a large
@@ -32,21 +35,24 @@ import math
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from guided.pipeline.runner import Stage
+from guided.pipeline.throughput import Throughput
 
-__all__ = ["estimate", "simulate", "Clock"]
+__all__ = ["estimate", "simulate", "Schedule", "Clock"]
 
 
 class Clock:
     """Measured times on this machine, each measured once: training runs, test passes, prunes, overheads."""
 
-    def __init__(self, services: Any, *, threads: int, log: Callable[[str], None] = lambda _: None):
+    def __init__(self, services: Any, *, threads: int, log: Callable[[str], None] = lambda _: None, device=None):
         self.services, self.threads, self.log = services, threads, log
+        self.device = device if device is not None else services.device
         self._runs: dict[tuple, tuple[float, float]] = {}
         self._passes: dict[tuple, float] = {}
         self._prunes: dict[tuple, float] = {}
@@ -107,7 +113,13 @@ class Clock:
         with _threads(self.threads):
             start = time.perf_counter()
             train(
-                build(spec, seed=0), data, recipe, out_dir=folder, device=svc.device, precision=svc.precision, log=_mute
+                build(spec, seed=0),
+                data,
+                recipe,
+                out_dir=folder,
+                device=self.device,
+                precision=svc.precision,
+                log=_mute,
             )
             return time.perf_counter() - start
 
@@ -121,7 +133,7 @@ class Clock:
             from guided.train import resolve_precision
             from models import build
 
-            device = self.services.device
+            device = self.device
             model = build(spec, seed=0).to(device=device, memory_format=torch.channels_last).eval()
             x = torch.randn(batch, spec.in_channels, spec.input_size, spec.input_size, device=device)
             amp = resolve_precision(self.services.precision, device) == "bf16"
@@ -141,7 +153,7 @@ class Clock:
 
             needs = PRUNERS[work["method"]].needs_data
             data = _synthetic(spec, max(kwargs.get("samples") or 64, 64), 64) if needs else None
-            model = build(spec, seed=0).to(self.services.device).eval()
+            model = build(spec, seed=0).to(self.device).eval()
             with _threads(self.threads):
                 start = time.perf_counter()
                 if work.get("budget") is not None:
@@ -218,70 +230,138 @@ def estimate(
     jobs: int = 1,
     threads: int | None = None,
     planning_s: float = 0.0,
+    group_seeds: int = 0,
+    throughput: Throughput | None = None,
     log: Callable[[str], None] = lambda _: None,
 ) -> dict[str, Any]:
     """Estimated seconds of each stage in ``todo`` (default: all) and of the whole run with ``jobs``
-    stages at a time, sharing ``threads`` CPU threads (default: every core).
+    stages at a time, sharing ``threads`` CPU threads (default: every core), and (``group_seeds`` K above 1)
+    up to K seeds of one architecture trained together.
 
-    Returns ``{"stages": {id: seconds}, "starts": {id: seconds after the run began}, "wall_s", "basis"}``.
+    With a ``throughput`` benchmark (`guided.pipeline.throughput`), trainings and the speed stage are
+    estimated from its device's measured rates instead of timed here, and the other stages (pruning,
+    figures, the runner's own costs) are timed on this machine's CPU: an upper bound for a GPU. A seed
+    group timed here costs the sum of its runs (a CPU gains little from batching seeds).
+
+    Returns ``{"stages": {id: seconds}, "starts": {id: seconds after the run began}, "wall_s", "basis"}``;
+    a grouped stage's seconds are its share of its group's (the group's over its size), as the runner
+    records them.
     """
     from guided.threads import cores
 
     threads = threads or cores()
-    per_stage = max(1, threads // max(1, jobs))
-    clock = Clock(services, threads=per_stage, log=log)
+    slots = max(1, jobs)
+    per_stage = max(1, threads // slots)
+    precision = services.precision
+    clock = Clock(services, threads=per_stage, log=log, device=_cpu() if throughput else None)
     todo = {s.id for s in stages} if todo is None else todo
+    runs = [s for s in stages if s.id in todo]
+
+    def measured(stage: Stage) -> float:
+        kind = stage.work.get("kind")
+        if throughput is None or kind not in ("train", "search", "speed"):
+            return clock.seconds(stage)
+        if kind == "speed":
+            return clock.stage_overhead() + throughput.speed_seconds(stage.work, precision=precision)
+        return clock.stage_overhead() + throughput.training_seconds([stage.work], precision=precision, slots=slots)
+
+    def unit_seconds(unit: tuple[Stage, ...]) -> float:
+        if len(unit) == 1 or throughput is None:
+            return sum(seconds[s.id] for s in unit)
+        works = [s.work for s in unit]
+        return clock.stage_overhead() * len(unit) + throughput.training_seconds(works, precision=precision, slots=slots)
+
     try:
         started = time.perf_counter()
-        seconds = {s.id: clock.seconds(s) for s in stages if s.id in todo}
+        seconds = {s.id: measured(s) for s in runs}
         calibration = time.perf_counter() - started
+        # before the first stage: starting Python and importing (as this process did), planning, this
+        # calibration, and workers planning the study again
+        head = _STARTUP + planning_s * (2 if jobs > 1 else 1) + calibration
+        plan = simulate(runs, seconds, slots=slots, group_seeds=group_seeds, unit_seconds=unit_seconds)
     finally:
         clock.close()
-    # before the first stage: starting Python and importing (as this process did), planning, this
-    # calibration, and workers planning the study again
-    head = _STARTUP + planning_s * (2 if jobs > 1 else 1) + calibration
-    starts, wall = simulate([s for s in stages if s.id in todo], seconds, slots=max(1, jobs))
+    if throughput is not None:
+        basis = f"{len(clock._prunes)} prunes timed here, trainings {throughput.basis(slots, group_seeds, precision)}"
+    else:
+        basis = (
+            f"{len(clock._runs)} architectures timed in real training runs, {len(clock._prunes)} prunes, "
+            f"{per_stage} thread(s) per stage, {slots} stage(s) at a time"
+            + (f", seed groups of up to {group_seeds} at the sum of their runs" if group_seeds > 1 else "")
+        )
     return {
-        "stages": {k: round(v, 3) for k, v in seconds.items()},
-        "starts": {k: round(head + v, 3) for k, v in starts.items()},
-        "wall_s": round(head + wall, 1),
+        "stages": {k: round(v, 3) for k, v in plan.seconds.items()},
+        "starts": {k: round(head + v, 3) for k, v in plan.starts.items()},
+        "wall_s": round(head + plan.wall, 1),
         "jobs": jobs,
+        "group_seeds": group_seeds,
         "threads_per_stage": per_stage,
         "calibration_s": round(calibration, 1),
-        "basis": (
-            f"{len(clock._runs)} architectures timed in real training runs, {len(clock._prunes)} prunes, "
-            f"{per_stage} thread(s) per stage, {max(1, jobs)} stage(s) at a time"
-        ),
+        "device": throughput.device if throughput is not None else None,
+        "basis": basis,
     }
 
 
-def simulate(stages: Sequence[Stage], seconds: dict[str, float], *, slots: int) -> tuple[dict[str, float], float]:
-    """When each stage starts, and when the last ends, if ``slots`` run at once as the runner schedules
-    them (ready stages in plan order; a stage whose inputs are not in ``stages`` counts them as done).
+@dataclass
+class Schedule:
+    """A simulated run: when each stage starts, its seconds (a grouped stage: its share of its group's),
+    and when the last ends."""
+
+    starts: dict[str, float]
+    seconds: dict[str, float]
+    wall: float
+
+
+def simulate(
+    stages: Sequence[Stage],
+    seconds: dict[str, float],
+    *,
+    slots: int,
+    group_seeds: int = 0,
+    unit_seconds: Callable[[tuple[Stage, ...]], float] | None = None,
+) -> Schedule:
+    """When each stage starts, and when the last ends, if ``slots`` units run at once as the runner
+    schedules them (ready stages in plan order, up to ``group_seeds`` of one seed group as one unit:
+    `guided.pipeline.runner.units`); a stage whose inputs are not in ``stages`` counts them as done. A
+    unit takes ``unit_seconds(unit)`` (default: the sum of its stages' ``seconds``).
 
     Example:
         >>> a, b, c = (Stage(i, "x", {}, None) for i in "abc")
         >>> c = Stage("c", "x", {}, None, needs=("a",))
-        >>> simulate([a, b, c], {"a": 2.0, "b": 5.0, "c": 1.0}, slots=2)
+        >>> plan = simulate([a, b, c], {"a": 2.0, "b": 5.0, "c": 1.0}, slots=2)
+        >>> plan.starts, plan.wall
         ({'a': 0.0, 'b': 0.0, 'c': 2.0}, 5.0)
     """
+    from guided.pipeline.runner import units
+
+    unit_seconds = unit_seconds or (lambda unit: sum(seconds.get(s.id, 0.0) for s in unit))
     ids = {s.id for s in stages}
     pending = list(stages)
-    running: list[tuple[float, str]] = []
+    running: list[tuple[float, int, tuple[Stage, ...]]] = []
     finished: set[str] = set()
     starts: dict[str, float] = {}
-    now = 0.0
+    shares: dict[str, float] = {}
+    now, n = 0.0, 0
     while pending or running:
-        ready = [s for s in pending if all(n in finished or n not in ids for n in s.needs)]
-        for s in ready[: max(0, slots - len(running))]:
-            pending.remove(s)
-            starts[s.id] = now
-            heapq.heappush(running, (now + seconds.get(s.id, 0.0), s.id))
+        ready = [s for s in pending if all(x in finished or x not in ids for x in s.needs)]
+        for unit in units(ready, group_seeds=group_seeds)[: max(0, slots - len(running))]:
+            took = unit_seconds(unit)
+            for s in unit:
+                pending.remove(s)
+                starts[s.id], shares[s.id] = now, took / len(unit)
+            heapq.heappush(running, (now + took, n, unit))
+            n += 1
         if not running:
             raise ValueError(f"stages {[s.id for s in pending]} wait on stages that never run")
-        now, done = heapq.heappop(running)
-        finished.add(done)
-    return starts, now
+        now, _, unit = heapq.heappop(running)
+        finished.update(s.id for s in unit)
+    return Schedule(starts, shares, now)
+
+
+def _cpu():
+    import torch
+
+    return torch.device("cpu")
 
 
 def _process_age() -> float:

@@ -74,7 +74,7 @@ def run_study(
             todo = {s.id for s in stages if status(out, s, prints[s.id]) != "done"}
             expected = None
             if todo:  # no estimate and no workers for a finished study
-                expected = _estimate(study, stages, services, out, todo, jobs, threads, began, log)
+                expected = _estimate(study, stages, services, out, todo, (jobs, threads, group_seeds), began, log)
                 runner = make_executor(executor, study, out, jobs=jobs, threads=threads, address=address)
             write_json(
                 StudyFolder(out).study,
@@ -96,11 +96,20 @@ def run_study(
     return records
 
 
-def _estimate(study, stages, services, out, todo, jobs, threads, began, log) -> dict[str, Any]:
+def _estimate(study, stages, services, out, todo, parallel, began, log) -> dict[str, Any]:
     """This run's estimate (`guided.pipeline.estimate`), logged and kept in ``estimate.json`` for the
     report's estimated-against-actual line."""
     planning = time.time() - began
-    est = estimate(stages, services, todo=todo, jobs=_jobs(study, jobs), threads=threads, planning_s=planning)
+    jobs, threads, group_seeds = parallel
+    est = estimate(
+        stages,
+        services,
+        todo=todo,
+        jobs=_jobs(study, jobs),
+        threads=threads,
+        planning_s=planning,
+        group_seeds=group_seeds,
+    )
     est = {**est, "started_at": began, "todo": len(todo)}
     write_json(StudyFolder(out).estimate, est)
     log(f"{len(todo)} stages to run: about {clock(est['wall_s'])} on this machine ({est['basis']})")
@@ -126,11 +135,26 @@ def _check_folder(out: Path, study: Study, resume: bool) -> None:
 
 
 def dry_run(
-    study: Study, out: str | Path, *, calibrate: bool = True, jobs: int = 1, threads: int | None = None
+    study: Study,
+    out: str | Path,
+    *,
+    calibrate: bool = True,
+    jobs: int = 1,
+    threads: int | None = None,
+    group_seeds: int = 0,
+    throughput: str | Path | None = None,
 ) -> list[dict[str, Any]]:
     """What `run_study` would do: per stage, its status, training MACs, and (``calibrate``) its estimated
     seconds and when it would start, from this machine's own measurements (`guided.pipeline.estimate`),
-    with ``jobs`` stages at a time sharing ``threads``."""
+    with ``jobs`` stages at a time sharing ``threads`` and up to ``group_seeds`` seeds trained together.
+
+    With ``throughput`` (a file `benchmarks/gpu_throughput.py` wrote on a device), trainings are estimated
+    for that device from its measured rates (`guided.pipeline.throughput`): the device time of a GPU study
+    planned where there is no GPU. A CUDA study planned here without one, and without ``throughput``, is
+    listed with no times (each row's ``basis`` says why)."""
+    from guided.pipeline.throughput import load_throughput
+
+    bench = load_throughput(throughput) if throughput is not None else None
     out = Path(out)
     kept = out / "latency"  # a started study's latency table: its budgets, so its fingerprints
     started = time.perf_counter()
@@ -138,10 +162,24 @@ def dry_run(
     planning = time.perf_counter() - started
     prints = fingerprints(stages)
     states = {s.id: status(out, s, prints[s.id]) for s in stages}
-    est = {"stages": {}, "starts": {}}
-    if calibrate:
+    est: dict[str, Any] = {"stages": {}, "starts": {}, "basis": None, "device": None}
+    if calibrate and bench is None and _needs_absent_gpu(study):
+        est["basis"] = (
+            f"not estimated: the study trains on {study.study.device!r} and this machine has no CUDA device; "
+            "--throughput FILE estimates it from benchmarks/gpu_throughput.py's results on the device"
+        )
+    elif calibrate:
         todo = {k for k, v in states.items() if v != "done"}
-        est = estimate(stages, services, todo=todo, jobs=_jobs(study, jobs), threads=threads, planning_s=planning)
+        est = estimate(
+            stages,
+            services,
+            todo=todo,
+            jobs=_jobs(study, jobs),
+            threads=threads,
+            planning_s=planning,
+            group_seeds=group_seeds,
+            throughput=bench,
+        )
     return [
         {
             "stage": s.id,
@@ -151,9 +189,17 @@ def dry_run(
             "seconds": est["stages"].get(s.id),
             "start": est["starts"].get(s.id),
             "basis": est.get("basis"),
+            "device": est.get("device"),
         }
         for s in stages
     ]
+
+
+def _needs_absent_gpu(study: Study) -> bool:
+    """Whether ``study`` names a CUDA device and this machine has none."""
+    import torch
+
+    return study.study.device.startswith("cuda") and not torch.cuda.is_available()
 
 
 def _jobs(study: Study, jobs: int) -> int:

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from guided.data import DataConfig, DataShape, ImageData, subsample, validation_split
 from guided.design import Budget, budget_kind, design, parse_budget
 from guided.errors import UserError
@@ -58,12 +60,25 @@ class Services:
 
     def __init__(self, study: Study, out: Path | None = None):
         self.study, self.out = study, out
-        self.device = resolve_device(study.study.device)
+        self._device: torch.device | None = None
         self.precision = study.study.precision
         self.stages: list[Stage] = []
         self._data: dict[DataConfig, ImageData] = {}
         self._shapes: dict[DataConfig, DataShape] = {}
         self._tables: dict[int, Any] = {}
+
+    @property
+    def device(self) -> torch.device:
+        """The device stages run on, resolved when first needed: planning a CUDA study needs no GPU."""
+        if self._device is None:
+            self._device = resolve_device(self.study.study.device)
+        return self._device
+
+    @property
+    def device_label(self) -> str:
+        """The device as the study names it (``auto`` resolved here): what the speed stage records."""
+        name = self.study.study.device
+        return str(self.device) if name == "auto" or not name.startswith("cuda") else name
 
     def data(self, cfg: DataConfig | dict[str, Any]) -> ImageData:
         """The configured dataset (subsampled as configured), loaded once: what stages train on."""
@@ -277,6 +292,8 @@ class _Builder:
         """A prune stage's config: the ``[[prune]]`` entry (``changes`` applied), the seed, the data its
         activations are read from, and the batch of the latency table a ``cost = "latency"`` ranks by."""
         config = {**dataclasses.asdict(p), "retrain": None, "seed": seed, "data": dataclasses.asdict(dom.data)}
+        if not p.min_keep:  # absent unless set: the stages of studies without it keep their fingerprints
+            del config["min_keep"]
         if p.cost == "latency":
             config["latency_batch"] = self.recipe.batch_size
         return {**config, **changes}
@@ -504,7 +521,7 @@ class _Builder:
             "latency_runs": latency,
             "latency_batch": self.recipe.batch_size if latency else None,
             "precision": self.study.study.precision,
-            "device": str(self.services.device),
+            "device": self.services.device_label,
         }
         work = {"kind": "speed", "specs": _speed_work(self.stages)}  # the estimate times its inference passes
         self.add(_stage("speed", "speed", config, tuple(s.id for s in self.stages), tags={"role": "speed"}, work=work))
@@ -632,7 +649,7 @@ def _prune(ctx: StageContext) -> dict[str, Any]:
     cfg, svc = ctx.stage.config, ctx.services
     budget = svc.budget_from(cfg["budget"]) if cfg.get("budget") else None
     table = svc.latency_table(cfg["latency_batch"]) if cfg.get("cost") == "latency" else None
-    options = {k: cfg[k] for k in ("ratio", "preset", "allocation", "samples", "cost")}
+    options = {k: cfg.get(k) for k in ("ratio", "preset", "allocation", "samples", "cost", "min_keep")}
     result = prune_run(
         ctx.dir,
         cfg["method"],

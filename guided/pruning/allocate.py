@@ -7,11 +7,14 @@
 * `preset`: the named per-layer recipes of Li et al. (``vgg16-a``, ``resnet56-a`` ...) from
   ``../shared/PAPER.md``.
 
-The ratio allocators keep at least ``min_channels`` per group, so no layer vanishes.
+The ratio allocators keep at least ``min_channels`` per group, so no layer vanishes, and at least the
+``min_keep`` share of each (`floor`): a global threshold can otherwise take almost all of one wide layer
+whose scores run low (MobileNetV2's last 1x1 conv under Network Slimming keeps 1 of its 1280 channels).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -19,7 +22,7 @@ import torch
 from guided.errors import UserError
 from models import ArchSpec, ChannelGroup
 
-__all__ = ["by_ratio", "global_threshold", "preset", "PRESETS"]
+__all__ = ["by_ratio", "global_threshold", "floor", "preset", "PRESETS"]
 
 Key = tuple[int, int]
 
@@ -29,7 +32,9 @@ def _check_ratio(ratio: float) -> None:
         raise UserError(f"pruning ratio must lie in (0, 1) (the fraction of channels removed), got {ratio}")
 
 
-def by_ratio(groups: list[ChannelGroup], ratio: float | Sequence[float], *, min_channels: int = 1) -> dict[Key, int]:
+def by_ratio(
+    groups: list[ChannelGroup], ratio: float | Sequence[float], *, min_channels: int = 1, min_keep: float = 0.0
+) -> dict[Key, int]:
     """Each group keeps ``int(width * (1 - r))`` channels, ``r`` its stage's ratio (or the one ratio)."""
     stages = 1 + max(g.stage for g in groups)
     ratios = [float(ratio)] * stages if isinstance(ratio, (int, float)) else [float(r) for r in ratio]
@@ -39,7 +44,7 @@ def by_ratio(groups: list[ChannelGroup], ratio: float | Sequence[float], *, min_
         _check_ratio(ratio)
     elif not all(0 <= r < 1 for r in ratios) or not any(ratios):
         raise UserError(f"stage ratios must lie in [0, 1) and not all be 0, got {ratios}")
-    return {g.key: max(min(min_channels, g.width), int(g.width * (1 - ratios[g.stage]))) for g in groups}
+    return {g.key: max(floor(g, min_channels, min_keep), int(g.width * (1 - ratios[g.stage]))) for g in groups}
 
 
 def global_threshold(
@@ -48,11 +53,14 @@ def global_threshold(
     ratio: float,
     *,
     min_channels: int = 1,
+    min_keep: float = 0.0,
     charges: dict[Key, float] | None = None,
 ) -> dict[Key, int]:
     """Remove the ``ratio`` fraction of pooled channels with the lowest scores.
 
-    Exactly ``int(ratio * total)`` channels are removed (before the ``min_channels`` floor). Ties are
+    Exactly ``int(ratio * total)`` channels are removed (before the floor: every group keeps at least
+    ``min_channels`` and the ``min_keep`` share of its channels; a floor keeps channels back rather than
+    removing others instead, so with one the ratio removed is lower: prune to a budget to hit one). Ties are
     broken by relative position within each group, so equal scores (an untrained network's BN scales)
     remove the same share of every group instead of every tied channel or whole leading layers.
 
@@ -71,9 +79,22 @@ def global_threshold(
     counts, start = {}, 0
     for g in groups:
         n = scores[g.key].numel()
-        counts[g.key] = max(min(min_channels, g.width), n - int(removed[start : start + n].sum()))
+        counts[g.key] = max(floor(g, min_channels, min_keep), n - int(removed[start : start + n].sum()))
         start += n
     return counts
+
+
+def floor(group: ChannelGroup, min_channels: int = 1, min_keep: float = 0.0) -> int:
+    """The fewest channels ``group`` may keep: ``min_channels``, and the ``min_keep`` share of its width
+    (rounded up), never more than it has.
+
+    Example:
+        >>> from models import channel_groups, create_spec
+        >>> g = channel_groups(create_spec("vgg11"))[-1]  # 512 channels
+        >>> floor(g), floor(g, min_keep=0.1), floor(g, 600)
+        (1, 52, 512)
+    """
+    return min(group.width, max(min_channels, math.ceil(min_keep * group.width)))
 
 
 # ---------------------------------------------------------------------- presets (Li et al. 2017)

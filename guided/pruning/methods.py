@@ -21,7 +21,7 @@ from guided.pruning.blocks import prune_blocks
 from guided.pruning.result import PruneResult, cost_change
 from guided.pruning.surgery import cut, pruned_spec
 from guided.pruning.unstructured import prune_weights
-from models import ArchSpec, ChannelGroup, channel_groups
+from models import ArchSpec, ChannelGroup, channel_groups, pattern_stages
 
 __all__ = ["Method", "PRUNERS", "PruneResult", "prune", "ratio_for_budget", "register_pruner", "cost_change"]
 
@@ -157,6 +157,7 @@ def prune(
     preset: str | None = None,
     allocation: str | None = None,
     min_channels: int = 1,
+    min_keep: float = 0.0,
     data: ImageData | None = None,
     samples: int = 512,
     seed: int = 0,
@@ -175,6 +176,7 @@ def prune(
         preset: a named per-layer recipe from `allocate.PRESETS` (instead of ``ratio``).
         allocation: ``global`` or ``layer``; default: the method's.
         min_channels: channels every group keeps at least.
+        min_keep: the share of its channels every group keeps at least (0 to 1; 0: none).
         data: training images, for methods that read activations.
         samples: how many training images those methods run.
         seed: which images and positions are sampled.
@@ -208,7 +210,8 @@ def prune(
     ctx = criteria.Context(model, data=data, samples=samples, seed=seed)
     scores = m.score(ctx, groups) if m.score else None
     charges = _charges(m, spec, groups, cost, allocation, preset, latency)
-    counts, allocation = _allocate(m, spec, groups, scores, ratio, preset, allocation, min_channels, charges)
+    floors = (min_channels, _check_min_keep(min_keep))
+    counts, allocation = _allocate(m, spec, groups, scores, ratio, preset, allocation, floors, charges)
     keep, updates = _choose(m, model, ctx, groups, counts, scores, seed)
     new = cut(model, keep, updates=updates)
     info = {
@@ -217,13 +220,14 @@ def prune(
         "ratio": ratio,
         "preset": preset,
         "min_channels": min_channels,
+        **({"min_keep": min_keep} if min_keep else {}),
         "samples": samples if m.needs_data else None,
         "seed": seed,
         "cost": cost,
         **({"spread": spreads(groups, scores, charges)} if charges else {}),
         **cost_change(spec, new.spec),
     }
-    return PruneResult(new, _rows(all_groups, groups, counts), info)
+    return PruneResult(new, _rows(spec, all_groups, groups, counts), info)
 
 
 def spreads(groups, scores: dict, charges: dict) -> dict[str, float]:
@@ -288,20 +292,29 @@ def _charges(m: Method, spec, groups, cost: str | None, allocation: str | None, 
     return channel_charges(spec, cost, groups)
 
 
-def _allocate(m: Method, spec, groups, scores, ratio, preset, allocation, min_channels, charges=None):
+def _check_min_keep(min_keep: float) -> float:
+    if not 0 <= min_keep < 1:
+        raise UserError(f"min_keep must lie in [0, 1) (the share of each layer's channels kept), got {min_keep}")
+    return min_keep
+
+
+def _allocate(m: Method, spec, groups, scores, ratio, preset, allocation, floors, charges=None):
     """Kept channels per group, and the allocation's name: a preset, one global threshold (by score, or by
-    score per unit of cost with ``charges``), or per layer."""
+    score per unit of cost with ``charges``), or per layer; ``floors`` is (min_channels, min_keep)."""
+    min_channels, min_keep = floors
     allocation = allocation or m.allocation
     if preset is not None:
         return allocate.preset(preset, spec, groups), f"preset {preset}"
     if allocation == "global":
         if scores is None or isinstance(ratio, Sequence):
             raise UserError(f"global allocation needs one ratio and a method with comparable scores, not {m.name}")
-        counts = allocate.global_threshold(groups, scores, ratio, min_channels=min_channels, charges=charges)
+        counts = allocate.global_threshold(
+            groups, scores, ratio, min_channels=min_channels, min_keep=min_keep, charges=charges
+        )
         return counts, allocation
     if allocation != "layer":
         raise UserError(f"unknown allocation {allocation!r}; choose global or layer")
-    return allocate.by_ratio(groups, ratio, min_channels=min_channels), allocation
+    return allocate.by_ratio(groups, ratio, min_channels=min_channels, min_keep=min_keep), allocation
 
 
 def _choose(m: Method, model, ctx, groups, counts, scores, seed: int) -> tuple[dict, dict]:
@@ -322,15 +335,16 @@ def _choose(m: Method, model, ctx, groups, counts, scores, seed: int) -> tuple[d
     return keep, updates
 
 
-def _rows(all_groups, groups, counts) -> list[dict[str, Any]]:
-    """Per channel group: layer, stage, kind, original and kept width (``layers.csv``)."""
-    rows = []
+def _rows(spec, all_groups, groups, counts) -> list[dict[str, Any]]:
+    """Per channel group: layer, design-pattern stage (`models.pattern_stages`), kind, original and kept
+    width (``layers.csv``)."""
+    rows, stage_of = [], pattern_stages(spec)
     for g in all_groups:
         kept = counts.get(g.key, g.width) if g in groups else g.width
         rows.append(
             {
                 "layer": g.name,
-                "stage": g.stage,
+                "stage": stage_of[g.stage][g.index],
                 "kind": g.kind,
                 "original": g.width,
                 "kept": kept,
@@ -347,6 +361,7 @@ def ratio_for_budget(
     *,
     allocation: str | None = None,
     min_channels: int = 1,
+    min_keep: float = 0.0,
     data: ImageData | None = None,
     samples: int = 512,
     seed: int = 0,
@@ -376,9 +391,10 @@ def ratio_for_budget(
     if (allocation or m.allocation) == "global" and m.score is not None:
         scores = m.score(criteria.Context(model, data=data, samples=samples, seed=seed), groups)
     charges = _charges(m, spec, groups, cost, allocation, None, latency)
+    floors = (min_channels, _check_min_keep(min_keep))
 
     def fits(r: float) -> bool:
-        counts, _ = _allocate(m, spec, groups, scores, r, None, allocation, min_channels, charges)
+        counts, _ = _allocate(m, spec, groups, scores, r, None, allocation, floors, charges)
         return budget.of(pruned_spec(spec, counts)) <= budget.value
 
     if budget.of(spec) <= budget.value:

@@ -136,6 +136,21 @@ def test_min_channels_keeps_every_layer_alive():
     assert result.model.spec.stages[2][0] == 2
 
 
+def test_min_keep_keeps_a_share_of_every_layer_and_zero_changes_nothing():
+    model = trained_like("vgg-tiny")
+    with torch.no_grad():
+        model.stages[2][0].bn.weight.mul_(1e-6)  # one layer's scales all tiny: a global threshold empties it
+    plain = prune(model, "slimming", ratio=0.3)
+    assert plain.model.spec.stages[2][0] == 1
+    assert prune(model, "slimming", ratio=0.3, min_keep=0.0).model.spec == plain.model.spec
+    floored = prune(model, "slimming", ratio=0.3, min_keep=0.25)
+    for width, full in zip(floored.model.spec.widths(), model.spec.widths()):
+        assert width >= -(-full // 4)  # at least a quarter, rounded up
+    assert floored.info["min_keep"] == 0.25 and "min_keep" not in plain.info
+    with pytest.raises(UserError, match="min_keep must lie in"):
+        prune(model, "slimming", ratio=0.3, min_keep=1.0)
+
+
 def test_stage_ratios():
     result = prune(trained_like("resnet-tiny"), "l1-norm", ratio=[0.5, 0.0, 0.25])
     assert result.model.spec.stages == ((2, 2), (8, 8), (12, 12))

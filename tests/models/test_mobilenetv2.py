@@ -119,3 +119,29 @@ def test_latency_tables_time_depthwise_convs_as_depthwise(tmp_path):
     assert timed > 0 and all(not k.startswith("dwconv-2-") for k in table.seconds)  # no node reads two channels
     assert table.shape_seconds(("dwconv", 1, 24, 3, 1, 8, "bn", 0)) > 0
     assert table.predict(spec) > 0
+
+
+def test_the_last_conv_is_a_pattern_stage_of_its_own_from_pruning_to_design(tmp_path):
+    """Pooled with the last block, MobileNetV2's 1280-channel last conv would set that stage's ratio alone."""
+    from guided.design import Budget, design, pattern_stage_count
+    from guided.patterns import Pattern
+    from guided.pruning import prune
+    from models import pattern_stages
+
+    spec = create_spec("mobilenetv2", width_mult=0.25)
+    assert pattern_stages(spec)[-1] == [6, 7] and pattern_stage_count(spec) == 8
+    model = build(spec, seed=0)
+    with torch.no_grad():
+        model.last.bn.weight.mul_(1e-3)  # the last conv's scales run low, as under the slimming penalty
+    rows = prune(model, "slimming", ratio=0.3).rows
+    assert rows[-1]["layer"] == "last.conv" and rows[-1]["stage"] == 7 and rows[-1]["kept"] < 0.3 * 1280
+    assert {r["stage"] for r in rows} == set(range(8))
+
+    ratios = [0.9] * 7 + [0.05]  # blocks keep 90%, the last conv 5%
+    pattern = Pattern("channels", tuple({"stage": i, "keep_ratio_mean": r} for i, r in enumerate(ratios)))
+    budget = Budget("macs", 0.5 * cost(spec).macs)
+    guided, uniform = design(spec, budget, pattern=pattern), design(spec, budget)
+    # the last block is as wide relative to uniform as the other blocks; only the last conv narrows
+    rel = [g / u for g, u in zip(guided.widths(), uniform.widths())]
+    assert rel[-2] == pytest.approx(rel[-3], rel=0.15) and rel[-1] < 0.1 * rel[-2]
+    assert guided.stage_widths[-1] / uniform.stage_widths[-1] == pytest.approx(rel[-3], rel=0.15)
