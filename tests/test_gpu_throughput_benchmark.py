@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import subprocess
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -35,8 +38,44 @@ def test_the_benchmark_measures_every_mode_and_counts_flops_from_macs(tmp_path):
         assert r["fraction_of_peak"] == pytest.approx(r["tflops"] / 2.0, rel=1e-2, abs=1e-5)
     assert all(len(r["per_process"]) == 2 for r in rows if r["mode"] == "jobs-2")
 
+    # what a dry run estimates a device's time from (`guided run --dry-run --throughput`)
+    from guided.pipeline.throughput import load_throughput
+
+    bench = load_throughput(out)
+    assert bench.single_mode("auto") == "fp32" and bench.group_mode(3, "auto") == "seeds-2"
+    assert bench.rate(rows[0]["macs"], "fp32") == pytest.approx(rows[0]["tflops"] * 1e12)
+    assert 0 < bench.sharing(rows[0]["macs"], 2, "auto") <= 1
+
 
 def test_without_a_known_peak_the_fraction_is_null(tmp_path):
     out = tmp_path / "t.json"
     assert _benchmark().main(["--smoke", "--device", "cpu", "--modes", "fp32", "--out", str(out)]) == 0
     assert all(r["fraction_of_peak"] is None for r in json.loads(out.read_text())["rows"])
+
+
+@pytest.mark.slow
+def test_the_gpu_session_script_benchmarks_then_runs_and_packs_the_study_without_weights(tmp_path):
+    """``SMOKE=1`` runs the device session's phases on a CPU: the benchmark, then the tiny study packed into
+    one file of records (no weights, no unfinished stage), which a later session restores and resumes."""
+    env = {
+        **os.environ,
+        "SMOKE": "1",
+        "OUT": str(tmp_path / "out"),
+        "WORK": str(tmp_path / "work"),
+        "DEVDATA": str(tmp_path / "no-data"),
+        "STASH": str(tmp_path / "stash"),
+        "CACHE": str(tmp_path / "cache"),
+    }
+    script = str(ROOT / "benchmarks" / "gpu_session.sh")
+    for phase in ("bench", "study"):
+        subprocess.run(["bash", script, phase], env=env, check=True, capture_output=True, timeout=600)
+    assert json.loads((tmp_path / "out" / "gpu_throughput.json").read_text())["rows"]
+    with tarfile.open(tmp_path / "out" / "study.tar.gz") as tar:
+        names = tar.getnames()
+    assert "report.md" in names and "study.json" in names
+    assert not [n for n in names if n.endswith((".pt", ".npz", ".lock"))]
+
+    # a later session: a fresh machine restores the file and finds every stage done
+    env.update(WORK=str(tmp_path / "work2"), RESTORE=str(tmp_path / "out" / "study.tar.gz"))
+    again = subprocess.run(["bash", script, "study"], env=env, check=True, capture_output=True, text=True, timeout=600)
+    assert "restored" in again.stdout and "already done" in again.stdout and ", 0 already done" not in again.stdout
