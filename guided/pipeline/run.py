@@ -99,17 +99,7 @@ def run_study(
 def _estimate(study, stages, services, out, todo, parallel, began, log) -> dict[str, Any]:
     """This run's estimate (`guided.pipeline.estimate`), logged and kept in ``estimate.json`` for the
     report's estimated-against-actual line."""
-    planning = time.time() - began
-    jobs, threads, group_seeds = parallel
-    est = estimate(
-        stages,
-        services,
-        todo=todo,
-        jobs=_jobs(study, jobs),
-        threads=threads,
-        planning_s=planning,
-        group_seeds=group_seeds,
-    )
+    est = _calibrate(study, stages, services, todo, parallel, time.time() - began)
     est = {**est, "started_at": began, "todo": len(todo)}
     write_json(StudyFolder(out).estimate, est)
     log(f"{len(todo)} stages to run: about {clock(est['wall_s'])} on this machine ({est['basis']})")
@@ -170,16 +160,7 @@ def dry_run(
         )
     elif calibrate:
         todo = {k for k, v in states.items() if v != "done"}
-        est = estimate(
-            stages,
-            services,
-            todo=todo,
-            jobs=_jobs(study, jobs),
-            threads=threads,
-            planning_s=planning,
-            group_seeds=group_seeds,
-            throughput=bench,
-        )
+        est = _calibrate(study, stages, services, todo, (jobs, threads, group_seeds), planning, bench)
     return [
         {
             "stage": s.id,
@@ -193,6 +174,21 @@ def dry_run(
         }
         for s in stages
     ]
+
+
+def _calibrate(study, stages, services, todo, parallel, planning_s: float, throughput=None) -> dict[str, Any]:
+    """The estimate of the ``todo`` stages with ``parallel`` = (jobs, threads, group_seeds) as given."""
+    jobs, threads, group_seeds = parallel
+    return estimate(
+        stages,
+        services,
+        todo=todo,
+        jobs=_jobs(study, jobs),
+        threads=threads,
+        planning_s=planning_s,
+        group_seeds=group_seeds,
+        throughput=throughput,
+    )
 
 
 def _needs_absent_gpu(study: Study) -> bool:
