@@ -46,7 +46,7 @@ from guided.design import budget_kind, pattern_stage_count
 from guided.errors import UserError
 from guided.io import check_name, read_toml, toml_section
 from guided.pruning import PRUNERS
-from guided.recipes import get_recipe
+from guided.recipes import Recipe, get_recipe
 from guided.retrain import MODES
 from models import ArchSpec, create_spec
 from models.charge import COST_KINDS
@@ -308,6 +308,12 @@ class Study:
     def to_dict(self) -> dict[str, Any]:
         """The resolved study as plain data (what the report and stage records store)."""
         return dataclasses.asdict(self)
+
+    def recipe(self) -> Recipe:
+        """The study's training recipe: the named one with ``[train]``'s epochs, batch size and rate."""
+        return get_recipe(self.train.recipe).override(
+            epochs=self.train.epochs, batch_size=self.train.batch_size, lr=self.train.lr
+        )
 
 
 SECTIONS = ("study", "data", "model", "train", "prune", "design", "transfer", "search", "report")

@@ -27,29 +27,23 @@ from typing import Any
 
 import torch
 
-from guided.data import DataConfig, DataShape, ImageData, subsample, validation_split
+from guided.data import DataConfig, DataShape, ImageData
 from guided.design import Budget, budget_kind, design, parse_budget
 from guided.errors import UserError
-from guided.folders import PrunedFolder, RunFolder, SearchFolder, StageFolder, StudyFolder
-from guided.io import read_spec
+from guided.folders import StudyFolder
 from guided.operations import (
     SOLO_KEYS,
-    design_to,
     latency_table,
-    prune_run,
-    train_run,
-    train_runs_together,
     training_config,
 )
-from guided.patterns import Pattern, summarize
+from guided.pipeline.actions import ACTIONS, train_group
 from guided.pipeline.config import PruneConfig, Study, slug
-from guided.pipeline.report import write_report
-from guided.pipeline.runner import Stage, StageContext
+from guided.pipeline.runner import Stage
 from guided.provenance import resolve_device
-from guided.recipes import Recipe, get_recipe
+from guided.recipes import Recipe
 from models import ArchSpec, cost, create_spec
 
-__all__ = ["Services", "Domain", "plan", "plan_study", "check_fits", "SOURCE", "ACTIONS"]
+__all__ = ["Services", "Domain", "plan", "plan_study", "check_fits", "SOURCE"]
 
 SOURCE = "source"
 
@@ -134,7 +128,7 @@ class Domain:
 def check_fits(study: Study, services: Services) -> None:
     """Refuse, before anything is created, a batch larger than a dataset's training images (the search's
     trial split included): it reads each configured dataset once (kept by ``services`` for planning)."""
-    batch = _recipe(study).batch_size
+    batch = study.recipe().batch_size
     for where, cfg in [
         ("[data]", study.data),
         *((f"[[transfer]] {t.name!r}", t.data(study.data)) for t in study.transfer),
@@ -156,12 +150,6 @@ def check_fits(study: Study, services: Services) -> None:
             )
 
 
-def _recipe(study: Study) -> Recipe:
-    return get_recipe(study.train.recipe).override(
-        epochs=study.train.epochs, batch_size=study.train.batch_size, lr=study.train.lr
-    )
-
-
 def plan_study(study: Study, out: Path | None = None) -> tuple[list[Stage], Services]:
     """The study's stages, and the services they share (loading its datasets once, to size the models;
     timing the latency table a ``latency=`` budget needs, kept in the study folder ``out``)."""
@@ -171,7 +159,7 @@ def plan_study(study: Study, out: Path | None = None) -> tuple[list[Stage], Serv
 
 def plan(study: Study, services: Services) -> list[Stage]:
     """Every stage of ``study``, in an order where each stage comes after what it reads."""
-    recipe = _recipe(study)
+    recipe = study.recipe()
     source = _domain(SOURCE, study.data, study.model.arch, study.model.width_mult, study.model.head, services)
     source = dataclasses.replace(source, prune=tuple(study.prune))
     stages: list[Stage] = []
@@ -210,7 +198,7 @@ def _stage(stage_id: str, kind: str, config: dict[str, Any], needs: tuple[str, .
     if kind == "train" and not any(config.get(k) for k in SOLO_KEYS):
         same = {k: v for k, v in config.items() if k not in ("seed", "init_seed")}
         group = hashlib.sha256(json.dumps([same, needs], sort_keys=True).encode()).hexdigest()[:16]
-    return Stage(stage_id, kind, config, ACTIONS[kind], needs, group=group, group_action=_train_group, **rest)
+    return Stage(stage_id, kind, config, ACTIONS[kind], needs, group=group, group_action=train_group, **rest)
 
 
 def _domain(name: str, data_cfg: DataConfig, arch: str, width_mult: float, head, services: Services) -> Domain:
@@ -567,204 +555,3 @@ def _kept_fraction(p: PruneConfig) -> float:
 
 # ---------------------------------------------------------------------- actions
 # Each reads its stage's config (and the folders of the stages it needs), nothing else: see `_stage`.
-
-
-def _quiet(ctx: StageContext):
-    return lambda line: ctx.log(f"      {line}")
-
-
-def _brief(result: dict[str, Any]) -> dict[str, Any]:
-    keys = ("test_acc", "params", "macs", "epochs", "wall_time_s", "train_images_per_s", "mode", "group_size")
-    return {k: result[k] for k in keys if k in result}
-
-
-def _read_spec(ctx: StageContext, where: dict[str, str]) -> ArchSpec:
-    """The architecture another stage wrote: a design's ``arm:<name>``, a ``pruned`` model, a search's
-    ``top:<rank>`` trial."""
-    folder, read = ctx.dir_of(where["stage"]), where["read"]
-    if read == "pruned":
-        return PrunedFolder(folder).read_spec()
-    if read.startswith("top:"):
-        return read_spec(SearchFolder(folder).top(int(read[4:])))
-    return read_spec(StageFolder(folder).arm(read.removeprefix("arm:")))
-
-
-def _train(ctx: StageContext) -> dict[str, Any]:
-    """Train a base (plain, sparse or gated) or a designed, pruned or searched architecture from scratch."""
-    done = RunFolder(ctx.dir).finished()
-    if done:
-        return _brief(done)
-    config = dict(ctx.stage.config)
-    if "stage" in config["spec"]:
-        config["spec"] = _read_spec(ctx, config["spec"]).to_dict()
-    svc = ctx.services
-    result = train_run(config, ctx.dir, data=svc.data(config["data"]), device=svc.device, log=_quiet(ctx))
-    return _brief(result)
-
-
-def _train_group(ctxs: list[StageContext]) -> list[dict[str, Any]]:
-    """Train stages of one seed group together (`guided.operations.train_runs_together`)."""
-    configs = []
-    for ctx in ctxs:
-        config = dict(ctx.stage.config)
-        if "stage" in config["spec"]:
-            config["spec"] = _read_spec(ctx, config["spec"]).to_dict()
-        configs.append(config)
-    svc = ctxs[0].services
-    results = train_runs_together(
-        configs,
-        [ctx.dir for ctx in ctxs],
-        data=svc.data(configs[0]["data"]),
-        device=svc.device,
-        log=_quiet(ctxs[0]),
-    )
-    return [_brief(r) for r in results]
-
-
-def _retrain(ctx: StageContext) -> dict[str, Any]:
-    """Fine-tune the pruned model of the stage it needs, or train its architecture from scratch."""
-    from guided.retrain import retrain
-
-    done = RunFolder(ctx.dir).finished()
-    if done:
-        return _brief(done)
-    cfg, svc = ctx.stage.config, ctx.services
-    result = retrain(
-        ctx.dir_of(ctx.stage.needs[0]),
-        cfg["mode"],
-        svc.data(cfg["data"]),
-        Recipe.from_dict(cfg["recipe"]),
-        out_dir=ctx.dir,
-        seed=cfg["seed"],
-        device=svc.device,
-        resume=RunFolder(ctx.dir).checkpoint.exists(),
-        precision=cfg["precision"],
-        log=_quiet(ctx),
-    )
-    return _brief(result)
-
-
-def _prune(ctx: StageContext) -> dict[str, Any]:
-    """Prune the base it needs as its ``[[prune]]`` entry says, or with the ratio that just fits ``budget``."""
-    cfg, svc = ctx.stage.config, ctx.services
-    budget = svc.budget_from(cfg["budget"]) if cfg.get("budget") else None
-    table = svc.latency_table(cfg["latency_batch"]) if cfg.get("cost") == "latency" else None
-    options = {k: cfg.get(k) for k in ("ratio", "preset", "allocation", "samples", "cost", "min_keep")}
-    result = prune_run(
-        ctx.dir,
-        cfg["method"],
-        checkpoint=ctx.dir_of(ctx.stage.needs[0]),
-        data=svc.data(cfg["data"]),
-        seed=cfg["seed"],
-        budget=budget,
-        latency=table,
-        device=svc.device,
-        **options,
-    )
-    keys = ("method", "params_after", "macs_after", "params_before", "macs_before")
-    return {**{k: result.info[k] for k in keys}, **({"ratio": result.info["ratio"]} if budget else {})}
-
-
-def _pattern(ctx: StageContext) -> dict[str, Any]:
-    """Summarise the seeds' pruned folders: kept channels per stage, or (weight methods) weight density."""
-    pattern = summarize([ctx.dir_of(n) for n in ctx.stage.needs], relative_to=ctx.out)
-    pattern.write(StageFolder(ctx.dir).pattern)
-    return {"stages": [round(r, 4) for r in pattern.stage_ratios()]}
-
-
-def _design(ctx: StageContext) -> dict[str, Any]:
-    """Design each arm at the budget: ``uniform``, or from the pattern stage its config names for it
-    (``-per-layer`` arms read their base arm's pattern; ``transferred`` arms follow the stage map)."""
-    cfg = ctx.stage.config
-    target, budget = ArchSpec.from_dict(cfg["target"]), ctx.services.budget_from(cfg["budget"])
-    patterns = {arm: Pattern.read(StageFolder(ctx.dir_of(stage)).pattern) for arm, stage in cfg["patterns"].items()}
-    record = {}
-    for arm in cfg["arms"]:
-        base = arm.removesuffix("-per-layer")
-        _, record[arm] = design_to(
-            StageFolder(ctx.dir).arm(arm),
-            target,
-            budget,
-            pattern=patterns.get(base),
-            per_layer=arm.endswith("-per-layer"),
-            stage_map=cfg.get("stage_map") if base.startswith("transferred") else None,
-            multiple_of=cfg["multiple_of"],
-        )
-    return record
-
-
-def _search(ctx: StageContext) -> dict[str, Any]:
-    """Search, with the seed designs (the guided and the uniform design) enqueued first when it has them."""
-    from search import run_search
-
-    cfg, svc = ctx.stage.config, ctx.services
-    data = validation_split(svc.data(cfg["data"]), cfg["validation"], seed=cfg["seed"])
-    if cfg["train_subset"] is not None:  # cheaper trials: fewer training images, the same validation images
-        data = subsample(data, train=cfg["train_subset"], seed=cfg["seed"])
-    seeds = [read_spec(StageFolder(ctx.dir_of(stage)).arm(arm)) for stage, arm in cfg["seed_designs"]]
-    summary = run_search(
-        ArchSpec.from_dict(cfg["target"]),
-        svc.budget_from(cfg["budget"]),
-        data,
-        Recipe.from_dict(cfg["recipe"]),
-        trials=cfg["trials"],
-        out_dir=ctx.dir,
-        pruner=cfg["pruner"],
-        sampler="random" if cfg["arm"] == "random" else "tpe",
-        seed_designs=seeds,
-        study_name=f"search-{cfg['arm']}",
-        seed=cfg["seed"],
-        device=svc.device,
-        precision=cfg["precision"],
-        log=_quiet(ctx),
-    )
-    return {"best": summary["best"][0], "top": summary["top"], "trials": summary["history"]}
-
-
-def _speed(ctx: StageContext) -> dict[str, Any]:
-    """Time inference of each distinct from-scratch architecture (batch 256, median of 5 timed passes after 2
-    warm-up passes, the study's device and precision, every core: this stage runs alone), and predict the
-    training step of the runs at latency budgets from the study's table; writes ``speed.json``."""
-    from guided import threads
-    from guided.io import write_json
-    from guided.provenance import device_name
-    from guided.speed import condition_note, inference_throughput
-    from guided.train import resolve_precision
-
-    cfg, svc = ctx.stage.config, ctx.services
-    precision = resolve_precision(cfg["precision"], svc.device)
-    measured: dict[str, dict[str, Any]] = {}
-    runs = {}
-    with threads.all_cores():
-        for run in cfg["runs"]:
-            spec = RunFolder(ctx.dir_of(run)).read_spec()
-            key = spec.to_json()
-            if key not in measured:
-                measured[key] = inference_throughput(spec, svc.device, precision=precision)
-            m = measured[key]
-            runs[run] = {"images_per_s": round(m["images_per_s"], 1), "condition": condition_note(m["condition"])}
-    if cfg["latency_runs"]:
-        table = svc.latency_table(cfg["latency_batch"])
-        for run in cfg["latency_runs"]:
-            runs[run]["predicted_step_ms"] = 1000 * table.predict(RunFolder(ctx.dir_of(run)).read_spec())
-    record = {"device": device_name(svc.device), "precision": precision, "runs": runs}
-    write_json(StageFolder(ctx.dir).speed, record)
-    return {"device": record["device"], "architectures": len(measured)}
-
-
-def _report(ctx: StageContext) -> dict[str, Any]:
-    svc = ctx.services
-    return write_report(svc.study, _recipe(svc.study), [s for s in svc.stages if s.id != ctx.stage.id], ctx)
-
-
-#: What each kind of stage does (`_stage`).
-ACTIONS = {
-    "train": _train,
-    "retrain": _retrain,
-    "prune": _prune,
-    "pattern": _pattern,
-    "design": _design,
-    "search": _search,
-    "speed": _speed,
-    "report": _report,
-}

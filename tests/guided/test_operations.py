@@ -15,8 +15,8 @@ import torch
 from guided.cli import main
 from guided.folders import PrunedFolder, RunFolder, StageFolder
 from guided.pipeline import parse_study, plan_study
+from guided.pipeline.actions import ACTIONS
 from guided.pipeline.runner import fingerprints, run_one, status
-from guided.pipeline.stages import ACTIONS
 
 pytestmark = pytest.mark.slow  # one small study (~10 s), then each command once
 
