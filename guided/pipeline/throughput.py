@@ -3,9 +3,11 @@ machine does not have (a GPU), from what `benchmarks/gpu_throughput.py` measured
 
 The benchmark times training steps per mode for a few CIFAR-shaped networks (VGG-16 x0.25, VGG-16 x1,
 ResNet-56) and converts images/s to achieved FLOP/s (6 x MACs per training image). On a GPU that rate
-depends mostly on how much work each image is: small networks leave it waiting on kernel launches. So a
-training's rate is read off the measured networks' rates against their MACs per image, linearly in
-log-log between them and held at the nearest one outside them, in the mode the run will use:
+depends on how much work each image is (small networks leave it waiting on kernel launches) and on how
+many layers carry it. So a training's rate is read off the rates of the measured networks of its own
+architecture (its family at its depth; else its family; else all) against their MACs per image: linearly
+in log-log between them, held at the largest above them, and below the smallest along the two smallest's
+slope (never faster than the smallest), in the mode the run will use:
 
 * a run alone: ``bf16`` where the study trains in bf16 (``precision = "bf16"``, or ``auto`` where the
   benchmark's single runs were bf16), else ``fp32``;
@@ -72,15 +74,21 @@ class Throughput:
     def modes(self) -> set[str]:
         return {r["mode"] for r in self.rows}
 
-    def rate(self, macs: float, mode: str) -> float:
-        """Achieved FLOP/s of a network of ``macs`` MACs per image in ``mode``, from the measured networks."""
-        points = sorted((r["macs"], r["tflops"] * 1e12) for r in self.rows if r["mode"] == mode)
-        if not points:
+    def rate(self, macs: float, mode: str, spec: Any = None) -> float:
+        """Achieved FLOP/s of a network of ``macs`` MACs per image in ``mode``, from the measured networks:
+        those of ``spec``'s architecture where there are some (`_closest`), else all."""
+        rows = [r for r in self.rows if r["mode"] == mode]
+        if not rows:
             raise UserError(f"{self.source} has no {mode!r} rows; rerun benchmarks/gpu_throughput.py with that mode")
-        if macs <= points[0][0]:
-            return points[0][1]
+        rows = _closest(rows, spec)
+        points = sorted((r["macs"], r["tflops"] * 1e12) for r in rows)
         if macs >= points[-1][0]:
             return points[-1][1]
+        if macs <= points[0][0]:  # below the smallest: the two smallest's slope, never faster than the smallest
+            if len(points) == 1 or points[1][0] == points[0][0]:
+                return points[0][1]
+            (m0, r0), (m1, r1) = points[0], points[1]
+            return min(r0, math.exp(math.log(r0) + math.log(macs / m0) * math.log(r1 / r0) / math.log(m1 / m0)))
         for (m0, r0), (m1, r1) in zip(points, points[1:]):
             if m0 <= macs <= m1:
                 w = math.log(macs / m0) / math.log(m1 / m0) if m1 > m0 else 0.0
@@ -97,7 +105,7 @@ class Throughput:
         measured = [n for n in _counts(self.modes(), "seeds-") if n <= k]
         return f"seeds-{max(measured)}" if k > 1 and measured else self.single_mode(precision)
 
-    def sharing(self, macs: float, slots: int, precision: str) -> float:
+    def sharing(self, macs: float, slots: int, precision: str, spec: Any = None) -> float:
         """The share of its alone rate each of ``slots`` busy slots gets, for a network of ``macs`` MACs
         per image (1 for one slot; without a ``jobs-`` measurement, the GPU split evenly)."""
         measured = [n for n in _counts(self.modes(), "jobs-") if n <= slots]
@@ -105,13 +113,13 @@ class Throughput:
             return 1.0
         if not measured:
             return 1.0 / slots
-        together = self.rate(macs, f"jobs-{max(measured)}")
-        return min(1.0, together / self.rate(macs, self.single_mode(precision)) / slots)
+        together = self.rate(macs, f"jobs-{max(measured)}", spec)
+        return min(1.0, together / self.rate(macs, self.single_mode(precision), spec) / slots)
 
-    def fixed_seconds(self, macs: float, precision: str) -> float:
+    def fixed_seconds(self, macs: float, precision: str, spec: Any = None) -> float:
         """A run's fixed cost: its warm-up beyond the work of its warm-up batches (nearest network)."""
         single = self.single_mode(precision)
-        rows = [r for r in self.rows if r["mode"] == single and "warmup_s" in r]
+        rows = _closest([r for r in self.rows if r["mode"] == single and "warmup_s" in r], spec)
         if not rows or not self.batch_size:
             return 0.0
         row = min(rows, key=lambda r: abs(math.log(r["macs"] / macs)))
@@ -124,19 +132,20 @@ class Throughput:
         from models import cost
 
         work = works[0]
-        macs = float(cost(work["spec"]).macs)
+        spec = work["spec"]
+        macs = float(cost(spec).macs)
         mode = self.group_mode(len(works), precision)
         flops = sum(w["epochs"] * (6 * w["train"] + 2 * w["test"]) * macs for w in works)
         trials = work.get("trials", 1) if work.get("kind") == "search" else 1
-        rate = self.rate(macs, mode) * self.sharing(macs, slots, precision)
-        return trials * (flops / rate + self.fixed_seconds(macs, precision))
+        rate = self.rate(macs, mode, spec) * self.sharing(macs, slots, precision, spec)
+        return trials * (flops / rate + self.fixed_seconds(macs, precision, spec))
 
     def speed_seconds(self, work: dict[str, Any], *, precision: str) -> float:
         """The speed stage: per architecture, 7 forward passes at batch 256 and the quiet-machine checks."""
         from models import cost
 
         single = self.single_mode(precision)
-        return sum(0.3 + 7 * 2 * 256 * cost(s).macs / self.rate(cost(s).macs, single) for s in work["specs"])
+        return sum(0.3 + 7 * 2 * 256 * cost(s).macs / self.rate(cost(s).macs, single, s) for s in work["specs"])
 
     def basis(self, slots: int, group_seeds: int, precision: str) -> str:
         """What the estimate rests on, in one line."""
@@ -157,6 +166,27 @@ def _valid(row: Any) -> bool:
         and all(k in row for k in keys)
         and all(isinstance(row[k], (int, float)) and row[k] > 0 for k in keys[1:])
     )
+
+
+def _closest(rows: list[dict[str, Any]], spec: Any) -> list[dict[str, Any]]:
+    """The rows measured on ``spec``'s architecture (its family at its depth: as many width entries), else
+    on its family, else all: a rate depends on depth as well as on MACs."""
+    if spec is None:
+        return rows
+    same = [r for r in rows if _shape(r) == (spec.family, len(spec.widths()))]
+    kin = [r for r in rows if _shape(r)[0] == spec.family]
+    return same or kin or rows
+
+
+def _shape(row: dict[str, Any]) -> tuple[str | None, int]:
+    """A row's family and depth (width entries), from the model it names (``"NAME xWIDTH"``)."""
+    from models import SpecError, create_spec
+
+    try:
+        spec = create_spec(str(row.get("model", "")).split(" ")[0])
+    except SpecError:  # a model this version does not know: matches nothing
+        return None, 0
+    return spec.family, len(spec.widths())
 
 
 def _counts(modes: set[str], prefix: str) -> list[int]:

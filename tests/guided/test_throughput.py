@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import tomllib
 
 import pytest
@@ -73,12 +74,32 @@ BENCH = _bench(
 )
 
 
-def test_rates_interpolate_in_log_log_between_networks_and_hold_outside():
+def test_rates_interpolate_in_log_log_hold_above_and_follow_the_slope_below():
     t = Throughput(BENCH)
     assert t.rate(1e6, "bf16") == pytest.approx(0.1e12)  # halfway in log MACs: the geometric mean of the rates
-    assert t.rate(1e3, "bf16") == pytest.approx(0.01e12) and t.rate(1e9, "bf16") == pytest.approx(1e12)
+    assert t.rate(1e9, "bf16") == pytest.approx(1e12)  # above the largest: its rate
+    assert t.rate(1e3, "bf16") == pytest.approx(1e8)  # below the smallest: 100x fewer MACs, 100x slower
     with pytest.raises(UserError, match="no 'compile' rows"):
         t.rate(1e6, "compile")
+
+
+def test_rates_come_from_the_same_architecture_and_extrapolate_below_the_smallest():
+    from models import create_spec
+
+    vgg, resnet = create_spec("vgg16", width_mult=0.25), create_spec("resnet56")
+    t = Throughput(
+        _bench(
+            {**_row("bf16", 2e7, 1.0), "model": "vgg16 x0.25"},
+            {**_row("bf16", 3e8, 8.0), "model": "vgg16 x1"},
+            {**_row("bf16", 1.2e8, 2.0), "model": "resnet56 x1"},
+        )
+    )
+    # a VGG-16 between its two measured widths ignores the deeper ResNet-56 measured in between
+    assert t.rate(1.2e8, "bf16", vgg) == pytest.approx(1e12 * 8 ** (math.log(6) / math.log(15)))
+    assert t.rate(1.2e8, "bf16", resnet) == pytest.approx(2e12)  # its own, measured
+    assert t.rate(1e8, "bf16", create_spec("vgg19")) == t.rate(1e8, "bf16", vgg)  # no VGG-19: the family
+    # below the smallest VGG-16: along the slope of the two smallest, in log-log
+    assert t.rate(2e6, "bf16", vgg) == pytest.approx(1e12 * 8 ** (math.log(0.1) / math.log(15)))
 
 
 def test_modes_take_the_largest_measured_group_and_job_count_at_most_asked():
