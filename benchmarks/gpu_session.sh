@@ -8,7 +8,7 @@
 # for half a minute is given back, with what the first call unpacked):
 #
 #   bash benchmarks/gpu_session.sh prepare   # here, once: split ../shared/data into .devdata/a and .devdata/b
-#                                            # (each small enough to travel with the checkout)
+#                                            # (each small enough to travel with the checkout; git ignores them)
 #   bash benchmarks/gpu_session.sh bench     # there, carrying .devdata/a: unpack, benchmark
 #   bash benchmarks/gpu_session.sh study     # there, carrying .devdata/b: unpack the rest, run (or resume,
 #                                            # given RESTORE=study.tar.gz from an earlier session) the study
@@ -38,7 +38,6 @@ CACHE=${CACHE:-~/.cache/guided-data}   # where the image folders are unpacked (t
 if [ "$PHASE" = prepare ]; then
   src=${DATA:-../shared/data}
   rm -rf "$DEVDATA" && mkdir -p "$DEVDATA/a" "$DEVDATA/b"
-  grep -qx '/.devdata/' .git/info/exclude 2>/dev/null || echo '/.devdata/' >> .git/info/exclude
   cp "$src/cifar10.tar.gz" "$DEVDATA/a/"
   split -b 36M -d "$src/tin100a.tar.gz" "$DEVDATA/a/tin100a.tar.gz.part-"
   mv "$DEVDATA"/a/tin100a.tar.gz.part-0[1-9] "$DEVDATA/b/"
