@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from guided.errors import UserError
+from models import ArchSpec, SpecError, cost, create_spec
 
 __all__ = ["Throughput", "load_throughput"]
 
@@ -74,7 +75,7 @@ class Throughput:
     def modes(self) -> set[str]:
         return {r["mode"] for r in self.rows}
 
-    def rate(self, macs: float, mode: str, spec: Any = None) -> float:
+    def rate(self, macs: float, mode: str, spec: ArchSpec | None = None) -> float:
         """Achieved FLOP/s of a network of ``macs`` MACs per image in ``mode``, from the measured networks:
         those of ``spec``'s architecture where there are some (`_closest`), else all."""
         rows = [r for r in self.rows if r["mode"] == mode]
@@ -105,7 +106,7 @@ class Throughput:
         measured = [n for n in _counts(self.modes(), "seeds-") if n <= k]
         return f"seeds-{max(measured)}" if k > 1 and measured else self.single_mode(precision)
 
-    def sharing(self, macs: float, slots: int, precision: str, spec: Any = None) -> float:
+    def sharing(self, macs: float, slots: int, precision: str, spec: ArchSpec | None = None) -> float:
         """The share of its alone rate each of ``slots`` busy slots gets, for a network of ``macs`` MACs
         per image (1 for one slot; without a ``jobs-`` measurement, the GPU split evenly)."""
         measured = [n for n in _counts(self.modes(), "jobs-") if n <= slots]
@@ -116,7 +117,7 @@ class Throughput:
         together = self.rate(macs, f"jobs-{max(measured)}", spec)
         return min(1.0, together / self.rate(macs, self.single_mode(precision), spec) / slots)
 
-    def fixed_seconds(self, macs: float, precision: str, spec: Any = None) -> float:
+    def fixed_seconds(self, macs: float, precision: str, spec: ArchSpec | None = None) -> float:
         """A run's fixed cost: its warm-up beyond the work of its warm-up batches (nearest network)."""
         single = self.single_mode(precision)
         rows = _closest([r for r in self.rows if r["mode"] == single and "warmup_s" in r], spec)
@@ -129,8 +130,6 @@ class Throughput:
     def training_seconds(self, works: Sequence[dict[str, Any]], *, precision: str, slots: int = 1) -> float:
         """Seconds of trainings that run as one unit: one run, or (several) one seed group; a ``search``
         work is its trials, one after another."""
-        from models import cost
-
         work = works[0]
         spec = work["spec"]
         macs = float(cost(spec).macs)
@@ -142,8 +141,6 @@ class Throughput:
 
     def speed_seconds(self, work: dict[str, Any], *, precision: str) -> float:
         """The speed stage: per architecture, 7 forward passes at batch 256 and the quiet-machine checks."""
-        from models import cost
-
         single = self.single_mode(precision)
         return sum(0.3 + 7 * 2 * 256 * cost(s).macs / self.rate(cost(s).macs, single, s) for s in work["specs"])
 
@@ -168,7 +165,7 @@ def _valid(row: Any) -> bool:
     )
 
 
-def _closest(rows: list[dict[str, Any]], spec: Any) -> list[dict[str, Any]]:
+def _closest(rows: list[dict[str, Any]], spec: ArchSpec | None) -> list[dict[str, Any]]:
     """The rows measured on ``spec``'s architecture (its family at its depth: as many width entries), else
     on its family, else all: a rate depends on depth as well as on MACs."""
     if spec is None:
@@ -180,8 +177,6 @@ def _closest(rows: list[dict[str, Any]], spec: Any) -> list[dict[str, Any]]:
 
 def _shape(row: dict[str, Any]) -> tuple[str | None, int]:
     """A row's family and depth (width entries), from the model it names (``"NAME xWIDTH"``)."""
-    from models import SpecError, create_spec
-
     try:
         spec = create_spec(str(row.get("model", "")).split(" ")[0])
     except SpecError:  # a model this version does not know: matches nothing

@@ -226,7 +226,7 @@ retrain_top = 1
 def test_a_mobilenetv2_study_prunes_designs_and_searches_its_hidden_widths(tmp_path):
     out = run(tmp_path, MOBILENET)
     stages = json.loads((out / "patterns" / "source-slimming.json").read_text())["stages"]
-    assert len(stages) == 3  # the tiny variant's three bottleneck sequences
+    assert len(stages) == 4  # the tiny variant's three bottleneck sequences, then its last 1x1 conv alone
     assert stages[0]["keep_ratio_mean"] == 1.0 and stages[2]["keep_ratio_mean"] < 1.0  # the stem is tied
     runs = pd.read_csv(out / "runs.csv")
     designed = runs[runs["role"] == "scratch"]
