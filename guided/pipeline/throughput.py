@@ -34,6 +34,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -177,8 +178,14 @@ def _closest(rows: list[dict[str, Any]], spec: ArchSpec | None) -> list[dict[str
 
 def _shape(row: dict[str, Any]) -> tuple[str | None, int]:
     """A row's family and depth (width entries), from the model it names (``"NAME xWIDTH"``)."""
+    return _model_shape(str(row.get("model", "")).split(" ")[0])
+
+
+@functools.cache
+def _model_shape(name: str) -> tuple[str | None, int]:
+    """A registered model's family and depth, built once per name (every stage's estimate asks)."""
     try:
-        spec = create_spec(str(row.get("model", "")).split(" ")[0])
+        spec = create_spec(name)
     except SpecError:  # a model this version does not know: matches nothing
         return None, 0
     return spec.family, len(spec.widths())
