@@ -19,16 +19,23 @@ _STYLE = (
 def html_page(markdown_text: str, base: str | Path, *, title: str) -> str:
     """A self-contained HTML page from Markdown: tables, lists, emphasis, code, and images.
 
-    Images with a relative path (``![alt](figures/x.png)``, resolved against ``base``) are embedded as
+    Raw HTML in ``markdown_text`` is escaped, not rendered. Images with a relative path (``![alt](figures/x.png)``, resolved against ``base``) are embedded as
     base64 data, so the page can be mailed or attached on its own.
 
     Example:
         >>> "<td>1</td>" in html_page("| a |\\n| --- |\\n| 1 |", ".", title="t")
         True
+        >>> "<script>" in html_page("# <script>alert(1)</script>", ".", title="<script>")
+        False
     """
     import markdown
 
-    body = markdown.markdown(markdown_text, extensions=["tables"], output_format="html")
+    md = markdown.Markdown(extensions=["tables"], output_format="html")
+    # Raw HTML in the text is shown as text, never passed through: a report holds what users wrote (a title,
+    # names, paths), and a page that ran it would be a page that runs their strings.
+    md.preprocessors.deregister("html_block")
+    md.inlinePatterns.deregister("html")
+    body = md.convert(markdown_text)
     base = Path(base)
 
     def inline(match: re.Match) -> str:
@@ -40,6 +47,7 @@ def html_page(markdown_text: str, base: str | Path, *, title: str) -> str:
         return f'src="data:{_MIME.get(path.suffix.lower(), "application/octet-stream")};base64,{data}"'
 
     body = re.sub(r'src="([^"]+)"', inline, body)
+    body = re.sub(r'(href|src)="\s*(?:javascript|vbscript):[^"]*"', r'\1="#"', body, flags=re.IGNORECASE)
     return (
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
         f"<style>{_STYLE}</style></head><body>{body}</body></html>\n"

@@ -13,6 +13,7 @@ import re
 import shutil
 import stat
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ __all__ = [
     "load_state",
     "check_output",
     "check_name",
+    "refuse_special",
     "remove_inside",
     "toml_section",
     "type_ok",
@@ -110,15 +112,18 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
 
 
 def refuse_special(path: str | os.PathLike, option: str = "") -> None:
-    """Refuse (one line) to write over anything but a regular file: a device, a pipe, a socket, a folder,
-    or a link that is broken, loops, or points at one of those. A missing path is fine."""
+    """Refuse (one line) to write over anything but a regular file: a symbolic link (wherever it points), a
+    device, a pipe, a socket or a folder. A missing path is fine."""
     path = Path(path)
     label = f"{option} {path}" if option else str(path)
+    if os.path.islink(path):
+        raise UserError(
+            f"{label} is a symbolic link; guided writes no file through a link (it could point anywhere): remove "
+            "it or give another path"
+        )
     try:
-        mode = os.stat(path).st_mode  # follows links
+        mode = os.stat(path).st_mode
     except FileNotFoundError:
-        if os.path.islink(path):
-            raise UserError(f"{label} is a broken symbolic link; remove it or give another path") from None
         return
     except OSError as exc:  # a link loop (ELOOP), a name too long, a parent that is a file
         raise UserError(f"{label} cannot be used: {exc.strerror}; give another path") from None
@@ -280,19 +285,23 @@ def check_output(
     folder: bool = True,
     option: str = "--out",
     inputs: tuple[str | os.PathLike, ...] = (),
+    new: bool = False,
+    own: Callable[[Path], bool] | None = None,
 ) -> Path:
     """Refuse an output path that cannot be written, before any work starts; nothing is left behind.
 
     ``folder``: the output is a folder (else a file). An existing path of the other kind, a parent that is a
-    file, a broken or looping link, a special file (device, pipe), an output that is or lies inside one of
-    ``inputs`` (so writing it would change them), and a place this process cannot create files in
-    (permissions, a read-only file system) are each refused in one line. Writability is probed by creating
-    and removing a temporary folder in the nearest existing ancestor, which works where permission bits do
-    not tell (root, read-only mounts).
+    file, a symbolic link (to a folder, a file, nothing or itself: guided writes nothing through a link), a
+    special file (device, pipe), an output that is or lies inside one of ``inputs`` (so writing it would
+    change them), and a place this process cannot create files in (permissions, a read-only file system) are
+    each refused in one line. ``new``: the folder must be new or empty, unless ``own(path)`` says it is this
+    command's own kind of folder to continue (``--resume``). Writability is probed by creating and removing a
+    temporary folder in the nearest existing ancestor, which works where permission bits do not tell (root,
+    read-only mounts).
     """
     path = Path(path).expanduser()
-    if os.path.islink(path) and not path.exists():
-        refuse_special(path, option)  # broken or looping: one line, whatever the output's kind
+    if os.path.islink(path):
+        refuse_special(path, option)  # any link, whatever the output's kind
     if not folder:
         refuse_special(path, option)
     for source in inputs:
@@ -304,6 +313,8 @@ def check_output(
             )
     if folder and path.exists() and not path.is_dir():
         raise UserError(f"{option} {path} is a file; give a folder (a new or existing directory)")
+    if new and path.is_dir() and not (own is not None and own(path)):
+        _refuse_unless_empty(path, option, resumable=own is not None)
     if not folder and path.is_dir():
         raise UserError(f"{option} {path} is a folder; give a file name")
     probe_in = path if folder and path.is_dir() else path.parent
@@ -318,6 +329,20 @@ def check_output(
             f"{option} {path} cannot be written ({probe_in}: {exc.strerror}); choose another place"
         ) from None
     return path
+
+
+def _refuse_unless_empty(path: Path, option: str, *, resumable: bool) -> None:
+    try:
+        held = sorted(p.name for p in path.iterdir())
+    except OSError as exc:
+        raise UserError(f"{option} {path} cannot be read ({exc.strerror}); choose another place") from None
+    if held:
+        shown = ", ".join(held[:3]) + (", ..." if len(held) > 3 else "")
+        hint = "; or pass --resume to continue the run there" if resumable else ""
+        raise UserError(
+            f"{option} {path} already holds files ({shown}); this command writes into a new or empty folder "
+            f"only{hint}"
+        )
 
 
 def type_ok(value: Any, expected: str) -> bool:

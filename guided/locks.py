@@ -32,7 +32,7 @@ def folder_lock(folder: str | os.PathLike, what: str = "folder") -> Iterator[Pat
         yield Path(folder)
         return
     path = Path(folder) / LOCK_NAME
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = _open_regular(path)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -47,3 +47,18 @@ def folder_lock(folder: str | os.PathLike, what: str = "folder") -> Iterator[Pat
         yield Path(folder)
     finally:
         os.close(fd)  # closing the descriptor releases the lock
+
+
+def _open_regular(path: Path) -> int:
+    """Open (or create) the lock file itself: never through a symbolic link, never a FIFO, device or folder."""
+    import stat
+
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
+    except OSError as exc:
+        what = "is a symbolic link" if os.path.islink(path) else f"cannot be opened ({exc.strerror})"
+        raise UserError(f"lock file {path} {what}; guided locks only a regular file it made: remove it") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise UserError(f"lock file {path} is not a regular file (a FIFO or device); remove it and run again")
+    return fd

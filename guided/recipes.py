@@ -13,9 +13,12 @@ from typing import Any
 
 from guided.errors import UserError
 
-__all__ = ["Recipe", "RECIPES", "get_recipe", "scratch_epochs", "SCHEDULES"]
+__all__ = ["Recipe", "RECIPES", "get_recipe", "scratch_epochs", "SCHEDULES", "EVALS"]
 
 SCHEDULES = ("step", "cosine", "onecycle", "constant")
+EVALS = ("every", "last")
+#: Fields added after studies were committed: left out of `Recipe.to_dict` at these values.
+OPTIONAL_DEFAULTS = {"ema": 0.0, "test_flip": False, "eval": "every"}
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,14 @@ class Recipe:
         finetune_epochs: epochs of fine-tuning a pruned model.
         finetune_lr: constant-schedule learning rate of fine-tuning.
         finetune_schedule: schedule of fine-tuning (``constant`` in the paper).
+        ema: decay of an exponential moving average of the weights, per optimiser step (0: none). With it,
+            the averaged network is the one evaluated and saved; the decay warms up as ``(1 + t) / (10 + t)``
+            over the first steps (as in TensorFlow's and timm's EMA), and BatchNorm statistics are averaged too.
+        test_flip: evaluate on each test image and its mirror image, averaging the two softmax outputs.
+        eval: ``every`` epoch on the test split (per-epoch curves), or only after the ``last``.
+
+    ``ema``, ``test_flip`` and ``eval`` are written by `to_dict` only when they differ from their defaults, so a
+    run configured before they existed keeps its configuration (and a study stage its fingerprint).
     """
 
     epochs: int
@@ -54,6 +65,9 @@ class Recipe:
     finetune_epochs: int = 40
     finetune_lr: float = 0.001
     finetune_schedule: str = "constant"
+    ema: float = 0.0
+    test_flip: bool = False
+    eval: str = "every"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "milestones", tuple(self.milestones))
@@ -76,6 +90,10 @@ class Recipe:
                 raise UserError(f"unknown schedule {sched!r}; choose one of {', '.join(SCHEDULES)}")
         if not 0 <= self.warmup < 1:
             raise UserError(f"warmup is a fraction of training in [0, 1), got {self.warmup}")
+        if not 0 <= self.ema < 1:
+            raise UserError(f"ema is a decay per step in [0, 1) (0: off; 0.999 is typical), got {self.ema}")
+        if self.eval not in EVALS:
+            raise UserError(f"eval must be one of {', '.join(EVALS)}, got {self.eval!r}")
         if any(not 0 < m < 1 for m in self.milestones):
             raise UserError(f"milestones are fractions of training in (0, 1), got {list(self.milestones)}")
 
@@ -109,6 +127,9 @@ class Recipe:
         """JSON-ready fields."""
         d = dataclasses.asdict(self)
         d["milestones"] = list(self.milestones)
+        for name, default in OPTIONAL_DEFAULTS.items():
+            if d[name] == default:
+                del d[name]
         return d
 
     @classmethod

@@ -31,11 +31,15 @@ __all__ = [
     "condition_note",
     "benchmark_condition",
     "BUSY_CORES",
+    "STAGE_WAIT_S",
     "MAX_SPREAD",
 ]
 
 #: Other processes keeping more than this many cores busy make a timing contended.
 BUSY_CORES = 0.5
+#: The most a study's speed stage waits, in all its timings, for other processes to leave the cores; then it
+#: times anyway and marks the timings contended (a busy machine is not worth minutes of waiting).
+STAGE_WAIT_S = 5.0
 #: Timed repeats whose slowest is more than this times the fastest make a timing noisy.
 MAX_SPREAD = 1.5
 

@@ -27,7 +27,7 @@ from guided.data import ImageData, fingerprint
 from guided.design import Budget
 from guided.errors import UserError
 from guided.folders import SearchFolder, StageFolder
-from guided.io import atomic_write_text, read_json, remove_inside, write_json, write_spec
+from guided.io import atomic_write_text, read_json, refuse_special, remove_inside, write_json, write_spec
 from guided.locks import LOCK_NAME, folder_lock
 from guided.recipes import Recipe
 from guided.train import train
@@ -71,17 +71,42 @@ def storage_url(text: str):
     return url.set(username=user, password=password) if user is not None else url
 
 
-def mask_url(url) -> str:
-    """The URL (text or SQLAlchemy ``URL``) with its password, if any, shown as ``***``."""
+#: Query parameters that carry a password (libpq's ``password``, and the spellings drivers accept).
+SECRET_PARAMS = ("password", "passwd", "pwd", "pass")
+
+
+def query_secrets(url) -> list[str]:
+    """The password values given as query parameters of a storage URL (text or SQLAlchemy ``URL``), as typed."""
+    from urllib.parse import parse_qsl
+
     if not isinstance(url, str):
-        return url.render_as_string(hide_password=True)
-    scheme, sep, rest = url.partition("://")
+        values = [url.query[k] for k in url.query if k.lower() in SECRET_PARAMS]
+        return [v for value in values for v in ([value] if isinstance(value, str) else value)]
+    query = url.partition("?")[2]
+    raw = [pair.partition("=")[2] for pair in query.split("&") if pair.partition("=")[0].lower() in SECRET_PARAMS]
+    decoded = [v for k, v in parse_qsl(query, keep_blank_values=True) if k.lower() in SECRET_PARAMS]
+    return [v for v in raw + decoded if v]
+
+
+def mask_url(url) -> str:
+    """The URL (text or SQLAlchemy ``URL``) with its password, if any, shown as ``***``: in the user info and
+    in a ``password=`` query parameter.
+
+    >>> mask_url("postgresql://me:pw@host/db?sslmode=require&password=s3cret")
+    'postgresql://me:***@host/db?sslmode=require&password=***'
+    """
+    text = url if isinstance(url, str) else url.render_as_string(hide_password=True)
+    scheme, sep, rest = text.partition("://")
     head, qmark, query = rest.partition("?")
     if sep and "@" in head:
         userinfo, host = head.rsplit("@", 1)
         user, colon, _ = userinfo.partition(":")
-        return f"{scheme}{sep}{user}{':***' if colon else ''}@{host}{qmark}{query}"
-    return url
+        head = f"{user}{':***' if colon else ''}@{host}"
+    pairs = []
+    for pair in query.split("&") if query else []:
+        key, eq, _ = pair.partition("=")
+        pairs.append(f"{key}{eq}***" if eq and key.lower() in SECRET_PARAMS else pair)
+    return f"{scheme}{sep}{head}{qmark}{'&'.join(pairs)}" if sep else text
 
 
 def _scrub(message: str, text: str, url) -> str:
@@ -89,8 +114,8 @@ def _scrub(message: str, text: str, url) -> str:
     from urllib.parse import quote
 
     secrets = set()
-    if url.password:
-        secrets |= {url.password, quote(url.password, safe=""), quote(url.password)}
+    for secret in ([url.password] if url.password else []) + query_secrets(url) + query_secrets(text):
+        secrets |= {secret, quote(secret, safe=""), quote(secret)}
     scheme, sep, rest = text.partition("://")
     head = rest.partition("?")[0]
     if "@" in head and ":" in head.rsplit("@", 1)[0]:
@@ -113,7 +138,9 @@ def open_storage(url: str | None, out_dir: Path, *, heartbeat: int = 30):
         from optuna.storages.journal import JournalFileBackend
 
         out_dir.mkdir(parents=True, exist_ok=True)
-        return optuna.storages.JournalStorage(JournalFileBackend(str(SearchFolder(out_dir).journal)))
+        journal = SearchFolder(out_dir).journal
+        refuse_special(journal)  # optuna appends to it: never through a link, never to a FIFO or device
+        return optuna.storages.JournalStorage(JournalFileBackend(str(journal)))
     import time
     import warnings
 

@@ -117,7 +117,7 @@ def _spec_args(p: argparse.ArgumentParser) -> None:
 def _spec(args: argparse.Namespace) -> int:
     spec = spec_from_args(args)
     if args.out:
-        check_output(args.out, folder=False)
+        check_output(args.out, folder=False, inputs=tuple(x for x in (args.spec,) if x))
         write_spec(args.out, spec)
         print(f"wrote {args.out} ({spec.name}, {cost(spec).params:,} params)")
     else:

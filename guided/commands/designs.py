@@ -67,7 +67,8 @@ def _design(args: argparse.Namespace) -> int:
         raise UserError("--per-layer interpolates a channel pattern's layer ratios; sparsity designs are per stage")
     if kind == "channels" and args.kernel:
         raise UserError("--kernel places weights inside 3x3 kernels: it takes a sparsity pattern (or --uniform)")
-    check_output(args.out, folder=kind == "sparsity")
+    inputs = tuple(x for x in (args.pattern, args.spec) if x)
+    check_output(args.out, folder=kind == "sparsity", inputs=inputs, new=kind == "sparsity")
     if kind == "sparsity":
         return _design_sparsity(args, target, budget, pattern)
     spec, record = design_to(

@@ -43,7 +43,7 @@ def _plot(args: argparse.Namespace) -> int:
     from guided import plots
     from guided.io import read_spec
 
-    check_figure_path(args.out)
+    check_figure_path(args.out, inputs=tuple(args.inputs))
 
     if args.kind in ("widths", "sparsity") and len(args.inputs) != 1:
         raise UserError(f"plot {args.kind} takes one input file, got {len(args.inputs)}")
@@ -83,14 +83,15 @@ def _read_pattern(path: str, kind: str, what: str):
     return pattern
 
 
-def check_figure_path(path: str, option: str = "--out") -> None:
-    """A figure's output: a writable ``.png`` file (its SVG twin is written beside it)."""
+def check_figure_path(path: str, option: str = "--out", inputs: tuple = ()) -> None:
+    """A figure's output: a writable ``.png`` file (its SVG twin is written beside it), neither of them one of
+    the ``inputs`` it is drawn from."""
     from guided.io import check_output
 
     if Path(path).suffix.lower() != ".png":
         raise UserError(f"{option} {path}: figures are written as FILE.png (with FILE.svg beside it); end it in .png")
-    check_output(path, folder=False, option=option)
-    check_output(Path(path).with_suffix(".svg"), folder=False, option=option)
+    check_output(path, folder=False, option=option, inputs=inputs)
+    check_output(Path(path).with_suffix(".svg"), folder=False, option=option, inputs=inputs)
 
 
 def _runs_csv(path: str):

@@ -130,8 +130,7 @@ def _prune(args: argparse.Namespace) -> int:
     if args.weights and not args.torchvision:
         raise UserError("--weights reads a torchvision state_dict: name its network with --torchvision NAME")
     inputs = tuple(x for x in (args.checkpoint, args.like, args.weights) if x)
-    if PrunedFolder(check_output(args.out, inputs=inputs)).complete():
-        raise UserError(f"{args.out} already holds a pruned model; choose another --out")
+    check_output(args.out, inputs=inputs, new=True)
     if args.min_channels < 1:
         raise UserError(f"--min-channels must be at least 1, got {args.min_channels}")
     if args.samples < 1:

@@ -132,9 +132,9 @@ def _warn_if_password(url: str) -> None:
     and where it belongs instead (libpq reads PGPASSWORD, or PGPASSFILE / ~/.pgpass, when the URL has none)."""
     import sys
 
-    from search.study import storage_url
+    from search.study import query_secrets, storage_url
 
-    if storage_url(url).password:
+    if storage_url(url).password or query_secrets(url):
         print(
             "guided search: warning: the --storage password is visible to other users of this machine (ps); leave "
             "it out of the URL and set PGPASSWORD, or put it in ~/.pgpass (PGPASSFILE)",

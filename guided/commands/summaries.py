@@ -26,9 +26,9 @@ def _summarize(args: argparse.Namespace) -> int:
 
     for option in ("out", "csv"):
         if getattr(args, option):
-            check_output(getattr(args, option), folder=False, option=f"--{option}")
+            check_output(getattr(args, option), folder=False, option=f"--{option}", inputs=tuple(args.pruned))
     if args.plot:
-        check_figure_path(args.plot, "--plot")
+        check_figure_path(args.plot, "--plot", inputs=tuple(args.pruned))
     seen = {}
     for d in args.pruned:
         if Path(d).resolve() in seen:

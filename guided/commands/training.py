@@ -52,12 +52,22 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--save-init", action="store_true", help="keep the initial weights (init.pt) for lottery tickets")
 
 
+def _resumable(args: argparse.Namespace):
+    """What a training command may write into besides a new or empty folder: with ``--resume``, a run folder."""
+
+    def own(path) -> bool:
+        run = RunFolder(path)
+        return bool(args.resume) and (run.checkpoint.is_file() or run.result.is_file())
+
+    return own
+
+
 def _train(args: argparse.Namespace) -> int:
     from guided.operations import train_run, training_config
     from guided.provenance import resolve_device
     from guided.train import resolve_precision
 
-    check_output(args.out, inputs=tuple(x for x in (args.masks, args.spec) if x))
+    check_output(args.out, inputs=tuple(x for x in (args.masks, args.spec) if x), new=True, own=_resumable(args))
     device = resolve_device(args.device)
     recipe = recipe_from_args(args)
     data_config = data_config_from_args(args)
@@ -112,7 +122,7 @@ def _retrain(args: argparse.Namespace) -> int:
     from guided.retrain import retrain
 
     source_run = PrunedFolder(args.pruned).source_run()
-    check_output(args.out, inputs=tuple(x for x in (args.pruned, source_run) if x))
+    check_output(args.out, inputs=tuple(x for x in (args.pruned, source_run) if x), new=True, own=_resumable(args))
     device = resolve_device(args.device)
     recipe = recipe_from_args(args)
     data = data_from_args(args)

@@ -180,19 +180,22 @@ def _speed(ctx: StageContext) -> dict[str, Any]:
     from guided import threads
     from guided.io import write_json
     from guided.provenance import device_name
-    from guided.speed import condition_note, inference_throughput
+    from guided.speed import STAGE_WAIT_S, condition_note, inference_throughput
     from guided.train import resolve_precision
 
     cfg, svc = ctx.stage.config, ctx.services
     precision = resolve_precision(cfg["precision"], svc.device)
     measured: dict[str, dict[str, Any]] = {}
     runs = {}
+    waited = 0.0  # one short wait for a quiet machine per stage, not per architecture
     with threads.all_cores():
         for run in cfg["runs"]:
             spec = RunFolder(ctx.dir_of(run)).read_spec()
             key = spec.to_json()
             if key not in measured:
-                measured[key] = inference_throughput(spec, svc.device, precision=precision)
+                wait = max(0.0, STAGE_WAIT_S - waited)
+                measured[key] = inference_throughput(spec, svc.device, precision=precision, wait_s=wait)
+                waited += measured[key]["condition"]["waited_s"]
             m = measured[key]
             runs[run] = {"images_per_s": round(m["images_per_s"], 1), "condition": condition_note(m["condition"])}
     if cfg["latency_runs"]:

@@ -316,6 +316,10 @@ class Study:
         )
 
 
+#: Folder names under ``stages/`` that the runner uses itself: the source domain, the speed and report
+#: stages, the searches. A transfer (whose stages live under its name) may not take one.
+RESERVED_STAGE_NAMES = ("source", "speed", "report", "search")
+
 SECTIONS = ("study", "data", "model", "train", "prune", "design", "transfer", "search", "report")
 SEARCH_ARMS = ("cold", "seeded", "random")
 
@@ -372,6 +376,18 @@ def _check_seeds(q: StudyConfig) -> None:
         raise UserError(f"[study] detect is a difference in accuracy points, in (0, 100), got {q.detect}")
 
 
+def _check_transfer_names(s: Study) -> None:
+    tnames = [check_name(t.name, "[[transfer]] name") for t in s.transfer]
+    if len(set(tnames)) != len(tnames):
+        raise UserError(f"[[transfer]] names must be distinct: {tnames}")
+    taken = sorted(set(tnames) & set(RESERVED_STAGE_NAMES))
+    if taken:
+        raise UserError(
+            f"[[transfer]] name {taken[0]!r} is the name of one of the runner's own stages "
+            f"({', '.join(RESERVED_STAGE_NAMES)}); choose another"
+        )
+
+
 def _check(s: Study) -> None:
     check_name(s.study.name, "[study] name")
     _check_seeds(s.study)
@@ -392,9 +408,7 @@ def _check(s: Study) -> None:
             )
     if s.design:
         _check_design(s.design, s.prune, source)
-    tnames = [check_name(t.name, "[[transfer]] name") for t in s.transfer]
-    if len(set(tnames)) != len(tnames) or "source" in tnames:
-        raise UserError(f"[[transfer]] names must be distinct and not 'source': {tnames}")
+    _check_transfer_names(s)
     if s.transfer and not s.design:
         raise UserError("[[transfer]] needs a [design] section (its pattern and budgets)")
     for t in s.transfer:

@@ -89,7 +89,7 @@ class _Report:
     def table(self, name: str, df: pd.DataFrame) -> str:
         """Write ``tables/NAME.csv`` and ``.md``; returns the Markdown."""
         self.tables[name] = df
-        df.to_csv(self.out / "tables" / f"{name}.csv", index=False)
+        atomic_write_text(self.out / "tables" / f"{name}.csv", df.to_csv(index=False))
         atomic_write_text(self.out / "tables" / f"{name}.md", markdown_table(df) + "\n")
         return markdown_table(df)
 
@@ -120,7 +120,7 @@ def write_report(study: Study, recipe: Recipe, stages: list[Stage], ctx: StageCo
         (out / sub).mkdir(parents=True)
     r = _Report(study, recipe, stages, ctx)
     read_speeds(r)
-    r.runs.to_csv(out / "runs.csv", index=False)
+    atomic_write_text(out / "runs.csv", r.runs.to_csv(index=False))
     title = study.report.title or f"Study {study.study.name}"
     parts = [f"# {title}", "", _overview(study, recipe, ctx), ""]
     for section in (_bases, _retraining, _patterns, _designs, _search, _provenance):
@@ -344,7 +344,8 @@ def design_table(runs: pd.DataFrame, domain: str, budget: str) -> pd.DataFrame:
                 "params": f"{int(r['params'].mean()):,}",
                 "MACs": f"{r['macs'].mean() / 1e6:.2f}M",
                 **({"step (ms, predicted)": _rate(r, "predicted_step_ms", ".1f")} if latency else {}),
-                "inference (img/s)": _rate(r, "inference_images_per_s") + _contended_mark(r),
+                "inference (img/s)": _rate(r, "inference_images_per_s"),
+                "timing": _timing(r),
                 "training (img/s)": _rate(r, "train_images_per_s"),
                 "test accuracy (%)": mean_std(r["test_acc"].tolist()),
                 "vs uniform (95% CI)": interval_cell(d),
@@ -355,10 +356,12 @@ def design_table(runs: pd.DataFrame, domain: str, budget: str) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def _contended_mark(runs: pd.DataFrame) -> str:
-    """`` (contended)`` when any of these runs' inference timings was taken on a busy machine."""
-    notes = runs["inference_condition"].dropna() if "inference_condition" in runs else []
-    return " (contended)" if any(str(n) for n in notes) else ""
+def _timing(runs: pd.DataFrame) -> str:
+    """``contended`` when any of these runs' inference timings was taken on a busy machine, else ``clean``
+    (``-`` when nothing was timed): a column of its own, so the throughput beside it stays a number."""
+    if "inference_condition" not in runs or runs["inference_images_per_s"].isna().all():
+        return "-"
+    return "contended" if any(str(n) for n in runs["inference_condition"].dropna()) else "clean"
 
 
 def _rate(runs: pd.DataFrame, column: str, form: str = ",.0f") -> str:
@@ -394,7 +397,7 @@ def _designs(r: _Report) -> list[str]:
         "pattern's per-layer ratios instead of one per stage; *search-...*: each width search's best, retrained. "
         "*inference*: images/s of a forward pass at batch 256 on "
         f"{r.inference_device or device_name(r.ctx.services.device)} (median of 5 timed passes, "
-        "measured by the report stage alone, after waiting for a quiet machine; *(contended)* marks timings "
+        "measured by the report stage alone, after waiting briefly for a quiet machine; *timing* says *contended* for timings "
         "taken while other processes kept cores busy or the repeats spread widely, as `inference_condition` "
         "in runs.csv says); "
         "*training*: images/s of the training steps of its runs, test passes excluded (with `--jobs` above 1 "

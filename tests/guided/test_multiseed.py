@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import pytest
 import torch
@@ -129,3 +130,43 @@ def test_a_compiled_run_equals_the_plain_run(tmp_path):
         torch.cat([plain[k].flatten() for k in floats]), torch.cat([compiled[k].flatten() for k in floats])
     )
     assert gap < 5e-3
+
+
+def _train_stages(study: Path) -> dict[str, tuple[str, list[dict], dict]]:
+    """Each trained stage of a study folder: its spec, its metrics rows and its result."""
+    import json
+
+    found = {}
+    for result in sorted((study / "stages").rglob("result.json")):
+        run = result.parent
+        rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+        found[str(run.relative_to(study))] = ((run / "spec.json").read_text(), rows, json.loads(result.read_text()))
+    return found
+
+
+@pytest.mark.slow
+def test_tiny_study_groups_follow_their_own_runs(tmp_path, monkeypatch):
+    """The tiny study three ways: runs alone (channels-last, as the engine trains), runs alone in the
+    contiguous layout a group computes in, and seed groups of 2. A grouped seed is its contiguous run to
+    float rounding (first-epoch loss within 1e-4); a float difference alone (the layout) moves a run by far
+    more, so a group's seeds differ from channels-last runs as any float difference makes them differ."""
+    import guided.train as engine
+    from guided.cli import main
+
+    monkeypatch.setenv("GUIDED_THREADS", "1")
+    config = str(Path(__file__).resolve().parents[2] / "configs" / "study-tiny-digits.toml")
+    assert main(["run", config, "--out", str(tmp_path / "plain")]) == 0
+    assert main(["run", config, "--out", str(tmp_path / "group"), "--group-seeds", "2"]) == 0
+    monkeypatch.setattr(engine, "MEMORY_FORMAT", torch.contiguous_format)
+    assert main(["run", config, "--out", str(tmp_path / "contiguous")]) == 0
+    plain, group, contiguous = (_train_stages(tmp_path / k) for k in ("plain", "group", "contiguous"))
+    grouped = [k for k, (_, _, r) in group.items() if r.get("group_size") == 2]
+    # only stages whose architecture came out the same in both runs (designs follow each run's own pruning)
+    same = [k for k in grouped if group[k][0] == contiguous[k][0] == plain[k][0]]
+    assert len(grouped) >= 16 and len(same) >= 8, (len(grouped), len(same))
+    for k in same:
+        assert abs(group[k][1][0]["train_loss"] - contiguous[k][1][0]["train_loss"]) < 1e-4, k
+    gap_group = [abs(group[k][2]["test_acc"] - contiguous[k][2]["test_acc"]) for k in same]
+    gap_layout = [abs(plain[k][2]["test_acc"] - contiguous[k][2]["test_acc"]) for k in same]
+    assert sum(gap_group) < 0.5 * sum(gap_layout), (gap_group, gap_layout)
+    assert max(gap_group) <= max(gap_layout)

@@ -67,8 +67,8 @@ def test_the_runner_never_deletes_a_stale_stage_outside_the_study(tmp_path):
 def test_an_atomic_write_never_replaces_a_device_or_a_link_to_one(tmp_path, target):
     link = tmp_path / "link"
     link.symlink_to(target)
-    for path in (Path(target), link):
-        with pytest.raises(UserError, match="not a regular file"):
+    for path, refusal in ((Path(target), "not a regular file"), (link, "is a symbolic link")):
+        with pytest.raises(UserError, match=refusal):
             atomic_write_text(path, "data")
         assert not Path(target).is_file() and Path(target).exists()
     assert os.readlink(link) == target

@@ -223,3 +223,87 @@ def test_precision_option(digits, tmp_path):
     recipe = get_recipe("quick").override(epochs=1, batch_size=64)
     result = train(tiny(digits), digits, recipe, out_dir=tmp_path, precision="bf16", log=QUIET)
     assert result["precision"] == "bf16" and 0 <= result["test_loss"] < 10
+
+
+# ---------------------------------------------------------------------- evaluation options of a recipe
+def test_flip_averaging_averages_each_image_with_its_mirror(digits, tmp_path):
+    from guided.loader import DeviceLoader
+    from guided.train import evaluate
+
+    model = tiny(digits)  # trained a little, so that no two classes tie
+    train(model, digits, get_recipe("quick").override(epochs=2, batch_size=64), out_dir=tmp_path, log=QUIET)
+    model.eval()
+    loader = DeviceLoader(digits.test, digits.mean, digits.std, batch_size=64, train=False)
+    x = torch.cat([b[0] for b in loader])
+    y = torch.cat([b[1] for b in loader])
+    with torch.no_grad():
+        p = (model(x).softmax(1) + model(x.flip(3)).softmax(1)) / 2
+    loss, acc = evaluate(model, loader, flip=True)
+    assert acc == pytest.approx((p.argmax(1) == y).float().mean().item())
+    assert loss == pytest.approx(torch.nn.functional.nll_loss(p.log(), y).item(), rel=1e-5)
+    plain = evaluate(model, loader)
+    assert plain != (loss, acc)  # the digits are not mirror-symmetric: the mirror changes the answer
+
+
+def test_weight_average_follows_its_formula_and_skips_integers():
+    from guided.train import WeightAverage
+
+    avg = WeightAverage({"w": torch.zeros(3), "n": torch.tensor(0)}, decay=0.9)
+    expected = torch.zeros(3)
+    for t in range(1, 30):
+        value = torch.full((3,), float(t))
+        avg.update({"w": value, "n": torch.tensor(t)})
+        d = min(0.9, (1 + t) / (10 + t))
+        expected = d * expected + (1 - d) * value
+    assert torch.allclose(avg.shadow["w"], expected)
+    assert avg.shadow["n"].item() == 29
+
+
+def test_ema_saves_and_reports_the_average_and_resumes_bit_for_bit(digits, tmp_path):
+    recipe = get_recipe("quick").override(epochs=2, batch_size=64, ema=0.9, test_flip=True)
+    result = train(tiny(digits), digits, recipe, out_dir=tmp_path / "a", log=QUIET)
+    ev = result["evaluations"]
+    assert set(ev) == {"plain", "plain_flip", "ema", "ema_flip"}
+    assert result["test_acc"] == ev["ema_flip"]  # the recipe's evaluation: the average, with flips
+    saved = torch.load(tmp_path / "a" / "model.pt")
+    raw = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=True)
+    assert not torch.equal(saved["head.fc2.weight"], raw["model"]["head.fc2.weight"])
+    assert torch.equal(saved["head.fc2.weight"], raw["average"]["shadow"]["head.fc2.weight"])
+    assert {"ema", "test_flip"} <= set(recipe.to_dict())
+    # stopped after epoch 1 and resumed: the same average as the run that never stopped
+    one = recipe.override(epochs=2)
+    b = tmp_path / "b"
+
+    def stop(row):
+        if row["epoch"] == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny(digits), digits, one, out_dir=b, on_epoch=stop, log=QUIET)
+    train(tiny(digits), digits, one, out_dir=b, resume=True, log=QUIET)
+    again = torch.load(b / "model.pt")
+    assert all(torch.equal(saved[k], again[k]) for k in saved)
+
+
+def test_new_recipe_fields_stay_out_of_old_configs():
+    quick = get_recipe("quick")
+    assert not {"ema", "test_flip", "eval"} & set(quick.to_dict())  # committed studies keep their fingerprints
+    assert quick.override(eval="last").to_dict()["eval"] == "last"
+    with pytest.raises(UserError, match="eval must be one of"):
+        quick.override(eval="sometimes")
+    with pytest.raises(UserError, match="ema is a decay"):
+        quick.override(ema=1.0)
+
+
+def test_eval_last_tests_once(digits, tmp_path, monkeypatch):
+    import guided.train as engine
+
+    calls = []
+    real = engine.evaluate
+    monkeypatch.setattr(engine, "evaluate", lambda *a, **k: calls.append(1) or real(*a, **k))
+    recipe = get_recipe("quick").override(epochs=3, batch_size=64, eval="last")
+    result = train(tiny(digits), digits, recipe, out_dir=tmp_path, log=QUIET)
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert len(calls) == 1
+    assert [r["test_acc"] is None for r in rows] == [True, True, False]
+    assert result["test_acc"] == rows[-1]["test_acc"]
