@@ -220,7 +220,7 @@ def data_from_args(args: argparse.Namespace):
 
 def add_recipe_args(p: argparse.ArgumentParser) -> None:
     """``--recipe`` and a flag per recipe field."""
-    from guided.recipes import RECIPES, SCHEDULES
+    from guided.recipes import EVALS, RECIPES, SCHEDULES
 
     g = p.add_argument_group("recipe (named defaults, each field overridable)")
     g.add_argument("--recipe", default="quick", choices=sorted(RECIPES), help="quick (CPU, one-cycle) or paper")
@@ -233,6 +233,13 @@ def add_recipe_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--schedule", choices=SCHEDULES, help="learning-rate schedule")
     g.add_argument("--warmup", type=float, metavar="F", help="onecycle warm-up, fraction of training")
     g.add_argument("--label-smoothing", type=float, metavar="S", help="cross-entropy label smoothing")
+    g.add_argument(
+        "--ema", type=float, metavar="DECAY", help="evaluate and save a moving average of the weights (e.g. 0.999)"
+    )
+    g.add_argument(
+        "--test-flip", action=argparse.BooleanOptionalAction, default=None, help="average each test image's mirror"
+    )
+    g.add_argument("--eval", choices=EVALS, help="test every epoch (default) or only after the last")
 
 
 def recipe_from_args(args: argparse.Namespace):
@@ -249,6 +256,9 @@ def recipe_from_args(args: argparse.Namespace):
         schedule=args.schedule,
         warmup=args.warmup,
         label_smoothing=args.label_smoothing,
+        ema=getattr(args, "ema", None),
+        test_flip=getattr(args, "test_flip", None),
+        eval=getattr(args, "eval", None),
     )
 
 

@@ -101,12 +101,16 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """``[train]``: the recipe every run uses, and the slimming penalty of ``sparse`` bases."""
+    """``[train]``: the recipe every run uses (its epochs, batch size and rate; ``ema``, ``test_flip`` and
+    ``eval`` as `guided.recipes.Recipe` has them), and the slimming penalty of ``sparse`` bases."""
 
     recipe: str = "quick"
     epochs: int | None = None
     batch_size: int | None = None
     lr: float | None = None
+    ema: float | None = None
+    test_flip: bool | None = None
+    eval: str | None = None
     sparsity_l1: float = 1e-4
     sparsity_gates: float = 1e-2
 
@@ -311,8 +315,9 @@ class Study:
 
     def recipe(self) -> Recipe:
         """The study's training recipe: the named one with ``[train]``'s epochs, batch size and rate."""
-        return get_recipe(self.train.recipe).override(
-            epochs=self.train.epochs, batch_size=self.train.batch_size, lr=self.train.lr
+        t = self.train
+        return get_recipe(t.recipe).override(
+            epochs=t.epochs, batch_size=t.batch_size, lr=t.lr, ema=t.ema, test_flip=t.test_flip, eval=t.eval
         )
 
 

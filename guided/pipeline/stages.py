@@ -440,7 +440,7 @@ class _Builder:
     def search(self, source: Domain) -> None:
         q = self.study.search
         budget = self.services.budget(q.budget, source.spec, self.recipe.batch_size)
-        trial_recipe = self.recipe.override(epochs=q.epochs)
+        trial_recipe = self.recipe.override(epochs=q.epochs, eval="every")  # trial stoppers read every epoch
         approx = design(source.spec, budget)
         guided_arm = (
             self.study.design.arm("guided", self.study.design.pattern_names()[0]) if self.study.design else None
