@@ -142,6 +142,10 @@ def _more_fixtures(e: dict[str, Path], base: Path, tiny: str) -> None:
         "study_batch_above_data": ("batch_size = 64", "batch_size = 100000"),
         "study_huge_seeds": ("seeds = [0, 1]", f"seeds = {list(range(5000))}"),
         "study_negative_search_seed": ('arms = ["cold", "seeded", "random"]', 'arms = ["cold"]\nseed = -1'),
+        "study_transfer_speed": ('name = "wide"', 'name = "speed"'),
+        "study_transfer_report": ('name = "wide"', 'name = "report"'),
+        "study_transfer_search": ('name = "wide"', 'name = "search"'),
+        "study_retrain_twice": ('retrain = ["finetune", "scratch-b"]', 'retrain = ["finetune", "finetune"]'),
     }
     for name, (old, new) in studies.items():
         assert old in tiny, name
@@ -153,6 +157,9 @@ def _more_fixtures(e: dict[str, Path], base: Path, tiny: str) -> None:
     e["study_utf16"].write_bytes(tiny.encode("utf-16"))
     e["study_deep"] = base / "study-deep.toml"
     e["study_deep"].write_text("[study]\nname = " + "[" * 5000 + "]" * 5000 + "\n")
+    e["unrelated"] = base / "unrelated"  # someone else's folder that happens to hold a config.json
+    e["unrelated"].mkdir()
+    (e["unrelated"] / "config.json").write_text('{"theirs": true}\n')
     e["other_study"] = base / "other-study"  # a study folder: runs never go inside it
     (e["other_study"] / "stages" / "x").mkdir(parents=True)
     (e["other_study"] / "study.json").write_text('{"name": "other"}\n')
@@ -493,6 +500,25 @@ CASES = [
         "train --arch vgg13 --width-mult 0.0625 --dataset digits --masks {vgg11_masks}/masks.npz --out {new}",
         "{new}",
     ),
+    # ---- a command writes only into a new folder (or its own, with --resume), never onto what it reads
+    ("train-out-holds-unrelated-files", "train {T} --epochs 1 --out {unrelated}", "{unrelated}"),
+    ("train-resume-unrelated-folder", "train {T} --epochs 1 --resume --out {unrelated}", "{unrelated}"),
+    ("train-out-is-a-pruned-folder", "train {T} --epochs 1 --out {pruned}", "{pruned}"),
+    ("prune-out-is-another-run", "prune --method l1-norm --checkpoint {run} --ratio 0.5 --out {run_mismatch}",
+     "{run_mismatch}"),
+    ("retrain-out-is-another-run", "retrain --from {pruned} --mode finetune --out {run_mismatch}", "{run_mismatch}"),
+    ("design-out-is-its-pattern", "design --pattern {pattern} --arch vgg-tiny --budget params=5k --out {pattern}",
+     "{pattern}"),
+    ("design-masks-out-holds-files", "design --uniform --kernel --arch vgg-tiny --budget params=50% --out {unrelated}",
+     "{unrelated}"),
+    ("summarize-csv-inside-its-input", "summarize {pruned} --csv {pruned}/layers.csv", "{pruned}"),
+    ("summarize-out-inside-its-input", "summarize {pruned} --out {pruned}/pattern.json", "{pruned}"),
+    ("plot-out-is-its-input", "plot widths {pattern} --out {pattern}", "{pattern}"),
+    ("spec-out-is-its-spec", "spec --spec {run}/spec.json --out {run}/spec.json", "{run}"),
+    ("run-transfer-named-speed", "run {study_transfer_speed} --out {new}", "{new}"),
+    ("run-transfer-named-report", "run {study_transfer_report} --out {new}", "{new}"),
+    ("run-transfer-named-search", "run {study_transfer_search} --out {new}", "{new}"),
+    ("run-retrain-mode-twice", "run {study_retrain_twice} --out {new}", "{new}"),
     # ---- refused before the study folder is created
     ("run-batch-above-data", "run {study_batch_above_data} --out {new}", "{new}"),
     ("run-l1-nan", "run {study_l1_nan} --out {new}", "{new}"),

@@ -157,6 +157,8 @@ class PruneConfig:
             raise UserError(f"{where}: unknown method {self.method!r}; choose one of {', '.join(sorted(PRUNERS))}")
         if self.base not in BASES:
             raise UserError(f"{where}: base must be one of {', '.join(BASES)}, got {self.base!r}")
+        if len(set(self.retrain)) != len(self.retrain):
+            raise UserError(f"{where}: retrain = {self.retrain} names a mode twice; each mode trains once per seed")
         if isinstance(self.ratio, list):
             if not all(0 <= r < 1 for r in self.ratio) or not any(self.ratio):
                 raise UserError(f"{where}: stage ratios must lie in [0, 1) and not all be 0, got {self.ratio}")
