@@ -19,8 +19,9 @@ _STYLE = (
 def html_page(markdown_text: str, base: str | Path, *, title: str) -> str:
     """A self-contained HTML page from Markdown: tables, lists, emphasis, code, and images.
 
-    Raw HTML in ``markdown_text`` is escaped, not rendered. Images with a relative path (``![alt](figures/x.png)``, resolved against ``base``) are embedded as
-    base64 data, so the page can be mailed or attached on its own.
+    Raw HTML in ``markdown_text`` is escaped, not rendered. Images with a relative path
+    (``![alt](figures/x.png)``, resolved against ``base``) are embedded as base64 data, so the page can be
+    mailed or attached on its own.
 
     Example:
         >>> "<td>1</td>" in html_page("| a |\\n| --- |\\n| 1 |", ".", title="t")

@@ -9,12 +9,12 @@ Each seed keeps what makes it its own run: its initialisation (built with its ow
 and augmentation (its own `DeviceLoader` generator, seeded as `guided.train.train` seeds it), its
 BatchNorm statistics, and its optimiser state (SGD with momentum, Nesterov and weight decay is
 elementwise, so one optimiser over the stacked tensors updates each seed as its own would). Summing the
-K seeds' mean losses gives each seed exactly its own gradient. So each seed is its own `train` run as
-computed in the contiguous memory layout, to float rounding; `guided.train` trains channels-last
-(`guided.train.MEMORY_FORMAT`), and training amplifies that rounding difference, so a grouped seed and
-its separate channels-last run agree in distribution, not seed for seed (``tests/guided/test_multiseed.py``
-measures both gaps on the tiny study). Each writes the same run folder (``spec.json``, ``config.json``, ``metrics.jsonl``,
-``model.pt``, ``result.json``; ``result.json`` says ``"group_size"``).
+K seeds' mean losses gives each seed exactly its own gradient. So each seed is its own `train` run as computed
+in the contiguous memory layout, to float rounding; `guided.train` trains channels-last
+(`guided.train.MEMORY_FORMAT`), and training amplifies that rounding difference, so a grouped seed and its
+separate channels-last run agree in distribution, not seed for seed (``tests/guided/test_multiseed.py``
+measures both gaps on the tiny study). Each writes the same run folder (``spec.json``, ``config.json``,
+``metrics.jsonl``, ``model.pt``, ``result.json``; ``result.json`` says ``"group_size"``).
 
 Not covered, and refused: training hooks (sparsity penalties, fixed masks, gates: they act on one
 module) and `torch.compile`. A group has no checkpoints: a group stopped midway leaves no run behind and

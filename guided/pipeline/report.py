@@ -397,9 +397,9 @@ def _designs(r: _Report) -> list[str]:
         "pattern's per-layer ratios instead of one per stage; *search-...*: each width search's best, retrained. "
         "*inference*: images/s of a forward pass at batch 256 on "
         f"{r.inference_device or device_name(r.ctx.services.device)} (median of 5 timed passes, "
-        "measured by the report stage alone, after waiting briefly for a quiet machine; *timing* says *contended* for timings "
-        "taken while other processes kept cores busy or the repeats spread widely, as `inference_condition` "
-        "in runs.csv says); "
+        "measured by the report stage alone, after waiting briefly for a quiet machine; *timing* says "
+        "*contended* for timings taken while other processes kept cores busy or the repeats spread widely, "
+        "as `inference_condition` in runs.csv says); "
         "*training*: images/s of the training steps of its runs, test passes excluded (with `--jobs` above 1 "
         "they shared the machine with other runs). *vs uniform*: difference of mean test accuracy to the "
         "uniform design at the same budget, points, with its 95% confidence interval (Welch).",
