@@ -340,8 +340,7 @@ def _refuse_unless_empty(path: Path, option: str, *, resumable: bool) -> None:
         shown = ", ".join(held[:3]) + (", ..." if len(held) > 3 else "")
         hint = "; or pass --resume to continue the run there" if resumable else ""
         raise UserError(
-            f"{option} {path} already holds files ({shown}); this command writes into a new or empty folder "
-            f"only{hint}"
+            f"{option} {path} already holds files ({shown}); this command writes into a new or empty folder only{hint}"
         )
 
 
