@@ -528,6 +528,17 @@ CASES = [
     ("run-transfer-named-report", "run {study_transfer_report} --out {new}", "{new}"),
     ("run-transfer-named-search", "run {study_transfer_search} --out {new}", "{new}"),
     ("run-retrain-mode-twice", "run {study_retrain_twice} --out {new}", "{new}"),
+    # ---- zeros and negatives that silently became defaults, or ran
+    ("spec-torchvision-input-size-0", "spec --torchvision resnet18 --input-size 0 --out {new}", "{new}"),
+    ("spec-torchvision-classes-0", "spec --torchvision resnet18 --num-classes 0 --out {new}", "{new}"),
+    ("spec-torchvision-classes-negative", "spec --torchvision resnet18 --num-classes -3 --out {new}", "{new}"),
+    ("spec-torchvision-width-0", "spec --torchvision mobilenet_v2 --width-mult 0 --out {new}", "{new}"),
+    ("spec-torchvision-width-nan", "spec --torchvision mobilenet_v2 --width-mult nan --out {new}", "{new}"),
+    ("run-dry-run-group-seeds-negative", "run {tiny_study} --dry-run --group-seeds -3 --out {new}", "{new}"),
+    ("run-dry-run-jobs-negative", "run {tiny_study} --dry-run --jobs -2 --out {new}", "{new}"),
+    ("cost-width-nan", "cost --arch vgg-tiny --width-mult nan", None),
+    ("cost-width-huge", "cost --arch vgg-tiny --width-mult 1e9", None),
+    ("cost-classes-negative", "cost --arch vgg-tiny --num-classes -3", None),
     # ---- refused before the study folder is created
     ("run-batch-above-data", "run {study_batch_above_data} --out {new}", "{new}"),
     ("run-l1-nan", "run {study_l1_nan} --out {new}", "{new}"),

@@ -132,8 +132,15 @@ def torchvision_from_args(args: argparse.Namespace, data=None, weights: str | No
     for option in ("head", "in_channels"):
         if getattr(args, option, None) is not None:
             raise UserError(f"--{option.replace('_', '-')} shapes an --arch; --torchvision {name} fixes it")
+    for option in ("num_classes", "input_size"):
+        value = getattr(args, option, None)
+        if value is not None and value < 1:
+            raise UserError(f"--{option.replace('_', '-')} must be at least 1, got {value}")
+    if args.width_mult is not None and not 0 < args.width_mult <= 64:
+        raise UserError(f"--width-mult must be positive and at most 64, got {args.width_mult}")
     state = _torchvision_state(weights) if weights else None
-    kwargs = {"num_classes": args.num_classes or _classes(state) or (data.num_classes if data else 1000)}
+    classes = args.num_classes if args.num_classes is not None else _classes(state)
+    kwargs = {"num_classes": classes or (data.num_classes if data else 1000)}
     if args.width_mult is not None:
         if name != "mobilenet_v2":
             raise UserError(f"--width-mult reaches torchvision's mobilenet_v2 only, not {name}")
@@ -142,7 +149,8 @@ def torchvision_from_args(args: argparse.Namespace, data=None, weights: str | No
     if state is not None:
         _load_torchvision(module, state, name, weights)
     try:
-        return from_torchvision(module, input_size=args.input_size or (data.input_size if data else 224))
+        size = args.input_size if args.input_size is not None else (data.input_size if data else 224)
+        return from_torchvision(module, input_size=size)
     except BridgeError as exc:
         raise UserError(f"--torchvision {name}: {exc}") from None
 

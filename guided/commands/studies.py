@@ -10,7 +10,7 @@ from guided.commands.common import Command, add_threads_arg
 
 def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("study_file", metavar="STUDY.toml", help="the study (see configs/study-*.toml)")
-    p.add_argument("--out", metavar="DIR", help="the study folder (default results/<study name>)")
+    p.add_argument("--out", metavar="DIR", help="the study folder (default guided-runs/<study name>, git-ignored)")
     p.add_argument("--resume", action="store_true", help="continue the study already in --out")
     add_threads_arg(p)
     p.add_argument(
@@ -28,8 +28,9 @@ def _run_args(p: argparse.ArgumentParser) -> None:
         metavar="K",
         help="train up to K seeds of one architecture together as one batched network (runs that differ only "
         "in their seeds and use no sparsity penalty or masks): one process and one kernel launch do the work of "
-        "K, which keeps a GPU busy with small networks; each seed's numbers are its own run's to float "
-        "tolerance (default 0: each run alone)",
+        "K, which keeps a GPU busy with small networks; each seed is its own run computed in the contiguous "
+        "layout, while runs alone train channels-last, so the two agree in distribution, not seed for seed "
+        "(docs/scale-out.md) (default 0: each run alone)",
     )
     p.add_argument(
         "--executor",
@@ -57,13 +58,22 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+#: Where ``guided run`` writes a study given no ``--out``: a folder git ignores (``.gitignore``), so a run
+#: in a clone leaves the clone clean; committed results are written with ``--out results/NAME``.
+DEFAULT_OUT = Path("guided-runs")
+
+
 def _run(args: argparse.Namespace) -> int:
     from guided.errors import UserError
     from guided.io import check_output
     from guided.pipeline import dry_run, load_study, run_study
 
     study = load_study(args.study_file)
-    out = check_output(Path(args.out) if args.out else Path("results") / study.study.name)
+    if args.jobs < 1:
+        raise UserError(f"--jobs must be at least 1, got {args.jobs}")
+    if args.group_seeds < 0:
+        raise UserError(f"--group-seeds must be 0 (each run alone) or more, got {args.group_seeds}")
+    out = check_output(Path(args.out) if args.out else DEFAULT_OUT / study.study.name)
     if args.throughput and not args.dry_run:
         raise UserError("--throughput only estimates (with --dry-run); drop it to run the study")
     if args.dry_run:
