@@ -388,6 +388,11 @@ def _classes_of(split_dir: Path, root: Path) -> tuple[str, ...]:
     classes = tuple(sorted(d.name for d in split_dir.iterdir() if d.is_dir()))
     if not classes:
         raise UserError(f"{split_dir} has no class subfolders; expected {split_dir}/<class>/*.jpg")
+    if len(classes) < 2:
+        raise UserError(
+            f"{split_dir} has one class folder ({classes[0]}); a classifier needs at least two classes, each a "
+            "subfolder of images"
+        )
     return classes
 
 
@@ -395,11 +400,35 @@ def _image_files(split_dir: Path, classes: tuple[str, ...]) -> list[Path]:
     """A split's image files, class by class in sorted order (what `_read_split` decodes)."""
     files = []
     for cls in classes:
-        images = sorted(p for p in (split_dir / cls).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        images = sorted(p for p in (split_dir / cls).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and _regular(p))
         if not images:
             raise UserError(f"class folder {split_dir / cls} holds no PNG or JPEG images")
         files += images
     return files
+
+
+def _regular(path: Path) -> bool:
+    """Whether ``path`` is a regular file (through a link): a FIFO, device or socket named like an image is
+    skipped, never opened (reading a FIFO would wait forever). A broken link counts, to be refused by name."""
+    import stat
+
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return os.path.islink(path)
+
+
+def _to_rgb(im):
+    """An image as 8-bit RGB. 16- and 32-bit greyscale (``I;16``, ``I``) is scaled by its bit depth, not clipped
+    (Pillow's own conversion clips every value above 255 to white)."""
+    if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+        from PIL import Image
+
+        values = np.asarray(im, dtype=np.float64)
+        top = 65535.0 if im.mode.startswith("I;16") or values.max(initial=0) > 255 else 255.0
+        grey = np.clip(np.rint(values * (255.0 / top)), 0, 255).astype(np.uint8)
+        return Image.fromarray(grey).convert("RGB")
+    return im.convert("RGB")
 
 
 def _read_split(split_dir: Path, classes: tuple[str, ...], size: int | None) -> Split:
@@ -419,7 +448,7 @@ def _read_split(split_dir: Path, classes: tuple[str, ...], size: int | None) -> 
                         f"image {p} is {im.width}x{im.height} pixels, above the {MAX_IMAGE_PIXELS:,} guided decodes "
                         "(a decompression bomb, or a photo to shrink first)"
                     )
-                im = im.convert("RGB")
+                im = _to_rgb(im)
                 if size is not None and im.size != (size, size):
                     im = im.resize((size, size), Image.BILINEAR)
                 return np.asarray(im)

@@ -65,6 +65,7 @@ def test_image_folder_cache_notices_new_files(tmp_path):
             lambda root: (make_tree(root), (root / "train" / "bee").mkdir(), (root / "test" / "bee").mkdir()),
             "holds no PNG or JPEG",
         ),
+        (lambda root: make_tree(root, classes=("cat",)), "one class folder"),
     ],
 )
 def test_bad_image_folders_give_one_clear_error(tmp_path, setup, message):
@@ -72,6 +73,25 @@ def test_bad_image_folders_give_one_clear_error(tmp_path, setup, message):
     setup(root)
     with pytest.raises(UserError, match=message):
         load_dataset(f"imagefolder:{root}", cache_dir=tmp_path / "cache")
+
+
+def test_a_fifo_named_like_an_image_is_skipped_not_read(tmp_path):
+    import os
+
+    root = make_tree(tmp_path / "tree")
+    os.mkfifo(root / "train" / "cat" / "pipe.png")  # opening it to read would wait forever
+    data = load_dataset(f"imagefolder:{root}", cache_dir=tmp_path / "cache")
+    assert len(data.train) == 6
+
+
+def test_16_bit_greyscale_is_scaled_not_clipped(tmp_path):
+    root = make_tree(tmp_path / "tree")
+    ramp = (np.arange(100).reshape(10, 10) * 650).astype(np.uint16)  # 0 .. 64350 of 65535
+    Image.fromarray(ramp).save(root / "train" / "cat" / "0.png")
+    data = load_dataset(f"imagefolder:{root}", cache_dir=tmp_path / "cache")
+    grey = data.train.images[data.train.labels == 1][0, 0]  # "cat" sorts after "ant"
+    assert len(np.unique(grey)) > 90  # Pillow's own conversion leaves 2 levels (0 and 255)
+    assert grey.max() == round(64350 * 255 / 65535)
 
 
 @pytest.mark.slow
