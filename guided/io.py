@@ -31,6 +31,7 @@ __all__ = [
     "read_toml",
     "read_tensors",
     "load_state",
+    "check_state_dict",
     "check_output",
     "check_name",
     "refuse_special",
@@ -241,13 +242,34 @@ def read_tensors(path: str | os.PathLike, what: str = "weights file") -> dict[st
     return payload
 
 
+def check_state_dict(state: dict[Any, Any], path: str | os.PathLike, what: str = "weights file") -> None:
+    """Refuse (one line) a state_dict that no network could use: keys that are not names, entries that are not
+    dense tensors with data (sparse, or on the ``meta`` device), and weights that are NaN or infinite."""
+    import torch
+
+    for key, value in state.items():
+        if not isinstance(key, str):
+            raise UserError(f"{what} {path}: key {key!r} is not a parameter name; save model.state_dict()")
+        if not isinstance(value, torch.Tensor):
+            raise UserError(f"{what} {path}: entry {key!r} is not a tensor; save model.state_dict()")
+        if value.layout != torch.strided or value.is_meta:
+            kind = "on the meta device (no data)" if value.is_meta else f"{value.layout} (not dense)"
+            raise UserError(f"{what} {path}: tensor {key!r} is {kind}; save the trained model's dense weights")
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise UserError(
+                f"{what} {path}: tensor {key!r} holds NaN or infinite values; the run that wrote it diverged"
+            )
+
+
 def load_state(model: Any, state: dict[str, Any], path: str | os.PathLike) -> None:
-    """``model.load_state_dict(state, strict=True)``, with a one-line error when the shapes disagree."""
+    """``model.load_state_dict(state, strict=True)``, with a one-line error when the entries are unusable
+    (`check_state_dict`) or the shapes disagree."""
     import torch
 
     bad = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
     if bad:
         raise UserError(f"{path}: entry {bad[0]!r} is not a tensor; this is not a state dict of {model.spec.name}")
+    check_state_dict(state, path)
     mismatch = state_mismatch(model.state_dict(), state, "the spec")
     if mismatch:
         raise UserError(

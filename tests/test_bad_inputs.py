@@ -157,6 +157,15 @@ def _more_fixtures(e: dict[str, Path], base: Path, tiny: str) -> None:
     e["study_utf16"].write_bytes(tiny.encode("utf-16"))
     e["study_deep"] = base / "study-deep.toml"
     e["study_deep"].write_text("[study]\nname = " + "[" * 5000 + "]" * 5000 + "\n")
+    for name, state in {
+        "weights_nan": {"fc.weight": torch.full((10, 4), float("nan"))},
+        "weights_inf": {"conv1.weight": torch.tensor([float("inf")])},
+        "weights_int_keys": {0: torch.zeros(3)},
+        "weights_sparse": {"fc.weight": torch.eye(3).to_sparse()},
+        "weights_meta": {"fc.weight": torch.empty(3, 3, device="meta")},
+    }.items():
+        e[name] = base / f"{name}.pt"
+        torch.save(state, e[name])
     e["unrelated"] = base / "unrelated"  # someone else's folder that happens to hold a config.json
     e["unrelated"].mkdir()
     (e["unrelated"] / "config.json").write_text('{"theirs": true}\n')
@@ -528,6 +537,15 @@ CASES = [
     ("run-transfer-named-report", "run {study_transfer_report} --out {new}", "{new}"),
     ("run-transfer-named-search", "run {study_transfer_search} --out {new}", "{new}"),
     ("run-retrain-mode-twice", "run {study_retrain_twice} --out {new}", "{new}"),
+    # ---- weights no network could use
+    *[
+        (
+            f"prune-torchvision-{w.replace('_', '-')}",
+            f"prune --method l1-norm --torchvision resnet18 --weights {{{w}}} --ratio 0.5 --out {{new}}",
+            "{new}",
+        )
+        for w in ("weights_nan", "weights_inf", "weights_int_keys", "weights_sparse", "weights_meta")
+    ],
     # ---- zeros and negatives that silently became defaults, or ran
     ("spec-torchvision-input-size-0", "spec --torchvision resnet18 --input-size 0 --out {new}", "{new}"),
     ("spec-torchvision-classes-0", "spec --torchvision resnet18 --num-classes 0 --out {new}", "{new}"),

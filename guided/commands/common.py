@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from guided.errors import UserError
-from guided.io import read_spec, read_tensors, state_mismatch
+from guided.io import check_state_dict, read_spec, read_tensors, state_mismatch
 from models import ArchSpec, create_spec
 
 __all__ = [
@@ -166,6 +166,7 @@ def _torchvision_state(path: str) -> dict:
             state = state[key]
     if not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise UserError(f"weights file {path} is not a state_dict: save one with torch.save(model.state_dict(), PATH)")
+    check_state_dict(state, path)
     return {k.removeprefix("module."): v for k, v in state.items()}
 
 
