@@ -15,7 +15,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["mean_std", "markdown_table", "difference", "detectable", "interval_cell", "compare", "verdict", "holm"]
+__all__ = [
+    "mean_std",
+    "markdown_table",
+    "difference",
+    "paired_difference",
+    "detectable",
+    "interval_cell",
+    "compare",
+    "verdict",
+    "holm",
+]
 
 #: Every verdict's test level and the power its detectable effect is stated at.
 ALPHA, POWER = 0.05, 0.8
@@ -103,6 +113,48 @@ def difference(a: Sequence[float], b: Sequence[float], *, confidence: float = 0.
     return {**out, "low": float(ci.low), "high": float(ci.high), "p": float(test.pvalue)}
 
 
+def paired_difference(a: dict[int, float], b: dict[int, float], *, confidence: float = 0.95) -> dict[str, Any] | None:
+    """Mean difference ``a - b`` in points over the seeds both arms have (accuracies by seed, 0..1), with the
+    paired t interval (`scipy.stats.ttest_rel`), its detectable effect ``mde`` (80% power, the same rule as
+    `detectable` with the std of the per-seed differences and ``n - 1`` degrees of freedom), and the Pearson
+    correlation ``r`` of the two arms over seeds. Runs that share a seed index share their data order and
+    augmentation (`guided.loader.DeviceLoader` is seeded by it, whatever the architecture), so their noise is
+    partly common; ``r`` says how much, and the paired interval is narrower by about ``sqrt(1 - r)``.
+    ``None`` when fewer than three seeds are common.
+
+    Example:
+        >>> d = paired_difference({0: 0.80, 1: 0.82, 2: 0.81}, {0: 0.70, 1: 0.73, 2: 0.71})
+        >>> round(d["diff"], 2), round(d["low"], 2), round(d["high"], 2), round(d["r"], 2)
+        (9.67, 8.23, 11.1, 0.98)
+    """
+    from scipy import optimize, stats
+
+    seeds = sorted(set(a) & set(b))
+    if len(seeds) < 3:
+        return None
+    x = 100 * np.array([a[s] for s in seeds], dtype=float)
+    y = 100 * np.array([b[s] for s in seeds], dtype=float)
+    d, n = x - y, len(seeds)
+    out = {"diff": float(d.mean()), "n": n, "seeds": seeds, "alpha": 1 - confidence}
+    out["r"] = float(np.corrcoef(x, y)[0, 1]) if x.std() > 0 and y.std() > 0 else None
+    sd = float(d.std(ddof=1))
+    if sd == 0:
+        return {**out, "low": out["diff"], "high": out["diff"], "p": float(out["diff"] == 0), "mde": 0.0, "sd": 0.0}
+    test = stats.ttest_rel(x, y)
+    ci = test.confidence_interval(confidence)
+    crit = stats.t.ppf(1 - (1 - confidence) / 2, n - 1)
+    se = sd / n**0.5
+
+    def missed(delta: float) -> float:
+        return float(stats.nct.sf(crit, n - 1, delta / se)) - POWER
+
+    high = se * (crit + 1)
+    while missed(high) < 0:
+        high *= 2
+    mde = float(optimize.brentq(missed, 0.0, high))
+    return {**out, "low": float(ci.low), "high": float(ci.high), "p": float(test.pvalue), "mde": mde, "sd": sd}
+
+
 def interval_cell(d: dict[str, Any]) -> str:
     """``+2.90 [+1.10, +4.70]`` (or just the difference when there is no interval)."""
     if d["low"] is None:
@@ -135,19 +187,46 @@ def compare(a: Sequence[float], b: Sequence[float], *, names: tuple[str, str] = 
     )
 
 
-def verdict(a: Sequence[float], b: Sequence[float], *, names: tuple[str, str], where: str) -> dict[str, Any]:
+def verdict(
+    a: Sequence[float],
+    b: Sequence[float],
+    *,
+    names: tuple[str, str],
+    where: str,
+    seeds: tuple[Sequence[int], Sequence[int]] | None = None,
+    pairing: str = "welch",
+) -> dict[str, Any]:
     """One verdict as a record: where it was made, the words of `compare`, and its numbers (points): ``diff``,
-    ``low``, ``high``, ``p``, ``mde``, ``alpha``, ``n``, ``sd`` (each arm's std over seeds)."""
+    ``low``, ``high``, ``p``, ``mde``, ``alpha``, ``n``, ``sd`` (each arm's std over seeds), and ``pairing``,
+    the interval these numbers come from.
+
+    With ``seeds`` (each accuracy's seed), the record also holds ``welch`` and ``paired``
+    (`paired_difference`, with the correlation ``r``) side by side. The rule is fixed before a study runs,
+    by ``pairing``: ``welch`` (the default) always reports Welch's interval; ``paired`` reports the paired
+    interval where at least three seeds are common to both arms, and Welch's elsewhere.
+    """
     d = difference(a, b)
     numbers = {k: d[k] for k in ("diff", "low", "high", "p", "mde", "alpha")}
-    return {
-        "where": where,
-        "arms": list(names),
-        "text": compare(a, b, names=names),
-        **numbers,
-        "n": list(d["n"]),
-        "sd": list(d["sd"]),
-    }
+    record = {"where": where, "arms": list(names), "text": compare(a, b, names=names), **numbers}
+    record.update(n=list(d["n"]), sd=list(d["sd"]), pairing="welch")
+    if seeds is not None:
+        pd_ = paired_difference(dict(zip(seeds[0], a)), dict(zip(seeds[1], b)))
+        record["welch"] = dict(numbers)
+        record["paired"] = pd_
+        if pairing == "paired" and pd_ is not None and pd_["low"] is not None:
+            record.update({k: pd_[k] for k in ("diff", "low", "high", "p", "mde")}, pairing="paired")
+            record["text"] = _paired_text(pd_, names)
+    return record
+
+
+def _paired_text(d: dict[str, Any], names: tuple[str, str]) -> str:
+    cell = f"{d['diff']:+.2f} points [{d['low']:+.2f}, {d['high']:+.2f}] (95% CI, paired by seed, n={d['n']})"
+    if d["low"] > 0 or d["high"] < 0:
+        return f"{names[0]} {'beats' if d['diff'] > 0 else 'trails'} {names[1]}: {cell}"
+    return (
+        f"no detectable difference between {names[0]} and {names[1]}: {cell}; this comparison could only "
+        f"detect {d['mde']:.2f} points or more"
+    )
 
 
 def holm(verdicts: list[dict[str, Any]]) -> None:

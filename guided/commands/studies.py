@@ -69,8 +69,8 @@ def _run(args: argparse.Namespace) -> int:
     from guided.pipeline import dry_run, load_study, run_study
 
     study = load_study(args.study_file)
-    if args.jobs < 1:
-        raise UserError(f"--jobs must be at least 1, got {args.jobs}")
+    if args.jobs is not None and args.jobs < 0:
+        raise UserError(f"--jobs must be at least 1 (or 0: one per GPU, else 1), got {args.jobs}")
     if args.group_seeds < 0:
         raise UserError(f"--group-seeds must be 0 (each run alone) or more, got {args.group_seeds}")
     out = check_output(Path(args.out) if args.out else DEFAULT_OUT / study.study.name)

@@ -292,9 +292,12 @@ class SearchConfig:
 
 @dataclass(frozen=True)
 class ReportConfig:
-    """``[report]``."""
+    """``[report]``: the title, and ``pairing``, the interval every design verdict uses, fixed before the study
+    runs: ``welch`` (two independent samples) or ``paired`` (the arms' runs paired by seed index, which shares
+    their data order and augmentation). The report gives both, with the arms' correlation, either way."""
 
     title: str | None = None
+    pairing: str = "welch"
 
 
 @dataclass(frozen=True)
@@ -357,6 +360,8 @@ def parse_study(table: dict[str, Any]) -> Study:
     transfer = [toml_section(TransferConfig, t, f"transfer.{i}") for i, t in enumerate(table.get("transfer", []))]
     search = toml_section(SearchConfig, table["search"], "search") if "search" in table else None
     report = toml_section(ReportConfig, table.get("report", {}), "report")
+    if report.pairing not in ("welch", "paired"):
+        raise UserError(f"[report] pairing must be welch or paired, got {report.pairing!r}")
     s = Study(study, data, model, train, prune, design, transfer, search, report)
     _check(s)
     return s

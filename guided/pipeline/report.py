@@ -93,10 +93,13 @@ class _Report:
         atomic_write_text(self.out / "tables" / f"{name}.md", markdown_table(df) + "\n")
         return markdown_table(df)
 
-    def verdict(self, a: list[float], b: list[float], names: tuple[str, str], where: str) -> str:
-        """Record a verdict of the report's family; returns the Markdown line's placeholder, filled in once the
-        whole family is known (`_fill_verdicts`: Holm's adjustment needs every p-value)."""
-        self.verdicts.append(verdict(a, b, names=names, where=where))
+    def verdict(self, a: list[float], b: list[float], names: tuple[str, str], where: str, seeds=None) -> str:
+        """Record a verdict of the report's family (``seeds``: each accuracy's seed, for the paired interval
+        beside Welch's; the study's ``[report] pairing`` says which one the verdict uses); returns the Markdown
+        line's placeholder, filled in once the whole family is known (`_fill_verdicts`: Holm's adjustment
+        needs every p-value)."""
+        pairing = self.study.report.pairing
+        self.verdicts.append(verdict(a, b, names=names, where=where, seeds=seeds, pairing=pairing))
         return f"- {VERDICT_MARK}{len(self.verdicts) - 1}{VERDICT_MARK}"
 
     def figure(self, path: Path) -> Path:
@@ -168,8 +171,21 @@ def _fill_verdicts(text: str, verdicts: list[dict[str, Any]]) -> str:
         if v["p_holm"] is not None:
             after = "holds" if v["survives"] else "does not hold"
             holds = f"; Holm-adjusted p = {v['p_holm']:.3g}: {after} over the report's {len(verdicts)} verdicts"
-        text = text.replace(f"{VERDICT_MARK}{i}{VERDICT_MARK}", f"{v['where']}: {v['text']}{holds}")
+        text = text.replace(f"{VERDICT_MARK}{i}{VERDICT_MARK}", f"{v['where']}: {v['text']}{holds}{_other(v)}")
     return text
+
+
+def _other(v: dict[str, Any]) -> str:
+    """The interval the verdict does not use, and the arms' correlation over seeds, when runs are paired."""
+    pair = v.get("paired")
+    if not pair or pair.get("low") is None:
+        return ""
+    r = "" if pair["r"] is None else f"; seeds correlate r = {pair['r']:+.2f}"
+    if v["pairing"] == "paired":
+        w = v["welch"]
+        return f" (Welch: {w['diff']:+.2f} [{w['low']:+.2f}, {w['high']:+.2f}]{r})" if w["low"] is not None else ""
+    cell = f"{pair['diff']:+.2f} [{pair['low']:+.2f}, {pair['high']:+.2f}]"
+    return f" (paired by seed: {cell}, detectable {pair['mde']:.2f}{r})"
 
 
 def _datasets(study: Study, ctx: StageContext) -> dict[str, dict[str, Any]]:
@@ -453,10 +469,15 @@ def _design_budget(r: _Report, dom: str, budget: str, acc_rows: list[dict[str, A
     b = slug(budget)
     lines = [f"### {dom}, budget {budget}", "", r.table(f"designs-{dom}-{b}", table), ""]
     sub = budget_runs(r.runs, dom, budget)
-    uniform = sub[sub["arm"] == "uniform"]["test_acc"].tolist()
+    uniform = sub[sub["arm"] == "uniform"]
     for arm in [a for a in dict.fromkeys(sub["arm"]) if a != "uniform"]:
-        vals = sub[sub["arm"] == arm]["test_acc"].tolist()
-        r.design_lines.append(r.verdict(vals, uniform, (arm, "uniform"), f"{dom}, {budget}"))
+        runs = sub[sub["arm"] == arm]
+        seeds = (runs["seed"].astype(int).tolist(), uniform["seed"].astype(int).tolist())
+        r.design_lines.append(
+            r.verdict(
+                runs["test_acc"].tolist(), uniform["test_acc"].tolist(), (arm, "uniform"), f"{dom}, {budget}", seeds
+            )
+        )
     acc_rows += [
         {"label": x["arm"], "group": budget, "params": x["params"], "macs": x["macs"], "test_acc": x["test_acc"]}
         for _, x in sub.iterrows()

@@ -71,3 +71,36 @@ def test_holm_adjusts_a_family_as_by_hand():
     # by hand: sorted 0.001, 0.03, 0.04, 0.2 times 4, 3, 2, 1, each at least the one before
     assert [v["p_holm"] for v in family] == pytest.approx([0.09, 0.004, 0.09, 0.2])
     assert [v["survives"] for v in family] == [False, True, False, False]
+
+
+def test_paired_interval_equals_a_hand_computation_with_scipy():
+    from scipy import stats
+
+    from guided.tables import paired_difference, verdict
+
+    a = {0: 0.771, 1: 0.779, 2: 0.766, 3: 0.775, 4: 0.781}
+    b = {0: 0.765, 1: 0.770, 2: 0.763, 3: 0.766, 4: 0.774, 9: 0.5}  # seed 9 has no partner: left out
+    d = paired_difference(a, b)
+    x = [100 * a[s] for s in range(5)]
+    y = [100 * b[s] for s in range(5)]
+    diffs = [u - v for u, v in zip(x, y)]
+    mean, sem = sum(diffs) / 5, stats.sem(diffs)
+    half = stats.t.ppf(0.975, 4) * sem
+    assert d["n"] == 5 and d["seeds"] == [0, 1, 2, 3, 4]
+    assert d["diff"] == pytest.approx(mean)
+    assert (d["low"], d["high"]) == (pytest.approx(mean - half), pytest.approx(mean + half))
+    assert d["p"] == pytest.approx(stats.ttest_rel(x, y).pvalue)
+    assert d["r"] == pytest.approx(stats.pearsonr(x, y).statistic)
+    # the detectable effect: where the noncentral t gives 80% power at the paired test's level
+    crit = stats.t.ppf(0.975, 4)
+    assert stats.nct.sf(crit, 4, d["mde"] / sem) == pytest.approx(0.8, abs=1e-6)
+    acc_a, acc_b = list(a.values()), list(b.values())[:5]
+    welch = verdict(acc_a, acc_b, names=("g", "u"), where="w", seeds=(list(a), list(range(5))))
+    paired = verdict(acc_a, acc_b, names=("g", "u"), where="w", seeds=(list(a), list(range(5))), pairing="paired")
+    assert welch["pairing"] == "welch" and welch["low"] == welch["welch"]["low"]
+    assert (
+        paired["pairing"] == "paired"
+        and paired["low"] == pytest.approx(d["low"])
+        and "paired by seed" in paired["text"]
+    )
+    assert paired["high"] - paired["low"] < welch["high"] - welch["low"]  # correlated seeds: a narrower interval
