@@ -138,6 +138,7 @@ def main() -> None:
     p.add_argument("--data", default="imagefolder:~/.cache/guided-data/cifar10")
     p.add_argument("--train", action="store_true", help="train the runs that are missing first")
     p.add_argument("--jobs", type=int, default=2)
+    p.add_argument("--note", default="", help="how the runs were made, when not all by this script (kept in the record)")
     p.add_argument("--out", type=Path, default=ROOT / "results" / "benchmarks" / "full_data_recipe.json")
     args = p.parse_args()
     args.runs.mkdir(parents=True, exist_ok=True)
@@ -145,6 +146,8 @@ def main() -> None:
         kind, _, path = args.data.partition(":")
         train_missing(args.runs, f"{kind}:{Path(path).expanduser()}" if path else kind, args.jobs)
     record = summarise(args.runs)
+    if args.note:
+        record["conditions"]["note"] = args.note
     args.out.write_text(json.dumps(record, indent=2) + "\n")
     print(json.dumps(record, indent=2))
 
