@@ -138,7 +138,7 @@ def main() -> None:
     p.add_argument("--data", default="imagefolder:~/.cache/guided-data/cifar10")
     p.add_argument("--train", action="store_true", help="train the runs that are missing first")
     p.add_argument("--jobs", type=int, default=2)
-    p.add_argument("--note", default="", help="how the runs were made, when not all by this script (kept in the record)")
+    p.add_argument("--note", default="", help="how the runs were made, if not all by this script (kept)")
     p.add_argument("--out", type=Path, default=ROOT / "results" / "benchmarks" / "full_data_recipe.json")
     args = p.parse_args()
     args.runs.mkdir(parents=True, exist_ok=True)
