@@ -65,7 +65,6 @@ def detectable(sd_a: float, n_a: int, sd_b: float, n_b: int, *, alpha: float = A
         >>> round(detectable(1.0, 3, 1.0, 3), 2)  # three seeds a side, std 1 point: 3.07 points
         3.07
     """
-    from scipy import optimize, stats
 
     if n_a < 2 or n_b < 2:
         return None
@@ -74,6 +73,15 @@ def detectable(sd_a: float, n_a: int, sd_b: float, n_b: int, *, alpha: float = A
     if se == 0:
         return 0.0
     df = (va + vb) ** 2 / (va**2 / (n_a - 1) + vb**2 / (n_b - 1))
+    return _smallest_found(se, df, alpha=alpha, power=power)
+
+
+def _smallest_found(se: float, df: float, *, alpha: float, power: float) -> float:
+    """The true difference a two-sided t-test with standard error ``se`` and ``df`` degrees of freedom finds
+    with probability ``power`` at level ``alpha`` (scipy's noncentral t): the detectable effect of Welch's
+    test (`detectable`) and of the paired one (`paired_difference`) alike."""
+    from scipy import optimize, stats
+
     crit = stats.t.ppf(1 - alpha / 2, df)
 
     def missed(delta: float) -> float:  # power at ``delta`` minus the target
@@ -127,7 +135,7 @@ def paired_difference(a: dict[int, float], b: dict[int, float], *, confidence: f
         >>> round(d["diff"], 2), round(d["low"], 2), round(d["high"], 2), round(d["r"], 2)
         (9.67, 8.23, 11.1, 0.98)
     """
-    from scipy import optimize, stats
+    from scipy import stats
 
     seeds = sorted(set(a) & set(b))
     if len(seeds) < 3:
@@ -142,16 +150,7 @@ def paired_difference(a: dict[int, float], b: dict[int, float], *, confidence: f
         return {**out, "low": out["diff"], "high": out["diff"], "p": float(out["diff"] == 0), "mde": 0.0, "sd": 0.0}
     test = stats.ttest_rel(x, y)
     ci = test.confidence_interval(confidence)
-    crit = stats.t.ppf(1 - (1 - confidence) / 2, n - 1)
-    se = sd / n**0.5
-
-    def missed(delta: float) -> float:
-        return float(stats.nct.sf(crit, n - 1, delta / se)) - POWER
-
-    high = se * (crit + 1)
-    while missed(high) < 0:
-        high *= 2
-    mde = float(optimize.brentq(missed, 0.0, high))
+    mde = _smallest_found(sd / n**0.5, n - 1, alpha=1 - confidence, power=POWER)
     return {**out, "low": float(ci.low), "high": float(ci.high), "p": float(test.pvalue), "mde": mde, "sd": sd}
 
 
@@ -178,7 +177,12 @@ def compare(a: Sequence[float], b: Sequence[float], *, names: tuple[str, str] = 
     n = f"n={d['n'][0]} vs {d['n'][1]}"
     if d["low"] is None:
         return f"{names[0]} vs {names[1]}: {d['diff']:+.2f} points; one seed, so no verdict ({n})"
-    cell = f"{d['diff']:+.2f} points [{d['low']:+.2f}, {d['high']:+.2f}] (95% CI, Welch, {n})"
+    return _words(d, names, f"Welch, {n}")
+
+
+def _words(d: dict[str, Any], names: tuple[str, str], test: str) -> str:
+    """A verdict in words from an interval ``d`` (``diff``, ``low``, ``high``, ``mde``), ``test`` naming it."""
+    cell = f"{d['diff']:+.2f} points [{d['low']:+.2f}, {d['high']:+.2f}] (95% CI, {test})"
     if d["low"] > 0 or d["high"] < 0:
         return f"{names[0]} {'beats' if d['diff'] > 0 else 'trails'} {names[1]}: {cell}"
     return (
@@ -215,18 +219,8 @@ def verdict(
         record["paired"] = pd_
         if pairing == "paired" and pd_ is not None and pd_["low"] is not None:
             record.update({k: pd_[k] for k in ("diff", "low", "high", "p", "mde")}, pairing="paired")
-            record["text"] = _paired_text(pd_, names)
+            record["text"] = _words(pd_, names, f"paired by seed, n={pd_['n']}")
     return record
-
-
-def _paired_text(d: dict[str, Any], names: tuple[str, str]) -> str:
-    cell = f"{d['diff']:+.2f} points [{d['low']:+.2f}, {d['high']:+.2f}] (95% CI, paired by seed, n={d['n']})"
-    if d["low"] > 0 or d["high"] < 0:
-        return f"{names[0]} {'beats' if d['diff'] > 0 else 'trails'} {names[1]}: {cell}"
-    return (
-        f"no detectable difference between {names[0]} and {names[1]}: {cell}; this comparison could only "
-        f"detect {d['mde']:.2f} points or more"
-    )
 
 
 def holm(verdicts: list[dict[str, Any]]) -> None:
