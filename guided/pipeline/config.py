@@ -2,7 +2,7 @@
 
 Sections (only ``[study]``, ``[data]`` and ``[model]`` are required)::
 
-    [study]        name, seeds, device, precision
+    [study]        name, seeds, device, precision, base_seeds, pattern_seeds, sigma_from, detect
     [data]         dataset, data_root, image_size, train_subset, test_subset   (the source dataset)
     [model]        arch, width_mult, head                                       (the source model)
     [train]        recipe, epochs, batch_size, lr, sparsity_l1, sparsity_gates  (every training run)
@@ -76,18 +76,30 @@ class StudyConfig:
     seeds a study began with before adding seeds, so that its designs, and the runs already trained, stay
     as they are), ``sigma_from`` (a finished study folder whose runs give the seed-to-seed spread the dry
     run plans with, until this study has its own) and ``detect`` (points: the difference the dry run says
-    how many seeds would detect)."""
+    how many seeds would detect). ``base_seeds`` (default all): the seeds that train a full-width base and
+    prune it; the from-scratch arms still train every seed. A study with 3 bases and 12 seeds per arm pays
+    for 3 bases, not 12; a seed without its own base takes its pruned-to-budget network from the base of
+    ``base_seeds[i % len(base_seeds)]`` (``i``: its place in ``seeds``)."""
 
     name: str
     seeds: list[int] = field(default_factory=lambda: [0])
     device: str = "auto"
     precision: str = "auto"
     pattern_seeds: list[int] | None = None
+    base_seeds: list[int] | None = None
     sigma_from: str | None = None
     detect: float | None = None
 
+    def seeds_of_bases(self) -> list[int]:
+        return self.seeds if self.base_seeds is None else self.base_seeds
+
     def seeds_of_patterns(self) -> list[int]:
-        return self.seeds if self.pattern_seeds is None else self.pattern_seeds
+        return self.seeds_of_bases() if self.pattern_seeds is None else self.pattern_seeds
+
+    def base_of(self, seed: int) -> int:
+        """The seed whose base a seed's pruned-to-budget arm prunes: its own where it has one."""
+        bases = self.seeds_of_bases()
+        return seed if seed in bases else bases[self.seeds.index(seed) % len(bases)]
 
 
 @dataclass(frozen=True)
@@ -382,8 +394,13 @@ def _check_seeds(q: StudyConfig) -> None:
         raise UserError(f"[study] seeds must lie in [0, 2**32), got {q.seeds}")
     if len(set(q.seeds)) != len(q.seeds):
         raise UserError(f"[study] seeds repeat: {q.seeds}")
-    if q.pattern_seeds is not None and (not q.pattern_seeds or set(q.pattern_seeds) - set(q.seeds)):
-        raise UserError(f"[study] pattern_seeds = {q.pattern_seeds} must be some of the seeds {q.seeds}")
+    if q.base_seeds is not None and (
+        not q.base_seeds or set(q.base_seeds) - set(q.seeds) or len(set(q.base_seeds)) != len(q.base_seeds)
+    ):
+        raise UserError(f"[study] base_seeds = {q.base_seeds} must be some of the seeds {q.seeds}, each once")
+    bases = q.seeds_of_bases()
+    if q.pattern_seeds is not None and (not q.pattern_seeds or set(q.pattern_seeds) - set(bases)):
+        raise UserError(f"[study] pattern_seeds = {q.pattern_seeds} must be some of the base seeds {bases}")
     if q.detect is not None and not 0 < q.detect < 100:
         raise UserError(f"[study] detect is a difference in accuracy points, in (0, 100), got {q.detect}")
 

@@ -2,7 +2,8 @@
 
 For the source model, and for each ``[[transfer]]`` target (a *domain*: a model on a dataset):
 
-1. ``base-{plain|sparse}-s{seed}``: train the full-width model (``sparse``: with the slimming penalty);
+1. ``base-{plain|sparse}-s{seed}``: train the full-width model (``sparse``: with the slimming penalty), for
+   each of ``[study] base_seeds`` (default: every seed);
 2. ``prune-{name}-s{seed}``: prune each base with every ``[[prune]]`` method (targets: only the design's
    pattern method, when ``own_pattern``), then ``{name}-{mode}-s{seed}``: fine-tune / Scratch-E / Scratch-B
    / lottery retraining where asked;
@@ -291,7 +292,7 @@ class _Builder:
         st = self.study
         kinds = sorted({p.base for p in dom.prune}) if dom.prune else []
         bases: dict[tuple[str, int], str] = {}
-        for seed in self.seeds:
+        for seed in self.study.study.seeds_of_bases():
             for kind in kinds:
                 penalty = {"sparse": {"sparsity_l1": st.train.sparsity_l1}}
                 penalty["gated"] = {"sparsity_gates": st.train.sparsity_gates}
@@ -314,7 +315,7 @@ class _Builder:
     def prune_row(self, dom: Domain, p: PruneConfig, bases: dict[tuple[str, int], str]) -> None:
         """One ``[[prune]]`` entry on every seed's base, its retrainings, and its pattern."""
         pruned = []  # the prunes of the pattern seeds, which the pattern reads
-        for seed in self.seeds:
+        for seed in self.study.study.seeds_of_bases():
             base = bases[p.base, seed]
             pid = self.add(
                 _stage(
@@ -421,7 +422,7 @@ class _Builder:
                 continue
             row = next(p for p in self.study.prune if p.name == name)
             arm = d.arm("pruned", name)
-            base = bases[row.base, seed]
+            base = bases[row.base, self.study.study.base_of(seed)]
             changes = {"name": None, "ratio": None, "budget": budget.to_dict()}
             pid = self.add(
                 _stage(

@@ -423,6 +423,23 @@ def test_fingerprints_depend_on_what_a_stage_reads():
     assert a["source/params-50pct-uniform-s1"] == b["source/params-50pct-uniform-s1"]  # reads no pattern
 
 
+def test_base_seeds_train_fewer_bases_and_every_seed_trains_every_arm():
+    text = TINY.replace("seeds = [0, 1]", "seeds = [0, 1, 2]\nbase_seeds = [0, 2]")
+    text = text.replace('match = ["params", "macs"]', 'match = ["macs"]\npruned = true')
+    stages, _ = plan_study(parse_study(tomllib.loads(text)))
+    by_id = {s.id: s for s in stages}
+    bases = {s.id for s in stages if s.tags.get("role") == "base" and s.tags["domain"] == "source"}
+    assert bases == {"source/base-sparse-s0", "source/base-sparse-s2"}
+    assert not any(s.startswith(("source/prune-slim-s1", "source/slim-finetune-s1")) for s in by_id)
+    assert set(by_id["source/pattern-slim"].needs) == {"source/prune-slim-s0", "source/prune-slim-s2"}
+    for seed in (0, 1, 2):  # every arm trains every seed; seed 1 (the second) prunes the second base
+        assert {"uniform", "guided", "pruned"} <= {
+            s.tags["arm"] for s in stages if s.tags.get("role") == "scratch" and s.tags["seed"] == seed
+        }
+    assert by_id["source/prune-to-macs-50pct-s1"].needs == ("source/base-sparse-s2",)
+    assert by_id["source/prune-to-macs-50pct-s2"].needs == ("source/base-sparse-s2",)
+
+
 @pytest.mark.parametrize(
     "old, new, message",
     [
@@ -438,6 +455,8 @@ def test_fingerprints_depend_on_what_a_stage_reads():
         ("train_subset = 200", 'arms = ["cold", "grid"]', "[search] arms must be among cold, seeded, random"),
         ('dataset = "digits"', 'dataset = "cifar11"', "dataset 'cifar11' is unknown"),
         ("[[transfer]]", "[transfers]", "unknown section(s) ['transfers']"),
+        ("seeds = [0, 1]", "seeds = [0, 1]\nbase_seeds = [2]", "base_seeds = [2] must be some of the seeds [0, 1]"),
+        ("seeds = [0, 1]", "seeds = [0, 1]\nbase_seeds = [1]\npattern_seeds = [0]", "of the base seeds [1]"),
         ('arch = "vgg-tiny"\nwidth_mult = 1.5', 'arch = "resnet-tiny"', "give stage_map"),
     ],
 )
