@@ -28,10 +28,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 import torch
@@ -44,7 +46,7 @@ from guided.multiseed import SeedGroup, group_epoch
 from guided.provenance import device_name, provenance
 from guided.recipes import get_recipe
 from guided.train import resolve_precision, train_epoch
-from models import build, cost, create_spec
+from models import SpecError, build, cost, create_spec
 
 #: Dense bf16 tensor-core peak, TFLOP/s (no sparsity), by a substring of the CUDA device name.
 PEAKS = {"H200": 989.4, "H100": 989.4, "A100": 312.0, "L40S": 362.1, "A10G": 70.0, "RTX 4090": 165.2}
@@ -179,10 +181,11 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     if args.worker:
         return _worker(args)
-    device = torch.device(args.device)
     sizes = dict(SMOKE if args.smoke else FULL)
     if args.models:
         sizes["models"] = [_model(m) for m in args.models.split(",")]
+    _check(args, sizes)
+    device = torch.device(args.device)
     name_of_device = device_name(device)
     peak = args.peak_tflops or next((v for k, v in PEAKS.items() if k in name_of_device), None)
     native = resolve_precision("auto", device)
@@ -213,13 +216,46 @@ def main(argv=None) -> int:
     return 0
 
 
+def _fail(message: str) -> NoReturn:
+    """Bad arguments: one line on stderr, exit 2, before anything is measured."""
+    print(f"gpu_throughput.py: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
 def _model(text: str) -> tuple[str, float]:
     """``NAME:WIDTH`` (e.g. ``vgg16:0.25``) as (name, width multiplier)."""
     name, _, width = text.partition(":")
     try:
-        return name, float(width or 1.0)
+        value = float(width or 1.0)
     except ValueError:
-        raise SystemExit(f"--models takes NAME:WIDTH entries such as vgg16:0.25, got {text!r}") from None
+        _fail(f"--models takes NAME:WIDTH entries such as vgg16:0.25, got {text!r}")
+    if not 0 < value < 64:
+        _fail(f"--models {text!r}: the width multiplier must lie in (0, 64)")
+    return name, value
+
+
+MODE = re.compile(r"(fp32|bf16|compile|(seeds|jobs)-([2-9]|[1-5][0-9]|6[0-4]))")
+
+
+def _check(args, sizes: dict) -> None:
+    """Every mode, model, device and the output path, before minutes of measuring."""
+    from guided.errors import UserError
+    from guided.io import refuse_special
+    from guided.provenance import parse_device
+
+    bad = [m for m in args.modes.split(",") if not MODE.fullmatch(m)]
+    if bad:
+        _fail(f"unknown mode(s) {bad}; choose fp32, bf16, compile, seeds-K or jobs-N (K, N from 2 to 64)")
+    try:
+        for name, width in sizes["models"]:
+            create_spec(name, width_mult=width, input_size=sizes["size"])
+        parse_device(args.device)
+        refuse_special(args.out, "--out")
+    except (UserError, SpecError) as exc:
+        _fail(str(exc))
+    parent = Path(args.out).resolve().parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK):
+        _fail(f"--out {args.out}: cannot write into {parent}; give a path in a writable folder")
 
 
 def _measure(mode: str, name: str, width: float, spec, device, sizes, native: str, args) -> dict | None:
@@ -237,7 +273,7 @@ def _measure(mode: str, name: str, width: float, spec, device, sizes, native: st
         return seed_group(spec, device, batch, batches, k=int(mode.split("-")[1]), amp=native == "bf16")
     if mode.startswith("jobs-"):
         return concurrent_jobs(name, width, args, int(mode.split("-")[1]), native)
-    raise SystemExit(f"unknown mode {mode!r}; choose fp32, bf16, compile, seeds-K or jobs-N")
+    raise AssertionError(f"mode {mode!r} passed _check")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from guided import __version__, threads
 from guided.commands import basic, designs, plots, pruning, searching, studies, summaries, training
 from guided.commands.common import Command
-from guided.errors import USER_ERRORS, UserError
+from guided.errors import USER_ERRORS, UserError, memory_error
 from guided.io import read_toml, type_ok
 
 __all__ = ["main", "COMMANDS", "build_parser", "apply_config"]
@@ -111,6 +111,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush at exit
         return 0
+    except (MemoryError, RuntimeError) as exc:  # a size that does not fit: one line; any other error is a bug
+        error = memory_error(exc)
+        if error is None:
+            raise
+        print(f"guided {args.command}: error: {error}", file=sys.stderr)
+        return 2
     except OSError as exc:  # the file system said no (permissions, a full disk): not a bug to trace
         where = f" {exc.filename}" if exc.filename else ""
         print(f"guided {args.command}: error: cannot use{where}: {exc.strerror or exc}", file=sys.stderr)

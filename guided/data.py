@@ -353,7 +353,8 @@ def _tree_fingerprint(path: Path) -> str:
     """A SHA-256 over every file's relative path, size and modification time: changes when an image is
     added, removed, replaced, renamed or moved to another class folder (its label)."""
     if not path.is_dir():
-        raise UserError(f"image folder {path} does not exist; expected {path}/train/<class>/*.jpg and test/")
+        found = "is a file, not a folder" if os.path.lexists(path) else "does not exist"
+        raise UserError(f"image folder {path} {found}; expected {path}/train/<class>/*.jpg and test/")
     digest = hashlib.sha256(str(path.resolve()).encode())
     for split in ("train", "test"):
         for dirpath, dirs, files in os.walk(path / split):

@@ -16,6 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from guided.errors import UserError
 from guided.io import read_json, read_spec, write_json, write_spec
 from models import ArchSpec
 
@@ -165,7 +166,19 @@ class StageFolder(_Folder):
         return read_json(self.started, "study stage")
 
     def read_done(self) -> dict[str, Any]:
-        return read_json(self.done, "stage record")
+        """The completion record, checked: an object with a ``record`` object whose accuracies are numbers; a
+        damaged one is a one-line `UserError` that says how to redo the stage."""
+        done = read_json(self.done, "stage record")
+        record = done.get("record") if isinstance(done, dict) else None
+        accs = {k: v for k, v in (record or {}).items() if k.endswith("_acc")}
+        bad = [k for k, v in accs.items() if not isinstance(v, (int, float)) or isinstance(v, bool) or v != v]
+        if not isinstance(record, dict) or bad:
+            what = f"its {bad[0]} is {accs[bad[0]]!r}, not a number" if bad else "it holds no record object"
+            raise UserError(
+                f"stage record {self.done} is damaged ({what}); delete {self.path} and rerun with --resume to redo "
+                "that stage"
+            )
+        return done
 
     def write_started(self, record: dict[str, Any]) -> None:
         write_json(self.started, record)

@@ -13,7 +13,7 @@ import re
 import shutil
 import stat
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,8 @@ from guided.errors import UserError
 from models.spec import ArchSpec, SpecError
 
 __all__ = [
+    "check_file",
+    "read_csv_table",
     "atomic_write_bytes",
     "atomic_write_text",
     "state_mismatch",
@@ -98,13 +100,13 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
         try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
             os.replace(tmp, path)
-        except OSError as exc:  # e.g. an immutable file: name the file asked for, not the temporary one
+        except OSError as exc:  # a full disk, an immutable file: name the file asked for, not the temporary one
             raise OSError(exc.errno, exc.strerror, str(path)) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -153,14 +155,29 @@ def write_json(path: str | os.PathLike, data: Any) -> Path:
     return atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
 
 
+def check_file(path: Path, what: str, hint: str = "") -> None:
+    """``path`` is a regular file (through links), or a one-line `UserError` saying what it is instead: absent,
+    a folder, or a special file (a FIFO, a device: reading those blocks or never ends)."""
+    if path.is_file():
+        return
+    if not os.path.lexists(path):
+        found = "does not exist"
+    elif path.is_dir():
+        found = "is a folder"
+    elif not path.exists():
+        found = "is a link to nothing"
+    else:
+        found = "is not a regular file (a FIFO, a device or a socket)"
+    raise UserError(f"{what} {path} {found}; give {hint or 'a file'}")
+
+
 def read_json(path: str | os.PathLike, what: str = "JSON file") -> Any:
     """Read JSON, turning a missing or malformed file into a one-line `UserError`."""
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{what} {path} does not exist")
+    check_file(path, what, "a .json file")
     try:
         return json.loads(_read_limited(path, what))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError) as exc:  # ValueError: also an integer of over 4,300 digits
         raise UserError(f"{what} {path} is not valid JSON: {exc}") from None
     except RecursionError:
         raise UserError(f"{what} {path} is nested too deeply to be a guided file") from None
@@ -175,6 +192,38 @@ def _read_limited(path: Path, what: str) -> str:
         return path.read_bytes().decode("utf-8")
     except UnicodeDecodeError:
         raise UserError(f"{what} {path} is not UTF-8 text (a binary file, or another encoding)") from None
+
+
+def read_csv_table(path: str | os.PathLike, what: str, columns: Sequence[str], numeric: Sequence[str] = ()):
+    """A CSV table (pandas) with ``columns``, its ``numeric`` ones finite numbers of 0 or more; a missing,
+    special, oversized (over `MAX_TEXT_BYTES`), binary or malformed file, a missing column or a bad number is a
+    one-line `UserError` naming the file (and the row)."""
+    import io
+
+    import pandas as pd
+
+    path = Path(path)
+    check_file(path, what, "a .csv file")
+    try:
+        df = pd.read_csv(io.StringIO(_read_limited(path, what)))
+    except (pd.errors.EmptyDataError, pd.errors.ParserError) as exc:
+        raise UserError(
+            f"{what} {path} is not a CSV table ({type(exc).__name__}); give one with columns {', '.join(columns)}"
+        ) from None
+    missing = sorted(set(columns) - set(df.columns))
+    if missing:
+        raise UserError(f"{what} {path} lacks column(s) {missing}; it needs {', '.join(columns)}")
+    for column in numeric:
+        values = pd.to_numeric(df[column], errors="coerce")
+        bad = values.isna() | (values < 0) | values.isin([float("inf")])
+        if bad.any():
+            row = int(bad.to_numpy().argmax())
+            raise UserError(
+                f"{what} {path}, row {row + 1}: {column} = {df[column].iloc[row]}; {', '.join(numeric)} must be "
+                "finite numbers, 0 or more"
+            )
+        df[column] = values
+    return df
 
 
 def read_spec(path: str | os.PathLike) -> ArchSpec:
@@ -195,13 +244,10 @@ def read_toml(path: str | os.PathLike, what: str = "config file") -> dict[str, A
     import tomllib
 
     path = Path(path)
-    if path.is_dir():
-        raise UserError(f"{what} {path} is a folder; give a .toml file")
-    if not path.is_file():
-        raise UserError(f"{what} {path} does not exist")
+    check_file(path, what, "a .toml file")
     try:
         return tomllib.loads(_read_limited(path, what))
-    except tomllib.TOMLDecodeError as exc:
+    except (ValueError, tomllib.TOMLDecodeError) as exc:  # ValueError: an integer of over 4,300 digits
         raise UserError(f"{what} {path} is not valid TOML: {exc}") from None
     except RecursionError:
         raise UserError(f"{what} {path} is nested too deeply to be a guided file") from None
@@ -219,8 +265,7 @@ def read_tensors(path: str | os.PathLike, what: str = "weights file") -> dict[st
     import torch
 
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{what} {path} does not exist")
+    check_file(path, what, "a file written by torch.save")
     try:
         with warnings.catch_warnings():  # torch warns about old pickle protocols before refusing them
             warnings.simplefilter("ignore")
@@ -309,6 +354,7 @@ def check_output(
     inputs: tuple[str | os.PathLike, ...] = (),
     new: bool = False,
     own: Callable[[Path], bool] | None = None,
+    writable: bool = True,
 ) -> Path:
     """Refuse an output path that cannot be written, before any work starts; nothing is left behind.
 
@@ -319,7 +365,7 @@ def check_output(
     each refused in one line. ``new``: the folder must be new or empty, unless ``own(path)`` says it is this
     command's own kind of folder to continue (``--resume``). Writability is probed by creating and removing a
     temporary folder in the nearest existing ancestor, which works where permission bits do not tell (root,
-    read-only mounts).
+    read-only mounts). ``writable=False`` (a dry run, which writes nothing) skips that probe.
     """
     path = Path(path).expanduser()
     if os.path.islink(path):
@@ -344,6 +390,8 @@ def check_output(
         probe_in = probe_in.parent
     if not probe_in.is_dir():
         raise UserError(f"{option} {path}: {probe_in} is a file, so no folder can be made below it")
+    if not writable:
+        return path
     try:
         tempfile.TemporaryDirectory(prefix=".guided-probe-", dir=probe_in).cleanup()
     except OSError as exc:

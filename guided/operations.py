@@ -255,9 +255,12 @@ def prune_run(
     masks = load_masks(PrunedFolder(like).masks, model) if like is not None else None
     result = prune(model, method, data=data, seed=seed, like=masks, latency=latency, **options)
     if result.masks is None and result.info["params_after"] == result.info["params_before"] and method != "sss":
+        floors = f"min_channels {options.get('min_channels', 1)}"
+        if options.get("min_keep"):
+            floors += f" and min_keep {options['min_keep']:g} of its channels"
         raise UserError(
-            f"{method} removed nothing (every layer keeps at least min_channels {options.get('min_channels', 1)}, "
-            "or the ratio rounds to zero channels); lower min_channels or raise the ratio"
+            f"{method} removed nothing (every layer keeps at least {floors}, or the ratio rounds to zero "
+            "channels); lower those floors or raise the ratio"
         )
     save_pruned(result, out, source=source)
     return result

@@ -12,7 +12,7 @@ import torch
 
 from guided import __version__
 
-__all__ = ["provenance", "git_revision", "device_name", "resolve_device"]
+__all__ = ["provenance", "git_revision", "device_name", "parse_device", "resolve_device"]
 
 
 #: What decides results: the code and its dependencies (not results/, the README, tests or benchmarks).
@@ -46,16 +46,30 @@ def git_revision(root: Path | None = None) -> str:
         return f"{declared} (declared)" if declared else "unknown"
 
 
-def resolve_device(name: str) -> torch.device:
-    """``auto`` picks CUDA when available, else CPU; anything else is passed to `torch.device`."""
+def parse_device(name: str) -> torch.device | None:
+    """A device name guided trains on (``auto``: None, ``cpu``, ``cuda``, ``cuda:N``), checked without
+    asking whether this machine has it; anything else (``mps``, ``xla``, a typo) is a one-line `UserError`."""
     from guided.errors import UserError
 
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return None
     try:
         device = torch.device(name)
-    except RuntimeError:
-        raise UserError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
+    except (RuntimeError, TypeError):
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise UserError(f"unknown device {name!r}; guided trains on auto, cpu, cuda or cuda:N")
+    return device
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA when available, else CPU; ``cpu``, ``cuda`` and ``cuda:N`` as `parse_device` takes
+    them, refused where this machine has no CUDA device."""
+    from guided.errors import UserError
+
+    device = parse_device(name)
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UserError(
             f"device {name!r} was asked for but this machine has no CUDA device; use cpu "

@@ -76,6 +76,23 @@ def detectable(sd_a: float, n_a: int, sd_b: float, n_b: int, *, alpha: float = A
     return _smallest_found(se, df, alpha=alpha, power=power)
 
 
+def _quiet(fn):
+    """Run ``fn`` without scipy's and numpy's RuntimeWarnings (precision loss on near-equal samples, a
+    noncentral t that underflows): they would print before error lines and into study output, and every
+    case they warn about has its own answer here (an interval that is the point, a NaN tail taken as 0)."""
+    import functools
+    import warnings
+
+    @functools.wraps(fn)
+    def quiet(*args, **kwargs):
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return fn(*args, **kwargs)
+
+    return quiet
+
+
+@_quiet
 def _smallest_found(se: float, df: float, *, alpha: float, power: float) -> float:
     """The true difference a two-sided t-test with standard error ``se`` and ``df`` degrees of freedom finds
     with probability ``power`` at level ``alpha`` (scipy's noncentral t): the detectable effect of Welch's
@@ -95,6 +112,7 @@ def _smallest_found(se: float, df: float, *, alpha: float, power: float) -> floa
     return float(optimize.brentq(missed, 0.0, high))
 
 
+@_quiet
 def difference(a: Sequence[float], b: Sequence[float], *, confidence: float = 0.95) -> dict[str, Any]:
     """Mean difference ``a - b`` in points (accuracies given in 0..1) with its confidence interval from
     Welch's t-test (`scipy.stats.ttest_ind` with unequal variances), and its minimum detectable effect
@@ -121,6 +139,7 @@ def difference(a: Sequence[float], b: Sequence[float], *, confidence: float = 0.
     return {**out, "low": float(ci.low), "high": float(ci.high), "p": float(test.pvalue)}
 
 
+@_quiet
 def paired_difference(a: dict[int, float], b: dict[int, float], *, confidence: float = 0.95) -> dict[str, Any] | None:
     """Mean difference ``a - b`` in points over the seeds both arms have (accuracies by seed, 0..1), with the
     paired t interval (`scipy.stats.ttest_rel`), its detectable effect ``mde`` (80% power, the same rule as

@@ -64,6 +64,12 @@ def storage_url(text: str):
         user = unquote(user)
     try:
         url = make_url(f"{scheme}{sep}{head}{qmark}{query}")
+        if url.port is not None and not 0 < url.port < 65536:
+            raise UserError(f"--storage {mask_url(text)}: port {url.port} is not a TCP port (1 to 65535)")
+    except ValueError as exc:  # a port that is not a number
+        if isinstance(exc, UserError):
+            raise
+        raise UserError(f"--storage {mask_url(text)} has a port that is not a number; write HOST:PORT") from None
     except ArgumentError:
         raise UserError(
             f"--storage {mask_url(text)} is not a database URL; write DIALECT://USER:PASSWORD@HOST:PORT/DATABASE"

@@ -146,7 +146,22 @@ def _more_fixtures(e: dict[str, Path], base: Path, tiny: str) -> None:
         "study_transfer_report": ('name = "wide"', 'name = "report"'),
         "study_transfer_search": ('name = "wide"', 'name = "search"'),
         "study_retrain_twice": ('retrain = ["finetune", "scratch-b"]', 'retrain = ["finetune", "finetune"]'),
+        "study_seed_5000_digits": ("seeds = [0, 1]", "seeds = [" + "9" * 5000 + "]"),
+        "study_device_mps": ('device = "cpu"', 'device = "mps"'),
+        "study_lr_huge": ("epochs = 2", "epochs = 2\nlr = 1e308"),
+        "study_validation_one_image": ("validation = 0.2", "validation = 1e-9"),
+        "study_base_seeds_foreign": ("seeds = [0, 1]", "seeds = [0, 1]\nbase_seeds = [5]"),
     }
+    for name, write in {  # [study] sigma_from folders whose runs.csv no study wrote
+        "binary": lambda f: f.write_bytes(bytes(range(256)) * 8),
+        "strings": lambda f: f.write_text("domain,budget,arm,role,test_acc\ns,b,a,scratch,high\ns,b,a,scratch,low\n"),
+        "huge": lambda f: f.open("wb").truncate(33 * 2**20),  # sparse: 33 MiB on paper, nothing on disk
+        "fifo": lambda f: os.mkfifo(f),
+    }.items():
+        folder = base / f"sigma-{name}"
+        folder.mkdir()
+        write(folder / "runs.csv")
+        studies[f"study_sigma_{name}"] = ('device = "cpu"', f'device = "cpu"\nsigma_from = "{folder}"')
     for name, (old, new) in studies.items():
         assert old in tiny, name
         e[name] = base / f"{name}.toml"
@@ -561,6 +576,67 @@ CASES = [
     ("run-batch-above-data", "run {study_batch_above_data} --out {new}", "{new}"),
     ("run-l1-nan", "run {study_l1_nan} --out {new}", "{new}"),
     ("run-stage-map-out-of-range", "run {study_stage_map_range} --out {new}", "{new}"),
+    # ---- tracebacks before
+    ("run-seed-of-5000-digits", "run {study_seed_5000_digits} --out {new}", "{new}"),
+    ("run-device-mps", "run {study_device_mps} --out {new}", "{new}"),
+    ("run-lr-1e308", "run {study_lr_huge} --out {new}", "{new}"),
+    ("run-base-seeds-not-seeds", "run {study_base_seeds_foreign} --out {new}", "{new}"),
+    *[
+        (f"run-dry-run-sigma-from-{kind}", f"run {{study_sigma_{kind}}} --dry-run --out {{new}}", "{new}")
+        for kind in ("binary", "strings", "huge", "fifo")
+    ],
+    ("train-device-mps", "train {T} --device mps --out {new}", "{new}"),
+    ("train-lr-1e308", "train {T} --lr 1e308 --out {new}", "{new}"),
+    (
+        "search-storage-port-not-a-number",
+        "search {T} --budget params=4000 --storage postgresql://me@h:port/db --out {new}",
+        "{new}",
+    ),
+    (
+        "search-storage-port-too-big",
+        "search {T} --budget params=4000 --storage postgresql://me@h:99999/db --out {new}",
+        "{new}",
+    ),
+    ("retrain-scratch-with-epochs", "retrain --from {pruned} --mode scratch-e --epochs 1 --out {new}", "{new}"),
+    # ---- trials scored on one image
+    ("run-search-validation-one-image", "run {study_validation_one_image} --out {new}", "{new}"),
+]
+
+# (id, command line, what the one line must say): messages that named the wrong cause before.
+MESSAGES = [
+    (
+        "weights-folder",
+        "prune --method l1-norm --torchvision resnet18 --weights {empty} --ratio 0.5 --out {new}",
+        "is a folder",
+    ),
+    (
+        "weights-fifo",
+        "prune --method l1-norm --torchvision resnet18 --weights {fifo} --ratio 0.5 --out {new}",
+        "not a regular file",
+    ),
+    (
+        "weights-dev-zero",
+        "prune --method l1-norm --torchvision resnet18 --weights /dev/zero --ratio 0.5 --out {new}",
+        "not a regular file",
+    ),
+    ("throughput-folder", "run {tiny_study} --dry-run --throughput {empty} --out {new}", "is a folder"),
+    ("throughput-fifo", "run {tiny_study} --dry-run --throughput {fifo} --out {new}", "not a regular file"),
+    ("imagefolder-a-file", "train --arch vgg-tiny --dataset imagefolder:{file} --out {new}", "is a file, not a folder"),
+    (
+        "min-keep-keeps-all",
+        "prune --method l1-norm --checkpoint {run} --ratio 0.5 --min-keep 0.99 --out {new}",
+        "min_keep 0.99",
+    ),
+    ("device-mps", "run {study_device_mps} --out {new}", "unknown device 'mps'"),
+    ("lr-1e308", "train {T} --lr 1e308 --out {new}", "learning rates must lie in (0, 100]"),
+    ("validation-one-image", "run {study_validation_one_image} --out {new}", "scores each trial on 0 of the"),
+    ("sigma-from-huge", "run {study_sigma_huge} --dry-run --out {new}", "guided reads such files up to 32 MiB"),
+    ("sigma-from-strings", "run {study_sigma_strings} --dry-run --out {new}", "test_acc = high"),
+    (
+        "storage-port",
+        "search {T} --budget params=4000 --storage postgresql://me@h:99999/db --out {new}",
+        "port 99999 is not a TCP port",
+    ),
 ]
 
 
@@ -642,6 +718,52 @@ def test_bad_input_is_one_line_and_writes_nothing(case, env, tmp_path, capsys, m
         assert kind is None or _special(watched) == kind, f"{watched} was replaced"
     assert snapshot(env["base"]) == inputs, "an input changed"
     assert list(work.iterdir()) == [], "something was written to the working folder"
+
+
+@pytest.mark.parametrize("case", MESSAGES, ids=[c[0] for c in MESSAGES])
+def test_the_one_line_names_the_real_cause(case, env, tmp_path, capsys):
+    name, argv, expected = case
+    line = one_line_error(_fill(argv, env, tmp_path / "out").split(), capsys)
+    assert expected in line, line
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_dry_run_needs_no_write_access(env, tmp_path, capsys):
+    """A dry run writes nothing, so a folder this process cannot write to is no reason to refuse it."""
+    if env["unwritable"] is None:
+        pytest.skip("no folder on this machine refuses writes to this user")
+    out = env["unwritable"] / "study"
+    assert main(["run", str(ROOT / "configs" / "study-tiny-digits.toml"), "--dry-run", "--out", str(out)]) == 0
+    assert "stages to run" in capsys.readouterr().out and not out.exists()
+
+
+def _cost_raising(monkeypatch, run) -> None:
+    import dataclasses
+
+    import guided.cli
+
+    monkeypatch.setitem(guided.cli.COMMANDS, "cost", dataclasses.replace(guided.cli.COMMANDS["cost"], run=run))
+
+
+def test_running_out_of_memory_is_one_line_naming_the_allocation(monkeypatch, capsys):
+    def too_big(args):
+        raise RuntimeError(
+            "[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: you tried "
+            "to allocate 307200000000 bytes. Error code 12 (Cannot allocate memory)"
+        )
+
+    _cost_raising(monkeypatch, too_big)
+    line = one_line_error(["cost", "--arch", "vgg-tiny"], capsys)
+    assert "out of memory (one allocation of 286.1 GiB)" in line and "--batch-size" in line
+
+
+def test_another_runtime_error_is_not_taken_for_memory(monkeypatch):
+    def bug(args):
+        raise RuntimeError("a bug")
+
+    _cost_raising(monkeypatch, bug)
+    with pytest.raises(RuntimeError, match="a bug"):
+        main(["cost", "--arch", "vgg-tiny"])
 
 
 def test_corrupt_dataset_cache_is_rebuilt_with_a_notice(tmp_path, monkeypatch, capsys):

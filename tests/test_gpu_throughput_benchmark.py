@@ -47,6 +47,28 @@ def test_the_benchmark_measures_every_mode_and_counts_flops_from_macs(tmp_path):
     assert 0 < bench.sharing(rows[0]["macs"], 2, "auto") <= 1
 
 
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--modes", "fp32,turbo"], "unknown mode(s) ['turbo']"),
+        (["--modes", "seeds-1"], "unknown mode(s) ['seeds-1']"),
+        (["--models", "vgg17:1"], "unknown model 'vgg17'"),
+        (["--models", "vgg16:abc"], "NAME:WIDTH"),
+        (["--models", "vgg16:0"], "width multiplier must lie in (0, 64)"),
+        (["--device", "mps"], "unknown device 'mps'"),
+        (["--out", "/dev/full"], "--out /dev/full is not a regular file"),
+        (["--out", "/nonexistent/x.json"], "cannot write into /nonexistent"),
+    ],
+)
+def test_bad_arguments_are_one_line_and_refused_before_measuring(argv, message, capsys, monkeypatch):
+    bench = _benchmark()
+    monkeypatch.setattr(bench, "one_run", lambda *a, **k: pytest.fail("measured before checking its arguments"))
+    with pytest.raises(SystemExit) as stop:
+        bench.main(["--smoke", *argv])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and message in err and err.count("\n") == 1
+
+
 def test_without_a_known_peak_the_fraction_is_null(tmp_path):
     out = tmp_path / "t.json"
     assert _benchmark().main(["--smoke", "--device", "cpu", "--modes", "fp32", "--out", str(out)]) == 0

@@ -120,7 +120,10 @@ def _worker(url: str, out: Path) -> subprocess.Popen:
 def test_killed_worker_trial_is_failed_and_retried_and_the_study_completes(postgres_url, tmp_path):
     import optuna
 
-    a, b = _worker(postgres_url, tmp_path / "a"), _worker(postgres_url, tmp_path / "b")
+    # Worker b starts after a's trial has gone stale (heartbeat 1 s, grace 2 s), so its first trial fails and
+    # re-queues it whatever the machine's load: started together, b could finish all six trials before the
+    # grace period ends on a busy machine's clock, and a's trial would still read RUNNING.
+    a, b = _worker(postgres_url, tmp_path / "a"), None
     try:
         deadline = time.time() + 180
         while not list((tmp_path / "a" / "trials").glob("trial-*")):  # worker a is inside a trial
@@ -129,11 +132,13 @@ def test_killed_worker_trial_is_failed_and_retried_and_the_study_completes(postg
         killed_number = int(next((tmp_path / "a" / "trials").glob("trial-*")).name.split("-")[1])
         a.send_signal(signal.SIGKILL)
         a.wait()
+        time.sleep(3.0)
+        b = _worker(postgres_url, tmp_path / "b")
         out, _ = b.communicate(timeout=300)
         assert b.returncode == 0, out
     finally:
         for p in (a, b):
-            if p.poll() is None:
+            if p is not None and p.poll() is None:
                 p.kill()
     study = optuna.load_study(study_name="shared", storage=postgres_url)
     trials = study.get_trials(deepcopy=False)

@@ -62,9 +62,15 @@ def add_arch_args(p: argparse.ArgumentParser) -> None:
         "--torchvision",
         metavar="NAME",
         help="a torchvision network read into a guided one: resnet18/34/50/101/152, vgg11_bn ... vgg19_bn, "
-        "mobilenet_v2 (built here, nothing is downloaded; default input size 224)",
+        "mobilenet_v2 (built here, nothing is downloaded; input size: --input-size, else the dataset's, else 224)",
     )
-    g.add_argument("--num-classes", type=int, metavar="N", help="classifier outputs (default 10, or the dataset's)")
+    g.add_argument(
+        "--num-classes",
+        type=int,
+        metavar="N",
+        help="classifier outputs (default: the dataset's, else 10; with --torchvision: the weights' classifier, "
+        "else the dataset's, else 1000)",
+    )
     g.add_argument("--width-mult", type=float, metavar="X", help="scale every width (default 1.0)")
     g.add_argument(
         "--head",
@@ -148,11 +154,15 @@ def torchvision_from_args(args: argparse.Namespace, data=None, weights: str | No
     module = tvm.get_model(name, weights=None, **kwargs)
     if state is not None:
         _load_torchvision(module, state, name, weights)
+    size = args.input_size if args.input_size is not None else (data.input_size if data else 224)
     try:
-        size = args.input_size if args.input_size is not None else (data.input_size if data else 224)
-        return from_torchvision(module, input_size=size)
+        converted = from_torchvision(module, input_size=size)
     except BridgeError as exc:
         raise UserError(f"--torchvision {name}: {exc}") from None
+    if args.input_size is None and not getattr(args, "json", False):  # costs and budgets depend on it: say so
+        source = f"the dataset's, {getattr(data, 'name', 'the data')}" if data else "torchvision's default"
+        print(f"--torchvision {name}: input {size} px ({source}; --input-size to change)")
+    return converted
 
 
 def _torchvision_state(path: str) -> dict:

@@ -96,30 +96,12 @@ def check_figure_path(path: str, option: str = "--out", inputs: tuple = ()) -> N
 
 def _runs_csv(path: str):
     """A runs table for accuracy plots: columns label, params, macs, test_acc; numbers finite, not negative."""
-    import pandas as pd
+    from guided.io import read_csv_table
 
-    if not Path(path).is_file():
-        raise UserError(f"{path} does not exist")
-    try:
-        df = pd.read_csv(path, encoding="utf-8")
-    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise UserError(
-            f"{path} is not a CSV table ({type(exc).__name__}); write one with columns label, params, macs, test_acc"
-        ) from None
-    missing = {"label", "params", "macs", "test_acc"} - set(df.columns)
-    if missing:
-        raise UserError(f"accuracy plots need columns label, params, macs, test_acc; {path} missing {sorted(missing)}")
+    numeric = ("params", "macs", "test_acc")
+    df = read_csv_table(path, "runs table", ("label", *numeric), numeric)
     if df.empty:
         raise UserError(f"{path} has a header but no rows to plot")
-    for column in ("params", "macs", "test_acc"):
-        values = pd.to_numeric(df[column], errors="coerce")
-        if values.isna().any() or (values < 0).any() or values.isin([float("inf")]).any():
-            row = int((values.isna() | (values < 0) | values.isin([float("inf")])).to_numpy().argmax())
-            raise UserError(
-                f"{path}, row {row + 1}: {column} = {df[column].iloc[row]}; params, macs and test_acc must be "
-                "finite numbers, 0 or more"
-            )
-        df[column] = values
     return df
 
 

@@ -73,7 +73,7 @@ def _run(args: argparse.Namespace) -> int:
         raise UserError(f"--jobs must be at least 1 (or 0: one per GPU, else 1), got {args.jobs}")
     if args.group_seeds < 0:
         raise UserError(f"--group-seeds must be 0 (each run alone) or more, got {args.group_seeds}")
-    out = check_output(Path(args.out) if args.out else DEFAULT_OUT / study.study.name)
+    out = check_output(Path(args.out) if args.out else DEFAULT_OUT / study.study.name, writable=not args.dry_run)
     if args.throughput and not args.dry_run:
         raise UserError("--throughput only estimates (with --dry-run); drop it to run the study")
     if args.dry_run:

@@ -117,6 +117,24 @@ def _retrain_defaults(args: argparse.Namespace) -> dict:
     return inherited_defaults((info.get("source") or {}).get("config") or {})
 
 
+def _retrain_recipe(args: argparse.Namespace):
+    """The recipe of a retraining: ``--epochs`` and ``--lr`` are what fine-tuning trains with (the recipe's
+    ``finetune_*`` fields); the scratch modes take their epochs from the source (as long, or as much compute),
+    so ``--epochs`` is refused there unless the source recorded none."""
+    from guided.errors import UserError
+
+    recipe = recipe_from_args(args)
+    if args.mode == "finetune":
+        return recipe.override(finetune_epochs=args.epochs, finetune_lr=args.lr)
+    recorded = (PrunedFolder(args.pruned).read_record().get("source") or {}).get("epochs")
+    if args.epochs is not None and recorded:
+        raise UserError(
+            f"--mode {args.mode} trains for the source's {recorded} epochs (scratch-b: its compute); --epochs does "
+            "not apply: drop it, or fine-tune (--mode finetune --epochs N)"
+        )
+    return recipe
+
+
 def _retrain(args: argparse.Namespace) -> int:
     from guided.provenance import resolve_device
     from guided.retrain import retrain
@@ -124,7 +142,7 @@ def _retrain(args: argparse.Namespace) -> int:
     source_run = PrunedFolder(args.pruned).source_run()
     check_output(args.out, inputs=tuple(x for x in (args.pruned, source_run) if x), new=True, own=_resumable(args))
     device = resolve_device(args.device)
-    recipe = recipe_from_args(args)
+    recipe = _retrain_recipe(args)
     data = data_from_args(args)
     config = {k: v for k, v in vars(args).items()}
     done_before = args.resume and RunFolder(args.out).finished() is not None

@@ -45,6 +45,7 @@ from guided.design import KINDS as BUDGET_KINDS
 from guided.design import budget_kind, pattern_stage_count
 from guided.errors import UserError
 from guided.io import check_name, read_toml, toml_section
+from guided.provenance import parse_device
 from guided.pruning import PRUNERS
 from guided.recipes import Recipe, get_recipe
 from guided.retrain import MODES
@@ -421,6 +422,7 @@ def _check(s: Study) -> None:
     check_name(s.study.name, "[study] name")
     _check_seeds(s.study)
     _check_numbers(s)
+    parse_device(s.study.device)
     if s.study.precision not in ("auto", "fp32", "bf16"):
         raise UserError(f"[study] precision must be auto, fp32 or bf16, got {s.study.precision!r}")
     _check_dataset(s.data.dataset, "data")

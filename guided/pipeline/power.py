@@ -10,6 +10,7 @@ reference study ``[study] sigma_from`` names (pooled over its arms and budgets),
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -90,13 +91,14 @@ def _reference(folder: str | None) -> tuple[float | None, str]:
     """The pooled seed-to-seed standard deviation (points) of a finished study's from-scratch arms."""
     if folder is None:
         return None, ""
-    import pandas as pd
+    from guided.io import read_csv_table
 
     path = Path(folder).expanduser() / "runs.csv"
-    if not path.is_file():
+    if not os.path.lexists(path):
         raise UserError(f"[study] sigma_from = {folder!r} has no runs.csv; name a finished study's folder")
-    runs = pd.read_csv(path)
-    runs = runs[runs["role"].isin(ROLES)] if "role" in runs else runs.iloc[0:0]
+    columns = ("domain", "budget", "arm", "role", "test_acc")
+    runs = read_csv_table(path, "[study] sigma_from runs table", columns, ("test_acc",))
+    runs = runs[runs["role"].isin(ROLES)]
     variances = [
         _sd(100 * group["test_acc"]) ** 2 for _, group in runs.groupby(["domain", "budget", "arm"]) if len(group) > 1
     ]

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from guided.errors import UserError
+from guided.errors import UserError, memory_error
 from guided.folders import RunFolder, StageFolder
 from guided.io import remove_inside
 
@@ -132,8 +132,11 @@ def run_one(stage: Stage, out: Path, fingerprint: str, *, services: Any = None, 
     started = time.perf_counter()
     try:
         record = stage.action(StageContext(out, stage, services, log))
-    except UserError as exc:
-        raise UserError(f"stage {stage.id}: {exc}") from None
+    except (UserError, MemoryError, RuntimeError) as exc:
+        error = exc if isinstance(exc, UserError) else memory_error(exc)
+        if error is None:
+            raise
+        raise UserError(f"stage {stage.id}: {error}") from None
     return _finish(stage, out, fingerprint, record, time.perf_counter() - started)
 
 
@@ -166,8 +169,11 @@ def run_group(
         started = time.perf_counter()
         try:
             records = together[0].group_action([StageContext(out, s, services, log) for s in together])
-        except UserError as exc:
-            raise UserError(f"stages {', '.join(s.id for s in together)}: {exc}") from None
+        except (UserError, MemoryError, RuntimeError) as exc:
+            error = exc if isinstance(exc, UserError) else memory_error(exc)
+            if error is None:
+                raise
+            raise UserError(f"stages {', '.join(s.id for s in together)}: {error}") from None
         share = (time.perf_counter() - started) / len(together)
         for s, record in zip(together, records):
             _finish(s, out, prints[s.id], record, share)

@@ -126,6 +126,10 @@ class Domain:
     test_images: int
 
 
+#: The fewest images a search trial is scored on: with fewer, one image is a point or more of accuracy.
+MIN_VALIDATION_IMAGES = 50
+
+
 def check_fits(study: Study, services: Services) -> None:
     """Refuse, before anything is created, a batch larger than a dataset's training images (the search's
     trial split included): it reads each configured dataset once (kept by ``services`` for planning)."""
@@ -143,7 +147,13 @@ def check_fits(study: Study, services: Services) -> None:
     q = study.search
     if q is not None:
         images = services.shape(study.data).train
-        trial_images = min(q.train_subset or images, images - round(q.validation * images))
+        scored = round(q.validation * images)
+        if scored < MIN_VALIDATION_IMAGES:
+            raise UserError(
+                f"[search] validation = {q.validation} scores each trial on {scored} of the {images} training "
+                f"images; raise it to hold at least {MIN_VALIDATION_IMAGES} images (a trial's score is noise below)"
+            )
+        trial_images = min(q.train_subset or images, images - scored)
         if batch > trial_images:
             raise UserError(
                 f"[train] batch_size {batch} exceeds the {trial_images} images a [search] trial trains on; lower "

@@ -66,9 +66,12 @@ class Throughput:
                 f"{source} is not a throughput benchmark's results (rows with mode, macs, images_per_s and "
                 "tflops); write one with benchmarks/gpu_throughput.py on the device"
             )
-        self.device = str(record.get("device", "unknown device"))
+        batch = record.get("batch_size")
+        if batch is not None and not (_number(batch) and batch == int(batch) and batch >= 1):
+            raise UserError(f"{source}: batch_size must be a whole number of images, 1 or more, got {batch!r}")
+        self.device = _printable(str(record.get("device", "unknown device")))
         self.source = source
-        self.batch_size = record.get("batch_size")
+        self.batch_size = batch
         self.single_precision = record.get("precision_single_runs", "bf16")
         self.rows = rows
 
@@ -157,13 +160,25 @@ class Throughput:
         return ", ".join(parts)
 
 
+def _number(x: Any) -> bool:
+    """A finite real number (JSON's ``true`` is not one)."""
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
 def _valid(row: Any) -> bool:
     keys = ("mode", "macs", "images_per_s", "tflops")
     return (
         isinstance(row, dict)
         and all(k in row for k in keys)
-        and all(isinstance(row[k], (int, float)) and row[k] > 0 for k in keys[1:])
+        and isinstance(row["mode"], str)
+        and all(_number(row[k]) and row[k] > 0 for k in keys[1:])
+        and ("warmup_s" not in row or (_number(row["warmup_s"]) and row["warmup_s"] >= 0))
     )
+
+
+def _printable(text: str) -> str:
+    """``text`` without control characters (a device string printed raw could drive the terminal)."""
+    return "".join(c if c.isprintable() else "?" for c in text)[:200]
 
 
 def _closest(rows: list[dict[str, Any]], spec: ArchSpec | None) -> list[dict[str, Any]]:

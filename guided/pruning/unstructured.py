@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from guided.errors import UserError
-from guided.io import atomic_write_bytes
+from guided.io import atomic_write_bytes, check_file
 from guided.pruning.result import PruneResult, cost_change
 from models import ArchSpec, cost, densities_from_masks, layers
 
@@ -148,8 +148,7 @@ def save_masks(path: str | Path, masks: Mapping[str, torch.Tensor]) -> Path:
 def load_masks(path: str | Path, model: nn.Module | None = None) -> Masks:
     """Read masks written by `save_masks`; with ``model``, check they fit it."""
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"mask file {path} does not exist")
+    check_file(path, "mask file", "a masks.npz from guided prune")
     try:
         with np.load(path, allow_pickle=False) as z:
             masks = {}

@@ -55,6 +55,15 @@ match = ["params"]
 TIMES = {"wall_time_s", "train_images_per_s", "provenance"}
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Every command and stage here computes on one thread: weights are compared bit for bit, and float sums
+    depend on the thread count, which by default follows the machine's load (`guided.threads`)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GUIDED_THREADS", "1")
+        yield
+
+
 @pytest.fixture(scope="module")
 def study(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("twins")

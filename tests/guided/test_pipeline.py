@@ -469,6 +469,25 @@ def test_invalid_study_is_refused_up_front_naming_the_key(tmp_path, capsys, old,
     assert not (tmp_path / "out").exists()  # nothing trained, nothing written
 
 
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        ("[1, 2]", "holds no record object"),
+        ('{"fingerprint": "x"}', "holds no record object"),
+        ('{"fingerprint": "x", "record": {"test_acc": "high"}}', "its test_acc is 'high', not a number"),
+    ],
+)
+def test_a_damaged_stage_record_is_one_line_saying_how_to_redo_it(finished_study, tmp_path, capsys, damage, message):
+    out = tmp_path / "copy"
+    shutil.copytree(finished_study, out)
+    done = out / "stages" / "source" / "params-50pct-uniform-s0" / "done.json"
+    done.write_text(damage)
+    path = write_study(tmp_path)
+    assert main(["run", str(path), "--out", str(out), "--resume", "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "rerun with --resume" in err and err.count("\n") == 1
+
+
 def test_a_folder_of_another_study_is_refused(finished_study, tmp_path):
     path = write_study(tmp_path, TINY.replace('name = "tiny"', 'name = "other"'))
     with pytest.raises(UserError, match="holds study 'tiny'"):

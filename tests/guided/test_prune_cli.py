@@ -75,6 +75,24 @@ def test_prune_checkpoint_then_every_retraining_mode(base_run, tmp_path):
     assert epochs["finetune"] == 4  # the quick recipe's fine-tuning epochs
 
 
+def test_retrain_epochs_are_what_fine_tuning_trains_and_are_refused_for_scratch(base_run, tmp_path, capsys):
+    pruned = tmp_path / "l1"
+    assert (
+        main(["prune", "--method", "l1-norm", "--checkpoint", str(base_run), "--ratio", "0.5", "--out", str(pruned)])
+        == 0
+    )
+    out = tmp_path / "ft1"
+    assert main(["retrain", "--from", str(pruned), "--mode", "finetune", "--epochs", "1", "--out", str(out)]) == 0
+    result = json.loads((out / "result.json").read_text())
+    assert result["epochs"] == 1 and len((out / "metrics.jsonl").read_text().splitlines()) == 1  # one epoch
+    capsys.readouterr()
+    assert (
+        main(["retrain", "--from", str(pruned), "--mode", "scratch-e", "--epochs", "1", "--out", str(tmp_path / "x")])
+        == 2
+    )
+    assert "trains for the source's 2 epochs" in capsys.readouterr().err and not (tmp_path / "x").exists()
+
+
 def test_a_study_training_stage_is_a_checkpoint(base_run, tmp_path, capsys):
     """A study's stage folder has ``stage.json`` (its data and resolved recipe) instead of ``config.json``."""
     import shutil

@@ -104,3 +104,15 @@ def test_paired_interval_equals_a_hand_computation_with_scipy():
         and "paired by seed" in paired["text"]
     )
     assert paired["high"] - paired["low"] < welch["high"] - welch["low"]  # correlated seeds: a narrower interval
+
+
+def test_near_equal_samples_give_numbers_and_no_runtime_warning():
+    import warnings
+
+    from guided.tables import paired_difference
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a warning would print before error lines and into study output
+        d = difference([0.5, 0.5, 0.5000001], [0.5, 0.5, 0.5])
+        p = paired_difference({0: 0.5, 1: 0.5, 2: 0.5000001}, {0: 0.5, 1: 0.5, 2: 0.5})
+    assert d["low"] <= d["diff"] <= d["high"] and p["low"] <= p["diff"] <= p["high"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import tomllib
+from pathlib import Path
 
 import pytest
 import torch
@@ -129,11 +130,37 @@ def test_a_training_costs_its_flops_over_the_rate_plus_the_fixed_warmup():
 
 
 def test_files_that_are_not_benchmark_results_are_refused(tmp_path):
-    for bad in ({"rows": []}, {"rows": [{"mode": "bf16", "macs": 0, "images_per_s": 1, "tflops": 1}]}, [1, 2]):
+    good = {"mode": "bf16", "macs": 1e5, "images_per_s": 1, "tflops": 1}
+    for bad in (
+        {"rows": []},
+        {"rows": [{**good, "macs": 0}]},
+        [1, 2],
+        {"rows": [{**good, "tflops": True}]},  # JSON's true is not a number
+        {"rows": [{**good, "macs": "1e5"}]},
+        {"rows": [{**good, "mode": 3}]},
+        {"rows": [{**good, "warmup_s": -1}]},
+    ):
         path = tmp_path / "bad.json"
         path.write_text(json.dumps(bad))
         with pytest.raises(UserError, match="not a throughput benchmark's results"):
             load_throughput(path)
+    for text, message in [
+        ('{"rows": [{"mode": "bf16", "macs": Infinity, "images_per_s": 1, "tflops": 1}]}', "not a throughput"),
+        ('{"rows": [{"mode": "bf16", "macs": ' + "9" * 5000 + ', "images_per_s": 1, "tflops": 1}]}', "not valid JSON"),
+        (json.dumps({"batch_size": -128, "rows": [good]}), "batch_size must be a whole number"),
+    ]:
+        path.write_text(text)
+        with pytest.raises(UserError, match=message):
+            load_throughput(path)
+    for special, message in [(tmp_path, "is a folder"), (Path("/dev/zero"), "is not a regular file")]:
+        with pytest.raises(UserError, match=message):
+            load_throughput(special)
+
+
+def test_a_device_string_with_terminal_escapes_is_printed_without_them():
+    t = Throughput({**BENCH, "device": "cuda: \x1b[2J\x1b]0;owned\x07GPU"})
+    assert "\x1b" not in t.device and "\x07" not in t.device and t.device.endswith("GPU")
+    assert "\x1b" not in t.basis(2, 1, "bf16")
 
 
 def test_simulate_runs_up_to_k_seeds_of_a_group_as_one_unit():
