@@ -287,6 +287,14 @@ def _mobilenetv2(m, input_size: int) -> ArchSpec:
         project = _conv(parts[-2], f"{name}.conv.{len(parts) - 2}", 1)
         _bn(parts[-1], f"{name}.conv.{len(parts) - 1}", project.out_channels)
         out, stride = project.out_channels, dw.stride[0]
+        implied = stride == 1 and in_ch == out  # the guided block's rule, on the widths it has now
+        built = getattr(block, "use_res_connect", implied)  # torchvision's, decided on the widths it was built with
+        if built != implied:
+            raise BridgeError(
+                f"cannot convert {name}: torchvision built it {'with' if built else 'without'} a shortcut, but its "
+                f"widths now ({in_ch} -> {out}, stride {stride}) give a guided block {'none' if built else 'one'} "
+                "(a pruned stem or stage that reaches or leaves its neighbour's width); prune it in guided instead"
+            )
         if not stages or stride == 2 or out != outs[-1]:  # a new bottleneck sequence
             stages.append([])
             outs.append(out)

@@ -11,8 +11,25 @@ from models import BridgeError, build, cost, from_torchvision, torchvision_spec
 from models.bridge import TORCHVISION_MODELS
 
 
+def _with_statistics(module: torch.nn.Module, size: int = 64) -> torch.nn.Module:
+    """``module`` with BatchNorm statistics estimated on data (cumulative averages over a few batches), in
+    eval mode. With torchvision's initial statistics (mean 0, variance 1) a deep network's output hardly
+    depends on its input (2e-8 between two inputs for MobileNetV2), so a wrong conversion would pass."""
+    g = torch.Generator().manual_seed(2)
+    for m in module.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average
+    module.train()
+    with torch.no_grad():
+        for _ in range(3):
+            module(torch.randn(8, 3, size, size, generator=g))
+    return module.eval()
+
+
 def _perturbed(name: str, **kwargs) -> torch.nn.Module:
-    """A torchvision network with BatchNorm scales, shifts and statistics away from their initial values."""
+    """A torchvision network with BatchNorm scales and shifts away from their initial values and statistics
+    estimated on data (`_with_statistics`), in eval mode."""
     torch.manual_seed(0)
     module = getattr(torchvision.models, name)(**kwargs)
     with torch.no_grad():
@@ -20,9 +37,13 @@ def _perturbed(name: str, **kwargs) -> torch.nn.Module:
             if isinstance(m, torch.nn.BatchNorm2d):
                 m.weight.uniform_(0.5, 1.5)
                 m.bias.uniform_(-0.1, 0.1)
-                m.running_mean.uniform_(-0.1, 0.1)
-                m.running_var.uniform_(0.5, 1.5)
-    return module.eval()
+    return _with_statistics(module)
+
+
+def _agree(model: torch.nn.Module, original: torch.nn.Module, size: int = 64) -> bool:
+    x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        return torch.allclose(model(x), original(x), atol=1e-5, rtol=1e-4)
 
 
 @pytest.mark.parametrize(
@@ -31,9 +52,7 @@ def _perturbed(name: str, **kwargs) -> torch.nn.Module:
 def test_converted_networks_compute_and_count_what_torchvision_does(name):
     original = _perturbed(name, num_classes=7)
     model = from_torchvision(original, input_size=64).eval()
-    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
-    with torch.no_grad():
-        assert torch.allclose(model(x), original(x), atol=1e-5, rtol=1e-4)
+    assert _agree(model, original)
     assert cost(model.spec).params == sum(p.numel() for p in original.parameters())
     counter = FlopCounterMode(display=False)
     with counter, torch.no_grad():
@@ -117,3 +136,52 @@ def test_a_changed_layer_is_named():
     module.layer3[0].conv1 = torch.nn.Conv2d(128, 256, 5, 2, 2, bias=False)
     with pytest.raises(BridgeError, match=r"layer3\.0\.conv1: kernel \(5, 5\)"):
         torchvision_spec(module)
+
+
+@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v2"])
+def test_the_networks_compared_depend_on_their_input(name):
+    original = _perturbed(name, num_classes=7)
+    g = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        a, b = original(torch.randn(1, 3, 64, 64, generator=g)), original(torch.randn(1, 3, 64, 64, generator=g))
+    assert (a - b).abs().max() > 1e-2 * a.abs().max()
+
+
+@pytest.mark.parametrize(
+    "name, sabotage",
+    [
+        ("resnet18", lambda m: m.stem.conv.weight.data.zero_()),
+        ("mobilenet_v2", lambda m: m.stem.conv.weight.data.zero_()),
+        ("mobilenet_v2", lambda m: setattr(_first_residual(m), "residual", False)),
+    ],
+    ids=["resnet18-zeroed-stem", "mobilenet-zeroed-stem", "mobilenet-dropped-shortcut"],
+)
+def test_the_comparison_sees_a_sabotaged_conversion(name, sabotage):
+    original = _perturbed(name, num_classes=7)
+    model = from_torchvision(original, input_size=64).eval()
+    assert _agree(model, original)
+    sabotage(model)
+    assert not _agree(model, original)
+
+
+def _first_residual(model: torch.nn.Module) -> torch.nn.Module:
+    return next(m for m in model.modules() if getattr(m, "residual", False))
+
+
+def test_a_pruned_mobilenet_stem_whose_block_would_gain_a_shortcut_is_refused_naming_it():
+    """Torch-Pruning prunes MobileNetV2's stem 32 -> 16: block 1 then reads 16 -> 16 at stride 1, but
+    torchvision decided at build time that it has no shortcut; a guided block would add one."""
+    from torchvision.ops.misc import Conv2dNormActivation
+
+    module = torchvision.models.mobilenet_v2(num_classes=10)
+    module.features[0] = Conv2dNormActivation(
+        3, 16, stride=2, norm_layer=torch.nn.BatchNorm2d, activation_layer=torch.nn.ReLU6
+    )
+    module.features[1].conv[0] = Conv2dNormActivation(
+        16, 16, stride=1, groups=16, norm_layer=torch.nn.BatchNorm2d, activation_layer=torch.nn.ReLU6
+    )
+    module.features[1].conv[1] = torch.nn.Conv2d(16, 16, 1, bias=False)
+    assert module.eval()(torch.randn(1, 3, 32, 32)).shape == (1, 10) and not module.features[1].use_res_connect
+    with pytest.raises(BridgeError, match=r"features\.1: torchvision built it without a shortcut") as err:
+        from_torchvision(module)
+    assert "16 -> 16, stride 1" in str(err.value) and "\n" not in str(err.value)
