@@ -2,9 +2,17 @@
 
 Train CIFAR-style CNNs whose widths are data (`models.ArchSpec`), prune them, summarise what pruning kept
 into per-stage patterns, and turn patterns into guided architectures at any budget. The command line is
-``guided`` (`guided.cli.main`).
+``guided`` (`guided.cli.main`); ``guided.load(FOLDER)`` gives back the network a folder holds
+(`guided.loading.load`).
 """
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+__all__ = ["__version__", "load"]
+
+
+def load(path, weights=None, *, seed: int = 0):
+    """The network a run, pruned or design folder (or a spec file, with ``weights``) holds: `guided.loading.load`."""
+    from guided.loading import load as _load
+
+    return _load(path, weights, seed=seed)

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from guided import __version__, threads
-from guided.commands import basic, designs, plots, pruning, searching, studies, summaries, training
+from guided.commands import basic, designs, exporting, plots, pruning, searching, studies, summaries, training
 from guided.commands.common import Command
 from guided.errors import USER_ERRORS, UserError, memory_error
 from guided.io import read_toml, type_ok
@@ -23,6 +23,7 @@ COMMANDS: dict[str, Command] = {
     **basic.COMMANDS,
     **training.COMMANDS,
     **pruning.COMMANDS,
+    **exporting.COMMANDS,
     **summaries.COMMANDS,
     **designs.COMMANDS,
     **plots.COMMANDS,

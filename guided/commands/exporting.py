@@ -1,0 +1,41 @@
+"""``guided export``: a network guided wrote, in a format that runs without guided."""
+
+from __future__ import annotations
+
+import argparse
+
+from guided.commands.common import Command
+
+
+def _export_args(p: argparse.ArgumentParser) -> None:
+    from guided.export import FORMATS
+
+    p.add_argument("source", metavar="PATH", help="a run, pruned or design folder, or a spec .json file")
+    p.add_argument("--format", required=True, choices=FORMATS, help="torchscript, pt2 (torch.export) or onnx")
+    p.add_argument("--out", required=True, metavar="FILE", help="the file to write")
+    p.add_argument("--weights", metavar="FILE", help="a state_dict for a spec file or a weightless folder")
+
+
+def _export(args: argparse.Namespace) -> int:
+    from guided.export import export
+    from guided.io import check_output
+    from guided.loading import load
+
+    check_output(args.out, folder=False, inputs=tuple(x for x in (args.source, args.weights) if x))
+    done = export(load(args.source, args.weights), args.format, args.out)
+    diff = done["max_abs_diff"]
+    checked = f"max difference {diff:.1e}, {done['checked_with']}" if diff is not None else done["checked_with"]
+    print(f"wrote {done['out']} ({args.format}; reloaded and run against the network: {checked})")
+    return 0
+
+
+COMMANDS = {
+    "export": Command(
+        "write a trained, pruned or designed network as TorchScript, torch.export (pt2) or ONNX",
+        "guided export pruned/slim60 --format torchscript --out slim60.ts\n"
+        "  guided export runs/base --format pt2 --out base.pt2\n"
+        "  guided export pruned/slim60 --format onnx --out slim60.onnx   (pip install -e '.[export]')",
+        _export_args,
+        _export,
+    ),
+}
