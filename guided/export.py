@@ -7,6 +7,10 @@ Formats:
   the trace is the network), saved with `torch.jit.save`; load it with ``torch.jit.load(FILE)``.
 * ``pt2``: `torch.export.export`, saved with `torch.export.save`; load it with
   ``torch.export.load(FILE).module()``. PyTorch's successor to TorchScript.
+* ``torchvision``: for a network that came from torchvision (``guided prune --torchvision NAME``), the
+  torchvision module of that class with the pruned widths and torchvision's own layer names
+  (`models.to_torchvision`), saved whole with `torch.save`; load it with ``torch.load(FILE,
+  weights_only=False)`` (it holds torchvision classes only: torchvision must be installed, guided need not).
 * ``onnx``: `torch.onnx.export` (needs the ``export`` extra: ``pip install -e '.[export]'``, for ``onnx``
   and ``onnxscript``); checked with ``onnxruntime`` when it is installed, else only by ``onnx.checker``.
 
@@ -34,7 +38,7 @@ from guided.io import atomic_write_bytes, check_output
 __all__ = ["FORMATS", "TOLERANCE", "export"]
 
 #: The formats `export` writes.
-FORMATS = ("torchscript", "pt2", "onnx")
+FORMATS = ("torchscript", "pt2", "torchvision", "onnx")
 
 #: The largest difference between the written file's outputs and the network's, over the outputs' scale.
 TOLERANCE = 1e-5
@@ -42,11 +46,19 @@ TOLERANCE = 1e-5
 EXTRA = "pip install -e '.[export]' (onnx and onnxscript; onnxruntime to check the file)"
 
 
-def export(model: nn.Module, fmt: str, out: str | Path, *, batch: int = 2) -> dict[str, Any]:
+def export(
+    model: nn.Module, fmt: str, out: str | Path, *, batch: int = 2, torchvision: str | None = None
+) -> dict[str, Any]:
     """Write ``model`` (a guided network, ``model.spec``) as ``fmt`` to ``out``, checked; returns what was
-    checked: ``format``, ``out``, ``max_abs_diff`` (``None`` for ONNX without onnxruntime), ``checked_with``."""
+    checked: ``format``, ``out``, ``max_abs_diff`` (``None`` for ONNX without onnxruntime), ``checked_with``.
+    ``torchvision``: the torchvision network ``model`` came from (the ``torchvision`` format needs it)."""
     if fmt not in FORMATS:
         raise UserError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    if fmt == "torchvision" and not torchvision:
+        raise UserError(
+            "the torchvision format needs the torchvision network this one came from: give --torchvision NAME "
+            "(a folder guided prune --torchvision wrote records it)"
+        )
     out = check_output(out, folder=False)
     spec = model.spec
     model = model.eval().cpu()
@@ -55,7 +67,8 @@ def export(model: nn.Module, fmt: str, out: str | Path, *, batch: int = 2) -> di
     )
     with torch.no_grad():
         expected = model(x)
-    data, reloaded, checked_with = _WRITERS[fmt](model, x)
+    write = _WRITERS[fmt] if fmt != "torchvision" else lambda m, x: _torchvision(m, x, torchvision)
+    data, reloaded, checked_with = write(model, x)
     if reloaded is None:
         diff = None
     else:
@@ -87,6 +100,21 @@ def _pt2(model: nn.Module, x: torch.Tensor) -> tuple[bytes, torch.Tensor, str]:
     with torch.no_grad():
         reloaded = torch.export.load(io.BytesIO(data)).module()(x)
     return data, reloaded, "torch.export.load"
+
+
+def _torchvision(model: nn.Module, x: torch.Tensor, name: str) -> tuple[bytes, torch.Tensor, str]:
+    from models import BridgeError, to_torchvision
+
+    try:
+        module = to_torchvision(model, name).eval()
+    except BridgeError as exc:
+        raise UserError(f"--torchvision {name}: {exc}") from None
+    buf = io.BytesIO()
+    torch.save(module, buf)
+    data = buf.getvalue()
+    with torch.no_grad():
+        reloaded = torch.load(io.BytesIO(data), weights_only=False)(x)  # our own bytes, just written
+    return data, reloaded, "torch.load"
 
 
 def _onnx(model: nn.Module, x: torch.Tensor) -> tuple[bytes, torch.Tensor | None, str]:

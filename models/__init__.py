@@ -10,7 +10,7 @@ Example:
     True
 """
 
-from models.bridge import BridgeError, from_torchvision, torchvision_spec
+from models.bridge import BridgeError, from_torchvision, to_torchvision, torchvision_spec
 from models.cost import Cost, Layer, count, densities_from_masks
 from models.groups import ChannelGroup
 from models.registry import (
@@ -45,6 +45,7 @@ __all__ = [
     "densities_from_masks",
     "entries_per_unit",
     "from_torchvision",
+    "to_torchvision",
     "layers",
     "list_models",
     "pattern_stages",

@@ -30,7 +30,7 @@ from models.mobilenetv2 import MobileNetV2  # noqa: F401  (the family must be re
 from models.registry import build
 from models.spec import ArchSpec, SpecError
 
-__all__ = ["from_torchvision", "torchvision_spec", "TORCHVISION_MODELS", "BridgeError"]
+__all__ = ["from_torchvision", "to_torchvision", "torchvision_spec", "TORCHVISION_MODELS", "BridgeError"]
 
 #: The torchvision constructors the bridge is tested on (others of the same classes convert as well).
 TORCHVISION_MODELS = ("resnet18", "resnet34", "resnet50", "vgg11_bn", "vgg16_bn", "mobilenet_v2")
@@ -64,6 +64,67 @@ def from_torchvision(module: nn.Module, *, input_size: int = 224) -> nn.Module:
         state[name] = their_tensor.detach().cpu().clone()
     model.load_state_dict(state, strict=True)
     return model.train(module.training)
+
+
+def to_torchvision(model: nn.Module, name: str) -> nn.Module:
+    """The torchvision ``name`` network (``resnet18``, ``vgg16_bn``, ``mobilenet_v2``, ...) with ``model``'s
+    widths and weights: the way back from `from_torchvision`, for a network converted from it and then pruned
+    or designed in guided. Its layers are torchvision's own (``conv1``, ``layer1.0.conv1``, ``features.0.0``),
+    resized to the widths of ``model`` and holding its tensors; it is checked to convert back to ``model``'s
+    spec, and its outputs equal ``model``'s (eval mode, float tolerance).
+
+    Example:
+        >>> import torch, torchvision
+        >>> back = to_torchvision(from_torchvision(torchvision.models.resnet18(num_classes=10)), "resnet18")
+        >>> type(back).__name__, back.fc.out_features
+        ('ResNet', 10)
+    """
+    import torchvision.models as tvm
+
+    if name not in tvm.list_models(module=tvm):
+        raise BridgeError(f"unknown torchvision model {name!r}")
+    spec = model.spec
+    module = tvm.get_model(name, weights=None, num_classes=spec.num_classes)
+    ours = [m for m in model.modules() if isinstance(m, _LAYERS)]
+    theirs = [(n, m) for n, m in module.named_modules() if isinstance(m, _LAYERS)]
+    if len(ours) != len(theirs) or any(type(a) is not type(b) for a, (_, b) in zip(ours, theirs)):
+        raise BridgeError(f"a {spec.family} network of {len(ours)} layers is not torchvision's {name}")
+    for layer, (where, old) in zip(ours, theirs):
+        _replace(module, where, _resized(layer, old))
+    shortcuts = [m.residual for m in model.modules() if hasattr(m, "residual")]
+    blocks = [m for m in module.modules() if hasattr(m, "use_res_connect")]
+    for block, residual in zip(blocks, shortcuts):  # MobileNetV2 decides them when built; ours follow widths
+        block.use_res_connect = residual
+    state = dict(zip(module.state_dict(), model.state_dict().values()))
+    module.load_state_dict({k: v.detach().clone() for k, v in state.items()}, strict=True)
+    if torchvision_spec(module, input_size=spec.input_size).widths() != spec.widths():
+        raise BridgeError(f"{name} rebuilt with these widths does not read back as the same architecture")
+    return module.train(model.training)
+
+
+_LAYERS = (nn.Conv2d, nn.BatchNorm2d, nn.Linear)
+
+
+def _resized(layer: nn.Module, old: nn.Module) -> nn.Module:
+    """A new layer of torchvision's kind ``old`` with ``layer``'s shape."""
+    if isinstance(layer, nn.Conv2d):
+        return nn.Conv2d(
+            layer.in_channels,
+            layer.out_channels,
+            old.kernel_size,
+            old.stride,
+            old.padding,
+            groups=layer.groups,
+            bias=layer.bias is not None,
+        )
+    if isinstance(layer, nn.BatchNorm2d):
+        return nn.BatchNorm2d(layer.num_features, eps=old.eps, momentum=old.momentum)
+    return nn.Linear(layer.in_features, layer.out_features, bias=layer.bias is not None)
+
+
+def _replace(module: nn.Module, where: str, new: nn.Module) -> None:
+    parent, _, child = where.rpartition(".")
+    setattr(module.get_submodule(parent) if parent else module, child, new)
 
 
 def torchvision_spec(module: nn.Module, *, input_size: int = 224) -> ArchSpec:

@@ -21,6 +21,7 @@ HAVE_ONNX = all(importlib.util.find_spec(m) for m in ("onnx", "onnxscript", "onn
 FORMATS = [
     "torchscript",
     "pt2",
+    "torchvision",
     pytest.param("onnx", marks=pytest.mark.skipif(not HAVE_ONNX, reason="the export extra is not installed")),
 ]
 
@@ -30,6 +31,8 @@ def _reload(fmt: str, path):
         return torch.jit.load(str(path))
     if fmt == "pt2":
         return torch.export.load(str(path)).module()
+    if fmt == "torchvision":
+        return torch.load(path, weights_only=False).eval()
     import onnxruntime
 
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -49,13 +52,20 @@ def _reload(fmt: str, path):
 def test_a_pruned_torchvision_network_exports_and_reloads_with_equal_outputs(name, fmt, tmp_path):
     model = from_torchvision(_perturbed(name, num_classes=10), input_size=32)
     pruned = prune(model, "l1-norm", ratio=0.5).model.eval()
-    done = export(pruned, fmt, tmp_path / f"net.{fmt}")
+    done = export(pruned, fmt, tmp_path / f"net.{fmt}", torchvision=name)
     assert done["max_abs_diff"] is not None and done["max_abs_diff"] <= 1e-5
     x = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(7))  # another batch size than checked
     with torch.no_grad():
         expected = pruned(x)
-        got = _reload(fmt, tmp_path / f"net.{fmt}")(x)
+        reloaded = _reload(fmt, tmp_path / f"net.{fmt}")
+        got = reloaded(x)
     assert torch.allclose(got, expected, atol=1e-5, rtol=1e-4)
+    if fmt == "torchvision":  # torchvision's own class and layer names, with the pruned widths
+        import torchvision
+
+        fresh = getattr(torchvision.models, name)(num_classes=10)
+        assert type(reloaded) is type(fresh) and list(reloaded.state_dict()) == list(fresh.state_dict())
+        assert sum(p.numel() for p in reloaded.parameters()) == cost(pruned.spec).params
 
 
 @pytest.fixture(scope="module")
@@ -134,3 +144,29 @@ def test_onnx_without_the_extra_is_one_line_naming_it(run, tmp_path, capsys, mon
     assert main(["export", str(run), "--format", "onnx", "--out", str(tmp_path / "x.onnx")]) == 2
     err = capsys.readouterr().err
     assert "pip install -e '.[export]'" in err and err.count("\n") == 1 and not (tmp_path / "x.onnx").exists()
+
+
+def test_a_network_pruned_with_torchvision_exports_back_to_torchvision_from_its_folder(tmp_path, capsys):
+    import torchvision
+
+    weights = tmp_path / "mine.pth"
+    torch.save(_perturbed("resnet18", num_classes=10).state_dict(), weights)
+    pruned = tmp_path / "pruned"
+    argv = ["prune", "--torchvision", "resnet18", "--weights", str(weights), "--input-size", "32"]
+    assert main([*argv, "--method", "l1-norm", "--ratio", "0.5", "--out", str(pruned)]) == 0
+    out = tmp_path / "r18.pt"
+    assert main(["export", str(pruned), "--format", "torchvision", "--out", str(out)]) == 0
+    back = torch.load(out, weights_only=False).eval()
+    assert isinstance(back, torchvision.models.ResNet) and back.layer1[0].conv1.out_channels == 32
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(back(x), guided.load(pruned)(x), atol=1e-5)
+    capsys.readouterr()
+    assert main(["export", str(tmp_path / "pruned"), "--format", "torchvision", "--torchvision", "vgg11_bn",
+                 "--out", str(tmp_path / "x.pt")]) == 2  # fmt: skip
+    assert "is not torchvision's vgg11_bn" in capsys.readouterr().err and not (tmp_path / "x.pt").exists()
+
+
+def test_the_torchvision_format_of_a_network_from_nowhere_asks_for_its_name(run, tmp_path, capsys):
+    assert main(["export", str(run), "--format", "torchvision", "--out", str(tmp_path / "x.pt")]) == 2
+    assert "give --torchvision NAME" in capsys.readouterr().err
