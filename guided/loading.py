@@ -28,7 +28,8 @@ def load(path: str | Path, weights: str | Path | None = None, *, seed: int = 0) 
     Args:
         path: a training run folder (``guided train``, a study's training stage: its final weights), a pruned
             folder (``guided prune``: the inherited weights; masked weights stay zero), a folder with a
-            ``spec.json`` and no weights (a design), or a spec file (``guided spec``, ``guided design``).
+            ``spec.json`` and no weights (a sparsity design: its masks applied), or a spec file (``guided
+            spec``, ``guided design``).
         weights: a state_dict file for a spec file or a weightless folder (``torch.save`` of
             ``model.state_dict()``; loaded as tensors only).
         seed: the initialisation of a network that comes without weights.
@@ -61,4 +62,12 @@ def load(path: str | Path, weights: str | Path | None = None, *, seed: int = 0) 
     if weights is not None:
         weights = Path(weights).expanduser()
         load_state(model, read_tensors(weights, "weights file"), weights)
+    masks = PrunedFolder(path).masks if path.is_dir() else None
+    if masks is not None and masks.is_file():  # a sparsity design: its masked weights are zero
+        import torch
+
+        from guided.pruning.unstructured import apply_masks, load_masks
+
+        with torch.no_grad():
+            apply_masks(model, load_masks(masks, model))
     return model.eval()

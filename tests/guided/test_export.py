@@ -170,3 +170,16 @@ def test_a_network_pruned_with_torchvision_exports_back_to_torchvision_from_its_
 def test_the_torchvision_format_of_a_network_from_nowhere_asks_for_its_name(run, tmp_path, capsys):
     assert main(["export", str(run), "--format", "torchvision", "--out", str(tmp_path / "x.pt")]) == 2
     assert "give --torchvision NAME" in capsys.readouterr().err
+
+
+def test_a_sparsity_design_loads_with_its_masked_weights_zero(tmp_path):
+    from guided.pruning.unstructured import load_masks
+
+    out = tmp_path / "masks"
+    argv = ["design", "--uniform", "--kernel", "--arch", "vgg-tiny", "--budget", "params=50%", "--out", str(out)]
+    assert main(argv) == 0
+    model = guided.load(out)
+    masks = load_masks(out / "masks.npz", model)
+    params = dict(model.named_parameters())
+    assert masks and all(not params[n][m == 0].any() for n, m in masks.items())
+    assert any((m == 0).any() for m in masks.values())
