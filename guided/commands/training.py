@@ -113,21 +113,26 @@ def _retrain_args(p: argparse.ArgumentParser) -> None:
 
 
 def _retrain_defaults(args: argparse.Namespace) -> dict:
+    """The source run's data and recipe options as defaults, and ``given``: the recipe flags typed on this
+    command line (this is the parse before defaults), which fine-tuning takes as its own."""
     info = PrunedFolder(args.pruned).read_record()
-    return inherited_defaults((info.get("source") or {}).get("config") or {})
+    given = [k for k in ("epochs", "lr") if getattr(args, k, None) is not None]
+    return {**inherited_defaults((info.get("source") or {}).get("config") or {}), "given": given}
 
 
 def _retrain_recipe(args: argparse.Namespace):
-    """The recipe of a retraining: ``--epochs`` and ``--lr`` are what fine-tuning trains with (the recipe's
-    ``finetune_*`` fields); the scratch modes take their epochs from the source (as long, or as much compute),
-    so ``--epochs`` is refused there unless the source recorded none."""
+    """The recipe of a retraining: ``--epochs`` and ``--lr`` typed on the command line are what fine-tuning
+    trains with (the recipe's ``finetune_*`` fields; the values inherited from the source run are the
+    source's, not fine-tuning's); the scratch modes take their epochs from the source (as long, or as much
+    compute), so a typed ``--epochs`` is refused there unless the source recorded none."""
     from guided.errors import UserError
 
     recipe = recipe_from_args(args)
+    given = getattr(args, "given", ["epochs", "lr"])  # the flags typed, not inherited from the source run
     if args.mode == "finetune":
-        return recipe.override(finetune_epochs=args.epochs, finetune_lr=args.lr)
+        return recipe.override(**{f"finetune_{k}": getattr(args, k) for k in given})
     recorded = (PrunedFolder(args.pruned).read_record().get("source") or {}).get("epochs")
-    if args.epochs is not None and recorded:
+    if "epochs" in given and recorded:
         raise UserError(
             f"--mode {args.mode} trains for the source's {recorded} epochs (scratch-b: its compute); --epochs does "
             "not apply: drop it, or fine-tune (--mode finetune --epochs N)"
