@@ -212,7 +212,7 @@ def read_csv_table(path: str | os.PathLike, what: str, columns: Sequence[str], n
         ) from None
     missing = sorted(set(columns) - set(df.columns))
     if missing:
-        raise UserError(f"{what} {path} lacks column(s) {missing}; it needs {', '.join(columns)}")
+        raise UserError(f"{what} {path} is missing {missing}; it needs columns {', '.join(columns)}")
     for column in numeric:
         values = pd.to_numeric(df[column], errors="coerce")
         bad = values.isna() | (values < 0) | values.isin([float("inf")])
