@@ -6,7 +6,7 @@ into per-stage patterns, and turn patterns into guided architectures at any budg
 (`guided.loading.load`).
 """
 
-__version__ = "0.1.0"
+from guided.version import __version__
 
 __all__ = ["__version__", "load"]
 

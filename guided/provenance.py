@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from guided import __version__
+from guided.version import __version__
 
 __all__ = ["provenance", "git_revision", "device_name", "parse_device", "resolve_device"]
 
