@@ -114,7 +114,16 @@ class LocalExecutor:
             ) from None
 
     def close(self) -> None:
+        """Stop the workers: idle ones after a finished study; busy ones too when the study stopped early
+        (an error, Ctrl-C, SIGTERM to this process alone), so that no worker trains on after the runner has
+        said it stopped. A stage cut mid-epoch resumes from its last checkpoint with ``--resume``."""
+        workers = list((getattr(self._pool, "_processes", None) or {}).values())
         self._pool.shutdown(wait=False, cancel_futures=True)
+        for worker in workers:
+            if worker.is_alive():
+                worker.terminate()
+        for worker in workers:
+            worker.join(timeout=10)
 
 
 def _quiet_resource_tracker() -> None:
