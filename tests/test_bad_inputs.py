@@ -586,6 +586,14 @@ CASES = [
         for kind in ("binary", "strings", "huge", "fifo")
     ],
     ("train-device-mps", "train {T} --device mps --out {new}", "{new}"),
+    *[
+        (
+            f"prune-width-{w}",
+            f"prune --method l1-norm --arch vgg-tiny --width-mult {w} --ratio 0.5 --out {{new}}",
+            "{new}",
+        )
+        for w in ("nan", "1e9")
+    ],
     ("train-lr-1e308", "train {T} --lr 1e308 --out {new}", "{new}"),
     (
         "search-storage-port-not-a-number",
