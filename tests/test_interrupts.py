@@ -130,19 +130,26 @@ def study(tmp_path_factory) -> dict:
     return {"base": base, "reference": outcome(base / "reference")}
 
 
-@pytest.mark.parametrize("how", ["SIGINT", "SIGTERM", "SIGKILL-workers"])
+@pytest.mark.parametrize("how", ["SIGINT", "SIGTERM", "SIGKILL-workers", "SIGTERM-runner-with-workers"])
 def test_a_study_stopped_during_its_search_resumes_to_the_same_report(study, how):
+    """SIGTERM-runner-with-workers: the signal reaches the runner alone (as ``kill PID`` sends it), which must
+    stop its busy workers rather than wait at exit for their stages (the search) to finish."""
     base, out = study["base"], f"stopped-{how}"
-    jobs = ["--jobs", "2", "--threads", "2"] if how == "SIGKILL-workers" else ["--threads", "1"]
+    jobs = ["--jobs", "2", "--threads", "2"] if "workers" in how else ["--threads", "1"]
     proc = guided("run", "study.toml", "--out", out, *jobs, cwd=base)
     wait_for(base / out / "stages" / "search" / "seeded" / "trials" / "trial-0001", proc)
+    workers = workers_of(proc.pid)
     if how == "SIGKILL-workers":
-        for pid in workers_of(proc.pid):
+        for pid in workers:
             os.kill(pid, signal.SIGKILL)
     else:
-        proc.send_signal(getattr(signal, how))
+        proc.send_signal(getattr(signal, how.split("-")[0]))
     code, err = finish(proc)
-    assert code == {"SIGINT": 130, "SIGTERM": 143, "SIGKILL-workers": 2}[how], err
+    assert code == {"SIGINT": 130, "SIGTERM": 143, "SIGKILL-workers": 2, "SIGTERM-runner-with-workers": 143}[how], err
+    deadline = time.monotonic() + 5  # a killed worker is reaped by init once the runner is gone
+    while [pid for pid in workers if Path(f"/proc/{pid}").exists()] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not [pid for pid in workers if Path(f"/proc/{pid}").exists()], "a worker outlived the runner"
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
     assert not (base / out / "stages" / "search" / "seeded" / "done.json").exists()  # stopped mid-search
     code, err = finish(guided("run", "study.toml", "--out", out, "--resume", "--threads", "1", cwd=base))
