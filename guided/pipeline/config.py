@@ -5,7 +5,8 @@ Sections (only ``[study]``, ``[data]`` and ``[model]`` are required)::
     [study]        name, seeds, device, precision, base_seeds, pattern_seeds, sigma_from, detect
     [data]         dataset, data_root, image_size, train_subset, test_subset   (the source dataset)
     [model]        arch, width_mult, head                                       (the source model)
-    [train]        recipe, epochs, batch_size, lr, sparsity_l1, sparsity_gates  (every training run)
+    [train]        recipe, epochs, batch_size, lr, ema, test_flip, eval, finetune_epochs, finetune_lr,
+                   sparsity_l1, sparsity_gates  (every training run)
     [[prune]]      name, method, base ("plain" | "sparse" | "gated"), ratio | preset, allocation, samples,
                    cost ("params" | "macs" | "latency": rank channels per unit of cost; global allocation),
                    retrain (["finetune", "scratch-e", "scratch-b", "lottery"])
@@ -114,8 +115,9 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """``[train]``: the recipe every run uses (its epochs, batch size and rate; ``ema``, ``test_flip`` and
-    ``eval`` as `guided.recipes.Recipe` has them), and the slimming penalty of ``sparse`` bases."""
+    """``[train]``: the recipe every run uses (its epochs, batch size and rate; ``ema``, ``test_flip``,
+    ``eval``, and fine-tuning's ``finetune_epochs`` and ``finetune_lr``, as `guided.recipes.Recipe` has them),
+    and the slimming penalty of ``sparse`` bases."""
 
     recipe: str = "quick"
     epochs: int | None = None
@@ -124,6 +126,8 @@ class TrainConfig:
     ema: float | None = None
     test_flip: bool | None = None
     eval: str | None = None
+    finetune_epochs: int | None = None
+    finetune_lr: float | None = None
     sparsity_l1: float = 1e-4
     sparsity_gates: float = 1e-2
 
@@ -335,7 +339,14 @@ class Study:
         """The study's training recipe: the named one with ``[train]``'s epochs, batch size and rate."""
         t = self.train
         return get_recipe(t.recipe).override(
-            epochs=t.epochs, batch_size=t.batch_size, lr=t.lr, ema=t.ema, test_flip=t.test_flip, eval=t.eval
+            epochs=t.epochs,
+            batch_size=t.batch_size,
+            lr=t.lr,
+            ema=t.ema,
+            test_flip=t.test_flip,
+            eval=t.eval,
+            finetune_epochs=t.finetune_epochs,
+            finetune_lr=t.finetune_lr,
         )
 
 

@@ -425,6 +425,15 @@ def test_fingerprints_depend_on_what_a_stage_reads():
     assert a["source/params-50pct-uniform-s1"] == b["source/params-50pct-uniform-s1"]  # reads no pattern
 
 
+def test_fine_tuning_epochs_and_rate_come_from_the_train_section():
+    text = TINY.replace("epochs = 2\n", "epochs = 2\nfinetune_epochs = 1\nfinetune_lr = 0.003\n", 1)
+    stages, _ = plan_study(parse_study(tomllib.loads(text)))
+    recipe = next(s for s in stages if s.id == "source/slim-finetune-s0").config["recipe"]
+    assert recipe["finetune_epochs"] == 1 and recipe["finetune_lr"] == 0.003
+    plain, _ = plan_study(parse_study(tomllib.loads(TINY)))  # absent: the named recipe's values
+    assert next(s for s in plain if s.id == "source/slim-finetune-s0").config["recipe"]["finetune_epochs"] == 4
+
+
 def test_base_seeds_train_fewer_bases_and_every_seed_trains_every_arm():
     text = TINY.replace("seeds = [0, 1]", "seeds = [0, 1, 2]\nbase_seeds = [0, 2]")
     text = text.replace('match = ["params", "macs"]', 'match = ["macs"]\npruned = true')
