@@ -21,9 +21,17 @@ EVALS = ("every", "last")
 OPTIONAL_DEFAULTS = {"ema": 0.0, "test_flip": False, "eval": "every"}
 
 
-#: The largest learning rate a recipe takes: SGD on these networks diverges far below it, and a larger one
-#: overflows to inf in the first step (a traceback, not a training run).
+#: The largest learning rate a user may give (``--lr``, ``[train] lr``): SGD on these networks diverges far
+#: below it, and a value near the float limit overflows to inf in the first step (a traceback, not a
+#: training run). Recipes built in code may go beyond it (the divergence tests do).
 MAX_LR = 100.0
+
+
+def check_lrs(lrs: dict[str, float | None]) -> None:
+    """Refuse, in one line, a user's learning rate outside (0, `MAX_LR`]; ``None`` is not given."""
+    for where, value in lrs.items():
+        if value is not None and not 0 < value <= MAX_LR:
+            raise UserError(f"learning rates must lie in (0, {MAX_LR:g}], got {where} = {value}")
 
 
 @dataclass(frozen=True)
@@ -78,10 +86,8 @@ class Recipe:
         object.__setattr__(self, "milestones", tuple(self.milestones))
         if self.epochs < 1 or self.batch_size < 1 or self.finetune_epochs < 1:
             raise UserError("epochs, batch_size and finetune_epochs must be at least 1")
-        if not 0 < self.lr <= MAX_LR or not 0 < self.finetune_lr <= MAX_LR:
-            raise UserError(
-                f"learning rates must lie in (0, {MAX_LR:g}], got lr={self.lr}, finetune_lr={self.finetune_lr}"
-            )
+        if not 0 < self.lr < math.inf or not 0 < self.finetune_lr < math.inf:
+            raise UserError(f"learning rates must be positive, got lr={self.lr}, finetune_lr={self.finetune_lr}")
         if not 0 <= self.momentum < 1:
             raise UserError(f"momentum must lie in [0, 1), got {self.momentum}")
         if not 0 <= self.weight_decay < math.inf:

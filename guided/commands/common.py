@@ -263,8 +263,9 @@ def add_recipe_args(p: argparse.ArgumentParser) -> None:
 
 def recipe_from_args(args: argparse.Namespace):
     """The named recipe with the given fields overridden."""
-    from guided.recipes import get_recipe
+    from guided.recipes import check_lrs, get_recipe
 
+    check_lrs({"--lr": args.lr})
     return get_recipe(args.recipe).override(
         epochs=args.epochs,
         batch_size=args.batch_size,

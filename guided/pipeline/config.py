@@ -48,7 +48,7 @@ from guided.errors import UserError
 from guided.io import check_name, read_toml, toml_section
 from guided.provenance import parse_device
 from guided.pruning import PRUNERS
-from guided.recipes import Recipe, get_recipe
+from guided.recipes import Recipe, check_lrs, get_recipe
 from guided.retrain import MODES
 from models import ArchSpec, create_spec
 from models.charge import COST_KINDS
@@ -338,6 +338,7 @@ class Study:
     def recipe(self) -> Recipe:
         """The study's training recipe: the named one with ``[train]``'s epochs, batch size and rate."""
         t = self.train
+        check_lrs({"[train] lr": t.lr, "[train] finetune_lr": t.finetune_lr})
         return get_recipe(t.recipe).override(
             epochs=t.epochs,
             batch_size=t.batch_size,
