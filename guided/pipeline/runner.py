@@ -133,11 +133,15 @@ def run_one(stage: Stage, out: Path, fingerprint: str, *, services: Any = None, 
     try:
         record = stage.action(StageContext(out, stage, services, log))
     except (UserError, MemoryError, RuntimeError) as exc:
-        error = exc if isinstance(exc, UserError) else memory_error(exc)
-        if error is None:
-            raise
-        raise UserError(f"stage {stage.id}: {error}") from None
+        raise _one_line(exc, f"stage {stage.id}") from None
     return _finish(stage, out, fingerprint, record, time.perf_counter() - started)
+
+
+def _one_line(exc: BaseException, where: str) -> BaseException:
+    """A stage's user error or out-of-memory error as one `UserError` naming ``where``; any other error as it
+    is (a bug keeps its traceback)."""
+    error = exc if isinstance(exc, UserError) else memory_error(exc)
+    return exc if error is None else UserError(f"{where}: {error}")
 
 
 def run_group(
@@ -170,10 +174,7 @@ def run_group(
         try:
             records = together[0].group_action([StageContext(out, s, services, log) for s in together])
         except (UserError, MemoryError, RuntimeError) as exc:
-            error = exc if isinstance(exc, UserError) else memory_error(exc)
-            if error is None:
-                raise
-            raise UserError(f"stages {', '.join(s.id for s in together)}: {error}") from None
+            raise _one_line(exc, f"stages {', '.join(s.id for s in together)}") from None
         share = (time.perf_counter() - started) / len(together)
         for s, record in zip(together, records):
             _finish(s, out, prints[s.id], record, share)
