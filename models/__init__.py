@@ -12,7 +12,7 @@ Example:
 
 from models.bridge import BridgeError, from_torchvision, to_torchvision, torchvision_spec
 from models.cost import Cost, Layer, count, densities_from_masks
-from models.groups import ChannelGroup
+from models.groups import STEM, STREAM, ChannelGroup
 from models.registry import (
     FAMILIES,
     build,
@@ -32,6 +32,8 @@ __all__ = [
     "BridgeError",
     "SpecError",
     "SPEC_FORMAT",
+    "STEM",
+    "STREAM",
     "ChannelGroup",
     "Cost",
     "Layer",

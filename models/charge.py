@@ -9,6 +9,10 @@ the group it scales. Summed over every channel of every group, the charges are e
 layers that touch a group (`prunable_cost`): nothing is charged twice or missed. A channel whose
 neighbours are not prunable (the inner channels of a residual block) is charged exactly what removing it
 saves.
+
+A coupled group (a residual width) is charged for every layer it writes, reads or scales directly; in a
+pre-activation network the BatchNorms and convs it reads through channel selections stay charged to the
+selections' groups, so its charge there understates what removing one of its channels saves.
 """
 
 from __future__ import annotations
@@ -52,9 +56,9 @@ def channel_charges(
     if kind not in COST_KINDS and layer_costs is None:
         raise ValueError(f"cost kind must be one of {COST_KINDS}, or give layer_costs; got {kind!r}")
     groups = channel_groups(spec) if groups is None else groups
-    writes = {g.conv: g for g in groups if g.conv}  # layer -> the group of its output channels
-    reads = {g.consumer: g for g in groups}  # layer -> the group of its input channels
-    scales = {g.bn: g for g in groups}
+    writes = {conv: g for g in groups for conv in g.producers}  # layer -> the group of its output channels
+    reads = {name: g for g in groups for name in g.readers}  # layer -> the group of its input channels
+    scales = {bn: g for g in groups for bn, via in g.scales if via is None}
     inside = {name: g for g in groups for name in g.inner}  # per-channel layers: all theirs
     charges = {g.key: 0.0 for g in groups}
     for row in cost(spec).layers:
@@ -76,6 +80,6 @@ def channel_charges(
 def prunable_cost(spec: ArchSpec, kind: str = "macs", groups: list[ChannelGroup] | None = None) -> float:
     """The cost of every layer that writes, reads or scales a channel of ``groups`` (default: all)."""
     groups = channel_groups(spec) if groups is None else groups
-    touched = {g.conv for g in groups} | {g.consumer for g in groups} | {g.bn for g in groups}
-    touched |= {name for g in groups for name in g.inner}
+    touched = {c for g in groups for c in g.producers} | {r for g in groups for r in g.readers}
+    touched |= {bn for g in groups for bn, via in g.scales if via is None} | {name for g in groups for name in g.inner}
     return float(sum(row[kind] for row in cost(spec).layers if row["name"] in touched))

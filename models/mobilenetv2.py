@@ -28,11 +28,13 @@ network: the outputs equal torchvision's in eval mode.
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 from torch import nn
 
 from models.cost import Layer, conv_out
-from models.groups import ChannelGroup, bn_tensors, conv_group
+from models.groups import STREAM, ChannelGroup, bn_tensors, conv_group, coupled_group
 from models.spec import ArchSpec
 
 __all__ = [
@@ -42,6 +44,7 @@ __all__ = [
     "build_mobilenetv2",
     "mobilenetv2_layers",
     "mobilenetv2_groups",
+    "mobilenetv2_coupled_groups",
     "mobilenetv2_pattern_stages",
     "make_divisible",
 ]
@@ -248,6 +251,55 @@ def mobilenetv2_groups(spec: ArchSpec) -> list[ChannelGroup]:
             )
     last = len(spec.stages) - 1
     groups.append(conv_group(last, len(spec.stages[last]) - 1, spec.stages[last][-1], "last.conv", "last.bn", "fc"))
+    return groups
+
+
+def mobilenetv2_coupled_groups(spec: ArchSpec) -> list[ChannelGroup]:
+    """Every group of `mobilenetv2_groups`, the stem's one now prunable, then each residual run's channels:
+    written by every block's projection and read by the next blocks' expanding convs (and the block after the
+    run, or the last 1x1 conv). A run is a stage's blocks, and goes on into the next stage where that
+    stage's first block adds its input to its output (stride 1, equal widths: the stem and the first two
+    stages at ``width_mult`` 0.25 are one run); a run that starts at the stem takes in its channels too,
+    which the first block's depthwise conv filters and its projection reads. A run whose first block keeps
+    its stride at 1 must keep a width unlike its input's (`ChannelGroup.apart`): equal widths would give that
+    block a residual."""
+    groups = [dataclasses.replace(g, kind="conv") if g.kind == "tied" else g for g in mobilenetv2_groups(spec)]
+    runs: list[dict] = []
+    for s, n in enumerate(spec.units_per_stage):
+        entering = spec.stages[0][0] if s == 0 else spec.stage_widths[s - 1]
+        adds = spec.strides[s + 1] == 1 and entering == spec.stage_widths[s]
+        blocks = [f"stages.{s}.{b}" for b in range(n)]
+        if adds and s == 0:  # the stem's channels start the run
+            stem = groups.pop(0)
+            run = {"convs": ["stem.conv"], "bns": [("stem.bn", None)], "consumers": [stem.consumer]}
+            runs.append({**run, "key": (s, STREAM), "ties": [stem.key], "inner": stem.inner, "apart": ()})
+        elif adds:
+            runs[-1]["ties"].append((s, STREAM))
+            runs[-1]["consumers"].append(f"{blocks[0]}.expand.conv")
+        else:
+            if runs:
+                runs[-1]["consumers"].append(f"{blocks[0]}.expand.conv")
+            apart = (runs[-1]["key"] if runs else (0, 0),) if spec.strides[s + 1] == 1 else ()
+            runs.append({"convs": [], "bns": [], "consumers": [], "key": (s, STREAM), "ties": [], "apart": apart})
+        runs[-1]["convs"] += [f"{p}.project.conv" for p in blocks]
+        runs[-1]["bns"] += [(f"{p}.project.bn", None) for p in blocks]
+        runs[-1]["consumers"] += [f"{p}.expand.conv" for p in blocks[1:]]
+    runs[-1]["consumers"].append("last.conv")
+    for run in runs:
+        s = run["key"][0]
+        groups.append(
+            coupled_group(
+                run["key"],
+                spec.stage_widths[s],
+                f"stages.{s}",
+                convs=tuple(run["convs"]),
+                bns=tuple(run["bns"]),
+                consumers=tuple(run["consumers"]),
+                ties=tuple(run["ties"]),
+                apart=tuple(run["apart"]),
+                inner=tuple(run.get("inner", ())),
+            )
+        )
     return groups
 
 

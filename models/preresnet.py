@@ -19,10 +19,17 @@ from torch import nn
 
 from models.blocks import ChannelSelect, StagedNet, init_weights
 from models.cost import Layer, conv_out
-from models.groups import ChannelGroup, conv_group, select_group
+from models.groups import STEM, STREAM, ChannelGroup, conv_group, coupled_group, select_group
 from models.spec import ArchSpec, entries_per_unit, scale_width
 
-__all__ = ["PreResNet", "preresnet_spec", "build_preresnet", "preresnet_layers", "preresnet_groups"]
+__all__ = [
+    "PreResNet",
+    "preresnet_spec",
+    "build_preresnet",
+    "preresnet_layers",
+    "preresnet_groups",
+    "preresnet_coupled_groups",
+]
 
 
 def preresnet_spec(
@@ -197,4 +204,61 @@ def preresnet_groups(spec: ArchSpec) -> list[ChannelGroup]:
                 )
     last = len(spec.stages) - 1
     groups.append(select_group(last, len(spec.stages[-1]) - 1, spec.stages[-1][-1], "final.select", "final.bn", "fc"))
+    return groups
+
+
+def preresnet_coupled_groups(spec: ArchSpec) -> list[ChannelGroup]:
+    """Every group of `preresnet_groups`, then each stage's residual channels (and the stem's, a group of its
+    own where the first block projects it): written by every block's last conv and the stage's projection,
+    read by the next stage's projection and, through their channel selections, by every BN that opens a
+    block (and the final BN). Those selections' index values are these channels, so pruning one renumbers
+    them and drops the positions that selected a removed channel."""
+    k = entries_per_unit(spec.family, spec.block)
+    last_conv = f"conv{k}"
+    last = len(spec.stages) - 1
+    projects = [spec.stage_widths[0] != spec.stem_width] + [True] * last  # stage s > 0: stride 2
+
+    def reader(s: int, b: int) -> tuple[tuple[str, str | None], tuple[str, tuple[int, int]]]:
+        p = f"stages.{s}.{b}"
+        return (f"{p}.bn1", f"{p}.select"), (f"{p}.select", (s, b * k))
+
+    groups = preresnet_groups(spec)
+    stem_readers = [reader(0, 0)]
+    if projects[0]:
+        groups.append(
+            coupled_group(
+                (0, STEM),
+                spec.stem_width,
+                "stem",
+                convs=("stem.conv",),
+                bns=tuple(r[0] for r in stem_readers),
+                consumers=("stages.0.0.downsample",),
+                selects=tuple(r[1] for r in stem_readers),
+            )
+        )
+    for s in range(len(spec.stages)):
+        n = spec.units_per_stage[s]
+        blocks = [f"stages.{s}.{b}" for b in range(n)]
+        readers = [reader(s, b) for b in range(1, n)]
+        if s < last:
+            readers.append(reader(s + 1, 0))
+        else:
+            readers.append((("final.bn", "final.select"), ("final.select", (last, len(spec.stages[last]) - 1))))
+        convs = tuple(f"{p}.{last_conv}" for p in blocks) + ((f"{blocks[0]}.downsample",) if projects[s] else ())
+        merged = s == 0 and not projects[0]
+        if merged:
+            convs, readers = ("stem.conv", *convs), [*stem_readers, *readers]
+        groups.append(
+            coupled_group(
+                (s, STREAM),
+                spec.stage_widths[s],
+                f"stages.{s}",
+                convs=convs,
+                bns=tuple(r[0] for r in readers),
+                consumers=(f"stages.{s + 1}.0.downsample",) if s < last else (),
+                selects=tuple(r[1] for r in readers),
+                ties=((0, STEM),) if merged else (),
+                apart=((0, STEM),) if s == 0 and projects[0] else (),
+            )
+        )
     return groups

@@ -18,15 +18,29 @@ from models.mobilenetv2 import (
     CIFAR_STRIDES,
     IMAGENET_STRIDES,
     build_mobilenetv2,
+    mobilenetv2_coupled_groups,
     mobilenetv2_groups,
     mobilenetv2_layers,
     mobilenetv2_pattern_stages,
     mobilenetv2_spec,
 )
-from models.preresnet import build_preresnet, preresnet_groups, preresnet_layers, preresnet_spec
-from models.resnet import build_resnet, resnet_groups, resnet_layers, resnet_spec
+from models.preresnet import (
+    build_preresnet,
+    preresnet_coupled_groups,
+    preresnet_groups,
+    preresnet_layers,
+    preresnet_spec,
+)
+from models.resnet import build_resnet, resnet_coupled_groups, resnet_groups, resnet_layers, resnet_spec
 from models.spec import ArchSpec, SpecError, scale_width
-from models.tvresnet import TV_RESNET_BLOCKS, build_tvresnet, tvresnet_groups, tvresnet_layers, tvresnet_spec
+from models.tvresnet import (
+    TV_RESNET_BLOCKS,
+    build_tvresnet,
+    tvresnet_coupled_groups,
+    tvresnet_groups,
+    tvresnet_layers,
+    tvresnet_spec,
+)
 from models.vgg import IMAGENET_HEAD_WIDTH, VGG_WIDTHS, build_vgg, vgg_groups, vgg_layers, vgg_spec
 
 __all__ = [
@@ -47,21 +61,30 @@ __all__ = [
 @dataclass(frozen=True)
 class Family:
     """How one family turns a spec into a module, weight-layer rows and prunable channel groups (and, where
-    they are not its stages, the design-pattern stages of its width entries: `pattern_stages`)."""
+    they are not its stages, the design-pattern stages of its width entries: `pattern_stages`). ``coupled``
+    lists every group with the coupled ones too (`channel_groups`); ``None``: the family has none that
+    pruning supports."""
 
     build: Callable[[ArchSpec], nn.Module]
     layers: Callable[[ArchSpec], list[Layer]]
     groups: Callable[[ArchSpec], list[ChannelGroup]]
     pattern_stages: Callable[[ArchSpec], list[list[int]]] | None = None
+    coupled: Callable[[ArchSpec], list[ChannelGroup]] | None = None
 
 
 FAMILIES: dict[str, Family] = {
-    "vgg": Family(build_vgg, vgg_layers, vgg_groups),
-    "resnet": Family(build_resnet, resnet_layers, resnet_groups),
-    "preresnet": Family(build_preresnet, preresnet_layers, preresnet_groups),
+    "vgg": Family(build_vgg, vgg_layers, vgg_groups, coupled=vgg_groups),  # no channel is shared
+    "resnet": Family(build_resnet, resnet_layers, resnet_groups, coupled=resnet_coupled_groups),
+    "preresnet": Family(build_preresnet, preresnet_layers, preresnet_groups, coupled=preresnet_coupled_groups),
     "densenet": Family(build_densenet, densenet_layers, densenet_groups),
-    "mobilenetv2": Family(build_mobilenetv2, mobilenetv2_layers, mobilenetv2_groups, mobilenetv2_pattern_stages),
-    "tvresnet": Family(build_tvresnet, tvresnet_layers, tvresnet_groups),
+    "mobilenetv2": Family(
+        build_mobilenetv2,
+        mobilenetv2_layers,
+        mobilenetv2_groups,
+        mobilenetv2_pattern_stages,
+        coupled=mobilenetv2_coupled_groups,
+    ),
+    "tvresnet": Family(build_tvresnet, tvresnet_layers, tvresnet_groups, coupled=tvresnet_coupled_groups),
 }
 
 #: name -> factory(*, width_mult, num_classes, in_channels[, input_size]) -> ArchSpec
@@ -164,9 +187,19 @@ def layers(spec: ArchSpec) -> list[Layer]:
     return FAMILIES[spec.family].layers(spec)
 
 
-def channel_groups(spec: ArchSpec) -> list[ChannelGroup]:
-    """The prunable channel groups of a spec, one per entry of ``spec.stages``, in forward order."""
-    return FAMILIES[spec.family].groups(spec)
+def channel_groups(spec: ArchSpec, *, coupled: bool = False) -> list[ChannelGroup]:
+    """The prunable channel groups of a spec, one per entry of ``spec.stages``, in forward order; with
+    ``coupled``, then the groups of channels several layers share (`models.groups`: residual widths, the
+    stem), which a family without them refuses (`SpecError`)."""
+    family = FAMILIES[spec.family]
+    if not coupled:
+        return family.groups(spec)
+    if family.coupled is None:
+        raise SpecError(
+            f"{spec.family} has no coupled channel groups that pruning supports (DenseNet concatenates its "
+            "layers' channels); prune it without coupled groups"
+        )
+    return family.coupled(spec)
 
 
 def pattern_stages(spec: ArchSpec) -> list[list[int]]:

@@ -1,8 +1,14 @@
 """CIFAR ResNet-(6n+2) with basic blocks and option-A shortcuts (He et al. 2016; the L1-norm code).
 
 A 3x3 stem conv, three stages of n basic blocks, global average pool, one linear layer. The first block
-of stages 2 and 3 has stride 2; its shortcut subsamples by 2 (a 1x1 stride-2 average pool) and pads the
-missing channels with zeros, so shortcuts have no parameters.
+of stages 2 and 3 has stride 2; its shortcut subsamples by 2 and pads the missing channels with zeros, so
+shortcuts have no parameters.
+
+The first block of every stage carries its shortcut as a *map* (the ``shortcut`` buffer): for each output
+channel, the input channel added to it, or -1 for none. Unpruned, the map pads evenly, as option A does
+(or, where a stage is narrower than its input, keeps the middle input channels); pruning coupled channels
+(`models.groups`) narrows it on both sides, so every stage's residual width can be pruned on its own. The
+map travels in the ``state_dict``; checkpoints from before it load with the default map.
 
 Spec entries: one per block, the width of its first conv (what L1-norm pruning prunes: its output feeds
 only the block's second conv). ``stage_widths`` are the residual widths (every block's output).
@@ -16,10 +22,19 @@ from torch import nn
 
 from models.blocks import ConvBN, StagedNet, init_weights
 from models.cost import Layer, conv_out
-from models.groups import ChannelGroup, conv_group
+from models.groups import STEM, STREAM, ChannelGroup, conv_group, coupled_group
 from models.spec import ArchSpec, scale_width
 
-__all__ = ["ResNet", "BasicBlock", "resnet_spec", "build_resnet", "resnet_layers", "resnet_groups"]
+__all__ = [
+    "ResNet",
+    "BasicBlock",
+    "resnet_spec",
+    "build_resnet",
+    "resnet_layers",
+    "resnet_groups",
+    "resnet_coupled_groups",
+    "default_shortcut",
+]
 
 
 def resnet_spec(
@@ -45,10 +60,27 @@ def resnet_spec(
     )
 
 
-class BasicBlock(nn.Module):
-    """conv3x3-BN-ReLU-conv3x3-BN plus an option-A shortcut, then ReLU."""
+def default_shortcut(in_ch: int, out_ch: int) -> torch.Tensor:
+    """Option A's map: output channel ``j`` adds input ``j - (out_ch - in_ch) // 2`` (-1: none); a narrower
+    output keeps the middle input channels.
 
-    def __init__(self, in_ch: int, mid: int, out_ch: int, stride: int, gated: bool = False) -> None:
+    Example:
+        >>> default_shortcut(2, 4).tolist(), default_shortcut(4, 2).tolist()
+        ([-1, 0, 1, -1], [1, 2])
+    """
+    source = torch.arange(out_ch) - (out_ch - in_ch) // 2
+    return torch.where((source >= 0) & (source < in_ch), source, torch.full_like(source, -1))
+
+
+class BasicBlock(nn.Module):
+    """conv3x3-BN-ReLU-conv3x3-BN plus an option-A shortcut, then ReLU.
+
+    With ``mapped`` (every stage's first block), the shortcut is the ``shortcut`` buffer's map.
+    """
+
+    def __init__(
+        self, in_ch: int, mid: int, out_ch: int, stride: int, gated: bool = False, mapped: bool = False
+    ) -> None:
         super().__init__()
         self.gate = nn.Parameter(torch.ones(())) if gated else None
         self.conv1 = nn.Conv2d(in_ch, mid, 3, stride, 1, bias=False)
@@ -56,7 +88,21 @@ class BasicBlock(nn.Module):
         self.conv2 = nn.Conv2d(mid, out_ch, 3, 1, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(out_ch)
         self.stride = stride
-        self.pad = out_ch - in_ch
+        self.in_ch = in_ch
+        self.shortcut: torch.Tensor | None
+        self.register_buffer("shortcut", default_shortcut(in_ch, out_ch) if mapped else None)
+        self._identity = self._is_identity()
+
+    def _is_identity(self) -> bool:
+        m = self.shortcut
+        return m is None or (len(m) == self.in_ch and bool(torch.equal(m.cpu(), torch.arange(len(m)))))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        key = prefix + "shortcut"
+        if self.shortcut is not None and key not in state_dict:
+            state_dict[key] = self.shortcut  # a checkpoint from before shortcut maps: the default map
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        self._identity = self._is_identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = torch.relu_(self.bn1(self.conv1(x)))
@@ -64,8 +110,9 @@ class BasicBlock(nn.Module):
         if self.gate is not None:
             out = out * self.gate
         shortcut = x[:, :, :: self.stride, :: self.stride] if self.stride > 1 else x
-        if self.pad:
-            shortcut = F.pad(shortcut, (0, 0, 0, 0, self.pad // 2, self.pad - self.pad // 2))
+        if not self._identity:  # one zero channel after the inputs stands for "none"
+            gather = torch.where(self.shortcut < 0, self.in_ch, self.shortcut)
+            shortcut = F.pad(shortcut, (0, 0, 0, 0, 0, 1)).index_select(1, gather)
         return torch.relu_(out + shortcut)
 
 
@@ -81,7 +128,7 @@ class ResNet(StagedNet):
             blocks = []
             for b, mid in enumerate(mids):
                 stride = 2 if s and not b else 1
-                blocks.append(BasicBlock(in_ch, mid, spec.stage_widths[s], stride, spec.gated))
+                blocks.append(BasicBlock(in_ch, mid, spec.stage_widths[s], stride, spec.gated, mapped=b == 0))
                 in_ch = spec.stage_widths[s]
             stages.append(nn.Sequential(*blocks))
         self.stages = nn.ModuleList(stages)
@@ -129,3 +176,39 @@ def resnet_groups(spec: ArchSpec) -> list[ChannelGroup]:
         for s, widths in enumerate(spec.stages)
         for b, w in enumerate(widths)
     ]
+
+
+def resnet_coupled_groups(spec: ArchSpec) -> list[ChannelGroup]:
+    """Every group of `resnet_groups`, then the stem's channels and each stage's residual channels: written by
+    every block's second conv, read by the next blocks' first convs (and the next stage's first block, or the
+    classifier). The shortcut map of each stage's first block is sliced with the stage's channels and
+    renumbered with its input's."""
+    groups = resnet_groups(spec)
+    groups.append(
+        coupled_group(
+            (0, STEM),
+            spec.stem_width,
+            "stem",
+            convs=("stem.conv",),
+            bns=(("stem.bn", None),),
+            consumers=("stages.0.0.conv1",),
+            remaps=("stages.0.0.shortcut",),
+        )
+    )
+    last = len(spec.stages) - 1
+    for s, mids in enumerate(spec.stages):
+        blocks = [f"stages.{s}.{b}" for b in range(len(mids))]
+        after = ("fc",) if s == last else (f"stages.{s + 1}.0.conv1",)
+        groups.append(
+            coupled_group(
+                (s, STREAM),
+                spec.stage_widths[s],
+                f"stages.{s}",
+                convs=tuple(f"{p}.conv2" for p in blocks),
+                bns=tuple((f"{p}.bn2", None) for p in blocks),
+                consumers=tuple(f"{p}.conv1" for p in blocks[1:]) + after,
+                remaps=() if s == last else (f"stages.{s + 1}.0.shortcut",),
+                maps=(f"stages.{s}.0.shortcut",),
+            )
+        )
+    return groups

@@ -275,18 +275,7 @@ class ArchSpec:
             _check_positive("head_width", self.head_width)
 
     def _validate_resnet(self) -> None:
-        self._validate_blocks()
-        if self.stem_width > self.stage_widths[0]:
-            raise SpecError(
-                f"stem_width {self.stem_width} exceeds the first residual width {self.stage_widths[0]}: "
-                f"option-A shortcuts can only pad channels, not drop them"
-            )
-        for s in range(1, len(self.stage_widths)):
-            if self.stage_widths[s] < self.stage_widths[s - 1]:
-                raise SpecError(
-                    f"stage_widths {list(self.stage_widths)} decrease at stage {s}: option-A shortcuts pad "
-                    f"with zero channels and cannot drop any; make residual widths non-decreasing"
-                )
+        self._validate_blocks()  # any residual widths: each stage's first block maps its shortcut's channels
 
     def _validate_preresnet(self) -> None:
         self._validate_blocks()

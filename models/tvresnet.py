@@ -19,10 +19,18 @@ from torch import nn
 
 from models.blocks import init_weights
 from models.cost import Layer, conv_out
-from models.groups import ChannelGroup, conv_group
+from models.groups import STEM, STREAM, ChannelGroup, conv_group, coupled_group
 from models.spec import ArchSpec, scale_width
 
-__all__ = ["TVResNet", "TV_RESNET_BLOCKS", "tvresnet_spec", "build_tvresnet", "tvresnet_layers", "tvresnet_groups"]
+__all__ = [
+    "TVResNet",
+    "TV_RESNET_BLOCKS",
+    "tvresnet_spec",
+    "build_tvresnet",
+    "tvresnet_layers",
+    "tvresnet_groups",
+    "tvresnet_coupled_groups",
+]
 
 #: Blocks per stage and block type of torchvision's ResNets, by depth.
 TV_RESNET_BLOCKS: dict[int, tuple[str, tuple[int, ...]]] = {
@@ -174,3 +182,42 @@ def tvresnet_groups(spec: ArchSpec) -> list[ChannelGroup]:
         for s, entries in enumerate(spec.stages)
         for i, w in enumerate(entries)
     ]
+
+
+def tvresnet_coupled_groups(spec: ArchSpec) -> list[ChannelGroup]:
+    """Every group of `tvresnet_groups`, then each stage's block outputs (with its projection shortcut's conv
+    and BN) and the stem's channels: one group with the first stage's outputs where its first block adds the
+    stem to them (basic blocks), one of their own where that block projects them (bottlenecks)."""
+    k = 2 if spec.block == "bottleneck" else 1
+    out = f"conv{k + 1}", f"bn{k + 1}"
+    last = len(spec.stages) - 1
+    projects = [spec.stage_widths[0] != spec.stem_width] + [True] * last  # stage s > 0: stride 2
+    stem = {"convs": ("stem.conv",), "bns": (("stem.bn", None),), "consumers": ("stages.0.0.conv1",)}
+    groups = tvresnet_groups(spec)
+    if projects[0]:
+        consumers = (*stem["consumers"], "stages.0.0.downsample.0")
+        groups.append(coupled_group((0, STEM), spec.stem_width, "stem", **{**stem, "consumers": consumers}))
+    for s, entries in enumerate(spec.stages):
+        blocks = [f"stages.{s}.{b}" for b in range(len(entries) // k)]
+        convs = tuple(f"{p}.{out[0]}" for p in blocks)
+        bns = tuple((f"{p}.{out[1]}", None) for p in blocks)
+        if projects[s]:
+            convs, bns = (*convs, f"{blocks[0]}.downsample.0"), (*bns, (f"{blocks[0]}.downsample.1", None))
+        after = ("fc",) if s == last else (f"stages.{s + 1}.0.conv1", f"stages.{s + 1}.0.downsample.0")
+        consumers = tuple(f"{p}.conv1" for p in blocks[1:]) + after
+        merged = s == 0 and not projects[0]
+        if merged:
+            convs, bns, consumers = (*stem["convs"], *convs), (*stem["bns"], *bns), (*stem["consumers"], *consumers)
+        groups.append(
+            coupled_group(
+                (s, STREAM),
+                spec.stage_widths[s],
+                f"stages.{s}",
+                convs=convs,
+                bns=bns,
+                consumers=consumers,
+                ties=((0, STEM),) if merged else (),
+                apart=((0, STEM),) if s == 0 and projects[0] else (),
+            )
+        )
+    return groups

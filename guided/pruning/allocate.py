@@ -22,7 +22,7 @@ import torch
 from guided.errors import UserError
 from models import ArchSpec, ChannelGroup
 
-__all__ = ["by_ratio", "global_threshold", "floor", "preset", "PRESETS"]
+__all__ = ["by_ratio", "global_threshold", "floor", "keep_apart", "preset", "PRESETS"]
 
 Key = tuple[int, int]
 
@@ -82,6 +82,33 @@ def global_threshold(
         counts[g.key] = max(floor(g, min_channels, min_keep), n - int(removed[start : start + n].sum()))
         start += n
     return counts
+
+
+def keep_apart(groups: list[ChannelGroup], counts: dict[Key, int]) -> dict[Key, int]:
+    """Counts where no two groups that must differ (`ChannelGroup.apart`: a projection shortcut, or a block
+    without a residual, between them) keep the same width: the later group keeps one channel more (or, at
+    its full width already, the earlier one does).
+
+    Example:
+        >>> from models import channel_groups, create_spec
+        >>> groups = channel_groups(create_spec("resnet50", width_mult=0.25), coupled=True)
+        >>> keep_apart(groups, {(0, -2): 8, (0, -1): 8})[(0, -1)]
+        9
+    """
+    out = dict(counts)
+    widths = {g.key: g.width for g in groups}
+    for _ in range(len(groups) + 1):
+        clash = [
+            (g.key, k) for g in groups for k in g.apart if g.key in out and out[g.key] == out.get(k, widths.get(k))
+        ]
+        if not clash:
+            return out
+        later, earlier = clash[0]
+        if out[later] < widths[later]:
+            out[later] += 1
+        else:
+            out[earlier] = out.get(earlier, widths[earlier]) + 1
+    raise UserError("could not keep every projection shortcut's widths apart; prune less or without --coupled")
 
 
 def floor(group: ChannelGroup, min_channels: int = 1, min_keep: float = 0.0) -> int:

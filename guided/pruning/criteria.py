@@ -3,6 +3,12 @@
 Weight criteria (`l1_norm`, `bn_scale`) read the model alone; activation criteria (`apoz`, `taylor`) and the
 reconstruction methods (`guided.pruning.reconstruct`) run sampled training images through it, without
 augmentation, in eval mode (BatchNorm statistics are not touched).
+
+A coupled group (`models.groups`: a residual width) has several members; its score is the **mean** of its
+members' per-channel scores: of each producing conv's filter L1 norms (`l1_norm`), of each BatchNorm's
+|gamma| (`bn_scale`: the block outputs' BNs, or in pre-activation networks the BNs that open the blocks
+reading these channels), of each of those BNs' outputs' APoZ and Taylor scores. A member that reads the
+channels through a selection scores only the channels it selects.
 """
 
 from __future__ import annotations
@@ -64,34 +70,41 @@ class Context:
 
 
 def l1_norm(ctx: Context, groups: list[ChannelGroup]) -> dict[Key, torch.Tensor]:
-    """Li et al. 2017: the L1 norm of each filter of the producing conv."""
+    """Li et al. 2017: the L1 norm of each filter of the producing conv (coupled: the mean over producers)."""
     modules = dict(ctx.model.named_modules())
-    return {g.key: modules[g.conv].weight.detach().abs().sum(dim=(1, 2, 3)).cpu() for g in groups}
+    return {
+        g.key: torch.stack([modules[c].weight.detach().abs().sum(dim=(1, 2, 3)).cpu() for c in g.producers]).mean(0)
+        for g in groups
+    }
 
 
 def bn_scale(ctx: Context, groups: list[ChannelGroup]) -> dict[Key, torch.Tensor]:
     """Liu et al. 2017 (Network Slimming): the magnitude of each channel's BatchNorm scale |gamma|."""
     modules = dict(ctx.model.named_modules())
-    return {g.key: modules[g.bn].weight.detach().abs().cpu() for g in groups}
+    per_bn = {bn: modules[bn].weight.detach().abs().cpu() for g in groups for bn, _ in g.scales}
+    return {g.key: _reduce(g, per_bn, modules) for g in groups}
 
 
 def apoz(ctx: Context, groups: list[ChannelGroup]) -> dict[Key, torch.Tensor]:
     """Hu et al. 2016: one minus the Average Percentage of Zeros of each channel after BN and ReLU."""
-    nonzero = {g.key: 0.0 for g in groups}
-    count = {g.key: 0 for g in groups}
+    bns = {bn for g in groups for bn, _ in g.scales}
+    nonzero = {bn: 0.0 for bn in bns}
+    count = {bn: 0 for bn in bns}
 
-    def hook(key):
+    def hook(bn):
         def fn(_module, _inp, out):
             positive = (out.detach() > 0).float()
-            nonzero[key] = nonzero[key] + positive.sum(dim=(0, 2, 3)).cpu()
-            count[key] += positive.numel() // positive.shape[1]
+            nonzero[bn] = nonzero[bn] + positive.sum(dim=(0, 2, 3)).cpu()
+            count[bn] += positive.numel() // positive.shape[1]
 
         return fn
 
-    with _hooks(ctx.model, {g.bn: hook(g.key) for g in groups}), torch.no_grad(), _eval(ctx.model):
+    with _hooks(ctx.model, {bn: hook(bn) for bn in bns}), torch.no_grad(), _eval(ctx.model):
         for x, _ in ctx.batches():
             ctx.model(x)
-    return {k: nonzero[k] / count[k] for k in nonzero}
+    modules = dict(ctx.model.named_modules())
+    per_bn = {bn: nonzero[bn] / count[bn] for bn in bns}
+    return {g.key: _reduce(g, per_bn, modules) for g in groups}
 
 
 def taylor(ctx: Context, groups: list[ChannelGroup]) -> dict[Key, torch.Tensor]:
@@ -100,29 +113,48 @@ def taylor(ctx: Context, groups: list[ChannelGroup]) -> dict[Key, torch.Tensor]:
     Activations are BN outputs; each group's scores are divided by their L2 norm, as in the paper, so
     a global threshold compares layers fairly.
     """
-    sums = {g.key: 0.0 for g in groups}
+    bns = {bn for g in groups for bn, _ in g.scales}
+    sums = {bn: 0.0 for bn in bns}
     batches = 0
 
-    def hook(key):
+    def hook(bn):
         def fn(_module, _inp, out):
             def grad_hook(grad):
-                sums[key] = sums[key] + (out.detach() * grad).mean(dim=(2, 3)).abs().mean(0).cpu()
+                sums[bn] = sums[bn] + (out.detach() * grad).mean(dim=(2, 3)).abs().mean(0).cpu()
 
             out.register_hook(grad_hook)
 
         return fn
 
-    with _hooks(ctx.model, {g.bn: hook(g.key) for g in groups}), _eval(ctx.model):
+    with _hooks(ctx.model, {bn: hook(bn) for bn in bns}), _eval(ctx.model):
         for x, y in ctx.batches():
             ctx.model.zero_grad(set_to_none=True)
             F.cross_entropy(ctx.model(x), y).backward()
             batches += 1
     ctx.model.zero_grad(set_to_none=True)
+    modules = dict(ctx.model.named_modules())
+    per_bn = {bn: v / batches for bn, v in sums.items()}
     scores = {}
-    for k, v in sums.items():
-        v = v / batches
-        scores[k] = v / v.norm().clamp_min(1e-12)
+    for g in groups:
+        v = _reduce(g, per_bn, modules)
+        scores[g.key] = v / v.norm().clamp_min(1e-12)
     return scores
+
+
+def _reduce(group: ChannelGroup, per_bn: dict[str, torch.Tensor], modules: dict) -> torch.Tensor:
+    """A group's per-channel score: the mean over its BatchNorms of theirs, each placed at the channels it
+    reads (through its selection, if any); a channel no BN reads scores 0."""
+    rows = []
+    for bn, via in group.scales:
+        if via is None:
+            rows.append(per_bn[bn].float())
+            continue
+        row = torch.full((group.width,), float("nan"))
+        row[modules[via].index.cpu()] = per_bn[bn].float()
+        rows.append(row)
+    if len(rows) == 1:
+        return rows[0]
+    return torch.nan_to_num(torch.stack(rows).nanmean(0), nan=0.0)
 
 
 class _hooks:

@@ -19,9 +19,9 @@ from guided.errors import UserError
 from guided.pruning import allocate, criteria, reconstruct
 from guided.pruning.blocks import prune_blocks
 from guided.pruning.result import PruneResult, cost_change
-from guided.pruning.surgery import cut, pruned_spec
+from guided.pruning.surgery import cut, pruned_spec, width_at
 from guided.pruning.unstructured import prune_weights
-from models import ArchSpec, ChannelGroup, channel_groups, pattern_stages
+from models import ArchSpec, ChannelGroup, SpecError, channel_groups, pattern_stages
 
 __all__ = ["Method", "PRUNERS", "PruneResult", "prune", "ratio_for_budget", "register_pruner", "cost_change"]
 
@@ -39,6 +39,8 @@ class Method:
         allocation: default allocator with ``ratio``: ``global`` (one threshold) or ``layer`` (per group).
         score: ``(context, groups) -> {key: scores}``, higher keeps; ``None`` for selection methods.
         select: ``(inputs, consumer, k, seed) -> (kept, new consumer weight)`` for reconstruction methods.
+        joint: ``([(inputs, reader)], k, seed) -> (kept, new reader weights)``: ``select`` over the several
+            readers of a coupled group.
         needs_data: whether it reads activations of training images.
         custom: prunes on its own terms instead of channel groups (block removal, weight masks).
         unit: what it removes: ``channels`` (a narrower spec), ``weights`` (masks; the spec is unchanged)
@@ -51,6 +53,7 @@ class Method:
     allocation: str
     score: Callable[[criteria.Context, list[ChannelGroup]], dict[Key, torch.Tensor]] | None = None
     select: Callable[..., tuple[torch.Tensor, torch.Tensor]] | None = None
+    joint: Callable[..., tuple[torch.Tensor, list[torch.Tensor]]] | None = None
     needs_data: bool = False
     custom: Callable[..., PruneResult] | None = None
     unit: str = "channels"
@@ -104,6 +107,7 @@ register_pruner(
         ("conv", "select"),
         "layer",
         select=reconstruct.thinet_select,
+        joint=reconstruct.thinet_joint,
         needs_data=True,
     )
 )
@@ -144,6 +148,7 @@ register_pruner(
         ("conv", "select"),
         "layer",
         select=reconstruct.regression_select,
+        joint=reconstruct.regression_joint,
         needs_data=True,
     )
 )
@@ -166,6 +171,7 @@ def prune(
     like: dict[str, torch.Tensor] | None = None,
     cost: str | None = None,
     latency: Any = None,
+    coupled: bool = False,
 ) -> PruneResult:
     """Prune channels of ``model`` with a registered method.
 
@@ -185,6 +191,9 @@ def prune(
         like: ``random`` only: copy the per-layer sparsity of these masks.
         cost: ``params``, ``macs`` or ``latency`` (`_charges`): rank by score per unit of it (``spreads``).
         latency: with ``cost="latency"``: the latency table to read (`guided.operations.latency_table`).
+        coupled: prune the channels several layers share too (`models.groups`: residual widths and the
+            stem of ResNets, pre-activation and torchvision ResNets, MobileNetV2's residual runs), every member
+            of a group keeping the same channels (scores: `guided.pruning.criteria`); DenseNet refuses.
 
     Example:
         >>> from models import create_model
@@ -196,6 +205,8 @@ def prune(
     if m.custom:
         if cost is not None or preset is not None or not isinstance(ratio, (float, int, type(None))):
             raise UserError(f"{method} takes one --ratio or --threshold, not presets, stage ratios or --cost")
+        if coupled:
+            raise UserError(f"{method} removes {m.unit}, not channels: coupled groups are for channel methods")
         kw = {"threshold": threshold, "allocation": allocation, "include_linear": include_linear, "like": like}
         return m.custom(model, ratio=ratio, seed=seed, **kw)
     if threshold is not None:
@@ -205,7 +216,9 @@ def prune(
     if m.needs_data and data is None:
         raise UserError(f"{method} reads activations of training images; give a dataset (--dataset NAME)")
     spec = model.spec
-    all_groups = channel_groups(spec)
+    if coupled and preset is not None:
+        raise UserError(f"preset {preset} names single layers; prune coupled groups with a ratio instead")
+    all_groups = _all_groups(spec, coupled)
     groups = _groups(m, spec, all_groups)
     ctx = criteria.Context(model, data=data, samples=samples, seed=seed)
     scores = m.score(ctx, groups) if m.score else None
@@ -224,10 +237,12 @@ def prune(
         "samples": samples if m.needs_data else None,
         "seed": seed,
         "cost": cost,
+        **({"coupled": True} if coupled else {}),
         **({"spread": spreads(groups, scores, charges)} if charges else {}),
         **cost_change(spec, new.spec),
     }
-    return PruneResult(new, _rows(spec, all_groups, groups, counts), info)
+    kept = {g.key: width_at(new.spec, g.key) for g in groups}  # selections reading a residual width: real
+    return PruneResult(new, _rows(spec, all_groups, groups, kept), info)
 
 
 def spreads(groups, scores: dict, charges: dict) -> dict[str, float]:
@@ -259,8 +274,16 @@ def _method(method: str, model: nn.Module) -> Method:
     return PRUNERS[method]
 
 
+def _all_groups(spec: ArchSpec, coupled: bool) -> list[ChannelGroup]:
+    """Every channel group of ``spec``, the coupled ones too with ``coupled`` (a family without them: one line)."""
+    try:
+        return channel_groups(spec, coupled=coupled)
+    except SpecError as exc:
+        raise UserError(f"cannot prune {spec.name} with coupled groups: {exc}") from None
+
+
 def _groups(m: Method, spec: ArchSpec, all_groups: list[ChannelGroup]) -> list[ChannelGroup]:
-    groups = [g for g in all_groups if g.kind in m.kinds]
+    groups = [g for g in all_groups if g.kind in m.kinds or g.kind == "coupled"]
     if not groups:
         raise UserError(f"{m.name} finds nothing to prune in {spec.name}")
     return groups
@@ -311,24 +334,35 @@ def _allocate(m: Method, spec, groups, scores, ratio, preset, allocation, floors
         counts = allocate.global_threshold(
             groups, scores, ratio, min_channels=min_channels, min_keep=min_keep, charges=charges
         )
-        return counts, allocation
+        return allocate.keep_apart(groups, counts), allocation
     if allocation != "layer":
         raise UserError(f"unknown allocation {allocation!r}; choose global or layer")
-    return allocate.by_ratio(groups, ratio, min_channels=min_channels, min_keep=min_keep), allocation
+    counts = allocate.by_ratio(groups, ratio, min_channels=min_channels, min_keep=min_keep)
+    return allocate.keep_apart(groups, counts), allocation
 
 
 def _choose(m: Method, model, ctx, groups, counts, scores, seed: int) -> tuple[dict, dict]:
     """Which channels each narrowed group keeps (highest scores, or the method's own selection), and the
-    reconstructed consumer weights of selection methods."""
+    reconstructed consumer weights of selection methods (a coupled group: all of its readers'; one read
+    through selections, which no refit follows, by its producers' L1 norms)."""
     keep, updates = {}, {}
     pruned = [g for g in groups if counts[g.key] < g.width]
-    inputs = reconstruct.sample_consumer_inputs(ctx, pruned) if m.select and pruned else {}
+    if m.select:
+        by_norm = [g for g in pruned if g.selects]
+        joint = [g for g in pruned if g.kind == "coupled" and not g.selects]
+        single = [g for g in pruned if g.kind != "coupled"]
+        scores = {**(scores or {}), **criteria.l1_norm(ctx, by_norm)}
+        inputs = reconstruct.sample_consumer_inputs(ctx, single) if single else {}
+        readers = reconstruct.sample_reader_inputs(ctx, joint) if joint else {}
     modules = dict(model.named_modules())
     for g in pruned:
         k = counts[g.key]
-        if m.select:
+        if m.select and g in single:
             kept, new_w = m.select(inputs[g.key], modules[g.consumer], k, seed=seed)
             updates[f"{g.consumer}.weight"] = new_w
+        elif m.select and g in joint:
+            kept, weights = m.joint([(x, modules[name]) for name, x in readers[g.key]], k, seed=seed)
+            updates.update({f"{name}.weight": w for (name, _), w in zip(readers[g.key], weights)})
         else:
             kept = scores[g.key].argsort(descending=True, stable=True)[:k].sort().values
         keep[g.key] = kept
@@ -344,7 +378,7 @@ def _rows(spec, all_groups, groups, counts) -> list[dict[str, Any]]:
         rows.append(
             {
                 "layer": g.name,
-                "stage": stage_of[g.stage][g.index],
+                "stage": stage_of[g.stage][g.index] if g.index >= 0 else g.stage,
                 "kind": g.kind,
                 "original": g.width,
                 "kept": kept,
@@ -367,6 +401,7 @@ def ratio_for_budget(
     seed: int = 0,
     cost: str | None = None,
     latency: Any = None,
+    coupled: bool = False,
 ) -> float:
     """The smallest channel ratio whose pruned architecture fits ``budget`` (a `guided.design.Budget`);
     with ``cost``, channels are ranked by score per unit of that cost, as `prune` does.
@@ -386,7 +421,7 @@ def ratio_for_budget(
     if m.unit != "channels":
         raise UserError(f"pruning to a budget needs a channel method, not {method!r}")
     spec = model.spec
-    groups = _groups(m, spec, channel_groups(spec))
+    groups = _groups(m, spec, _all_groups(spec, coupled))
     scores = None
     if (allocation or m.allocation) == "global" and m.score is not None:
         scores = m.score(criteria.Context(model, data=data, samples=samples, seed=seed), groups)

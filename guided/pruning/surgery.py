@@ -3,6 +3,10 @@
 Pruning never edits a model in place: `cut` reads the old model's ``state_dict``, slices every tensor a
 group names (`models.groups.ChannelGroup.tensors`), and builds the new spec's module, loading the sliced
 tensors with ``strict=True``, so a forgotten tensor is an error rather than a silent mismatch.
+
+Coupled groups (residual widths) also name tensors whose *values* are channels: a shortcut map's sources
+and a channel selection's indices. Cutting such a group renumbers them, and drops the selection positions
+that read a removed channel (so a selection that read it keeps one channel fewer).
 """
 
 from __future__ import annotations
@@ -12,19 +16,57 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from models import ArchSpec, ChannelGroup, build, channel_groups
+from models import STEM, STREAM, ArchSpec, ChannelGroup, build, channel_groups
+from models.spec import entries_per_unit
 
-__all__ = ["cut", "pruned_spec"]
+__all__ = ["cut", "pruned_spec", "width_at"]
 
 Key = tuple[int, int]
 
 
 def pruned_spec(spec: ArchSpec, counts: Mapping[Key, int]) -> ArchSpec:
-    """``spec`` with the widths at ``(stage, index)`` replaced by the kept counts."""
+    """``spec`` with the widths at ``(stage, index)`` replaced by the kept counts.
+
+    An index of `models.STREAM` sets ``stage_widths[stage]``, `models.STEM` the ``stem_width`` (with every
+    position the group ties to the same width). Channel selections that read a narrowed residual width keep
+    at most what is left of it: exact for selections that kept every channel, an upper bound otherwise
+    (`cut` counts the selections' real widths).
+    """
     stages = [list(s) for s in spec.stages]
-    for (s, i), k in counts.items():
-        stages[s][i] = int(k)
-    return spec.replace(stages=stages)
+    fields = {"stage_widths": list(spec.stage_widths), "stem_width": spec.stem_width}
+    ties = {}
+    if any(i < 0 for _, i in counts):
+        ties = {g.key: g.ties for g in channel_groups(spec, coupled=True) if g.ties}
+    for key, k in counts.items():
+        for s, i in (key, *ties.get(key, ())):
+            if i == STREAM:
+                fields["stage_widths"][s] = int(k)
+            elif i == STEM:
+                fields["stem_width"] = int(k)
+            else:
+                stages[s][i] = int(k)
+    if spec.family == "preresnet":
+        _fit_selections(spec, stages, fields)
+    return spec.replace(stages=stages, **fields)
+
+
+def width_at(spec: ArchSpec, key: Key) -> int:
+    """The width a group's ``(stage, index)`` names in ``spec`` (`models.STREAM`, `models.STEM` too)."""
+    s, i = key
+    if i == STREAM:
+        return spec.stage_widths[s]
+    return spec.stem_width if i == STEM else spec.stages[s][i]
+
+
+def _fit_selections(spec: ArchSpec, stages: list[list[int]], fields: dict) -> None:
+    """Pre-activation ResNets: no block's selection (nor the final BN's) keeps more than enters it."""
+    k = entries_per_unit(spec.family, spec.block)
+    widths, entering = fields["stage_widths"], fields["stem_width"]
+    for s, entries in enumerate(stages):
+        for b in range(spec.units_per_stage[s]):
+            entries[b * k] = min(entries[b * k], entering)
+            entering = widths[s]
+    stages[-1][-1] = min(stages[-1][-1], widths[-1])
 
 
 def cut(
@@ -47,16 +89,18 @@ def cut(
         The pruned module (on the CPU, in eval mode if ``model`` was), with ``.spec`` the new spec.
     """
     spec: ArchSpec = model.spec
-    groups = {g.key: g for g in channel_groups(spec)}
+    groups = {g.key: g for g in channel_groups(spec, coupled=any(i < 0 for _, i in keep))}
     unknown = sorted(set(keep) - set(groups))
     if unknown:
         raise ValueError(f"no channel group at {unknown[:3]} in {spec.name}")
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    keep = {key: torch.as_tensor(idx, dtype=torch.long).cpu() for key, idx in keep.items()}
+    for key, idx in list(keep.items()):
+        _check_positions(groups[key], idx)
+        keep.update(_selected(groups[key], idx, keep, state))
     slices: dict[str, list[tuple[int, torch.Tensor]]] = {}
     for key, idx in keep.items():
         g: ChannelGroup = groups[key]
-        idx = torch.as_tensor(idx, dtype=torch.long).cpu()
-        _check_positions(g, idx)
         for tensor_key, dim in g.tensors:
             slices.setdefault(tensor_key, []).append((dim, _spread(idx, state[tensor_key].shape[dim] // g.width)))
     updates = dict(updates or {})
@@ -78,11 +122,37 @@ def cut(
             if dim == 0:
                 t = t.index_select(0, idx)
         state[tensor_key] = t
+    for key, idx in keep.items():
+        _renumber(groups[key], idx, state)
     new_spec = pruned_spec(spec, {k: len(v) for k, v in keep.items()})
     new = build(new_spec)
     new.load_state_dict(state, strict=True)
     new.train(model.training)
     return new
+
+
+def _selected(group: ChannelGroup, kept: torch.Tensor, keep: Mapping[Key, torch.Tensor], state: dict) -> dict:
+    """The positions each channel selection reading ``group`` keeps once only ``kept`` of its channels are
+    left: those it kept already (``keep``, else all) that select a kept channel."""
+    out = {}
+    for select, key in group.selects:
+        values = state[f"{select}.index"]
+        positions = keep.get(key, torch.arange(len(values)))
+        positions = positions[torch.isin(values[positions], kept)]
+        if not len(positions):
+            raise ValueError(f"{select} selects none of the channels {group.name} keeps: keep more of them")
+        out[key] = positions
+    return out
+
+
+def _renumber(group: ChannelGroup, kept: torch.Tensor, state: dict) -> None:
+    """Tensors whose values are channels of ``group`` (shortcut maps, channel selections) name the kept
+    channels by their new positions (a map's source that was cut becomes -1: no input)."""
+    new = torch.full((group.width,), -1, dtype=torch.long)
+    new[kept] = torch.arange(len(kept))
+    for name in (*group.remaps, *(f"{select}.index" for select, _ in group.selects)):
+        values = state[name]
+        state[name] = torch.where(values >= 0, new[values.clamp_min(0)], values)
 
 
 def _spread(idx: torch.Tensor, per_channel: int) -> torch.Tensor:
