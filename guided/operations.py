@@ -224,7 +224,8 @@ def prune_run(
     ``out``; returns the `guided.pruning.PruneResult`.
 
     Args:
-        options: ratio, preset, allocation, min_channels, min_keep, samples, threshold, include_linear, cost, as
+        options: ratio, preset, allocation, min_channels, min_keep, samples, threshold, include_linear, cost,
+            coupled, as
             `guided.pruning.prune` takes them.
         budget: instead of a ratio: the smallest ratio whose result fits it.
         like: ``random``: a pruned folder whose per-layer sparsity to copy.
@@ -249,7 +250,7 @@ def prune_run(
     if budget is not None:
         if options.get("ratio") is not None or options.get("preset"):
             raise UserError("give a budget, or a ratio/preset, not both")
-        keys = ("allocation", "min_channels", "min_keep", "samples", "cost")
+        keys = ("allocation", "min_channels", "min_keep", "samples", "cost", "coupled")
         kw = {k: options[k] for k in keys if k in options}
         options["ratio"] = ratio_for_budget(model, method, budget, data=data, seed=seed, latency=latency, **kw)
     masks = load_masks(PrunedFolder(like).masks, model) if like is not None else None

@@ -81,6 +81,13 @@ def _prune_args(p: argparse.ArgumentParser) -> None:
         "share of the layers it writes and reads; latency: measured per layer on --device at batch 128, "
         "cached), so dear channels go first; default: by score alone",
     )
+    g.add_argument(
+        "--coupled",
+        action="store_true",
+        help="channel methods: prune the channels several layers share too (residual stage widths and the stem "
+        "of ResNets and MobileNetV2), every member of such a group keeping the same channels; its score is the "
+        "mean of its members' (default: off, as the paper's methods prune)",
+    )
     g.add_argument("--min-channels", type=int, default=1, metavar="N", help="channels every layer keeps (default 1)")
     g.add_argument(
         "--min-keep",
@@ -173,6 +180,7 @@ def _prune(args: argparse.Namespace) -> int:
         threshold=args.threshold,
         include_linear=args.include_linear,
         cost=args.cost,
+        coupled=args.coupled or None,
     )
     print("\n".join(_summary(args.method, full.name, result)))
     out = PrunedFolder(args.out)
@@ -200,9 +208,13 @@ def _summary(method: str, name: str, result) -> list[str]:
             gates = " ".join(format(r["gate"], ".2g") for r in rows)
             lines.append(f"  stage {s}: kept {sum(r['kept'] for r in rows)}/{len(rows)} blocks, gates [{gates}]")
         else:
+            shared = [r for r in rows if r.get("kind") == "coupled"]
+            rows = [r for r in rows if r.get("kind") != "coupled"]
             kept = " ".join(str(r["kept"]) for r in rows)
             total = sum(r["original"] for r in rows)
-            lines.append(f"  stage {s}: kept {sum(r['kept'] for r in rows)}/{total} channels [{kept}]")
+            line = f"  stage {s}: kept {sum(r['kept'] for r in rows)}/{total} channels [{kept}]"
+            line += "".join(f", {r['layer']} {r['kept']}/{r['original']}" for r in shared)
+            lines.append(line)
     spread = info.get("spread")
     if spread and spread["charge"] > spread["score"]:
         lines.append(
@@ -220,6 +232,7 @@ COMMANDS = {
         "  guided prune --method l1-norm --arch vgg16 --preset vgg16-a --out pruned/vgg16-a\n"
         "  guided prune --method thinet --checkpoint runs/vgg16 --ratio 0.5 --samples 256 --out pruned/thinet\n"
         "  guided prune --method l1-norm --checkpoint runs/r56 --ratio 0.5,0.3,0.1 --out pruned/r56\n"
+        "  guided prune --method l1-norm --arch resnet56 --ratio 0.5 --coupled --out pruned/r56-coupled\n"
         "  guided prune --method slimming --checkpoint runs/vgg16-sparse --budget params=25% --out pruned/slim-25pct\n"
         "  guided prune --method slimming --checkpoint runs/vgg16-sparse --budget macs=25% --cost macs --out p/mac",
         _prune_args,

@@ -101,7 +101,7 @@ def _prune(ctx: StageContext) -> dict[str, Any]:
     cfg, svc = ctx.stage.config, ctx.services
     budget = svc.budget_from(cfg["budget"]) if cfg.get("budget") else None
     table = svc.latency_table(cfg["latency_batch"]) if cfg.get("cost") == "latency" else None
-    options = {k: cfg.get(k) for k in ("ratio", "preset", "allocation", "samples", "cost", "min_keep")}
+    options = {k: cfg.get(k) for k in ("ratio", "preset", "allocation", "samples", "cost", "min_keep", "coupled")}
     result = prune_run(
         ctx.dir,
         cfg["method"],

@@ -151,6 +151,7 @@ class PruneConfig:
     retrain: list[str] = field(default_factory=list)
     cost: str | None = None
     min_keep: float = 0.0
+    coupled: bool = False
 
     @property
     def unit(self) -> str:
@@ -166,6 +167,7 @@ class PruneConfig:
             "samples": self.samples,
             "cost": self.cost,
             **({"min_keep": self.min_keep} if self.min_keep else {}),
+            **({"coupled": True} if self.coupled else {}),
         }
 
     def check(self, where: str) -> None:
@@ -185,6 +187,12 @@ class PruneConfig:
             raise UserError(f"{where}: samples must be at least 1, got {self.samples}")
         if not (isinstance(self.min_keep, (int, float)) and 0 <= self.min_keep < 1):
             raise UserError(f"{where}: min_keep must lie in [0, 1) (the share of each layer kept), got {self.min_keep}")
+        if self.coupled not in (True, False):
+            raise UserError(f"{where}: coupled must be true or false, got {self.coupled!r}")
+        if self.coupled and self.unit != "channels":
+            raise UserError(f"{where}: coupled groups are for channel methods, not {self.method}")
+        if self.coupled and self.preset is not None:
+            raise UserError(f"{where}: a preset names single layers; prune coupled groups with a ratio")
         if self.unit == "channels" and (self.ratio is None) == (self.preset is None):
             raise UserError(f"{where}: give ratio or preset")
         if self.unit != "channels" and (self.preset is not None or isinstance(self.ratio, list)):

@@ -698,6 +698,7 @@ def _overview(study: Study, recipe: Recipe, ctx: StageContext) -> str:
             f"{p.name} ({p.method}, {f'preset {p.preset}' if p.preset else f'ratio {p.ratio}'}"
             + (f", channels ranked per unit of {p.cost}" if p.cost else "")
             + (f", every layer keeping at least {p.min_keep:.0%}" if p.min_keep else "")
+            + (", residual widths pruned as coupled groups" if p.coupled else "")
             + bases.get(p.base, "")
             + ")"
             for p in study.prune

@@ -291,8 +291,9 @@ class _Builder:
         """A prune stage's config: the ``[[prune]]`` entry (``changes`` applied), the seed, the data its
         activations are read from, and the batch of the latency table a ``cost = "latency"`` ranks by."""
         config = {**dataclasses.asdict(p), "retrain": None, "seed": seed, "data": dataclasses.asdict(dom.data)}
-        if not p.min_keep:  # absent unless set: the stages of studies without it keep their fingerprints
-            del config["min_keep"]
+        for key in ("min_keep", "coupled"):  # absent unless set: other studies' stages keep their fingerprints
+            if not config[key]:
+                del config[key]
         if p.cost == "latency":
             config["latency_batch"] = self.recipe.batch_size
         return {**config, **changes}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 import torch
@@ -344,9 +345,12 @@ def _allocate(m: Method, spec, groups, scores, ratio, preset, allocation, floors
 def _choose(m: Method, model, ctx, groups, counts, scores, seed: int) -> tuple[dict, dict]:
     """Which channels each narrowed group keeps (highest scores, or the method's own selection), and the
     reconstructed consumer weights of selection methods (a coupled group: all of its readers'; one read
-    through selections, which no refit follows, by its producers' L1 norms)."""
+    through selections, which no refit follows, by its producers' L1 norms).
+
+    Coupled groups choose first: a selection reading one then chooses among the positions that select a
+    channel it kept (so it keeps at most that many)."""
     keep, updates = {}, {}
-    pruned = [g for g in groups if counts[g.key] < g.width]
+    pruned = sorted((g for g in groups if counts[g.key] < g.width), key=lambda g: g.kind != "coupled")
     if m.select:
         by_norm = [g for g in pruned if g.selects]
         joint = [g for g in pruned if g.kind == "coupled" and not g.selects]
@@ -355,16 +359,28 @@ def _choose(m: Method, model, ctx, groups, counts, scores, seed: int) -> tuple[d
         inputs = reconstruct.sample_consumer_inputs(ctx, single) if single else {}
         readers = reconstruct.sample_reader_inputs(ctx, joint) if joint else {}
     modules = dict(model.named_modules())
+    stream_of = {key: (g, select) for g in groups if g.kind == "coupled" for select, key in g.selects}
     for g in pruned:
-        k = counts[g.key]
+        k, among = counts[g.key], None
+        if g.key in stream_of and stream_of[g.key][0].key in keep:
+            stream, select = stream_of[g.key]
+            among = torch.isin(modules[select].index.cpu(), keep[stream.key]).nonzero().flatten()
+            k = min(k, len(among))
         if m.select and g in single:
-            kept, new_w = m.select(inputs[g.key], modules[g.consumer], k, seed=seed)
+            x, consumer = inputs[g.key], modules[g.consumer]
+            if among is not None:
+                x, consumer = x[:, among], SimpleNamespace(weight=consumer.weight.detach().cpu()[:, among])
+            kept, new_w = m.select(x, consumer, k, seed=seed)
+            kept = kept if among is None else among[kept]
             updates[f"{g.consumer}.weight"] = new_w
         elif m.select and g in joint:
             kept, weights = m.joint([(x, modules[name]) for name, x in readers[g.key]], k, seed=seed)
             updates.update({f"{name}.weight": w for (name, _), w in zip(readers[g.key], weights)})
         else:
-            kept = scores[g.key].argsort(descending=True, stable=True)[:k].sort().values
+            s = scores[g.key].clone()
+            if among is not None:
+                s[torch.isin(torch.arange(g.width), among, invert=True)] = -float("inf")
+            kept = s.argsort(descending=True, stable=True)[:k].sort().values
         keep[g.key] = kept
     return keep, updates
 
