@@ -135,7 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         import torch_pruning as tp
     except ImportError:
-        print("peer_coupled: Torch-Pruning is not installed; pip install torch-pruning, then run again", file=sys.stderr)
+        message = "peer_coupled: Torch-Pruning is not installed; pip install torch-pruning, then run again"
+        print(message, file=sys.stderr)
         return 2
     rows = [compare(tp, name) for name in NETWORKS]
     record = {
@@ -149,11 +150,12 @@ def main(argv: list[str] | None = None) -> int:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(record, indent=2) + "\n")
     for r in rows:
+        kept, unequal = r["kept_params"], r["tensors_not_equal"]
         print(
-            f"{r['network']}: kept params guided {r['kept_params']['guided_coupled']:.1%}, Torch-Pruning "
-            f"{r['kept_params']['torch_pruning']:.1%} (guided without coupled {r['kept_params']['guided_without_coupled']:.1%}); "
+            f"{r['network']}: kept params guided {kept['guided_coupled']:.1%}, Torch-Pruning "
+            f"{kept['torch_pruning']:.1%} (guided without coupled {kept['guided_without_coupled']:.1%}); "
             f"same spec {r['same_spec']}, convs of other width {len(r['convs_with_other_width'])}, "
-            f"unequal tensors {len(r['tensors_not_equal']) if isinstance(r['tensors_not_equal'], list) else r['tensors_not_equal']}, "
+            f"unequal tensors {len(unequal) if isinstance(unequal, list) else unequal}, "
             f"max output gap {r['max_output_difference']:.2e}"
         )
     print(f"wrote {args.out}")

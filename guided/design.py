@@ -213,7 +213,7 @@ def design(
         )
     stages = len(target.stages)
     ratios = _ratios(target, pattern, per_layer, stage_map)
-    base = _base_widths(target)
+    base = {**_base_widths(target), **_residual_ratios(target, pattern, stage_map)}
 
     def build(scale: float, bumps: dict | None = None) -> ArchSpec:
         return _apply(target, base, ratios, scale, multiple_of, bumps or {})
@@ -272,6 +272,22 @@ def pattern_stage_count(spec: ArchSpec) -> int:
     return 1 + max(p for row in pattern_stages(spec) for p in row)
 
 
+def _residual_ratios(target: ArchSpec, pattern, stage_map) -> dict[str, Any]:
+    """A pattern of runs pruned with coupled groups (`guided.pruning.prune`'s ``coupled``) says how much of
+    each stage's residual width and of the stem pruning kept: a design applies those shares to them
+    (``residual``, ``stem_ratio``). Without them ({}), residual widths follow their stage's mean ratio."""
+    if pattern is None or pattern.kind != "channels" or not target.stage_widths:
+        return {}
+    rows = pattern.stages
+    mapped = list(stage_map) if stage_map is not None else list(range(len(rows)))
+    if len(mapped) < len(target.stage_widths) or not all(
+        "stage_width_ratio_mean" in rows[mapped[s]] for s in range(len(target.stage_widths))
+    ):
+        return {}
+    residual = [rows[mapped[s]]["stage_width_ratio_mean"] for s in range(len(target.stage_widths))]
+    return {"residual": residual, "stem_ratio": rows[mapped[0]].get("stem_ratio_mean", residual[0])}
+
+
 def _base_widths(target: ArchSpec) -> dict[str, Any]:
     return {
         "stages": [list(s) for s in target.stages],
@@ -298,13 +314,14 @@ def _apply(target: ArchSpec, base, ratios, scale: float, k: int, bumps: dict) ->
         return target.replace(stages=stages, head_width=head_width)
     if target.family in ("mobilenetv2", "tvresnet"):
         return _apply_projected(target, base, ratios, scale, k, bumps)
+    found = base.get("residual")  # residual widths as coupled pruning found them: any order
     residual = []
     for s, w in enumerate(base["stage_widths"]):
-        width = _round(w * stage_mean[s] * scale, k) + bumps.get(("res", s), 0)
-        residual.append(max(width, residual[-1] if residual else 1))  # option-A shortcuts cannot narrow
-    stem = _round(base["stem"] * stage_mean[0] * scale, k)
+        width = _round(w * (found[s] if found else stage_mean[s]) * scale, k) + bumps.get(("res", s), 0)
+        residual.append(width if found else max(width, residual[-1] if residual else 1))  # else non-decreasing
+    stem = _round(base["stem"] * (base["stem_ratio"] if found else stage_mean[0]) * scale, k)
     if target.family == "resnet":
-        stem = min(stem, residual[0])
+        stem = stem if found else min(stem, residual[0])
         stages = [
             [_round(w * r * scale, k) + bumps.get((s, i), 0) for i, (w, r) in enumerate(zip(ws, rs))]
             for s, (ws, rs) in enumerate(zip(base["stages"], ratios))
@@ -338,8 +355,10 @@ def _apply_projected(target: ArchSpec, base, ratios, scale: float, k: int, bumps
     ]
     of = pattern_stages(target)
     blocks = [[r for r, p in zip(rs, row) if p == s] for s, (rs, row) in enumerate(zip(ratios, of))]
-    outs = [_round(w * float(np.mean(r)) * scale, k) for w, r in zip(base["stage_widths"], blocks)]
-    stem = _round(base["stem"] * float(np.mean(blocks[0])) * scale, k) if base["stem"] else 0
+    found = base.get("residual") or [float(np.mean(r)) for r in blocks]
+    outs = [_round(w * r * scale, k) for w, r in zip(base["stage_widths"], found)]
+    stem_ratio = base["stem_ratio"] if base.get("residual") else float(np.mean(blocks[0]))
+    stem = _round(base["stem"] * stem_ratio * scale, k) if base["stem"] else 0
     return target.replace(stages=stages, stage_widths=outs, stem_width=stem)
 
 

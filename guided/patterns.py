@@ -242,7 +242,8 @@ def _layer_row(row: dict[str, str], path: Path, i: int) -> dict[str, Any]:
         raise UserError(f"{path}, row {i + 1}: stage, original and kept must be whole numbers, got {row}") from None
     if stage < 0 or not 1 <= kept <= original:
         raise UserError(f"{path}, row {i + 1}: needs stage >= 0 and 1 <= kept <= original, got {row}")
-    return {"layer": row["layer"], "stage": stage, "original": original, "kept": kept}
+    out = {"layer": row["layer"], "stage": stage, "original": original, "kept": kept}
+    return {**out, "kind": row["kind"]} if row.get("kind") == "coupled" else out
 
 
 def pattern_cost(sources: Sequence[dict[str, Any]]) -> str | None:
@@ -269,6 +270,8 @@ def channel_summary(runs: Sequence[Sequence[dict[str, Any]]]) -> dict[str, Any]:
     if any([r["layer"] for r in run] != layer_names for run in runs):
         raise UserError("the pruned runs have different layers: summarise runs of one architecture at a time")
     stages = sorted({r["stage"] for r in runs[0]})
+    shared = [[r for r in run if r.get("kind") == "coupled"] for run in runs]
+    runs = [[r for r in run if r.get("kind") != "coupled"] for run in runs]
     out_stages = []
     for s in stages:
         fracs = [
@@ -283,21 +286,33 @@ def channel_summary(runs: Sequence[Sequence[dict[str, Any]]]) -> dict[str, Any]:
                 "kept_mean": float(np.mean(kept)),
                 "keep_ratio_mean": float(np.mean(fracs)),
                 "keep_ratio_std": _std(fracs),
+                **_shared_ratios(shared, s),
             }
         )
     layers = []
-    for j, name in enumerate(layer_names):
+    for j, row in enumerate(runs[0]):
         fracs = [run[j]["kept"] / run[j]["original"] for run in runs]
         layers.append(
             {
-                "layer": name,
-                "stage": runs[0][j]["stage"],
-                "original": runs[0][j]["original"],
+                "layer": row["layer"],
+                "stage": row["stage"],
+                "original": row["original"],
                 "keep_ratio_mean": float(np.mean(fracs)),
                 "keep_ratio_std": _std(fracs),
             }
         )
     return {"stages": out_stages, "layers": layers, "runs": len(runs)}
+
+
+def _shared_ratios(shared: Sequence[Sequence[dict[str, Any]]], stage: int) -> dict[str, float]:
+    """Stage ``stage``'s residual width (``stage_width_ratio``) and, in stage 0, the stem's (``stem_ratio``)
+    kept shares, mean and std over runs, from the coupled rows of runs pruned with ``coupled`` (none: {})."""
+    out = {}
+    for name, key in ((f"stages.{stage}", "stage_width_ratio"), ("stem", "stem_ratio")):
+        fracs = [r["kept"] / r["original"] for run in shared for r in run if r["layer"] == name and r["stage"] == stage]
+        if fracs:
+            out |= {f"{key}_mean": float(np.mean(fracs)), f"{key}_std": _std(fracs)}
+    return out
 
 
 def check_pattern(pattern: Any, source: str | Path = "pattern") -> dict[str, Any]:
@@ -326,6 +341,11 @@ def check_pattern(pattern: Any, source: str | Path = "pattern") -> dict[str, Any
     stages = [row["stage"] for row in pattern["stages"]]
     if stages != list(range(len(stages))):
         raise UserError(f"{source}: stages must be numbered 0, 1, 2, ... once each, in order; got {stages}")
+    for i, row in enumerate(pattern["stages"]):
+        for extra in ("stage_width_ratio_mean", "stem_ratio_mean"):
+            value = row.get(extra, 0.5)
+            if not isinstance(value, int | float) or isinstance(value, bool) or not 0 < value <= 1:
+                raise UserError(f"{source}: stages[{i}].{extra} must be a share in (0, 1], got {value!r}")
     if any(row["stage"] not in stages for row in pattern.get("layers", [])):
         raise UserError(f"{source}: a layer names a stage the pattern does not have (its stages: {stages})")
     if kind == "channels" and any(row[field] <= 0 for row in (*pattern["stages"], *pattern.get("layers", []))):

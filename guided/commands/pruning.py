@@ -30,6 +30,13 @@ def _parse_ratio(text: str) -> float | list[float]:
     return values[0] if len(values) == 1 else values
 
 
+COUPLED_HELP = (
+    "channel methods: prune the channels several layers share too (residual stage widths and the stem of ResNets "
+    "and MobileNetV2), every member of such a group keeping the same channels; its score is the mean of its "
+    "members' (default: off, as the paper's methods prune)"
+)
+
+
 def _prune_args(p: argparse.ArgumentParser) -> None:
     from guided.pruning import PRUNERS
     from guided.pruning.allocate import PRESETS
@@ -81,13 +88,7 @@ def _prune_args(p: argparse.ArgumentParser) -> None:
         "share of the layers it writes and reads; latency: measured per layer on --device at batch 128, "
         "cached), so dear channels go first; default: by score alone",
     )
-    g.add_argument(
-        "--coupled",
-        action="store_true",
-        help="channel methods: prune the channels several layers share too (residual stage widths and the stem "
-        "of ResNets and MobileNetV2), every member of such a group keeping the same channels; its score is the "
-        "mean of its members' (default: off, as the paper's methods prune)",
-    )
+    g.add_argument("--coupled", action="store_true", help=COUPLED_HELP)
     g.add_argument("--min-channels", type=int, default=1, metavar="N", help="channels every layer keeps (default 1)")
     g.add_argument(
         "--min-keep",

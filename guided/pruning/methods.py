@@ -192,9 +192,8 @@ def prune(
         like: ``random`` only: copy the per-layer sparsity of these masks.
         cost: ``params``, ``macs`` or ``latency`` (`_charges`): rank by score per unit of it (``spreads``).
         latency: with ``cost="latency"``: the latency table to read (`guided.operations.latency_table`).
-        coupled: prune the channels several layers share too (`models.groups`: residual widths and the
-            stem of ResNets, pre-activation and torchvision ResNets, MobileNetV2's residual runs), every member
-            of a group keeping the same channels (scores: `guided.pruning.criteria`); DenseNet refuses.
+        coupled: prune the channels several layers share too (`models.groups`: residual widths, stems), every
+            member of a group keeping the same channels (scores: `guided.pruning.criteria`); DenseNet refuses.
 
     Example:
         >>> from models import create_model
@@ -217,9 +216,7 @@ def prune(
     if m.needs_data and data is None:
         raise UserError(f"{method} reads activations of training images; give a dataset (--dataset NAME)")
     spec = model.spec
-    if coupled and preset is not None:
-        raise UserError(f"preset {preset} names single layers; prune coupled groups with a ratio instead")
-    all_groups = _all_groups(spec, coupled)
+    all_groups = _all_groups(spec, coupled, preset)
     groups = _groups(m, spec, all_groups)
     ctx = criteria.Context(model, data=data, samples=samples, seed=seed)
     scores = m.score(ctx, groups) if m.score else None
@@ -229,15 +226,9 @@ def prune(
     keep, updates = _choose(m, model, ctx, groups, counts, scores, seed)
     new = cut(model, keep, updates=updates)
     info = {
-        "method": method,
-        "allocation": allocation,
-        "ratio": ratio,
-        "preset": preset,
-        "min_channels": min_channels,
+        **dict(method=method, allocation=allocation, ratio=ratio, preset=preset, min_channels=min_channels),
         **({"min_keep": min_keep} if min_keep else {}),
-        "samples": samples if m.needs_data else None,
-        "seed": seed,
-        "cost": cost,
+        **dict(samples=samples if m.needs_data else None, seed=seed, cost=cost),
         **({"coupled": True} if coupled else {}),
         **({"spread": spreads(groups, scores, charges)} if charges else {}),
         **cost_change(spec, new.spec),
@@ -275,8 +266,10 @@ def _method(method: str, model: nn.Module) -> Method:
     return PRUNERS[method]
 
 
-def _all_groups(spec: ArchSpec, coupled: bool) -> list[ChannelGroup]:
+def _all_groups(spec: ArchSpec, coupled: bool, preset: str | None = None) -> list[ChannelGroup]:
     """Every channel group of ``spec``, the coupled ones too with ``coupled`` (a family without them: one line)."""
+    if coupled and preset is not None:
+        raise UserError(f"preset {preset} names single layers; prune coupled groups with a ratio instead")
     try:
         return channel_groups(spec, coupled=coupled)
     except SpecError as exc:

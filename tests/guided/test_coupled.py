@@ -188,3 +188,28 @@ def test_a_pruned_resnet_may_narrow_from_stage_to_stage():
     spec = create_spec("resnet-tiny").replace(stage_widths=(8, 4, 6), stem_width=10)  # any widths build
     out = build(spec, seed=0)(torch.randn(2, 3, 16, 16))
     assert out.shape == (2, 10)
+
+
+def test_patterns_carry_stage_widths_and_designs_apply_them(tmp_path):
+    from guided.design import design
+    from guided.patterns import Pattern, summarize
+    from guided.retrain import save_pruned
+
+    folders = []
+    for seed in (0, 1):
+        result = prune(trained_like("resnet-tiny", seed), "l1-norm", ratio=[0.5, 0.25, 0.0], coupled=True)
+        save_pruned(result, tmp_path / f"p{seed}", source={"run": None, "epochs": None, "config": {}})
+        folders.append(tmp_path / f"p{seed}")
+    pattern = summarize(folders)
+    rows = pattern.stages
+    assert [r["stage_width_ratio_mean"] for r in rows] == [0.5, 0.75, 1.0] and rows[0]["stem_ratio_mean"] == 0.5
+    assert all(not r["layer"].startswith("stages.") or "." in r["layer"][7:] for r in pattern.layers)  # entries only
+    Pattern.from_dict(pattern.to_dict())  # it validates
+    target = create_spec("resnet-tiny")
+    budget = Budget("macs", 0.5 * cost(target).macs)
+    guided = design(target, budget, pattern=pattern)
+    uniform = design(target, budget)
+    assert guided.stage_widths[0] / uniform.stage_widths[0] < guided.stage_widths[2] / uniform.stage_widths[2]
+    plain = [prune(trained_like("resnet-tiny", 0), "l1-norm", ratio=0.5)]
+    save_pruned(plain[0], tmp_path / "plain", source={"run": None, "epochs": None, "config": {}})
+    assert "stage_width_ratio_mean" not in summarize([tmp_path / "plain"]).stages[0]  # as before coupled groups
