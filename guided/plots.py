@@ -24,6 +24,9 @@ __all__ = [
     "ARM_COLOURS",
     "cost_note",
     "pareto_front",
+    "population_edf_data",
+    "draw_population_edf",
+    "draw_population_stages",
 ]
 
 
@@ -352,6 +355,74 @@ def draw_accuracy_cost(
     axes[0].set_xlabel("parameters (M)")
     axes[1].set_xlabel("MACs (M)")
     axes[0].set_ylabel("test error (%)")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return finish(fig, path)
+
+
+def population_edf_data(accuracy: list[float], arms: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """What `draw_population_edf` shows, in points: the population's accuracy EDF (`guided.population.edf`)
+    and each arm's mean, interval and percentile (``arms``: `guided.population.arm_summary` records)."""
+    from guided.population import edf
+
+    xs, ys = edf([100 * a for a in accuracy])
+    marks = {
+        arm: {
+            "mean": 100 * a["mean"],
+            "low": None if a["low"] is None else 100 * a["low"],
+            "high": None if a["high"] is None else 100 * a["high"],
+            "percentile": a["percentile"],
+        }
+        for arm, a in arms.items()
+    }
+    return {"accuracy": xs, "share": ys, "arms": marks}
+
+
+def draw_population_edf(
+    accuracy: list[float],
+    arms: dict[str, dict[str, Any]],
+    path: str | Path,
+    *,
+    colours: dict[str, str],
+    title: str = "",
+) -> list[Path]:
+    """The population's accuracy EDF as a step line; each arm's mean a vertical line in its colour, its 95%
+    interval a band, its percentile in the legend; PNG and SVG."""
+    data = population_edf_data(accuracy, arms)
+    fig, ax = subplots(figsize=(6, 3.6))
+    ax.step(data["accuracy"], data["share"], where="post", color="0.3", lw=1.5, label=f"population (n={len(accuracy)})")
+    for arm, m in data["arms"].items():
+        colour = colours.get(arm, "0.5")
+        if m["low"] is not None:
+            ax.axvspan(m["low"], m["high"], color=colour, alpha=0.15, lw=0)
+        ax.axvline(m["mean"], color=colour, lw=1.8, label=f"{arm}: {m['mean']:.2f}% (percentile {m['percentile']:.0f})")
+    ax.set_xlabel("test accuracy (%)")
+    ax.set_ylabel("share of the population at or below")
+    ax.set_ylim(0, 1.02)
+    ax.legend(fontsize=7, loc="upper left")
+    if title:
+        ax.set_title(title, fontsize=10)
+    return finish(fig, path)
+
+
+def draw_population_stages(
+    shares: list[list[float]], accuracy: list[float], stages: list[dict[str, Any]], path: str | Path, *, title: str = ""
+) -> list[Path]:
+    """Per design-pattern stage, each shape's width share against its accuracy, the stage's good range
+    shaded and its Spearman correlation in the panel's title; PNG and SVG."""
+    columns = list(zip(*shares))
+    n = len(columns)
+    fig, axes = subplots(1, n, figsize=(2.2 * n + 0.6, 2.6), sharey=True, squeeze=False)
+    acc = [100 * a for a in accuracy]
+    for s, (ax, column, row) in enumerate(zip(axes[0], columns, stages)):
+        if row.get("good"):
+            ax.axvspan(row["good"]["low"], row["good"]["high"], color="#CCBB44", alpha=0.3, lw=0)
+        ax.scatter(column, acc, s=10, color="#4477AA")
+        rho = "n/a" if row.get("rho") is None else f"{row['rho']:+.2f} (p {row['p']:.2g})"
+        ax.set_title(f"stage {s}: rho {rho}", fontsize=8)
+        ax.set_xlabel("width share", fontsize=8)
+        ax.tick_params(labelsize=7)
+    axes[0][0].set_ylabel("test accuracy (%)", fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10)
     return finish(fig, path)

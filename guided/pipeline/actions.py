@@ -41,8 +41,21 @@ def _read_spec(ctx: StageContext, where: dict[str, str]) -> ArchSpec:
     return read_spec(StageFolder(folder).arm(read.removeprefix("arm:")))
 
 
+def _data_of(ctx: StageContext, config: dict[str, Any]):
+    """A training stage's data: the configured dataset, or for a population's proxy score (``proxy``) part of
+    its training split, scored on a validation share of it, as search trials are."""
+    data = ctx.services.data(config["data"])
+    proxy = config.get("proxy")
+    if proxy:
+        data = validation_split(data, proxy["validation"], seed=proxy["seed"])
+        if proxy["train_subset"] is not None:
+            data = subsample(data, train=proxy["train_subset"], seed=proxy["seed"])
+    return data
+
+
 def _train(ctx: StageContext) -> dict[str, Any]:
-    """Train a base (plain, sparse or gated) or a designed, pruned or searched architecture from scratch."""
+    """Train a base (plain, sparse or gated) or a designed, pruned, searched or population architecture from
+    scratch, or score one by a proxy."""
     done = RunFolder(ctx.dir).finished()
     if done:
         return _brief(done)
@@ -50,7 +63,7 @@ def _train(ctx: StageContext) -> dict[str, Any]:
     if "stage" in config["spec"]:
         config["spec"] = _read_spec(ctx, config["spec"]).to_dict()
     svc = ctx.services
-    result = train_run(config, ctx.dir, data=svc.data(config["data"]), device=svc.device, log=_quiet(ctx))
+    result = train_run(config, ctx.dir, data=_data_of(ctx, config), device=svc.device, log=_quiet(ctx))
     return _brief(result)
 
 
@@ -66,7 +79,7 @@ def train_group(ctxs: list[StageContext]) -> list[dict[str, Any]]:
     results = train_runs_together(
         configs,
         [ctx.dir for ctx in ctxs],
-        data=svc.data(configs[0]["data"]),
+        data=_data_of(ctxs[0], configs[0]),
         device=svc.device,
         log=_quiet(ctxs[0]),
     )

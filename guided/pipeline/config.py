@@ -64,9 +64,12 @@ __all__ = [
     "DesignConfig",
     "TransferConfig",
     "SearchConfig",
+    "PopulationConfig",
+    "ProxyConfig",
     "ReportConfig",
     "parse_study",
     "load_study",
+    "model_spec",
     "slug",
 ]
 
@@ -316,6 +319,43 @@ class SearchConfig:
 
 
 @dataclass(frozen=True)
+class ProxyConfig:
+    """One cheap evaluator a population's shapes are also scored with, as a search scores its trials: train
+    ``epochs`` on ``train_subset`` images (all when not given) of the training split less a ``validation``
+    share (drawn with ``seed``), and score on that share."""
+
+    name: str
+    epochs: int = 2
+    train_subset: int | None = None
+    validation: float = 0.1
+    seed: int = 0
+
+
+#: The evaluators a population scores by default: the small VGG study's search trials (2 epochs on 3,000
+#: images) and one epoch on all the training images.
+DEFAULT_PROXIES = (
+    ProxyConfig("e2-3k", epochs=2, train_subset=3000),
+    ProxyConfig("e1-all", epochs=1),
+)
+
+
+@dataclass(frozen=True)
+class PopulationConfig:
+    """``[population]``: ``n`` width shapes of the source model drawn at ``budget`` (`guided.population`:
+    a keep ratio per design-pattern stage, log-uniform in ``ratio_range``, drawn from ``seed`` and solved to
+    the budget), each trained once from scratch in the study's protocol (with the first study seed) and
+    scored by each of ``proxies`` (default `DEFAULT_PROXIES`; ``proxies = []``: none). The report places every
+    arm at ``budget`` in the population's accuracy distribution. Added to a finished study, ``--resume``
+    trains only the population; raising ``n`` keeps the shapes drawn so far."""
+
+    budget: str
+    n: int = 48
+    seed: int = 0
+    ratio_range: list[float] = field(default_factory=lambda: [0.25, 1.0])
+    proxies: list[ProxyConfig] = field(default_factory=lambda: list(DEFAULT_PROXIES))
+
+
+@dataclass(frozen=True)
 class ReportConfig:
     """``[report]``: the title, and ``pairing``, the interval every design verdict uses, fixed before the study
     runs: ``welch`` (two independent samples) or ``paired`` (the arms' runs paired by seed index, which shares
@@ -338,6 +378,7 @@ class Study:
     transfer: list[TransferConfig]
     search: SearchConfig | None
     report: ReportConfig
+    population: PopulationConfig | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved study as plain data (what the report and stage records store)."""
@@ -360,11 +401,24 @@ class Study:
 
 
 #: Folder names under ``stages/`` that the runner uses itself: the source domain, the speed and report
-#: stages, the searches. A transfer (whose stages live under its name) may not take one.
-RESERVED_STAGE_NAMES = ("source", "speed", "report", "search")
+#: stages, the searches, the population. A transfer (whose stages live under its name) may not take one.
+RESERVED_STAGE_NAMES = ("source", "speed", "report", "search", "population")
 
-SECTIONS = ("study", "data", "model", "train", "prune", "design", "transfer", "search", "report")
+SECTIONS = ("study", "data", "model", "train", "prune", "design", "transfer", "search", "population", "report")
 SEARCH_ARMS = ("cold", "seeded", "random")
+
+
+def model_spec(arch: str, width_mult: float, head: str | None, shape) -> ArchSpec:
+    """A study's model (``[model]``, or a ``[[transfer]]`` target) sized for a dataset's ``shape``
+    (`guided.data.DataShape`: classes, image size, channels)."""
+    return create_spec(
+        arch,
+        num_classes=shape.num_classes,
+        width_mult=width_mult,
+        head=head,
+        input_size=shape.input_size,
+        in_channels=shape.in_channels,
+    )
 
 
 def load_study(path: str | Path) -> Study:
@@ -395,13 +449,53 @@ def parse_study(table: dict[str, Any]) -> Study:
     report = toml_section(ReportConfig, table.get("report", {}), "report")
     if report.pairing not in ("welch", "paired"):
         raise UserError(f"[report] pairing must be welch or paired, got {report.pairing!r}")
-    s = Study(study, data, model, train, prune, design, transfer, search, report)
+    population = _parse_population(table["population"]) if "population" in table else None
+    s = Study(study, data, model, train, prune, design, transfer, search, report, population)
     _check(s)
     return s
 
 
+def _parse_population(table: Any) -> PopulationConfig:
+    """``[population]``, its ``proxies`` (inline tables) parsed one by one."""
+    if not isinstance(table, dict):
+        raise UserError("[population] must be a table")
+    rest = {k: v for k, v in table.items() if k != "proxies"}
+    proxies = table.get("proxies")
+    if proxies is not None and (not isinstance(proxies, list) or not all(isinstance(p, dict) for p in proxies)):
+        raise UserError('[population] proxies must be a list of tables: proxies = [{name = "e1", epochs = 1}]')
+    pop = toml_section(PopulationConfig, rest, "population")
+    if proxies is not None:
+        parsed = [toml_section(ProxyConfig, p, f"population.proxies.{i}") for i, p in enumerate(proxies)]
+        pop = dataclasses.replace(pop, proxies=parsed)
+    return pop
+
+
+def _check_population(s: Study) -> None:
+    """``[population]``: a budget the solver can read, a sane size and range, distinct well-formed proxies."""
+    q = s.population
+    budget_kind(q.budget)
+    if not 1 <= q.n <= MAX_POPULATION:
+        raise UserError(f"[population] n must lie in 1..{MAX_POPULATION}, got {q.n}")
+    if not 0 <= q.seed < 2**32:
+        raise UserError(f"[population] seed must lie in [0, 2**32), got {q.seed}")
+    r = q.ratio_range
+    if len(r) != 2 or not 0 < r[0] <= r[1] <= 1:
+        raise UserError(f"[population] ratio_range must be [low, high] with 0 < low <= high <= 1, got {r}")
+    names = [check_name(p.name, "[population] proxy name") for p in q.proxies]
+    if len(set(names)) != len(names):
+        raise UserError(f"[population] proxy names repeat: {names}")
+    for p in q.proxies:
+        if p.epochs < 1 or (p.train_subset is not None and p.train_subset < 1):
+            raise UserError(f"[population] proxy {p.name!r}: epochs and train_subset must be at least 1")
+        if not 0 < p.validation < 1:
+            raise UserError(f"[population] proxy {p.name!r}: validation must lie in (0, 1), got {p.validation}")
+
+
 #: The most seeds a study repeats over (each seed trains every arm once more).
 MAX_SEEDS = 100
+
+#: The most shapes a population draws (each is a training run).
+MAX_POPULATION = 1000
 
 
 def _check_seeds(q: StudyConfig) -> None:
@@ -484,6 +578,8 @@ def _check(s: Study) -> None:
                 f"[[transfer]] {t.name!r}: budgets = {t.budgets} must list some of the [design] budgets "
                 f"({', '.join(s.design.budget_list())}), each with its kind"
             )
+    if s.population:
+        _check_population(s)
     if s.search:
         q = s.search
         budget_kind(q.budget)

@@ -347,7 +347,7 @@ def simulate(
     shares: dict[str, float] = {}
     now, n = 0.0, 0
     while pending or running:
-        ready = [s for s in pending if all(x in finished or x not in ids for x in s.needs)]
+        ready = [s for s in pending if all(x in finished or x not in ids for x in s.waits_on)]
         for unit in units(ready, group_seeds=group_seeds)[: max(0, slots - len(running))]:
             took = unit_seconds(unit)
             for s in unit:

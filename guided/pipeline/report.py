@@ -24,6 +24,7 @@ from guided.html import html_page
 from guided.io import atomic_write_text, read_json, remove_inside, write_json
 from guided.patterns import Pattern
 from guided.pipeline.config import Study, slug
+from guided.pipeline.report_population import population_section
 from guided.pipeline.runner import Stage, StageContext
 from guided.plots import arm_colours, cost_note, draw_accuracy_cost, draw_profiles, draw_sparsity, draw_width_bars
 from guided.provenance import device_name, provenance
@@ -61,6 +62,7 @@ class _Report:
         self.inference_device: str | None = None  # the device and threads the inference timings used
         self.design_lines: list[str] = []  # the design section's verdict lines
         self.proxy: dict[str, Any] | None = None  # the search's proxy rank correlation
+        self.population: dict[str, Any] | None = None  # where the arms sit in the population (`summary.json`)
         self.domains = list(dict.fromkeys(s.tags["domain"] for s in stages if "domain" in s.tags))
         arms = [s.tags["arm"] for s in stages if "arm" in s.tags]
         for s in stages:
@@ -126,7 +128,7 @@ def write_report(study: Study, recipe: Recipe, stages: list[Stage], ctx: StageCo
     atomic_write_text(out / "runs.csv", r.runs.to_csv(index=False))
     title = study.report.title or f"Study {study.study.name}"
     parts = [f"# {title}", "", _overview(study, recipe, ctx), ""]
-    for section in (_bases, _retraining, _patterns, _designs, _search, _provenance):
+    for section in (_bases, _retraining, _patterns, _designs, _search, population_section, _provenance):
         parts += section(r)
     holm(r.verdicts)
     report = _fill_verdicts("\n".join(parts), r.verdicts)
@@ -143,6 +145,7 @@ def write_report(study: Study, recipe: Recipe, stages: list[Stage], ctx: StageCo
             "wall_time": {k: v for k, v in (wall_time(r) or {}).items() if k != "sentence"} or None,
             "verdicts": r.verdicts,
             "proxy": r.proxy,
+            **({"population": r.population} if r.population is not None else {}),
             "revisions": revisions(r),
             "datasets": _datasets(study, ctx),
             "provenance": provenance(ctx.services.device),

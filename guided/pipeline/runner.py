@@ -60,6 +60,8 @@ class Stage:
         group: stages with the same non-empty key differ only in their seeds and may run together as one
             seed group (``run_stages(group_seeds=...)``); not part of the inputs.
         group_action: runs such stages together: one context each, one record each.
+        after: stages it runs after without reading them (the speed stage waits for trainings it does not
+            time, so that it runs alone): order only, not part of the inputs.
     """
 
     id: str
@@ -72,6 +74,12 @@ class Stage:
     work: dict[str, Any] = field(default_factory=dict)
     group: str = ""
     group_action: Callable[[list[StageContext]], list[dict[str, Any]]] | None = None
+    after: tuple[str, ...] = ()
+
+    @property
+    def waits_on(self) -> tuple[str, ...]:
+        """What must finish before it starts: the stages it reads, then those it only runs after."""
+        return self.needs + self.after
 
 
 @dataclass
@@ -249,7 +257,7 @@ def run_stages(
         pending, n = list(todo), 0
         while pending:
             waiting = {s.id for s in pending}
-            unit = units([s for s in pending if not set(s.needs) & waiting], group_seeds=group_seeds)[0]
+            unit = units([s for s in pending if not set(s.waits_on) & waiting], group_seeds=group_seeds)[0]
             n += len(unit)
             partial = " (continuing)" if status(out, unit[0], prints[unit[0].id]) == "partial" else ""
             log(f"[{n}/{len(todo)}] {unit[0].kind} {_named(unit)}{partial}" + progress.line())
@@ -300,7 +308,7 @@ def _schedule(
     waiting_on = {s.id for s in todo}  # what the other stages need is done already
     count = 0
     while pending or running:
-        ready = [s for s in pending if not (set(s.needs) & waiting_on - finished)]
+        ready = [s for s in pending if not (set(s.waits_on) & waiting_on - finished)]
         for unit in units(ready, group_seeds=group_seeds)[: max(0, executor.slots - len(running))]:
             for s in unit:
                 pending.remove(s)

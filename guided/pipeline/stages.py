@@ -13,7 +13,9 @@ For the source model, and for each ``[[transfer]]`` target (a *domain*: a model 
 5. ``{budget}-{arm}-s{seed}``: every design trained from scratch with the study's recipe;
 
 then ``search/{cold|seeded|random}`` (Optuna width search on the source at one budget, on a validation split)
-and ``search/{arm}-best-s{seed}`` (its best spec retrained like the designs), and ``report``.
+and ``search/{arm}-best-s{seed}`` (its best spec retrained like the designs); ``population/{budget}-pNNN`` (each
+shape of the ``[population]`` trained once like the designs, with the first seed) and
+``population/{budget}-pNNN-{proxy}`` (its proxy scores); and ``report``.
 """
 
 from __future__ import annotations
@@ -38,15 +40,18 @@ from guided.operations import (
     training_config,
 )
 from guided.pipeline.actions import ACTIONS, train_group
-from guided.pipeline.config import PruneConfig, Study, slug
+from guided.pipeline.config import PruneConfig, Study, model_spec, slug
 from guided.pipeline.runner import Stage
 from guided.provenance import resolve_device
 from guided.recipes import Recipe
-from models import ArchSpec, cost, create_spec
+from models import ArchSpec, cost
 
 __all__ = ["Services", "Domain", "plan", "plan_study", "check_fits", "SOURCE"]
 
 SOURCE = "source"
+
+#: The roles of a population's stages (`_Builder.population`).
+POPULATION_ROLES = ("population", "population-proxy")
 
 
 class Services:
@@ -186,6 +191,8 @@ def plan(study: Study, services: Services) -> list[Stage]:
         build_.domain(dataclasses.replace(dom, prune=own), transfer=t)
     if study.search:
         build_.search(source)
+    if study.population:
+        build_.population(source)
     build_.speed()
     stages.append(
         _stage(
@@ -214,15 +221,7 @@ def _stage(stage_id: str, kind: str, config: dict[str, Any], needs: tuple[str, .
 
 def _domain(name: str, data_cfg: DataConfig, arch: str, width_mult: float, head, services: Services) -> Domain:
     data = services.shape(data_cfg)
-    spec = create_spec(
-        arch,
-        num_classes=data.num_classes,
-        width_mult=width_mult,
-        head=head,
-        input_size=data.input_size,
-        in_channels=data.in_channels,
-    )
-    return Domain(name, data_cfg, spec, (), data.train, data.test)
+    return Domain(name, data_cfg, model_spec(arch, width_mult, head, data), (), data.train, data.test)
 
 
 class _Builder:
@@ -508,6 +507,51 @@ class _Builder:
                     )
                 )
 
+    # ------------------------------------------------------------------ population
+    def population(self, source: Domain) -> None:
+        """Each shape of the ``[population]`` (drawn here: `guided.population.draw_shapes`) trained from
+        scratch like the designs' first seed, and scored by each proxy. A shape's stages depend on its spec
+        alone, so adding a population to a finished study adds exactly these stages."""
+        from guided.population import draw_shapes
+        from guided.retrain import fresh_init_seed
+
+        q, seed = self.study.population, self.seeds[0]
+        budget = self.services.budget(q.budget, source.spec, self.recipe.batch_size)
+        multiple_of = self.study.design.multiple_of if self.study.design else 1
+        low, high = q.ratio_range
+        shapes = draw_shapes(source.spec, budget, q.n, seed=q.seed, low=low, high=high, multiple_of=multiple_of)
+        b = slug(q.budget)
+        tags = {"domain": SOURCE, "budget": q.budget}
+        for shape in shapes:
+            sid = f"population/{b}-p{shape.index:03d}"
+            config = self.train_config(source, shape.spec, seed, self.recipe, init_seed=fresh_init_seed(seed))
+            self.add(
+                _stage(
+                    sid,
+                    "train",
+                    config,
+                    macs=self.training_macs(source, shape.spec, self.recipe.epochs),
+                    tags={**tags, "role": "population", "shape": shape.index, "seed": seed},
+                    work=self.train_work(source, shape.spec, self.recipe.epochs),
+                )
+            )
+            for p in q.proxies:
+                self.add(self.proxy_stage(source, shape.spec, p, f"{sid}-{p.name}", {**tags, "shape": shape.index}))
+
+    def proxy_stage(self, source: Domain, spec: ArchSpec, p, stage_id: str, tags: dict[str, Any]) -> Stage:
+        """A proxy score of ``spec``: ``p.epochs`` of the study's recipe on ``p.train_subset`` images of the
+        training split less its validation share, scored on that share (as search trials are)."""
+        val_images = round(p.validation * source.train_images)
+        images = min(p.train_subset or source.train_images, source.train_images - val_images)
+        recipe = self.recipe.override(epochs=p.epochs)
+        config = self.train_config(source, spec, p.seed, recipe)
+        config["proxy"] = {"validation": p.validation, "train_subset": p.train_subset, "seed": p.seed}
+        work = {**self.train_work(source, spec, p.epochs), "train": images, "test": val_images}
+        macs = float(cost(spec).macs) * (3 * images + val_images) * p.epochs
+        return _stage(
+            stage_id, "train", config, macs=macs, tags={**tags, "role": "population-proxy", "proxy": p.name}, work=work
+        )
+
     # ------------------------------------------------------------------ speed
     def speed(self) -> None:
         """Measure the inference speed of every from-scratch architecture, in a stage of its own that runs
@@ -524,7 +568,12 @@ class _Builder:
             "device": self.services.device_label,
         }
         work = {"kind": "speed", "specs": _speed_work(self.stages)}  # the estimate times its inference passes
-        self.add(_stage("speed", "speed", config, tuple(s.id for s in self.stages), tags={"role": "speed"}, work=work))
+        # it reads every stage but the population's, and runs after those too: alone, and a population added
+        # to a finished study leaves it done
+        population = {s.id for s in self.stages if s.tags.get("role") in POPULATION_ROLES}
+        needs = tuple(s.id for s in self.stages if s.id not in population)
+        after = tuple(s.id for s in self.stages if s.id in population)
+        self.add(_stage("speed", "speed", config, needs, tags={"role": "speed"}, work=work, after=after))
 
 
 def _prune_work(dom: Domain, p: PruneConfig, seed: int) -> dict[str, Any]:
