@@ -16,7 +16,7 @@ from guided.io import atomic_write_text, read_json, write_json
 from guided.locks import LOCK_NAME
 from guided.pipeline.config import Study
 from guided.pipeline.estimate import estimate
-from guided.pipeline.runner import fingerprints, run_stages, status
+from guided.pipeline.runner import fingerprints, run_stages, statuses
 from guided.pipeline.stages import Services, check_fits, plan, plan_study
 
 __all__ = ["run_study", "dry_run"]
@@ -71,7 +71,7 @@ def run_study(
             began = time.time()
             stages = plan(study, services)  # first: workers then read the latency table it times
             prints = fingerprints(stages)
-            todo = {s.id for s in stages if status(out, s, prints[s.id]) != "done"}
+            todo = {i for i, state in statuses(stages, out, prints).items() if state != "done"}
             expected = None
             if todo:  # no estimate and no workers for a finished study
                 expected = _estimate(study, stages, services, out, todo, (jobs, threads, group_seeds), began, log)
@@ -151,7 +151,7 @@ def dry_run(
     stages, services = plan_study(study, out if kept.is_dir() else None)
     planning = time.perf_counter() - started
     prints = fingerprints(stages)
-    states = {s.id: status(out, s, prints[s.id]) for s in stages}
+    states = statuses(stages, out, prints)
     est: dict[str, Any] = {"stages": {}, "starts": {}, "basis": None, "device": None}
     if calibrate and bench is None and _needs_absent_gpu(study):
         est["basis"] = (

@@ -8,7 +8,9 @@ when ``done.json`` exists
 and records the same fingerprint as now; the fingerprint hashes the stage's config and the
 fingerprints of the stages it reads, so editing one section of a study redoes exactly the stages
 downstream of it. A started but unfinished stage continues (training resumes from its checkpoint) when
-its fingerprint is unchanged, and starts over when it changed.
+its fingerprint is unchanged, and starts over when it changed. A committed study keeps its records but
+not its weights: a finished stage whose weights a stage still to run reads, but whose folder lacks them, runs
+again (`statuses`).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ __all__ = [
     "Progress",
     "fingerprints",
     "status",
+    "statuses",
     "run_one",
     "run_group",
     "units",
@@ -39,8 +42,9 @@ __all__ = [
 ]
 
 #: What `status` reports: finished; started with the same inputs (continues); started with other inputs
-#: (starts over); not started.
-STATUS = ("done", "partial", "stale", "todo")
+#: (starts over); not started. `statuses` adds ``no-weights``: finished, but a stage still to run reads
+#: weights its folder lacks (a committed study's records keep none), so it runs again.
+STATUS = ("done", "partial", "stale", "todo", "no-weights")
 
 
 @dataclass(frozen=True)
@@ -125,6 +129,21 @@ def status(out: Path, stage: Stage, fingerprint: str) -> str:
     if folder.is_stage():
         return "partial" if folder.read_started().get("fingerprint") == fingerprint else "stale"
     return "stale" if folder.path.exists() else "todo"
+
+
+def statuses(stages: Sequence[Stage], out: Path, prints: dict[str, str]) -> dict[str, str]:
+    """Each stage's `status`, with ``no-weights`` for a finished stage that must run again because a stage
+    still to run reads it and its folder has an architecture (``spec.json``) but no weights (``model.pt``).
+    Readers come after what they read, so one pass from the end also reaches what a redone stage reads."""
+    states = {s.id: status(out, s, prints[s.id]) for s in stages}
+    for s in reversed(stages):
+        if states[s.id] == "done":
+            continue
+        for n in s.needs:
+            folder = RunFolder(out / "stages" / n)
+            if states[n] == "done" and folder.spec.is_file() and not folder.weights.is_file():
+                states[n] = "no-weights"
+    return states
 
 
 def run_one(stage: Stage, out: Path, fingerprint: str, *, services: Any = None, log=print) -> dict[str, Any]:
@@ -250,7 +269,11 @@ def run_stages(
     (`Stage.group`) run together as one unit (`run_group`).
     """
     prints = fingerprints(stages)
-    todo = [s for s in stages if status(out, s, prints[s.id]) != "done"]
+    states = statuses(stages, out, prints)
+    for stage_id in (i for i, state in states.items() if state == "no-weights"):
+        log(f"{stage_id} runs again: a stage to run reads its weights, which its folder lacks")
+        StageFolder(out / "stages" / stage_id).done.unlink()
+    todo = [s for s in stages if states[s.id] != "done"]
     log(f"{len(stages)} stages, {len(stages) - len(todo)} already done")
     progress = Progress(estimate, slots=getattr(executor, "slots", 1))
     if executor is None:
