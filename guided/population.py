@@ -15,7 +15,9 @@ accuracies give:
   share of the best shape in bootstrap samples of a quarter of the population (the empirical bootstrap of
   "Designing Network Design Spaces", section 3.1);
 - for a cheap evaluator (a search's proxy score), the Spearman correlation of its scores with the
-  population's accuracies: how well it ranks what full training gives.
+  population's accuracies: how well it ranks what full training gives; and for two evaluators, the
+  difference of their correlations with a paired bootstrap interval over shapes (`spearman_contrast`).
+  An evaluator is *clearly better* than another when that 95% interval excludes zero.
 
 Pure functions of specs and numbers: nothing is trained here (`guided.pipeline.stages` plans the runs).
 """
@@ -42,6 +44,7 @@ __all__ = [
     "edf",
     "spearman",
     "good_range",
+    "spearman_contrast",
     "arm_summary",
     "analyse",
     "RATIO_RANGE",
@@ -233,6 +236,49 @@ def good_range(
     return {"low": float(low), "best": float(mid), "high": float(high)}
 
 
+def spearman_contrast(
+    a: Sequence[float],
+    b: Sequence[float],
+    accuracy: Sequence[float],
+    *,
+    draws: int = 10_000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """How much better ``b`` ranks ``accuracy`` than ``a`` does: Spearman(b) - Spearman(a) on the same
+    shapes, with its ``confidence`` interval from ``draws`` bootstrap resamples of the shapes (each resample
+    scores both evaluators on the same shapes, so the interval accounts for their correlation). ``None``
+    bounds below 4 shapes or when a side is constant.
+
+    Example:
+        >>> d = spearman_contrast([3, 1, 2, 5, 4, 6], [1, 2, 3, 4, 5, 6], [1, 2, 3, 4, 5, 6])
+        >>> round(d["difference"], 3), d["high"]
+        (0.229, 1.0)
+    """
+    from scipy import stats
+
+    xa, xb, acc = (np.asarray(v, dtype=float) for v in (a, b, accuracy))
+    if not len(xa) == len(xb) == len(acc):
+        raise ValueError("spearman_contrast needs one score of each evaluator per accuracy")
+    ra, rb = spearman(xa, acc)["rho"], spearman(xb, acc)["rho"]
+    out: dict[str, Any] = {"difference": None, "low": None, "high": None, "n": len(acc)}
+    if ra is None or rb is None or len(acc) < 4:
+        return out
+    picks = np.random.default_rng(seed).integers(0, len(acc), size=(draws, len(acc)))
+
+    def rho(x: np.ndarray) -> np.ndarray:  # Spearman per resample: Pearson of average ranks, row by row
+        rx, ry = stats.rankdata(x[picks], axis=1), stats.rankdata(acc[picks], axis=1)
+        rx, ry = rx - rx.mean(axis=1, keepdims=True), ry - ry.mean(axis=1, keepdims=True)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return (rx * ry).sum(axis=1) / np.sqrt((rx**2).sum(axis=1) * (ry**2).sum(axis=1))
+
+    diffs = rho(xb) - rho(xa)
+    diffs = diffs[np.isfinite(diffs)]  # a resample where a side is constant has no correlation
+    tail = (1 - confidence) / 2
+    low, high = np.quantile(diffs, [tail, 1 - tail])
+    return {**out, "difference": rb - ra, "low": float(low), "high": float(high)}
+
+
 def arm_summary(accuracies: Sequence[float], population: Sequence[float]) -> dict[str, Any]:
     """An arm's mean accuracy over seeds with its 95% t-interval, and the percentiles of the mean and of the
     interval's ends in the population's accuracies."""
@@ -286,4 +332,17 @@ def analyse(
         "arms": {name: arm_summary(values, acc) for name, values in (arms or {}).items() if len(values)},
         "stages": stages,
         "proxies": {name: spearman(list(scores), acc) for name, scores in (proxies or {}).items()},
+        "contrasts": _contrasts(proxies or {}, acc),
     }
+
+
+def _contrasts(proxies: Mapping[str, Sequence[float]], acc: list[float]) -> list[dict[str, Any]]:
+    """Every later proxy against the first (the search's evaluator): ``{"proxy", "against", difference,
+    low, high, n, "clearly_better"}``; clearly better when the interval lies above zero."""
+    names = list(proxies)
+    out = []
+    for name in names[1:]:
+        d = spearman_contrast(list(proxies[names[0]]), list(proxies[name]), acc)
+        better = d["low"] is not None and d["low"] > 0
+        out.append({"proxy": name, "against": names[0], **d, "clearly_better": better})
+    return out

@@ -68,6 +68,7 @@ def summary_record(data: dict[str, Any], first_proxy: str | None) -> dict[str, A
         "stages": data["stages"],
         "proxy": {"name": first_proxy, **proxies[first_proxy]} if first_proxy in proxies else None,
         "proxies": proxies,
+        "contrasts": data.get("contrasts", []),
     }
 
 
@@ -106,8 +107,29 @@ def population_section(r) -> list[str]:
     lines += [f"![accuracy EDF](figures/{EDF_FIGURE}.png)", "", r.table(f"population-stages-{b}", _stages_table(data))]
     lines += ["", _stage_words(data["stages"]), "", f"![width share against accuracy](figures/{STAGES_FIGURE}.png)", ""]
     if data["proxies"]:
-        lines += [r.table(f"population-proxies-{b}", _proxies_table(q, data["proxies"])), ""]
+        lines += [r.table(f"population-proxies-{b}", _proxies_table(q, data["proxies"], data["contrasts"])), ""]
+        lines += [_contrast_words(data["contrasts"]), ""] if data["contrasts"] else []
     return lines
+
+
+def _contrast_words(contrasts: list[dict[str, Any]]) -> str:
+    """One sentence per proxy against the first (the search's evaluator): better, clearly or not."""
+    said = []
+    for c in contrasts:
+        if c["low"] is None:
+            said.append(f"{c['proxy']} against {c['against']}: no contrast (a constant score)")
+            continue
+        verdict = "clearly better" if c["clearly_better"] else "not clearly better"
+        said.append(
+            f"{c['proxy']} against {c['against']}: {c['difference']:+.2f} [{c['low']:+.2f}, {c['high']:+.2f}], "
+            f"{verdict}"
+        )
+    return (
+        "Difference of Spearman rho to the first proxy (the search's evaluator), with a 95% paired bootstrap "
+        "interval over shapes; an evaluator is clearly better when the interval lies above zero: "
+        + "; ".join(said)
+        + "."
+    )
 
 
 def _spread(acc: dict[str, Any]) -> str:
@@ -183,11 +205,12 @@ def _stage_words(stages: list[dict[str, Any]]) -> str:
     )
 
 
-def _proxies_table(q, proxies: dict[str, dict[str, Any]]) -> pd.DataFrame:
+def _proxies_table(q, proxies: dict[str, dict[str, Any]], contrasts: list[dict[str, Any]]) -> pd.DataFrame:
     by_name = {p.name: p for p in q.proxies}
+    against = {c["proxy"]: c for c in contrasts}
     rows = []
     for name, d in proxies.items():
-        p = by_name.get(name)
+        p, c = by_name.get(name), against.get(name)
         rows.append(
             {
                 "proxy": name,
@@ -195,7 +218,14 @@ def _proxies_table(q, proxies: dict[str, dict[str, Any]]) -> pd.DataFrame:
                 "training images": (p.train_subset or "all but validation") if p else "",
                 "Spearman rho with accuracy [95% CI]": _rho_cell(d),
                 "p": "-" if d["p"] is None else f"{d['p']:.3g}",
+                "vs first [95% CI]": _contrast_cell(c),
                 "shapes": d["n"],
             }
         )
     return pd.DataFrame(rows)
+
+
+def _contrast_cell(c: dict[str, Any] | None) -> str:
+    if c is None or c["low"] is None:
+        return "-"
+    return f"{c['difference']:+.2f} [{c['low']:+.2f}, {c['high']:+.2f}]"

@@ -16,7 +16,16 @@ from guided.cli import main
 from guided.design import Budget, parse_budget, pattern_stage_count
 from guided.errors import UserError
 from guided.pipeline import dry_run, parse_study
-from guided.population import analyse, draw_shapes, edf, good_range, percentile, spearman, stage_shares
+from guided.population import (
+    analyse,
+    draw_shapes,
+    edf,
+    good_range,
+    percentile,
+    spearman,
+    spearman_contrast,
+    stage_shares,
+)
 from models import cost, create_spec
 
 
@@ -118,6 +127,27 @@ def test_analyse_places_arms_and_correlates_stages_and_proxies():
     assert out["arms"]["guided"]["low"] is None and out["arms"]["guided"]["percentile"] == 100 * 6 / 8
     assert out["stages"][0]["rho"] == pytest.approx(1.0) and out["stages"][1]["rho"] == pytest.approx(-1.0)
     assert out["proxies"]["p"]["rho"] == pytest.approx(-1.0)
+
+
+def test_the_proxy_contrast_is_the_difference_of_correlations_with_a_paired_bootstrap():
+    rng = np.random.default_rng(3)
+    acc = rng.normal(size=40)
+    sharp, noisy = acc + 0.1 * rng.normal(size=40), acc + 2.0 * rng.normal(size=40)
+    d = spearman_contrast(noisy, sharp, acc, draws=2000)
+    hand = stats.spearmanr(sharp, acc).statistic - stats.spearmanr(noisy, acc).statistic
+    assert d["difference"] == pytest.approx(hand) and d["low"] < hand < d["high"] and d["low"] > 0
+    # by hand: the same resamples of the shapes for both evaluators
+    picks = np.random.default_rng(0).integers(0, 40, size=(2000, 40))
+    diffs = [stats.spearmanr(sharp[i], acc[i]).statistic - stats.spearmanr(noisy[i], acc[i]).statistic for i in picks]
+    assert [d["low"], d["high"]] == pytest.approx(list(np.quantile(diffs, [0.025, 0.975])))
+    same = spearman_contrast(sharp, sharp, acc)
+    assert same["difference"] == 0 and same["low"] == same["high"] == 0
+    assert spearman_contrast([1, 1, 1, 1], [1, 2, 3, 4], [1, 2, 3, 4])["low"] is None
+    out = analyse([[a] for a in acc], acc, proxies={"search": noisy, "e1": sharp, "same": noisy})
+    assert [(c["proxy"], c["against"], c["clearly_better"]) for c in out["contrasts"]] == [
+        ("e1", "search", True),
+        ("same", "search", False),
+    ]
 
 
 # ---------------------------------------------------------------------- the [population] table
