@@ -34,12 +34,48 @@ from guided.train import train
 from models import ArchSpec, build
 from search.space import WidthSpace
 
-__all__ = ["run_search", "open_storage", "storage_url", "mask_url", "worker_seed", "TRIAL_STOPPERS", "SAMPLERS"]
+__all__ = [
+    "run_search",
+    "open_storage",
+    "storage_url",
+    "mask_url",
+    "worker_seed",
+    "TRIAL_STOPPERS",
+    "SAMPLERS",
+    "register_sampler",
+]
 
 #: Optuna "pruners" that stop unpromising trials early (named apart from network pruning methods).
 TRIAL_STOPPERS = ("none", "median", "hyperband")
-#: Samplers of single-objective searches: TPE, or uniform random (the control).
-SAMPLERS = ("tpe", "random")
+
+#: Samplers of single-objective searches, by ``--sampler`` name: ``make(seed=...)`` gives an Optuna sampler.
+#: TPE, or uniform random (the control); two objectives always use NSGA-II.
+SAMPLERS: dict[str, Callable[..., Any]] = {}
+
+
+def register_sampler(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register ``make(seed=...) -> optuna sampler`` under ``name`` (a decorator); ``guided search --sampler``
+    and the search functions take it."""
+
+    def register(make: Callable[..., Any]) -> Callable[..., Any]:
+        SAMPLERS[name] = make
+        return make
+
+    return register
+
+
+@register_sampler("tpe")
+def _tpe(seed: int):
+    import optuna
+
+    return optuna.samplers.TPESampler(seed=seed)
+
+
+@register_sampler("random")
+def _random(seed: int):
+    import optuna
+
+    return optuna.samplers.RandomSampler(seed=seed)
 
 
 def storage_url(text: str):
@@ -206,7 +242,7 @@ def run_search(
         objectives: ``("acc",)`` or ``("acc", "macs")`` (NSGA-II, a Pareto front).
         pruner: ``none``, ``median`` (after 5 complete start-up trials) or ``hyperband`` (single objective
             only).
-        sampler: ``tpe`` or ``random`` (single objective only; two objectives use NSGA-II).
+        sampler: a name in `SAMPLERS`: ``tpe`` or ``random`` (single objective only; two objectives use NSGA-II).
         seed_designs: specs enqueued first (guided, uniform designs).
         storage: an Optuna RDB URL; default a journal file in ``out_dir``.
         heartbeat: seconds between a running trial's heartbeats (RDB storage).
@@ -380,12 +416,7 @@ def _create_study(multi: bool, pruner: str, sampler: str, epochs: int, seed: int
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    if multi:
-        make = optuna.samplers.NSGAIISampler
-    elif sampler == "random":
-        make = optuna.samplers.RandomSampler
-    else:
-        make = optuna.samplers.TPESampler
+    make = optuna.samplers.NSGAIISampler if multi else SAMPLERS[sampler]
     chosen = per_trial_seed(make, seed)
     if multi or pruner == "none":
         stopper = optuna.pruners.NopPruner()

@@ -49,8 +49,9 @@ def _search_args(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--sampler",
         default="tpe",
-        choices=SAMPLERS,
-        help="tpe, or random (uniform sampling: the control); single objective only",
+        choices=list(SAMPLERS),
+        help=f"one of {', '.join(SAMPLERS)} (tpe: TPE; random: uniform sampling, the control); single objective "
+        "only",
     )
     g.add_argument(
         "--seed-designs",

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from guided.commands.common import Command, add_threads_arg
+from guided.pipeline.executors import EXECUTORS
 
 
 def _run_args(p: argparse.ArgumentParser) -> None:
@@ -34,10 +35,9 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--executor",
-        choices=["local", "ray"],
+        choices=list(EXECUTORS),
         default="local",
-        help="local: worker processes on this machine; ray: one Ray task per stage on a cluster (pip install "
-        "'guided[ray]'; --out must be on a file system every node shares)",
+        help="; ".join(f"{name}: {kind.help}" for name, kind in EXECUTORS.items()),
     )
     p.add_argument(
         "--address", metavar="ADDR", help="ray: the cluster to join (auto, or HOST:PORT; default: start one)"

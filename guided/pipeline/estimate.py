@@ -336,29 +336,31 @@ def simulate(
         >>> plan.starts, plan.wall
         ({'a': 0.0, 'b': 0.0, 'c': 2.0}, 5.0)
     """
-    from guided.pipeline.runner import units
+    from guided.pipeline.runner import schedule
 
     unit_seconds = unit_seconds or (lambda unit: sum(seconds.get(s.id, 0.0) for s in unit))
-    ids = {s.id for s in stages}
-    pending = list(stages)
-    running: list[tuple[float, int, tuple[Stage, ...]]] = []
-    finished: set[str] = set()
+    running: list[tuple[float, int, tuple[Stage, ...]]] = []  # (when it ends, its key, the unit)
     starts: dict[str, float] = {}
     shares: dict[str, float] = {}
-    now, n = 0.0, 0
-    while pending or running:
-        ready = [s for s in pending if all(x in finished or x not in ids for x in s.waits_on)]
-        for unit in units(ready, group_seeds=group_seeds)[: max(0, slots - len(running))]:
-            took = unit_seconds(unit)
-            for s in unit:
-                pending.remove(s)
-                starts[s.id], shares[s.id] = now, took / len(unit)
-            heapq.heappush(running, (now + took, n, unit))
-            n += 1
-        if not running:
-            raise ValueError(f"stages {[s.id for s in pending]} wait on stages that never run")
-        now, _, unit = heapq.heappop(running)
-        finished.update(s.id for s in unit)
+    now = 0.0
+
+    def start(unit: tuple[Stage, ...]) -> int:
+        took = unit_seconds(unit)
+        for s in unit:
+            starts[s.id], shares[s.id] = now, took / len(unit)
+        key = len(starts)
+        heapq.heappush(running, (now + took, key, unit))
+        return key
+
+    def finish(_keys: list[int]) -> int:
+        nonlocal now
+        now, key, _ = heapq.heappop(running)
+        return key
+
+    try:
+        schedule(stages, slots=slots, start=start, finish=finish, group_seeds=group_seeds)
+    except RuntimeError as exc:
+        raise ValueError(str(exc)) from None
     return Schedule(starts, shares, now)
 
 

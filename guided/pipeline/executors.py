@@ -1,13 +1,16 @@
 """Where a study's stages run: worker processes on this machine, or tasks on a Ray cluster.
 
-An executor has ``slots`` (how many stages may run at once), ``submit(stage_ids) -> handle`` (one stage,
-or one seed group to run together) and
-``wait(handles) -> (handle, result)`` (the next finished one; its result holds ``wall_time_s`` and
-``worker``), and ``close()``. `guided.pipeline.runner.run_stages` keeps the slots busy with the stages
-whose inputs are finished. A worker plans the study itself (from the pickled `Study`, deterministically)
-and runs a stage by id through `guided.pipeline.runner.run_one`, which writes the stage's records into the
-study folder: the records on disk stay the single source of truth, whoever ran the stage. A Slurm
-backend would be one more class with these four members.
+An executor (`Executor`) has ``slots`` (how many stages may run at once), ``submit(stage_ids) -> handle``
+(one stage, or one seed group to run together) and ``wait(handles) -> (handle, result)`` (the next
+finished one; its result holds ``wall_time_s`` and ``worker``), and ``close()``.
+`guided.pipeline.runner.run_stages` keeps the slots busy with the stages whose inputs are finished. A
+worker plans the study itself (from the pickled `Study`, deterministically) and runs a stage by id through
+`guided.pipeline.runner.run_one`, which writes the stage's records into the study folder: the records on
+disk stay the single source of truth, whoever ran the stage.
+
+`EXECUTORS` maps each ``guided run --executor`` name to its factory; a new backend (say Slurm) is one
+module with a class of these four members and a factory registered with `register_executor`, which the
+command line then offers.
 """
 
 from __future__ import annotations
@@ -15,12 +18,56 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from guided.errors import UserError
 
-__all__ = ["LocalExecutor", "RayExecutor", "make_executor"]
+__all__ = ["Executor", "EXECUTORS", "register_executor", "LocalExecutor", "RayExecutor", "make_executor"]
+
+
+class Executor(Protocol):
+    """What `guided.pipeline.runner.run_stages` asks of an executor."""
+
+    slots: int  # how many units may run at once
+
+    def submit(self, stage_ids: tuple[str, ...]) -> Hashable:
+        """Start one stage, or one seed group together, by id; returns a handle."""
+
+    def wait(self, handles: list[Hashable]) -> tuple[Hashable, dict[str, Any]]:
+        """Block until one of ``handles`` finishes: its handle and ``{"wall_time_s", "worker"}``."""
+
+    def close(self) -> None:
+        """Release the workers."""
+
+
+@dataclass(frozen=True)
+class ExecutorKind:
+    """One ``--executor`` choice: ``factory(study, out, *, jobs, threads, address)`` gives the `Executor`
+    (or ``None``: run serially in this process); ``help`` is its line in ``guided run --help``."""
+
+    factory: Callable[..., Executor | None]
+    help: str
+
+
+#: ``--executor`` name -> its kind, in the order the command line lists them.
+EXECUTORS: dict[str, ExecutorKind] = {}
+
+
+Factory = Callable[..., Executor | None]
+
+
+def register_executor(name: str, help: str) -> Callable[[Factory], Factory]:
+    """Register an executor factory under ``name`` (a decorator); ``guided run --executor`` offers it."""
+
+    def register(factory: Factory) -> Factory:
+        EXECUTORS[name] = ExecutorKind(factory, help)
+        return factory
+
+    return register
+
 
 _WORKER: dict[str, Any] = {}  # per worker process: the planned study (stages, fingerprints, services)
 
@@ -203,10 +250,13 @@ class RayExecutor:
 
 def make_executor(kind: str, study, out: Path, *, jobs: int, threads: int | None, address: str | None):
     """The executor ``guided run --executor KIND --jobs N`` asks for (``None``: serial, in this process)."""
-    if kind == "ray":
-        return RayExecutor(study, out, address=address, threads=threads, gpu=_cuda(study))
-    if kind != "local":
-        raise UserError(f"unknown executor {kind!r}; choose local or ray")
+    if kind not in EXECUTORS:
+        raise UserError(f"unknown executor {kind!r}; choose one of {', '.join(EXECUTORS)}")
+    return EXECUTORS[kind].factory(study, out, jobs=jobs, threads=threads, address=address)
+
+
+@register_executor("local", "worker processes on this machine")
+def _local(study, out: Path, *, jobs: int, threads: int | None, address: str | None) -> Executor | None:
     devices = _visible_gpus() if _cuda(study) else []
     if jobs == 0:  # default: one stage per GPU on a CUDA study, else serial
         jobs = max(1, len(devices))
@@ -215,6 +265,14 @@ def make_executor(kind: str, study, out: Path, *, jobs: int, threads: int | None
     if jobs == 1:
         return None
     return LocalExecutor(study, out, jobs=jobs, threads=threads or _cores(), devices=devices)
+
+
+@register_executor(
+    "ray",
+    "one Ray task per stage on a cluster (pip install 'guided[ray]'; --out must be on a file system every node shares)",
+)
+def _ray(study, out: Path, *, jobs: int, threads: int | None, address: str | None) -> Executor:
+    return RayExecutor(study, out, address=address, threads=threads, gpu=_cuda(study))
 
 
 def _cuda(study) -> bool:

@@ -37,6 +37,7 @@ __all__ = [
     "run_one",
     "run_group",
     "units",
+    "schedule",
     "run_stages",
     "STATUS",
 ]
@@ -277,22 +278,62 @@ def run_stages(
     log(f"{len(stages)} stages, {len(stages) - len(todo)} already done")
     progress = Progress(estimate, slots=getattr(executor, "slots", 1))
     if executor is None:
-        pending, n = list(todo), 0
-        while pending:
-            waiting = {s.id for s in pending}
-            unit = units([s for s in pending if not set(s.waits_on) & waiting], group_seeds=group_seeds)[0]
-            n += len(unit)
-            partial = " (continuing)" if status(out, unit[0], prints[unit[0].id]) == "partial" else ""
-            log(f"[{n}/{len(todo)}] {unit[0].kind} {_named(unit)}{partial}" + progress.line())
-            started = time.perf_counter()
-            run_group(unit, out, prints, services=services, log=log)
-            for s in unit:
-                pending.remove(s)
-                progress.finished(s.id)
-            log(f"      done in {time.perf_counter() - started:.0f}s")
+        _serially(todo, out, prints, services, log, progress, group_seeds)
     else:
         _schedule(todo, out, executor, log, progress, group_seeds)
     return {s.id: StageFolder(out / "stages" / s.id).read_done()["record"] for s in stages}
+
+
+def schedule(
+    todo: Sequence[Stage],
+    *,
+    slots: int,
+    start: Callable[[tuple[Stage, ...]], Any],
+    finish: Callable[[list[Any]], Any],
+    group_seeds: int = 0,
+) -> None:
+    """The one scheduling loop, shared by the serial runner, the executors' runner and the estimate's
+    simulation (`guided.pipeline.estimate.simulate`): while a slot is free, ``start(unit)`` (returning a
+    key) the next ready unit in plan order (a stage whose inputs are finished or not in ``todo``; or up to
+    ``group_seeds`` of one seed group: `units`); then ``finish(keys)`` says which running unit ended next.
+
+    Example:
+        >>> a, b = Stage("a", "x", {}, None), Stage("b", "x", {}, None, needs=("a",))
+        >>> order = []
+        >>> schedule([b, a], slots=2, start=lambda u: order.append(u[0].id) or u[0].id, finish=lambda keys: keys[0])
+        >>> order
+        ['a', 'b']
+    """
+    pending, running, finished = list(todo), {}, set()
+    ids = {s.id for s in todo}
+    while pending or running:
+        ready = [s for s in pending if all(x in finished or x not in ids for x in s.waits_on)]
+        for unit in units(ready, group_seeds=group_seeds)[: max(0, slots - len(running))]:
+            for s in unit:
+                pending.remove(s)
+            running[start(unit)] = unit
+        if not running:
+            raise RuntimeError(f"stages {[s.id for s in pending]} wait on stages that never run")
+        finished.update(s.id for s in running.pop(finish(list(running))))
+
+
+def _serially(todo, out, prints, services, log, progress, group_seeds) -> None:
+    """Run the stages one unit at a time in this process."""
+    count = 0
+
+    def start(unit: tuple[Stage, ...]) -> int:
+        nonlocal count
+        count += len(unit)
+        partial = " (continuing)" if status(out, unit[0], prints[unit[0].id]) == "partial" else ""
+        log(f"[{count}/{len(todo)}] {unit[0].kind} {_named(unit)}{partial}" + progress.line())
+        started = time.perf_counter()
+        run_group(unit, out, prints, services=services, log=log)
+        for s in unit:
+            progress.finished(s.id)
+        log(f"      done in {time.perf_counter() - started:.0f}s")
+        return count
+
+    schedule(todo, slots=1, start=start, finish=lambda keys: keys[0], group_seeds=group_seeds)
 
 
 class Progress:
@@ -327,28 +368,29 @@ def _schedule(
     """Keep the executor's slots busy with ready stages (or seed groups of them), in plan order, until
     every stage is done."""
     progress = progress or Progress(None)
-    pending, running, finished = list(todo), {}, set()
-    waiting_on = {s.id for s in todo}  # what the other stages need is done already
+    running: dict[Any, tuple[Stage, ...]] = {}
     count = 0
-    while pending or running:
-        ready = [s for s in pending if not (set(s.waits_on) & waiting_on - finished)]
-        for unit in units(ready, group_seeds=group_seeds)[: max(0, executor.slots - len(running))]:
-            for s in unit:
-                pending.remove(s)
-            running[executor.submit(tuple(s.id for s in unit))] = unit
-            log(f"      start {unit[0].kind} {_named(unit)}")
-        if not running:
-            raise RuntimeError(f"stages {[s.id for s in pending]} wait on stages that never run")
-        handle, result = executor.wait(list(running))
+
+    def start(unit: tuple[Stage, ...]) -> Any:
+        handle = executor.submit(tuple(s.id for s in unit))
+        running[handle] = unit
+        log(f"      start {unit[0].kind} {_named(unit)}")
+        return handle
+
+    def finish(handles: list[Any]) -> Any:
+        nonlocal count
+        handle, result = executor.wait(handles)
         unit = running.pop(handle)
         count += len(unit)
         for s in unit:
             progress.finished(s.id)
-            finished.add(s.id)
         log(
             f"[{count}/{len(todo)}] {unit[0].kind} {_named(unit)}: done in {result['wall_time_s']:.0f}s on "
             f"{result['worker']}" + progress.line()
         )
+        return handle
+
+    schedule(todo, slots=executor.slots, start=start, finish=finish, group_seeds=group_seeds)
 
 
 def _named(unit: Sequence[Stage]) -> str:
