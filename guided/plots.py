@@ -37,27 +37,23 @@ ARM_COLOURS = {
     "guided": "#EE6677",
     "pruned": "#228833",
     "transferred": "#CCBB44",
-    "search-cold": "#66CCEE",
-    "search-seeded": "#AA3377",
-    "search-random": "#BBBBBB",
 }
 SPARE_COLOURS = ("#332288", "#117733", "#882255", "#DDCC77", "#44AA99", "#999933", "#88CCEE", "#CC6677", "#000000")
 
 
-def arm_colours(labels) -> dict[str, str]:
-    """One colour per arm label: the fixed `ARM_COLOURS` for the usual arms (a search arm may be named
-    ``cold`` or ``search-cold``), spare colours in order for the rest. Give every label of a report at once,
-    so each figure draws an arm in the same colour.
+def arm_colours(labels, fixed: dict[str, str] | None = None) -> dict[str, str]:
+    """One colour per arm label: the fixed `ARM_COLOURS` for the usual arms and ``fixed`` for more (a
+    study's search arms: `guided.pipeline.roles.SearchArm.colour`), spare colours in order for the rest.
+    Give every label of a report at once, so each figure draws an arm in the same colour.
 
     Example:
-        >>> arm_colours(["guided", "uniform", "cold", "guided-per-layer"])["cold"]
-        '#66CCEE'
+        >>> arm_colours(["guided", "uniform", "search-cold", "guided-per-layer"], {"search-cold": "#66CCEE"})
+        {'guided': '#EE6677', 'uniform': '#4477AA', 'search-cold': '#66CCEE', 'guided-per-layer': '#332288'}
     """
-    out, spare = {}, 0
+    known, out, spare = {**ARM_COLOURS, **(fixed or {})}, {}, 0
     for label in dict.fromkeys(labels):
-        key = f"search-{label}" if label in ("cold", "seeded", "random") else label
-        if key in ARM_COLOURS:
-            out[label] = ARM_COLOURS[key]
+        if label in known:
+            out[label] = known[label]
         else:
             out[label] = SPARE_COLOURS[spare % len(SPARE_COLOURS)]
             spare += 1

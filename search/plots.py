@@ -20,7 +20,7 @@ def history_data(history: list[dict[str, Any]]) -> dict[str, list]:
         "number": [t["number"] for t in done],
         "value": [t["value"] for t in done],
         "best": best,
-        "seeded": [t.get("seed_design") is not None for t in done],
+        "seed_design": [t.get("seed_design") is not None for t in done],
     }
 
 
@@ -44,7 +44,7 @@ def draw_history(
         best = [100 * v for v in data["best"]]
         (line,) = ax.plot(xs, best, "-", label=f"{name}: best so far", color=colours[name])
         ax.plot(xs, [100 * v for v in data["value"]], "o", ms=3, color=line.get_color(), alpha=0.5)
-        seeded = [(x, 100 * v) for x, v, s in zip(xs, data["value"], data["seeded"]) if s]
+        seeded = [(x, 100 * v) for x, v, s in zip(xs, data["value"], data["seed_design"]) if s]
         if seeded:
             ax.plot(*zip(*seeded), "s", mfc="none", ms=9, color=line.get_color())
     if reference is not None:

@@ -149,3 +149,66 @@ def test_each_run_folder_file_name_is_spelled_once():
             if isinstance(node, ast.Constant) and node.value in spelled:
                 spelled[node.value].append(module)
     assert {n: where for n, where in spelled.items() if len(where) != 1} == {}
+
+
+def vocabulary_spelled_outside(definition: str, names: set[str], role_names: set[str]) -> list[str]:
+    """``module:line name`` for every string constant (docstrings aside) in ``names`` outside the module
+    ``definition``, and every comparison or dict entry that pairs ``"role"`` with a literal in ``role_names``
+    (``tags["role"] == "base"``, ``{"role": "base"}``): those read `guided.pipeline.roles`."""
+    found = []
+    for module, path in modules().items():
+        if module == definition:
+            continue
+        tree = ast.parse(path.read_text())
+        docs = {
+            id(n.body[0].value)
+            for n in ast.walk(tree)
+            if isinstance(n, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+            and ast.get_docstring(n) is not None
+        }
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and node.value in names and id(node) not in docs:
+                found.append(f"{module}:{node.lineno} {node.value}")
+            pairs = []
+            if isinstance(node, ast.Dict):
+                pairs = list(zip(node.keys, node.values))
+            elif isinstance(node, ast.Compare) and _is_role(node.left):
+                pairs = [(node.left, c) for c in node.comparators]
+            for key, value in pairs:
+                literals = value.elts if isinstance(value, ast.Tuple | ast.List | ast.Set) else [value]
+                for lit in literals:
+                    if _is_role(key) and isinstance(lit, ast.Constant) and lit.value in role_names:
+                        found.append(f"{module}:{lit.lineno} role {lit.value}")
+    return found
+
+
+def _is_role(node) -> bool:
+    """``"role"``, ``x["role"]`` or ``x.get("role")``."""
+    if isinstance(node, ast.Constant):
+        return node.value == "role"
+    if isinstance(node, ast.Subscript):
+        return isinstance(node.slice, ast.Constant) and node.slice.value == "role"
+    if isinstance(node, ast.Call) and node.args:
+        return isinstance(node.args[0], ast.Constant) and node.args[0].value == "role"
+    return False
+
+
+def test_roles_and_search_arms_are_spelled_in_their_definition_only():
+    """Stage roles and search-arm names live in `guided.pipeline.roles`: the distinctive names (``scratch``,
+    ``search-best``, ``cold``, ``search-cold``, ...) appear nowhere else, and no ``"role"`` is compared with
+    or set to a literal."""
+    from guided.pipeline.roles import SEARCH_ARMS, Role
+
+    roles = {r.value for r in Role}
+    distinctive = {r for r in roles if "-" in r or r == "scratch"}
+    arms = {a.name for a in SEARCH_ARMS.values() if a.name != a.sampler} | {a.label for a in SEARCH_ARMS.values()}
+    assert {"scratch", "search-best", "cold", "seeded", "search-random"} <= distinctive | arms
+    assert vocabulary_spelled_outside("guided.pipeline.roles", distinctive | arms, roles) == []
+
+
+def test_the_vocabulary_rule_catches_a_spelled_role(tmp_path, monkeypatch):
+    bad = tmp_path / "bad.py"
+    bad.write_text('def f(s):\n    return s.tags.get("role") in ("base", "x") or {"role": "report"} or "cold"\n')
+    monkeypatch.setitem(globals(), "modules", lambda: {"bad": bad})
+    found = vocabulary_spelled_outside("guided.pipeline.roles", {"cold"}, {"base", "report"})
+    assert sorted(found) == ["bad:2 cold", "bad:2 role base", "bad:2 role report"]

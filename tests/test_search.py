@@ -105,7 +105,7 @@ def test_history_data_tracks_the_best():
     history = [row(1, 0.5), row(0, 0.7, True), row(3, None, state="pruned"), row(2, 0.9)]
     data = history_data(history)
     assert data["number"] == [0, 1, 2]  # completed trials only, in order
-    assert data["best"] == [0.7, 0.7, 0.9] and data["seeded"] == [True, False, False]
+    assert data["best"] == [0.7, 0.7, 0.9] and data["seed_design"] == [True, False, False]
 
 
 def test_wrong_storage_url_is_one_line_without_the_password(tmp_path, capsys):

@@ -50,8 +50,7 @@ def _search_args(p: argparse.ArgumentParser) -> None:
         "--sampler",
         default="tpe",
         choices=list(SAMPLERS),
-        help=f"one of {', '.join(SAMPLERS)} (tpe: TPE; random: uniform sampling, the control); single objective "
-        "only",
+        help=f"one of {', '.join(SAMPLERS)} (tpe: TPE; random: uniform sampling, the control); single objective only",
     )
     g.add_argument(
         "--seed-designs",

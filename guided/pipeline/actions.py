@@ -14,6 +14,7 @@ from guided.io import read_spec
 from guided.operations import design_to, prune_run, train_run, train_runs_together
 from guided.patterns import Pattern, summarize
 from guided.pipeline.report import write_report
+from guided.pipeline.roles import SEARCH_ARMS
 from guided.pipeline.runner import StageContext
 from guided.recipes import Recipe
 from models import ArchSpec
@@ -175,9 +176,9 @@ def _search(ctx: StageContext) -> dict[str, Any]:
         trials=cfg["trials"],
         out_dir=ctx.dir,
         pruner=cfg["pruner"],
-        sampler="random" if cfg["arm"] == "random" else "tpe",
+        sampler=SEARCH_ARMS[cfg["arm"]].sampler,
         seed_designs=seeds,
-        study_name=f"search-{cfg['arm']}",
+        study_name=SEARCH_ARMS[cfg["arm"]].label,
         seed=cfg["seed"],
         device=svc.device,
         precision=cfg["precision"],

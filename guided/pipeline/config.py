@@ -16,7 +16,7 @@ Sections (only ``[study]``, ``[data]`` and ``[model]`` are required)::
                    from scratch); per_layer and pruned: true/false, or the pattern names that get them
     [[transfer]]   name, arch, width_mult, head, dataset, data_root, image_size, train_subset,
                    test_subset, own_pattern, stage_map, budgets (some of the design budgets; default all)
-    [search]       budget, trials, epochs, validation, train_subset, arms (["cold", "seeded", "random"]),
+    [search]       budget, trials, epochs, validation, train_subset, arms (`SEARCH_ARMS`),
                    pruner, seed
     [report]       title
 
@@ -46,6 +46,7 @@ from guided.design import KINDS as BUDGET_KINDS
 from guided.design import budget_kind, pattern_stage_count
 from guided.errors import UserError
 from guided.io import check_name, read_toml, toml_section
+from guided.pipeline.roles import SEARCH_ARMS
 from guided.provenance import parse_device
 from guided.pruning import PRUNERS
 from guided.recipes import Recipe, check_lrs, get_recipe
@@ -311,7 +312,7 @@ class SearchConfig:
     trials: int = 12
     epochs: int = 3
     validation: float = 0.1
-    arms: list[str] = field(default_factory=lambda: ["cold", "seeded", "random"])
+    arms: list[str] = field(default_factory=lambda: list(SEARCH_ARMS))
     pruner: str = "none"
     seed: int = 0
     train_subset: int | None = None
@@ -405,7 +406,6 @@ class Study:
 RESERVED_STAGE_NAMES = ("source", "speed", "report", "search", "population")
 
 SECTIONS = ("study", "data", "model", "train", "prune", "design", "transfer", "search", "population", "report")
-SEARCH_ARMS = ("cold", "seeded", "random")
 
 
 def model_spec(arch: str, width_mult: float, head: str | None, shape) -> ArchSpec:
@@ -586,9 +586,10 @@ def _check(s: Study) -> None:
         bad = [a for a in q.arms if a not in SEARCH_ARMS]
         if bad or not q.arms:
             raise UserError(f"[search] arms must be among {', '.join(SEARCH_ARMS)}, got {q.arms}")
-        if "seeded" in q.arms and (not s.design or q.budget not in s.design.budget_list()):
+        seeded = [a for a in q.arms if SEARCH_ARMS[a].seeded]
+        if seeded and (not s.design or q.budget not in s.design.budget_list()):
             raise UserError(
-                f"[search] arm 'seeded' starts from the guided and uniform designs at its budget: {q.budget!r} "
+                f"[search] arm {seeded[0]!r} starts from the guided and uniform designs at its budget: {q.budget!r} "
                 f"must be one of the [design] budgets ({', '.join(s.design.budget_list()) if s.design else 'none'})"
             )
         if len(set(q.arms)) != len(q.arms):

@@ -17,12 +17,11 @@ from typing import Any
 from guided.errors import UserError
 from guided.folders import StageFolder
 from guided.pipeline.config import MAX_SEEDS, Study
+from guided.pipeline.roles import ARM_ROLES, arm_label
 from guided.pipeline.runner import Stage
 from guided.tables import detectable
 
 __all__ = ["power_plan", "seeds_needed"]
-
-ROLES = ("scratch", "search-best")
 
 
 def power_plan(study: Study, stages: list[Stage], out: Path) -> list[dict[str, Any]]:
@@ -68,8 +67,8 @@ def _comparisons(stages: list[Stage]) -> list[tuple[str, str, str]]:
     seen = {}
     for s in stages:
         t = s.tags
-        if t.get("role") in ROLES and t.get("arm") != "uniform":
-            arm = f"search-{t['arm']}" if t["role"] == "search-best" else t["arm"]
+        if t.get("role") in ARM_ROLES and t.get("arm") != "uniform":
+            arm = arm_label(t["role"], t["arm"])
             seen[t["domain"], t["budget"], arm] = None
     return list(seen)
 
@@ -79,8 +78,8 @@ def _own_spreads(stages: list[Stage], out: Path) -> dict[tuple[str, str, str], f
     accs: dict[tuple[str, str, str], list[float]] = {}
     for s in stages:
         t, done = s.tags, StageFolder(out / "stages" / s.id).done
-        if t.get("role") in ROLES and done.is_file():
-            arm = f"search-{t['arm']}" if t["role"] == "search-best" else t["arm"]
+        if t.get("role") in ARM_ROLES and done.is_file():
+            arm = arm_label(t["role"], t["arm"])
             accs.setdefault((t["domain"], t["budget"], arm), []).append(
                 100 * StageFolder(done.parent).read_done()["record"]["test_acc"]
             )
@@ -98,7 +97,7 @@ def _reference(folder: str | None) -> tuple[float | None, str]:
         raise UserError(f"[study] sigma_from = {folder!r} has no runs.csv; name a finished study's folder")
     columns = ("domain", "budget", "arm", "role", "test_acc")
     runs = read_csv_table(path, "[study] sigma_from runs table", columns, ("test_acc",))
-    runs = runs[runs["role"].isin(ROLES)]
+    runs = runs[runs["role"].isin(ARM_ROLES)]
     variances = [
         _sd(100 * group["test_acc"]) ** 2 for _, group in runs.groupby(["domain", "budget", "arm"]) if len(group) > 1
     ]

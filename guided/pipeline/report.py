@@ -25,6 +25,7 @@ from guided.io import atomic_write_text, read_json, remove_inside, write_json
 from guided.patterns import Pattern
 from guided.pipeline.config import Study, slug
 from guided.pipeline.report_population import population_section
+from guided.pipeline.roles import SEARCH_ARMS, SEARCH_COLOURS, Role, arm_label
 from guided.pipeline.runner import Stage, StageContext
 from guided.plots import arm_colours, cost_note, draw_accuracy_cost, draw_profiles, draw_sparsity, draw_width_bars
 from guided.provenance import device_name, provenance
@@ -64,28 +65,28 @@ class _Report:
         self.proxy: dict[str, Any] | None = None  # the search's proxy rank correlation
         self.population: dict[str, Any] | None = None  # where the arms sit in the population (`summary.json`)
         self.domains = list(dict.fromkeys(s.tags["domain"] for s in stages if "domain" in s.tags))
-        arms = [s.tags["arm"] for s in stages if "arm" in s.tags]
+        arms = [arm_label(s.tags["role"], s.tags["arm"]) for s in stages if "arm" in s.tags]
         for s in stages:
             arms += list(s.config.get("arms") or []) if s.kind == "design" else []
         #: one colour per arm, the same in every figure; ``figure_colours`` records what each figure drew
-        self.colours = arm_colours(["pruned", *arms])
+        self.colours = arm_colours(["pruned", *arms], SEARCH_COLOURS)
         self.figure_colours: dict[str, dict[str, str]] = {}
 
     def colours_for(self, figure: str, labels) -> dict[str, str]:
         """The report's colours of ``labels``, recorded for ``figure`` (``figures/colours.json``)."""
         labels = list(labels)
         if set(labels) - set(self.colours):  # appended in order: the colours given so far stay as they are
-            self.colours = arm_colours([*self.colours, *labels])
+            self.colours = arm_colours([*self.colours, *labels], SEARCH_COLOURS)
         used = {label: self.colours[label] for label in labels}
         self.figure_colours[figure] = used
         return used
 
-    def role(self, role: str) -> list[Stage]:
+    def role(self, role: Role) -> list[Stage]:
         """The stages tagged with ``role``."""
         return [s for s in self.stages if s.tags.get("role") == role]
 
-    def runs_of(self, role: str) -> pd.DataFrame:
-        """Training runs of one role (``base``, ``retrain``, ``scratch``, ``search-best``)."""
+    def runs_of(self, role: Role) -> pd.DataFrame:
+        """Training runs of one role (`Role.BASE`, `Role.RETRAIN`, `Role.SCRATCH`, `Role.SEARCH_BEST`)."""
         return self.runs[self.runs["role"] == role] if len(self.runs) else self.runs
 
     def table(self, name: str, df: pd.DataFrame) -> str:
@@ -260,7 +261,7 @@ def _retraining(r: _Report) -> list[str]:
     if not len(retrains):
         return []
     prune_records = {}
-    for s in r.role("prune"):
+    for s in r.role(Role.PRUNE):
         prune_records.setdefault((s.tags["domain"], s.tags["prune"]), []).append(r.ctx.record(s.id))
     rc = r.recipe
     ft = rc.finetune()
@@ -290,7 +291,7 @@ def _retraining(r: _Report) -> list[str]:
 
 
 def _patterns(r: _Report) -> list[str]:
-    for st in r.role("pattern"):
+    for st in r.role(Role.PATTERN):
         name = f"{st.tags['domain']}-{st.tags['prune']}"
         source = StageFolder(r.ctx.dir_of(st.id)).pattern
         shutil.copy(source, r.out / "patterns" / f"{name}.json")
@@ -340,8 +341,9 @@ def budget_runs(runs: pd.DataFrame, domain: str, budget: str) -> pd.DataFrame:
     if not len(runs):
         return runs
     at = runs[(runs["domain"] == domain) & (runs["budget"] == budget)]
-    scratch = at[at["role"] == "scratch"]
-    searched = at[at["role"] == "search-best"].assign(arm=lambda d: "search-" + d["arm"].astype(str))
+    scratch = at[at["role"] == Role.SCRATCH]
+    searched = at[at["role"] == Role.SEARCH_BEST]
+    searched = searched.assign(arm=[arm_label(Role.SEARCH_BEST, a) for a in searched["arm"]])
     return pd.concat([scratch, searched])
 
 
@@ -486,13 +488,13 @@ def _design_budget(r: _Report, dom: str, budget: str, acc_rows: list[dict[str, A
         for _, x in sub.iterrows()
     ]
     specs = {}
-    for st in r.role("design"):
+    for st in r.role(Role.DESIGN):
         if st.tags["domain"] == dom and st.tags["budget"] == budget:
             for arm in st.config["arms"]:
                 path = StageFolder(r.ctx.dir_of(st.id)).arm(arm)
                 shutil.copy(path, r.out / "designs" / f"{dom}-{b}-{arm}.json")
                 specs[arm] = ArchSpec.from_json(path.read_text())
-    for st in r.role("prune-budget"):
+    for st in r.role(Role.PRUNE_BUDGET):
         if st.tags["domain"] == dom and st.tags["budget"] == budget:
             name = f"{dom}-{b}-{st.tags['arm']}-s{st.tags['seed']}.json"
             shutil.copy(PrunedFolder(r.ctx.dir_of(st.id)).spec, r.out / "designs" / name)
@@ -516,8 +518,9 @@ def search_table(records: dict[str, dict[str, Any]], runs: pd.DataFrame) -> tupl
     the retrained best's test accuracy. Also returns the guided design's validation accuracy (from the
     seeded arm's first trial, trained exactly like every trial), when there is one."""
     guided_val = None
-    if "seeded" in records:
-        first = [t for t in records["seeded"]["trials"] if t["seed_design"] == 0 and t["value"] is not None]
+    seeded = [arm for arm in records if SEARCH_ARMS[arm].seeded]
+    if seeded:
+        first = [t for t in records[seeded[0]]["trials"] if t["seed_design"] == 0 and t["value"] is not None]
         guided_val = first[0]["value"] if first else None
     out = []
     for arm, rec in records.items():
@@ -527,7 +530,7 @@ def search_table(records: dict[str, dict[str, Any]], runs: pd.DataFrame) -> tupl
         if guided_val is not None:
             hits = [t["number"] + 1 for t in done if t["value"] >= guided_val and t["seed_design"] != 0]
             reach = str(hits[0]) if hits else f"not in {len(trials)}"
-        best = runs[(runs["role"] == "search-best") & (runs["arm"] == arm)]
+        best = runs[(runs["role"] == Role.SEARCH_BEST) & (runs["arm"] == arm)]
         out.append(
             {
                 "search": arm,
@@ -544,21 +547,22 @@ def search_table(records: dict[str, dict[str, Any]], runs: pd.DataFrame) -> tupl
 def _search(r: _Report) -> list[str]:
     from search.plots import draw_history
 
-    records = {s.tags["arm"]: r.ctx.record(s.id) for s in r.role("search")}
+    records = {s.tags["arm"]: r.ctx.record(s.id) for s in r.role(Role.SEARCH)}
     if not records:
         return []
     table, guided_val = search_table(records, r.runs)
-    colours = r.colours_for("search", [f"search-{arm}" for arm in records])  # as in the accuracy figures
+    labels = {arm: SEARCH_ARMS[arm].label for arm in records}
+    colours = r.colours_for("search", list(labels.values()))  # as in the accuracy figures
     draw_history(
         {arm: rec["trials"] for arm, rec in records.items()},
         r.figure("search.png"),
         reference=guided_val,
-        colours={arm: colours[f"search-{arm}"] for arm in records},
+        colours={arm: colours[labels[arm]] for arm in records},
     )
     for arm in records:
         src = SearchFolder(r.ctx.dir_of(f"search/{arm}"))
-        shutil.copy(src.best, r.out / "designs" / f"search-{arm}-best.json")
-        shutil.copy(src.trials, r.out / "tables" / f"search-{arm}-trials.csv")
+        shutil.copy(src.best, r.out / "designs" / f"{labels[arm]}-best.json")
+        shutil.copy(src.trials, r.out / "tables" / f"{labels[arm]}-trials.csv")
     q = r.study.search
     images = f"{q.train_subset:,} training images" if q.train_subset else "the rest of the training set"
     lines = [
@@ -598,7 +602,7 @@ def proxy_correlation(records: dict[str, dict[str, Any]], runs: pd.DataFrame) ->
     from scipy import stats
 
     pairs = []
-    retrained = runs[runs["role"].isin(["search-best", "search-top"])] if len(runs) else runs
+    retrained = runs[runs["role"].isin([Role.SEARCH_BEST, Role.SEARCH_TOP])] if len(runs) else runs
     for arm, rec in records.items():
         for top in rec.get("top", []):
             row = retrained[(retrained["arm"] == arm) & (retrained["rank"] == top["rank"])]

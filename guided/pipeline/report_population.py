@@ -9,6 +9,7 @@ from typing import Any
 import pandas as pd
 
 from guided.pipeline.config import model_spec, slug
+from guided.pipeline.roles import ARM_ROLES, Role, arm_label
 from guided.plots import draw_population_edf, draw_population_stages
 from guided.population import analyse, stage_shares
 from models import ArchSpec
@@ -25,24 +26,20 @@ def population_data(stages: list[Any], runs: pd.DataFrame, target: ArchSpec, bud
     ``search-{arm}``), and each proxy's scores, paired by shape. ``None`` without finished population runs."""
     if not len(runs) or "role" not in runs:
         return None
-    pop = runs[runs["role"] == "population"].sort_values("shape")
+    pop = runs[runs["role"] == Role.POPULATION].sort_values("shape")
     if not len(pop):
         return None
-    spec_of = {s.id: ArchSpec.from_dict(s.config["spec"]) for s in stages if s.tags.get("role") == "population"}
+    spec_of = {s.id: ArchSpec.from_dict(s.config["spec"]) for s in stages if s.tags.get("role") == Role.POPULATION}
     shares = [list(stage_shares(spec_of[sid], target)) for sid in pop["stage"]]
     accuracy = [float(a) for a in pop["test_acc"]]
-    at = (
-        runs[(runs["budget"] == budget) & runs["role"].isin(["scratch", "search-best"])]
-        if "budget" in runs
-        else runs[:0]
-    )
+    at = runs[(runs["budget"] == budget) & runs["role"].isin(ARM_ROLES)] if "budget" in runs else runs[:0]
     at = at[at["domain"] == "source"] if "domain" in at else at
     arms: dict[str, list[float]] = {}
     for _, row in at.iterrows():
-        name = row["arm"] if row["role"] == "scratch" else f"search-{row['arm']}"
+        name = arm_label(row["role"], row["arm"])
         arms.setdefault(name, []).append(float(row["test_acc"]))
     proxies: dict[str, list[float]] = {}
-    scored = runs[runs["role"] == "population-proxy"]
+    scored = runs[runs["role"] == Role.POPULATION_PROXY]
     shapes = list(pop["shape"])
     for name in dict.fromkeys(scored["proxy"]) if len(scored) else []:
         by_shape = dict(zip(scored[scored["proxy"] == name]["shape"], scored[scored["proxy"] == name]["test_acc"]))

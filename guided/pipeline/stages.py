@@ -41,6 +41,7 @@ from guided.operations import (
 )
 from guided.pipeline.actions import ACTIONS, train_group
 from guided.pipeline.config import PruneConfig, Study, model_spec, slug
+from guided.pipeline.roles import ARM_ROLES, POPULATION_ROLES, SEARCH_ARMS, Role
 from guided.pipeline.runner import Stage
 from guided.provenance import resolve_device
 from guided.recipes import Recipe
@@ -49,9 +50,6 @@ from models import ArchSpec, cost
 __all__ = ["Services", "Domain", "plan", "plan_study", "check_fits", "SOURCE"]
 
 SOURCE = "source"
-
-#: The roles of a population's stages (`_Builder.population`).
-POPULATION_ROLES = ("population", "population-proxy")
 
 
 class Services:
@@ -200,7 +198,7 @@ def plan(study: Study, services: Services) -> list[Stage]:
             "report",
             {"title": study.report.title},
             tuple(s.id for s in stages),
-            tags={"role": "report"},
+            tags={"role": Role.REPORT},
             work=_report_work(stages),
         )
     )
@@ -313,7 +311,7 @@ class _Builder:
                         "train",
                         config,
                         macs=self.training_macs(dom, dom.spec, self.recipe.epochs),
-                        tags={"domain": dom.name, "role": "base", "kind": kind, "seed": seed},
+                        tags={"domain": dom.name, "role": Role.BASE, "kind": kind, "seed": seed},
                         work=self.train_work(dom, ArchSpec.from_dict(config["spec"]), self.recipe.epochs),
                     )
                 )
@@ -333,7 +331,7 @@ class _Builder:
                     "prune",
                     self.prune_config(dom, p, seed),
                     (base,),
-                    tags={"domain": dom.name, "role": "prune", "prune": p.name, "seed": seed},
+                    tags={"domain": dom.name, "role": Role.PRUNE, "prune": p.name, "seed": seed},
                     work=_prune_work(dom, p, seed),
                 )
             )
@@ -350,7 +348,7 @@ class _Builder:
                         config,
                         (pid,),
                         macs=self.training_macs(dom, dom.spec, epochs) * _kept_fraction(p) ** 2,
-                        tags={"domain": dom.name, "role": "retrain", "prune": p.name, "mode": mode, "seed": seed},
+                        tags={"domain": dom.name, "role": Role.RETRAIN, "prune": p.name, "mode": mode, "seed": seed},
                         work=self.retrain_work(dom, p, mode),
                     )
                 )
@@ -362,7 +360,7 @@ class _Builder:
                 "pattern",
                 {"method": p.method, "ratio": p.ratio, "preset": p.preset, "source": dom.spec.name},
                 tuple(pruned),
-                tags={"domain": dom.name, "role": "pattern", "prune": p.name, "unit": p.unit},
+                tags={"domain": dom.name, "role": Role.PATTERN, "prune": p.name, "unit": p.unit},
             )
         )
         if self.study.design and p.name in self.study.design.pattern_names():
@@ -385,7 +383,7 @@ class _Builder:
             budget = self.services.budget(budget_text, dom.spec, self.recipe.batch_size)
             b = slug(budget_text)
             common = {"target": dom.spec.to_dict(), "budget": budget.to_dict(), "multiple_of": d.multiple_of}
-            tags = {"domain": dom.name, "role": "design", "budget": budget_text}
+            tags = {"domain": dom.name, "role": Role.DESIGN, "budget": budget_text}
             uid = self.add(  # reads no pattern: a new pattern does not redo the uniform runs
                 _stage(f"{dom.name}/uniform-{b}", "design", {**common, "arms": ["uniform"], "patterns": {}}, tags=tags)
             )
@@ -412,7 +410,7 @@ class _Builder:
                             macs=self.training_macs(dom, approx, self.recipe.epochs),
                             tags={
                                 "domain": dom.name,
-                                "role": "scratch",
+                                "role": Role.SCRATCH,
                                 "budget": budget_text,
                                 "arm": arm,
                                 "seed": seed,
@@ -440,7 +438,13 @@ class _Builder:
                     "prune",
                     self.prune_config(dom, row, seed, **changes),
                     (base,),
-                    tags={"domain": dom.name, "role": "prune-budget", "budget": budget_text, "seed": seed, "arm": arm},
+                    tags={
+                        "domain": dom.name,
+                        "role": Role.PRUNE_BUDGET,
+                        "budget": budget_text,
+                        "seed": seed,
+                        "arm": arm,
+                    },
                     work={**_prune_work(dom, row, seed), "budget": budget},
                 )
             )
@@ -464,7 +468,7 @@ class _Builder:
         trial_images = min(q.train_subset or source.train_images, source.train_images - val_images)
         trial_macs = float(cost(approx).macs) * (3 * trial_images + val_images) * q.epochs
         for arm in q.arms:
-            seeded = arm == "seeded"
+            seeded = SEARCH_ARMS[arm].seeded
             sid = self.add(
                 _stage(
                     f"search/{arm}",
@@ -482,7 +486,7 @@ class _Builder:
                     },
                     tuple(stage for stage, _ in designs) if seeded else (),
                     macs=trial_macs * q.trials,
-                    tags={"role": "search", "arm": arm, "budget": q.budget},
+                    tags={"role": Role.SEARCH, "arm": arm, "budget": q.budget},
                     work={
                         **self.train_work(source, approx, q.epochs),
                         "kind": "search",
@@ -494,7 +498,7 @@ class _Builder:
             )
             retrains = [(1, seed) for seed in self.seeds] + [(j, self.seeds[0]) for j in range(2, q.retrain_top + 1)]
             for rank, seed in retrains:  # the best with every seed; the next ones with the first, for the proxy
-                tags = {"domain": SOURCE, "role": "search-best" if rank == 1 else "search-top", "arm": arm}
+                tags = {"domain": SOURCE, "role": Role.SEARCH_BEST if rank == 1 else Role.SEARCH_TOP, "arm": arm}
                 self.add(
                     _stage(
                         f"search/{arm}-best-s{seed}" if rank == 1 else f"search/{arm}-top{rank}-s{seed}",
@@ -531,7 +535,7 @@ class _Builder:
                     "train",
                     config,
                     macs=self.training_macs(source, shape.spec, self.recipe.epochs),
-                    tags={**tags, "role": "population", "shape": shape.index, "seed": seed},
+                    tags={**tags, "role": Role.POPULATION, "shape": shape.index, "seed": seed},
                     work=self.train_work(source, shape.spec, self.recipe.epochs),
                 )
             )
@@ -549,14 +553,19 @@ class _Builder:
         work = {**self.train_work(source, spec, p.epochs), "train": images, "test": val_images}
         macs = float(cost(spec).macs) * (3 * images + val_images) * p.epochs
         return _stage(
-            stage_id, "train", config, macs=macs, tags={**tags, "role": "population-proxy", "proxy": p.name}, work=work
+            stage_id,
+            "train",
+            config,
+            macs=macs,
+            tags={**tags, "role": Role.POPULATION_PROXY, "proxy": p.name},
+            work=work,
         )
 
     # ------------------------------------------------------------------ speed
     def speed(self) -> None:
         """Measure the inference speed of every from-scratch architecture, in a stage of its own that runs
         alone (it reads every stage before it), so the report reads speeds and measures nothing."""
-        runs = [s.id for s in self.stages if s.tags.get("role") in ("scratch", "search-best")]
+        runs = [s.id for s in self.stages if s.tags.get("role") in ARM_ROLES]
         if not runs:
             return
         latency = [s.id for s in self.stages if str(s.tags.get("budget", "")).startswith("latency=") and s.id in runs]
@@ -573,7 +582,7 @@ class _Builder:
         population = {s.id for s in self.stages if s.tags.get("role") in POPULATION_ROLES}
         needs = tuple(s.id for s in self.stages if s.id not in population)
         after = tuple(s.id for s in self.stages if s.id in population)
-        self.add(_stage("speed", "speed", config, needs, tags={"role": "speed"}, work=work, after=after))
+        self.add(_stage("speed", "speed", config, needs, tags={"role": Role.SPEED}, work=work, after=after))
 
 
 def _prune_work(dom: Domain, p: PruneConfig, seed: int) -> dict[str, Any]:
@@ -588,7 +597,7 @@ def _prune_work(dom: Domain, p: PruneConfig, seed: int) -> dict[str, Any]:
 
 def _report_work(stages: list[Stage]) -> dict[str, Any]:
     """The report's work: about one figure per domain and budget (speeds are measured by the speed stage)."""
-    scratch = [s for s in stages if s.tags.get("role") in ("scratch", "search-best")]
+    scratch = [s for s in stages if s.tags.get("role") in ARM_ROLES]
     budgets = {(s.tags.get("domain"), s.tags.get("budget")) for s in scratch}
     domains = {s.tags.get("domain") for s in scratch}
     patterns = sum(s.kind == "pattern" for s in stages)
@@ -601,7 +610,7 @@ def _speed_work(stages: list[Stage]) -> list[ArchSpec]:
     budget and arm; pruned arms differ per seed)."""
     distinct = {}
     for s in stages:
-        if s.tags.get("role") in ("scratch", "search-best"):
+        if s.tags.get("role") in ARM_ROLES:
             key = (s.tags.get("domain"), s.tags.get("budget"), s.tags.get("arm"))
             if str(s.tags.get("arm", "")).startswith("pruned"):
                 key += (s.tags.get("seed"),)
