@@ -78,13 +78,21 @@ class Budget:
             out.update(device=self.table.device_name, batch_size=self.table.batch_size)
         return out
 
+    @classmethod
+    def from_dict(cls, record: dict[str, Any], table: Any = None) -> Budget:
+        """The budget `to_dict` recorded; a latency budget with ``table``, the latency table timed on the
+        device and batch size it names."""
+        return cls(record["kind"], record["value"], table if record["kind"] == "latency" else None)
+
 
 def parse_budget(text: str, *, full: ArchSpec | None = None, table: Any = None) -> Budget:
     """``params=0.3M``, ``macs=40M``, ``params=250000``, ``macs=1.2G``, ``latency=20ms`` -> `Budget`; with
-    ``full``, also ``params=25%`` (a share of that architecture's cost).
+    ``full``, also ``params=25%`` (a share of that architecture's cost). Every budget text the command line
+    and the studies read is parsed here.
 
     A ``latency`` budget is predicted by ``table``, the caller's latency table
-    (`guided.operations.latency_table`); without one it is refused.
+    (`guided.operations.latency_table`), or a function that gives it (called only for a latency budget, so
+    nothing is timed for the others); without one it is refused.
 
     Example:
         >>> parse_budget("macs=40M")
@@ -93,7 +101,7 @@ def parse_budget(text: str, *, full: ArchSpec | None = None, table: Any = None) 
     kind, number, percent = _parse(text)
     if kind == "latency" and table is None:
         raise UserError(f"budget {text!r} is predicted by a latency table: pass table=operations.latency_table()")
-    table = table if kind == "latency" else None
+    table = (table() if callable(table) else table) if kind == "latency" else None
     if percent:
         if full is None:
             raise UserError(f"budget {text!r} is a percentage; give an absolute count here, e.g. {kind}=0.3M")

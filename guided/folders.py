@@ -224,12 +224,34 @@ class SearchFolder(_Folder):
 
 
 class StudyFolder(_Folder):
-    """A study (``guided run --out``): ``study.json`` (the resolved study), ``estimate.json`` (the time
-    estimate when it started), ``stages/`` (one `StageFolder` each) and ``latency/`` (its latency table)."""
+    """A study (``guided run --out``): ``study.json`` (the resolved study), ``study.toml`` (the file it was
+    run from), ``estimate.json`` (the time estimate when it started), ``stages/`` (one `StageFolder` each),
+    ``latency/`` (its latency table), and the report's ``report.md``, ``report.html``, ``runs.csv`` (every
+    training run) and ``summary.json`` (its numbers as data)."""
 
     @property
     def study(self) -> Path:
         return self.path / "study.json"
+
+    @property
+    def source(self) -> Path:
+        return self.path / "study.toml"
+
+    @property
+    def report(self) -> Path:
+        return self.path / "report.md"
+
+    @property
+    def report_html(self) -> Path:
+        return self.path / "report.html"
+
+    @property
+    def runs(self) -> Path:
+        return self.path / "runs.csv"
+
+    @property
+    def summary(self) -> Path:
+        return self.path / "summary.json"
 
     @property
     def estimate(self) -> Path:

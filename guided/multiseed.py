@@ -63,6 +63,7 @@ from guided.train import (
     TrainingDiverged,
     check_fits,
     make_loaders,
+    recipe_sgd,
     record_epoch,
     resolve_precision,
     run_result,
@@ -149,13 +150,7 @@ def train_together(
     first, test_loader = make_loaders(data, recipe, device, seeds[0])
     loaders = [first, *(_sibling(first, s) for s in seeds[1:])]
     amp = resolve_precision(precision, device) == "bf16"
-    optimizer = torch.optim.SGD(
-        list(group.params.values()),
-        lr=recipe.lr,
-        momentum=recipe.momentum,
-        nesterov=recipe.nesterov,
-        weight_decay=recipe.weight_decay,
-    )
+    optimizer = recipe_sgd(list(group.params.values()), recipe)
     states = [{"epoch": 0, "step": 0, "elapsed": 0.0, "metrics": []} for _ in models]
     total_steps = recipe.epochs * len(first)
     for epoch in range(recipe.epochs):

@@ -232,7 +232,7 @@ def prune_run(
         latency: the `latency_table` that ``cost="latency"`` ranks channels by.
         source: where ``model`` came from, recorded in ``prune.json`` (default: fresh weights).
     """
-    from guided.pruning import prune, ratio_for_budget
+    from guided.pruning import PRUNERS, prune, ratio_for_budget
     from guided.pruning.unstructured import load_masks
     from guided.retrain import save_pruned
     from guided.train import load_weights
@@ -255,7 +255,8 @@ def prune_run(
         options["ratio"] = ratio_for_budget(model, method, budget, data=data, seed=seed, latency=latency, **kw)
     masks = load_masks(PrunedFolder(like).masks, model) if like is not None else None
     result = prune(model, method, data=data, seed=seed, like=masks, latency=latency, **options)
-    if result.masks is None and result.info["params_after"] == result.info["params_before"] and method != "sss":
+    unchanged = result.info["params_after"] == result.info["params_before"]
+    if result.masks is None and unchanged and PRUNERS[method].unit != "blocks":
         floors = f"min_channels {options.get('min_channels', 1)}"
         if options.get("min_keep"):
             floors += f" and min_keep {options['min_keep']:g} of its channels"

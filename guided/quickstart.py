@@ -16,6 +16,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from guided.folders import StudyFolder
 from guided.pipeline import parse_study, run_study
 
 __all__ = ["quickstart", "quickstart_text"]
@@ -45,4 +46,4 @@ def quickstart(
     table = tomllib.loads(text)
     table["train"].update(train or {})
     run_study(parse_study(table), out_dir, resume=True, source_text=text, log=log)
-    return Path(out_dir) / "report.md"
+    return StudyFolder(Path(out_dir)).report

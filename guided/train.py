@@ -221,12 +221,13 @@ def _optimizer(model: nn.Module, recipe: Recipe, hooks: Sequence[Hook]) -> torch
     for hook in hooks:
         if isinstance(hook, FixedMasks):
             hook.bind(model)
+    return recipe_sgd(model.parameters(), recipe)
+
+
+def recipe_sgd(params, recipe: Recipe) -> torch.optim.Optimizer:
+    """SGD with the recipe's learning rate, momentum, Nesterov and weight decay (every trainer's optimizer)."""
     return torch.optim.SGD(
-        model.parameters(),
-        lr=recipe.lr,
-        momentum=recipe.momentum,
-        nesterov=recipe.nesterov,
-        weight_decay=recipe.weight_decay,
+        params, lr=recipe.lr, momentum=recipe.momentum, nesterov=recipe.nesterov, weight_decay=recipe.weight_decay
     )
 
 

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from guided.errors import UserError
-from guided.io import check_state_dict, read_spec, read_tensors, state_mismatch
+from guided.io import read_spec
 from models import ArchSpec, create_spec
 
 __all__ = [
@@ -117,24 +117,16 @@ def spec_from_args(args: argparse.Namespace, data=None) -> ArchSpec:
 
 
 def torchvision_from_args(args: argparse.Namespace, data=None, weights: str | None = None):
-    """The guided network equal to torchvision's ``--torchvision NAME`` (`models.from_torchvision`).
+    """The guided network equal to torchvision's ``--torchvision NAME`` (`guided.loading.load_torchvision`).
 
     Its weights are ``weights`` (a ``state_dict`` file of that torchvision network, e.g. a user's own
     fine-tuned one) or torchvision's random initialisation; nothing is downloaded. Classes come from
     ``--num-classes``, else the weights' classifier, else ``data``, else 1000; ``--width-mult`` reaches
     ``mobilenet_v2`` only; the input side is ``--input-size``, else ``data``'s, else 224.
     """
-    import torchvision.models as tvm
-
-    from models import BridgeError, from_torchvision
-    from models.bridge import TORCHVISION_MODELS
+    from guided.loading import load_torchvision
 
     name = args.torchvision
-    if name not in tvm.list_models(module=tvm):
-        raise UserError(
-            f"unknown torchvision model {name!r}; the bridge converts {', '.join(TORCHVISION_MODELS)} and the "
-            "other ResNets and VGG-BNs"
-        )
     for option in ("head", "in_channels"):
         if getattr(args, option, None) is not None:
             raise UserError(f"--{option.replace('_', '-')} shapes an --arch; --torchvision {name} fixes it")
@@ -144,56 +136,19 @@ def torchvision_from_args(args: argparse.Namespace, data=None, weights: str | No
             raise UserError(f"--{option.replace('_', '-')} must be at least 1, got {value}")
     if args.width_mult is not None and not 0 < args.width_mult <= 64:
         raise UserError(f"--width-mult must be positive and at most 64, got {args.width_mult}")
-    state = _torchvision_state(weights) if weights else None
-    classes = args.num_classes if args.num_classes is not None else _classes(state)
-    kwargs = {"num_classes": classes or (data.num_classes if data else 1000)}
-    if args.width_mult is not None:
-        if name != "mobilenet_v2":
-            raise UserError(f"--width-mult reaches torchvision's mobilenet_v2 only, not {name}")
-        kwargs["width_mult"] = args.width_mult
-    module = tvm.get_model(name, weights=None, **kwargs)
-    if state is not None:
-        _load_torchvision(module, state, name, weights)
     size = args.input_size if args.input_size is not None else (data.input_size if data else 224)
-    try:
-        converted = from_torchvision(module, input_size=size)
-    except BridgeError as exc:
-        raise UserError(f"--torchvision {name}: {exc}") from None
+    converted = load_torchvision(
+        name,
+        weights,
+        num_classes=args.num_classes,
+        default_classes=data.num_classes if data else 1000,
+        width_mult=args.width_mult,
+        input_size=size,
+    )
     if args.input_size is None and not getattr(args, "json", False):  # costs and budgets depend on it: say so
         source = f"the dataset's, {getattr(data, 'name', 'the data')}" if data else "torchvision's default"
         print(f"--torchvision {name}: input {size} px ({source}; --input-size to change)")
     return converted
-
-
-def _torchvision_state(path: str) -> dict:
-    """A torchvision ``state_dict`` from a file: plain, under ``state_dict``/``model``, or saved from
-    ``DataParallel`` (``module.`` prefixes)."""
-    import torch
-
-    state = read_tensors(path, "weights file")
-    for key in ("state_dict", "model"):
-        if isinstance(state.get(key), dict):
-            state = state[key]
-    if not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise UserError(f"weights file {path} is not a state_dict: save one with torch.save(model.state_dict(), PATH)")
-    check_state_dict(state, path)
-    return {k.removeprefix("module."): v for k, v in state.items()}
-
-
-def _classes(state: dict | None) -> int | None:
-    """Outputs of the last linear layer in a state_dict (its last 2-D weight)."""
-    weights = [v for k, v in (state or {}).items() if k.endswith(".weight") and v.ndim == 2]
-    return int(weights[-1].shape[0]) if weights else None
-
-
-def _load_torchvision(module, state: dict, name: str, path: str) -> None:
-    mismatch = state_mismatch(module.state_dict(), state, name)
-    if mismatch:
-        raise UserError(
-            f"weights file {path} is not a state_dict of torchvision's {name}: {mismatch}; give that network's "
-            "weights, and --width-mult if it was built with one"
-        )
-    module.load_state_dict(state, strict=True)
 
 
 def add_data_args(p: argparse.ArgumentParser) -> None:
@@ -359,9 +314,7 @@ def inherited_defaults(config: dict) -> dict:
 def budget_from_args(text: str, full, device="cpu", table=None):
     """``--budget`` on ``full``; a latency budget is predicted by ``table``, else by this ``device``'s table
     at batch 128 (timed on first use, kept in the user's cache)."""
-    from guided.design import budget_kind, parse_budget
+    from guided.design import parse_budget
     from guided.operations import latency_table
 
-    if budget_kind(text) == "latency" and table is None:
-        table = latency_table(device)
-    return parse_budget(text, full=full, table=table)
+    return parse_budget(text, full=full, table=table or (lambda: latency_table(device)))

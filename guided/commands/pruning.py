@@ -192,6 +192,8 @@ def _prune(args: argparse.Namespace) -> int:
 
 def _summary(method: str, name: str, result) -> list[str]:
     """What pruning did: costs before and after, and per stage what was kept (weights, blocks, channels)."""
+    from guided.pruning import PRUNERS
+
     info = result.info
     nonzero = "non-zero " if result.masks is not None else ""
     lines = [
@@ -205,7 +207,7 @@ def _summary(method: str, name: str, result) -> list[str]:
         if result.masks is not None:
             kept, total = sum(r["kept"] for r in rows), sum(r["weights"] for r in rows)
             lines.append(f"  stage {s}: kept {kept:,}/{total:,} weights ({kept / max(total, 1):.1%})")
-        elif method == "sss":
+        elif PRUNERS[method].unit == "blocks":
             gates = " ".join(format(r["gate"], ".2g") for r in rows)
             lines.append(f"  stage {s}: kept {sum(r['kept'] for r in rows)}/{len(rows)} blocks, gates [{gates}]")
         else:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from guided.errors import UserError
-from guided.folders import StageFolder
+from guided.folders import StageFolder, StudyFolder
 from guided.pipeline.config import MAX_SEEDS, Study
 from guided.pipeline.roles import ARM_ROLES, arm_label
 from guided.pipeline.runner import Stage
@@ -92,7 +92,7 @@ def _reference(folder: str | None) -> tuple[float | None, str]:
         return None, ""
     from guided.io import read_csv_table
 
-    path = Path(folder).expanduser() / "runs.csv"
+    path = StudyFolder(Path(folder).expanduser()).runs
     if not os.path.lexists(path):
         raise UserError(f"[study] sigma_from = {folder!r} has no runs.csv; name a finished study's folder")
     columns = ("domain", "budget", "arm", "role", "test_acc")

@@ -126,7 +126,7 @@ def write_report(study: Study, recipe: Recipe, stages: list[Stage], ctx: StageCo
         (out / sub).mkdir(parents=True)
     r = _Report(study, recipe, stages, ctx)
     read_speeds(r)
-    atomic_write_text(out / "runs.csv", r.runs.to_csv(index=False))
+    atomic_write_text(StudyFolder(out).runs, r.runs.to_csv(index=False))
     title = study.report.title or f"Study {study.study.name}"
     parts = [f"# {title}", "", _overview(study, recipe, ctx), ""]
     for section in (_bases, _retraining, _patterns, _designs, _search, population_section, _provenance):
@@ -134,10 +134,10 @@ def write_report(study: Study, recipe: Recipe, stages: list[Stage], ctx: StageCo
     holm(r.verdicts)
     report = _fill_verdicts("\n".join(parts), r.verdicts)
     write_json(out / "figures" / "colours.json", r.figure_colours)
-    atomic_write_text(out / "report.md", report)
-    atomic_write_text(out / "report.html", html_page(report, out, title=title))
+    atomic_write_text(StudyFolder(out).report, report)
+    atomic_write_text(StudyFolder(out).report_html, html_page(report, out, title=title))
     write_json(
-        out / "summary.json",
+        StudyFolder(out).summary,
         {
             "study": study.to_dict(),
             "recipe": recipe.to_dict(),

@@ -81,7 +81,7 @@ def run_study(
                 {"name": study.study.name, "config": study.to_dict(), "started": time.strftime("%Y-%m-%d")},
             )
             if source_text is not None:
-                atomic_write_text(out / "study.toml", source_text)
+                atomic_write_text(StudyFolder(out).source, source_text)
             records = run_stages(
                 stages, out, services=services, executor=runner, log=log, estimate=expected, group_seeds=group_seeds
             )
@@ -92,7 +92,7 @@ def run_study(
     finally:
         if runner is not None:
             runner.close()
-    log(f"wrote {out / 'report.md'} and {out / 'report.html'}")
+    log(f"wrote {StudyFolder(out).report} and {StudyFolder(out).report_html}")
     return records
 
 

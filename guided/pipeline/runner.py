@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from guided.errors import UserError, memory_error
-from guided.folders import RunFolder, StageFolder
+from guided.folders import RunFolder, StageFolder, StudyFolder
 from guided.io import remove_inside
 
 __all__ = [
@@ -103,7 +103,7 @@ class StageContext:
 
     def dir_of(self, stage_id: str) -> Path:
         """Another stage's folder."""
-        return self.out / "stages" / stage_id
+        return StudyFolder(self.out).stages / stage_id
 
     def record(self, stage_id: str) -> dict[str, Any]:
         """Another (finished) stage's completion record."""
@@ -124,7 +124,7 @@ def fingerprints(stages: Sequence[Stage]) -> dict[str, str]:
 
 def status(out: Path, stage: Stage, fingerprint: str) -> str:
     """One of `STATUS` for ``stage`` in the study folder ``out``."""
-    folder = StageFolder(out / "stages" / stage.id)
+    folder = StudyFolder(out).stage(stage.id)
     if folder.done.is_file() and folder.read_done().get("fingerprint") == fingerprint:
         return "done"
     if folder.is_stage():
@@ -141,7 +141,7 @@ def statuses(stages: Sequence[Stage], out: Path, prints: dict[str, str]) -> dict
         if states[s.id] == "done":
             continue
         for n in s.needs:
-            folder = RunFolder(out / "stages" / n)
+            folder = RunFolder(StudyFolder(out).stages / n)
             if states[n] == "done" and folder.spec.is_file() and not folder.weights.is_file():
                 states[n] = "no-weights"
     return states
@@ -155,7 +155,7 @@ def run_one(stage: Stage, out: Path, fingerprint: str, *, services: Any = None, 
     continues (its training resumes from the last epoch checkpoint).
     """
     if status(out, stage, fingerprint) == "done":
-        return StageFolder(out / "stages" / stage.id).read_done()
+        return StudyFolder(out).stage(stage.id).read_done()
     _start(stage, out, fingerprint)
     started = time.perf_counter()
     try:
@@ -189,7 +189,7 @@ def run_group(
     together = []
     for s in stages:
         state = status(out, s, prints[s.id])
-        if state == "done" or (state == "partial" and RunFolder(out / "stages" / s.id).checkpoint.exists()):
+        if state == "done" or (state == "partial" and RunFolder(StudyFolder(out).stages / s.id).checkpoint.exists()):
             run_one(s, out, prints[s.id], services=services, log=log)
         else:  # not begun, or begun in a group that was stopped (groups keep no checkpoints)
             together.append(s)
@@ -206,16 +206,16 @@ def run_group(
         share = (time.perf_counter() - started) / len(together)
         for s, record in zip(together, records):
             _finish(s, out, prints[s.id], record, share)
-    return [StageFolder(out / "stages" / s.id).read_done() for s in stages]
+    return [StudyFolder(out).stage(s.id).read_done() for s in stages]
 
 
 def _start(stage: Stage, out: Path, fingerprint: str) -> None:
     """Clear a stale folder and write the stage's started record (config, fingerprint, code revision)."""
     from guided.provenance import git_revision
 
-    folder = out / "stages" / stage.id
+    folder = StudyFolder(out).stages / stage.id
     if status(out, stage, fingerprint) == "stale":
-        remove_inside(folder, out / "stages")  # refuses any folder outside the study's stages
+        remove_inside(folder, StudyFolder(out).stages)  # refuses any folder outside the study's stages
     folder.mkdir(parents=True, exist_ok=True)
     record = {"id": stage.id, "kind": stage.kind, "fingerprint": fingerprint, "config": stage.config}
     started_at = {"started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "revision": git_revision()}
@@ -230,7 +230,7 @@ def _finish(stage: Stage, out: Path, fingerprint: str, record: dict[str, Any], s
         "wall_time_s": round(seconds, 1),
         "record": record,
     }
-    StageFolder(out / "stages" / stage.id).write_done(done)
+    StudyFolder(out).stage(stage.id).write_done(done)
     return done
 
 
@@ -273,7 +273,7 @@ def run_stages(
     states = statuses(stages, out, prints)
     for stage_id in (i for i, state in states.items() if state == "no-weights"):
         log(f"{stage_id} runs again: a stage to run reads its weights, which its folder lacks")
-        StageFolder(out / "stages" / stage_id).done.unlink()
+        StudyFolder(out).stage(stage_id).done.unlink()
     todo = [s for s in stages if states[s.id] != "done"]
     log(f"{len(stages)} stages, {len(stages) - len(todo)} already done")
     progress = Progress(estimate, slots=getattr(executor, "slots", 1))
@@ -281,7 +281,7 @@ def run_stages(
         _serially(todo, out, prints, services, log, progress, group_seeds)
     else:
         _schedule(todo, out, executor, log, progress, group_seeds)
-    return {s.id: StageFolder(out / "stages" / s.id).read_done()["record"] for s in stages}
+    return {s.id: StudyFolder(out).stage(s.id).read_done()["record"] for s in stages}
 
 
 def schedule(

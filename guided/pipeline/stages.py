@@ -31,7 +31,7 @@ from typing import Any
 import torch
 
 from guided.data import DataConfig, DataShape, ImageData
-from guided.design import Budget, budget_kind, design, parse_budget
+from guided.design import Budget, design, parse_budget
 from guided.errors import UserError
 from guided.folders import StudyFolder
 from guided.operations import (
@@ -95,16 +95,18 @@ class Services:
         """One of the study's budgets on ``spec``. A ``latency`` budget is predicted by this device's
         per-layer table at the training batch size (`latency_table`); every width up to twice ``spec``'s is
         timed here, while planning, so the stages that solve widths time nothing."""
-        if budget_kind(text) != "latency":
-            return parse_budget(text, full=spec)
-        table = self.latency_table(batch_size)
-        table.prepare(spec, headroom=2, log=lambda line: print(line, file=sys.stderr, flush=True))
-        return parse_budget(text, full=spec, table=table)
+
+        def prepared():
+            table = self.latency_table(batch_size)
+            table.prepare(spec, headroom=2, log=lambda line: print(line, file=sys.stderr, flush=True))
+            return table
+
+        return parse_budget(text, full=spec, table=prepared)
 
     def budget_from(self, record: dict[str, Any]) -> Budget:
         """The budget a stage's config records (`Budget.to_dict`), with its latency table."""
         table = self.latency_table(record["batch_size"]) if record["kind"] == "latency" else None
-        return Budget(record["kind"], record["value"], table)
+        return Budget.from_dict(record, table)
 
     def latency_table(self, batch_size: int):
         """This device's per-layer latency table at ``batch_size``, timed with one thread on a CPU (what each
