@@ -19,7 +19,7 @@ from guided.pipeline.runner import StageContext
 from guided.recipes import Recipe
 from models import ArchSpec
 
-__all__ = ["ACTIONS", "train_group"]
+__all__ = ["ACTIONS", "READS_WEIGHTS", "train_group"]
 
 
 def _quiet(ctx: StageContext):
@@ -227,6 +227,10 @@ def _report(ctx: StageContext) -> dict[str, Any]:
 
 
 #: What each kind of stage does (`guided.pipeline.stages` gives each stage its kind's action).
+#: The stage kinds whose actions read the weights of the stages they need (a base's, a pruned model's);
+#: the others read records and architectures only.
+READS_WEIGHTS = ("prune", "retrain")
+
 ACTIONS = {
     "train": _train,
     "retrain": _retrain,

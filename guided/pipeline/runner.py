@@ -67,6 +67,8 @@ class Stage:
         group_action: runs such stages together: one context each, one record each.
         after: stages it runs after without reading them (the speed stage waits for trainings it does not
             time, so that it runs alone): order only, not part of the inputs.
+        reads_weights: it reads the weights of the stages it needs (a pruning reads its base's, a
+            retraining its pruned model's), not only their records and architectures (`statuses`).
     """
 
     id: str
@@ -80,6 +82,7 @@ class Stage:
     group: str = ""
     group_action: Callable[[list[StageContext]], list[dict[str, Any]]] | None = None
     after: tuple[str, ...] = ()
+    reads_weights: bool = False
 
     @property
     def waits_on(self) -> tuple[str, ...]:
@@ -134,11 +137,12 @@ def status(out: Path, stage: Stage, fingerprint: str) -> str:
 
 def statuses(stages: Sequence[Stage], out: Path, prints: dict[str, str]) -> dict[str, str]:
     """Each stage's `status`, with ``no-weights`` for a finished stage that must run again because a stage
-    still to run reads it and its folder has an architecture (``spec.json``) but no weights (``model.pt``).
-    Readers come after what they read, so one pass from the end also reaches what a redone stage reads."""
+    still to run reads its weights (`Stage.reads_weights`) and its folder has an architecture
+    (``spec.json``) but no weights (``model.pt``). Readers come after what they read, so one pass from the
+    end also reaches what a redone stage reads."""
     states = {s.id: status(out, s, prints[s.id]) for s in stages}
     for s in reversed(stages):
-        if states[s.id] == "done":
+        if states[s.id] == "done" or not s.reads_weights:
             continue
         for n in s.needs:
             folder = RunFolder(StudyFolder(out).stages / n)
@@ -273,7 +277,7 @@ def run_stages(
     states = statuses(stages, out, prints)
     for stage_id in (i for i, state in states.items() if state == "no-weights"):
         log(f"{stage_id} runs again: a stage to run reads its weights, which its folder lacks")
-        StudyFolder(out).stage(stage_id).done.unlink()
+        remove_inside(StudyFolder(out).stages / stage_id, StudyFolder(out).stages)  # from scratch
     todo = [s for s in stages if states[s.id] != "done"]
     log(f"{len(stages)} stages, {len(stages) - len(todo)} already done")
     progress = Progress(estimate, slots=getattr(executor, "slots", 1))

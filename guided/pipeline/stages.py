@@ -39,7 +39,7 @@ from guided.operations import (
     latency_table,
     training_config,
 )
-from guided.pipeline.actions import ACTIONS, train_group
+from guided.pipeline.actions import ACTIONS, READS_WEIGHTS, train_group
 from guided.pipeline.config import PruneConfig, Study, model_spec, slug
 from guided.pipeline.roles import ARM_ROLES, POPULATION_ROLES, SEARCH_ARMS, Role
 from guided.pipeline.runner import Stage
@@ -216,7 +216,10 @@ def _stage(stage_id: str, kind: str, config: dict[str, Any], needs: tuple[str, .
     if kind == "train" and not any(config.get(k) for k in SOLO_KEYS):
         same = {k: v for k, v in config.items() if k not in ("seed", "init_seed")}
         group = hashlib.sha256(json.dumps([same, needs], sort_keys=True).encode()).hexdigest()[:16]
-    return Stage(stage_id, kind, config, ACTIONS[kind], needs, group=group, group_action=train_group, **rest)
+    reads = kind in READS_WEIGHTS
+    return Stage(
+        stage_id, kind, config, ACTIONS[kind], needs, group=group, group_action=train_group, reads_weights=reads, **rest
+    )
 
 
 def _domain(name: str, data_cfg: DataConfig, arch: str, width_mult: float, head, services: Services) -> Domain:

@@ -11,6 +11,8 @@ def _plan(calls: list[str], *, readers: tuple[str, ...] = ("prune",)) -> list[St
     def train(ctx):
         calls.append(ctx.stage.id)
         folder = RunFolder(ctx.dir)
+        if folder.spec.exists():  # as a real run does: a finished run is not trained again
+            return {}
         folder.spec.write_text("{}")
         folder.weights.write_bytes(b"weights")
         return {}
@@ -24,8 +26,9 @@ def _plan(calls: list[str], *, readers: tuple[str, ...] = ("prune",)) -> list[St
         calls.append(ctx.stage.id)
         return {}
 
-    pruned = [Stage(name, "prune", {"name": name}, prune, needs=("base",)) for name in readers]
-    return [Stage("base", "train", {}, train), *pruned, Stage("report", "report", {"n": len(readers)}, report)]
+    pruned = [Stage(name, "prune", {"name": name}, prune, needs=("base",), reads_weights=True) for name in readers]
+    every = ("base", *readers)
+    return [Stage("base", "train", {}, train), *pruned, Stage("report", "report", {"n": len(readers)}, report, every)]
 
 
 def _drop_weights(out):
@@ -33,7 +36,7 @@ def _drop_weights(out):
         f.unlink()
 
 
-def test_records_without_weights_stay_finished(tmp_path):
+def test_records_without_weights_stay_finished_for_stages_that_read_records(tmp_path):
     calls: list[str] = []
     run_stages(_plan(calls), tmp_path, log=lambda _: None)
     _drop_weights(tmp_path)
@@ -42,6 +45,12 @@ def test_records_without_weights_stay_finished(tmp_path):
     assert set(statuses(stages, tmp_path, fingerprints(stages)).values()) == {"done"}
     run_stages(stages, tmp_path, log=lambda _: None)
     assert calls == []
+    # a report that changed reads every stage's record, not its weights: only the report runs
+    report = Stage("report", "report", {"n": 2}, lambda ctx: calls.append("report") or {}, ("base", "prune"))
+    stages = [*_plan(calls)[:-1], report]
+    assert statuses(stages, tmp_path, fingerprints(stages))["base"] == "done"
+    run_stages(stages, tmp_path, log=lambda _: None)
+    assert calls == ["report"]
 
 
 def test_a_new_reader_of_missing_weights_runs_what_it_reads_again(tmp_path):
