@@ -24,7 +24,7 @@ import numpy as np
 
 from guided.errors import UserError
 from guided.patterns import Pattern
-from models import ArchSpec, cost, entries_per_unit, pattern_stages
+from models import FAMILIES, ArchSpec, cost, entries_per_unit, pattern_stages
 
 __all__ = [
     "Budget",
@@ -35,10 +35,14 @@ __all__ = [
     "design",
     "design_sparsity",
     "pattern_stage_count",
-    "DESIGNABLE",
+    "designable",
 ]
 
-DESIGNABLE = ("vgg", "resnet", "preresnet", "mobilenetv2", "tvresnet")
+
+def designable() -> list[str]:
+    """The families a guided design applies to: those that declare a design rule
+    (`models.family.Family.design`)."""
+    return [name for name, family in FAMILIES.items() if family.design is not None]
 
 
 KINDS = ("params", "macs", "latency")
@@ -206,10 +210,10 @@ def design(
         >>> abs(cost(uniform).params - 1e6) / 1e6 < 0.01
         True
     """
-    if target.family not in DESIGNABLE:
+    if FAMILIES[target.family].design is None:
         raise UserError(
-            f"designs are built for {', '.join(DESIGNABLE)}; {target.name} ({target.family}) is not "
-            f"supported yet (DenseNet stages share one growth rate)"
+            f"designs are built for {', '.join(designable())}; {target.name} ({target.family}) declares no "
+            "design rule yet (DenseNet stages share one growth rate)"
         )
     if multiple_of < 1:
         raise UserError(f"multiple_of must be at least 1, got {multiple_of}")
@@ -309,9 +313,11 @@ def _round(w: float, k: int) -> int:
 
 
 def _apply(target: ArchSpec, base, ratios, scale: float, k: int, bumps: dict) -> ArchSpec:
-    """Scale every width; residual widths follow their stage's mean ratio (and stay non-decreasing)."""
+    """Scale every width as the family's design rule says (`models.family.DESIGN_RULES`); residual widths
+    follow their stage's mean ratio (and stay non-decreasing)."""
     stage_mean = [float(np.mean(r)) for r in ratios]
-    if target.family == "vgg":
+    rule = FAMILIES[target.family].design
+    if rule == "plain":
         stages = [
             [_round(w * r * scale, k) + bumps.get((s, i), 0) for i, (w, r) in enumerate(zip(ws, rs))]
             for s, (ws, rs) in enumerate(zip(base["stages"], ratios))
@@ -320,7 +326,7 @@ def _apply(target: ArchSpec, base, ratios, scale: float, k: int, bumps: dict) ->
         hidden = target.head in ("l1", "imagenet")
         head_width = max(k, int(round(target.head_width * scale))) if hidden else target.head_width
         return target.replace(stages=stages, head_width=head_width)
-    if target.family in ("mobilenetv2", "tvresnet"):
+    if rule == "projected":
         return _apply_projected(target, base, ratios, scale, k, bumps)
     found = base.get("residual")  # residual widths as coupled pruning found them: any order
     residual = []
@@ -328,7 +334,7 @@ def _apply(target: ArchSpec, base, ratios, scale: float, k: int, bumps: dict) ->
         width = _round(w * (found[s] if found else stage_mean[s]) * scale, k) + bumps.get(("res", s), 0)
         residual.append(width if found else max(width, residual[-1] if residual else 1))  # else non-decreasing
     stem = _round(base["stem"] * (base["stem_ratio"] if found else stage_mean[0]) * scale, k)
-    if target.family == "resnet":
+    if rule == "residual":
         stem = stem if found else min(stem, residual[0])
         stages = [
             [_round(w * r * scale, k) + bumps.get((s, i), 0) for i, (w, r) in enumerate(zip(ws, rs))]

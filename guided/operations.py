@@ -26,7 +26,7 @@ from guided.errors import UserError
 from guided.folders import PrunedFolder, RunFolder, StageFolder
 from guided.patterns import Pattern
 from guided.recipes import Recipe
-from models import ArchSpec, build, cost
+from models import FAMILIES, ArchSpec, build, cost
 
 __all__ = [
     "training_config",
@@ -60,8 +60,9 @@ def training_config(
     a study fingerprints). ``init_seed`` seeds the initial weights (default ``seed``); ``sparsity_gates``
     gates the residual blocks of ``spec``."""
     if sparsity_gates:
-        if spec.family not in ("resnet", "preresnet"):
-            raise UserError(f"--sparsity-gates needs a residual network (resnet, preresnet), not {spec.name}")
+        if "gated" not in FAMILIES[spec.family].options:
+            gated = ", ".join(n for n, f in FAMILIES.items() if "gated" in f.options)
+            raise UserError(f"--sparsity-gates needs a residual network ({gated}), not {spec.name}")
         spec = spec.replace(gated=True)
     return {
         "spec": spec.to_dict(),

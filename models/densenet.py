@@ -19,8 +19,9 @@ from torch import nn
 
 from models.blocks import ChannelSelect, StagedNet, init_weights
 from models.cost import Layer
+from models.family import Family, register_family
 from models.groups import ChannelGroup, conv_group, select_group
-from models.spec import ArchSpec, entries_per_unit, scale_width
+from models.spec import ArchSpec, SpecError, check_positive, entries_per_unit, scale_width
 
 __all__ = ["DenseNet", "densenet_spec", "build_densenet", "densenet_layers", "densenet_groups"]
 
@@ -189,3 +190,51 @@ def densenet_groups(spec: ArchSpec) -> list[ChannelGroup]:
             select_group(s, len(entries) - 1, entries[-1], f"stages.{s}.close.select", f"stages.{s}.close.bn", consumer)
         )
     return groups
+
+
+def _check(spec: ArchSpec) -> None:
+    check_positive("growth", spec.growth)
+    check_positive("stem_width", spec.stem_width)
+    if len(spec.stage_widths) != len(spec.stages) - 1:
+        raise SpecError(
+            f"{len(spec.stages)} dense blocks need {len(spec.stages) - 1} stage_widths "
+            f"(transition output widths), got {len(spec.stage_widths)}"
+        )
+    for s, w in enumerate(spec.stage_widths):
+        check_positive(f"stage_widths[{s}]", w)
+    k = entries_per_unit(spec.family, spec.block)
+    for s, stage in enumerate(spec.stages):
+        if len(stage) < k + 1 or (len(stage) - 1) % k:
+            raise SpecError(
+                f"stages[{s}] has {len(stage)} widths; a dense block of n layers takes {k}*n + 1 "
+                f"(the last one for the closing transition or final BN)"
+            )
+        entering = spec.stem_width if s == 0 else spec.stage_widths[s - 1]
+        for i in [*range(0, len(stage) - 1, k), len(stage) - 1]:
+            available = entering + (i // k) * spec.growth
+            if stage[i] > available:
+                raise SpecError(
+                    f"stages[{s}][{i}] keeps {stage[i]} input channels but only {available} are available there"
+                )
+
+
+def _depth(spec: ArchSpec, units: int) -> int:
+    per_layer = 2 if spec.block == "bottleneck" else 1
+    return per_layer * units + len(spec.stages) + 1  # stem, transitions, classifier
+
+
+register_family(
+    Family(
+        name="densenet",
+        blocks={"basic": 1, "bottleneck": 2},
+        build=build_densenet,
+        layers=densenet_layers,
+        groups=densenet_groups,
+        depth=_depth,
+        check=_check,
+        closing=lambda spec, stage: 1,  # the transition, or the final BN
+        spec_name=lambda spec: f"densenet-bc{spec.depth}" if spec.block == "bottleneck" else f"densenet{spec.depth}",
+        options=frozenset({"growth"}),
+        design=None,  # its stages share one growth rate: no design rule yet
+    )
+)

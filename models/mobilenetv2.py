@@ -34,8 +34,9 @@ import torch
 from torch import nn
 
 from models.cost import Layer, conv_out
+from models.family import Family, register_family
 from models.groups import STREAM, ChannelGroup, bn_tensors, conv_group, coupled_group
-from models.spec import ArchSpec
+from models.spec import ArchSpec, SpecError
 
 __all__ = [
     "MobileNetV2",
@@ -318,3 +319,44 @@ def mobilenetv2_pattern_stages(spec: ArchSpec) -> list[list[int]]:
     stages = [[s] * len(entries) for s, entries in enumerate(spec.stages)]
     stages[-1][-1] = len(spec.stages)
     return stages
+
+
+def _check(spec: ArchSpec) -> None:
+    if spec.stem_width:
+        raise SpecError("MobileNetV2 specs have no stem_width: the stem's width is stages[0][0]; remove it")
+    if len(spec.stages[0]) != 1 + (len(spec.stages) == 1):
+        raise SpecError(
+            f"stages[0] has {len(spec.stages[0])} widths; MobileNetV2's first stage is one block without an "
+            "expanding conv, whose hidden width is the stem's"
+        )
+    spec.check_stage_widths("block output widths")
+    if len(spec.strides) != len(spec.stages) + 1 or any(s not in (1, 2) for s in spec.strides):
+        raise SpecError(
+            f"strides must give the stem's stride then each stage's first-block stride ({len(spec.stages) + 1} "
+            f"values of 1 or 2), got {list(spec.strides)}"
+        )
+    if len(spec.stages[-1]) < 2:
+        raise SpecError(
+            f"stages[{len(spec.stages) - 1}] has {len(spec.stages[-1])} width; MobileNetV2's last stage is at "
+            "least one block, then the last 1x1 conv's width"
+        )
+
+
+register_family(
+    Family(
+        name="mobilenetv2",
+        blocks={"inverted": 1},
+        build=build_mobilenetv2,
+        layers=mobilenetv2_layers,
+        groups=mobilenetv2_groups,
+        coupled=mobilenetv2_coupled_groups,
+        pattern_stages=mobilenetv2_pattern_stages,
+        depth=lambda spec, units: units,  # named without a depth; this counts its inverted residual blocks
+        check=_check,
+        closing=lambda spec, stage: int(stage == len(spec.stages) - 1),  # the last 1x1 conv
+        spec_name=lambda spec: "mobilenetv2",
+        halvings=lambda spec: sum(1 for s in spec.strides if s == 2),
+        options=frozenset({"strides"}),
+        design="projected",
+    )
+)

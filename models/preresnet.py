@@ -19,8 +19,9 @@ from torch import nn
 
 from models.blocks import ChannelSelect, StagedNet, init_weights
 from models.cost import Layer, conv_out
+from models.family import Family, register_family
 from models.groups import STEM, STREAM, ChannelGroup, conv_group, coupled_group, select_group
-from models.spec import ArchSpec, entries_per_unit, scale_width
+from models.spec import ArchSpec, SpecError, entries_per_unit, scale_width
 
 __all__ = [
     "PreResNet",
@@ -262,3 +263,49 @@ def preresnet_coupled_groups(spec: ArchSpec) -> list[ChannelGroup]:
             )
         )
     return groups
+
+
+def _check(spec: ArchSpec) -> None:
+    spec.check_blocks()
+    k = entries_per_unit(spec.family, spec.block)
+    for s, stage in enumerate(spec.stages):
+        for b in range(spec.units_per_stage[s]):
+            available = spec.block_input(s, b)
+            if stage[b * k] > available:
+                raise SpecError(
+                    f"stages[{s}][{b * k}] keeps {stage[b * k]} input channels but only {available} "
+                    f"enter block {b} of stage {s}"
+                )
+    if spec.stages[-1][-1] > spec.stage_widths[-1]:
+        raise SpecError(
+            f"the final BN keeps {spec.stages[-1][-1]} channels but the last stage has only {spec.stage_widths[-1]}"
+        )
+
+
+def fit_selections(spec: ArchSpec, stages: list[list[int]], fields: dict) -> None:
+    """After pruning changed widths: no block's selection (nor the final BN's) keeps more than enters it."""
+    k = entries_per_unit(spec.family, spec.block)
+    widths, entering = fields["stage_widths"], fields["stem_width"]
+    for s, entries in enumerate(stages):
+        for b in range(spec.units_per_stage[s]):
+            entries[b * k] = min(entries[b * k], entering)
+            entering = widths[s]
+    stages[-1][-1] = min(stages[-1][-1], widths[-1])
+
+
+register_family(
+    Family(
+        name="preresnet",
+        blocks={"basic": 2, "bottleneck": 3},
+        build=build_preresnet,
+        layers=preresnet_layers,
+        groups=preresnet_groups,
+        coupled=preresnet_coupled_groups,
+        depth=lambda spec, units: (3 if spec.block == "bottleneck" else 2) * units + 2,
+        check=_check,
+        closing=lambda spec, stage: int(stage == len(spec.stages) - 1),  # the final BN's selection
+        options=frozenset({"gated"}),
+        design="preactivation",
+        fit=fit_selections,
+    )
+)

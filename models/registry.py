@@ -1,47 +1,35 @@
 """Registries: model names to specs, and families to builders and layer lists.
 
-Adding a model is one function decorated with `register_model`; adding a family is one module plus one
-`Family` entry in `FAMILIES`.
+Adding a model is one function decorated with `register_model`; adding a family is one module that
+declares it (`models.family.register_family`), imported before its specs are made (this module imports
+the built-in ones).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 from torch import nn
 
 from models.cost import Cost, Layer, count
-from models.densenet import build_densenet, densenet_groups, densenet_layers, densenet_spec
+from models.densenet import densenet_spec
+from models.family import FAMILIES, Family
 from models.groups import ChannelGroup
 from models.mobilenetv2 import (
     CIFAR_STRIDES,
     IMAGENET_STRIDES,
-    build_mobilenetv2,
-    mobilenetv2_coupled_groups,
-    mobilenetv2_groups,
-    mobilenetv2_layers,
-    mobilenetv2_pattern_stages,
     mobilenetv2_spec,
 )
 from models.preresnet import (
-    build_preresnet,
-    preresnet_coupled_groups,
-    preresnet_groups,
-    preresnet_layers,
     preresnet_spec,
 )
-from models.resnet import build_resnet, resnet_coupled_groups, resnet_groups, resnet_layers, resnet_spec
+from models.resnet import resnet_spec
 from models.spec import ArchSpec, SpecError, scale_width
 from models.tvresnet import (
     TV_RESNET_BLOCKS,
-    build_tvresnet,
-    tvresnet_coupled_groups,
-    tvresnet_groups,
-    tvresnet_layers,
     tvresnet_spec,
 )
-from models.vgg import IMAGENET_HEAD_WIDTH, VGG_WIDTHS, build_vgg, vgg_groups, vgg_layers, vgg_spec
+from models.vgg import IMAGENET_HEAD_WIDTH, VGG_WIDTHS, vgg_spec
 
 __all__ = [
     "Family",
@@ -57,35 +45,6 @@ __all__ = [
     "cost",
 ]
 
-
-@dataclass(frozen=True)
-class Family:
-    """How one family turns a spec into a module, weight-layer rows and prunable channel groups (and, where
-    they are not its stages, the design-pattern stages of its width entries: `pattern_stages`). ``coupled``
-    lists every group with the coupled ones too (`channel_groups`); ``None``: the family has none that
-    pruning supports."""
-
-    build: Callable[[ArchSpec], nn.Module]
-    layers: Callable[[ArchSpec], list[Layer]]
-    groups: Callable[[ArchSpec], list[ChannelGroup]]
-    pattern_stages: Callable[[ArchSpec], list[list[int]]] | None = None
-    coupled: Callable[[ArchSpec], list[ChannelGroup]] | None = None
-
-
-FAMILIES: dict[str, Family] = {
-    "vgg": Family(build_vgg, vgg_layers, vgg_groups, coupled=vgg_groups),  # no channel is shared
-    "resnet": Family(build_resnet, resnet_layers, resnet_groups, coupled=resnet_coupled_groups),
-    "preresnet": Family(build_preresnet, preresnet_layers, preresnet_groups, coupled=preresnet_coupled_groups),
-    "densenet": Family(build_densenet, densenet_layers, densenet_groups),
-    "mobilenetv2": Family(
-        build_mobilenetv2,
-        mobilenetv2_layers,
-        mobilenetv2_groups,
-        mobilenetv2_pattern_stages,
-        coupled=mobilenetv2_coupled_groups,
-    ),
-    "tvresnet": Family(build_tvresnet, tvresnet_layers, tvresnet_groups, coupled=tvresnet_coupled_groups),
-}
 
 #: name -> factory(*, width_mult, num_classes, in_channels[, input_size]) -> ArchSpec
 _MODELS: dict[str, Callable[..., ArchSpec]] = {}
@@ -146,7 +105,7 @@ def create_spec(
         kwargs["input_size"] = input_size
     spec = _MODELS[name](**kwargs)
     if head is not None:
-        if spec.family != "vgg":
+        if "head" not in FAMILIES[spec.family].options:
             raise SpecError(f"model {name!r} has no head option (only VGG has one); drop it")
         wide = {"head_width": scale_width(IMAGENET_HEAD_WIDTH, width_mult)} if head == "imagenet" else {}
         spec = spec.replace(head=head, **wide)

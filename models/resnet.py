@@ -22,6 +22,7 @@ from torch import nn
 
 from models.blocks import ConvBN, StagedNet, init_weights
 from models.cost import Layer, conv_out
+from models.family import Family, register_family
 from models.groups import STEM, STREAM, ChannelGroup, conv_group, coupled_group
 from models.spec import ArchSpec, scale_width
 
@@ -212,3 +213,19 @@ def resnet_coupled_groups(spec: ArchSpec) -> list[ChannelGroup]:
             )
         )
     return groups
+
+
+register_family(
+    Family(
+        name="resnet",
+        blocks={"basic": 1},
+        build=build_resnet,
+        layers=resnet_layers,
+        groups=resnet_groups,
+        coupled=resnet_coupled_groups,
+        depth=lambda spec, units: 2 * units + 2,
+        check=ArchSpec.check_blocks,  # any residual widths: each stage's first block maps its shortcut's channels
+        options=frozenset({"gated"}),
+        design="residual",
+    )
+)

@@ -37,21 +37,11 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["ArchSpec", "SpecError", "SPEC_FORMAT", "FAMILY_BLOCKS", "entries_per_unit", "scale_width"]
+from models.family import FAMILIES
+
+__all__ = ["ArchSpec", "SpecError", "SPEC_FORMAT", "entries_per_unit", "scale_width", "check_positive"]
 
 SPEC_FORMAT = "guided.archspec/1"
-
-#: Block types each family accepts.
-FAMILY_BLOCKS: dict[str, tuple[str, ...]] = {
-    "vgg": ("plain",),
-    "resnet": ("basic",),
-    "preresnet": ("basic", "bottleneck"),
-    "densenet": ("basic", "bottleneck"),
-    "mobilenetv2": ("inverted",),
-    "tvresnet": ("basic", "bottleneck"),
-}
-
-_HEADS = ("l1", "slim", "imagenet")
 
 
 class SpecError(ValueError):
@@ -59,18 +49,9 @@ class SpecError(ValueError):
 
 
 def entries_per_unit(family: str, block: str) -> int:
-    """How many consecutive ``stages[s]`` entries describe one block (or dense layer)."""
-    return {
-        ("vgg", "plain"): 1,
-        ("resnet", "basic"): 1,
-        ("preresnet", "basic"): 2,
-        ("preresnet", "bottleneck"): 3,
-        ("densenet", "basic"): 1,
-        ("densenet", "bottleneck"): 2,
-        ("mobilenetv2", "inverted"): 1,
-        ("tvresnet", "basic"): 1,
-        ("tvresnet", "bottleneck"): 2,
-    }[(family, block)]
+    """How many consecutive ``stages[s]`` entries describe one block (or dense layer): the family's
+    declaration (`models.family.Family.blocks`)."""
+    return FAMILIES[family].blocks[block]
 
 
 #: Bounds on what a spec may ask for: beyond them a build would exhaust memory rather than fail clearly.
@@ -139,11 +120,7 @@ class ArchSpec:
     # ------------------------------------------------------------------ derived facts
     def closing_entries(self, stage: int) -> int:
         """Entries at the end of ``stages[stage]`` that belong to no block (transition or final BN)."""
-        if self.family == "densenet":
-            return 1
-        if self.family in ("preresnet", "mobilenetv2") and stage == len(self.stages) - 1:
-            return 1
-        return 0
+        return FAMILIES[self.family].closing(self, stage)
 
     @property
     def units_per_stage(self) -> tuple[int, ...]:
@@ -154,29 +131,12 @@ class ArchSpec:
     @property
     def depth(self) -> int:
         """Nominal depth, as in the model's name (VGG-16, ResNet-56, DenseNet-40...)."""
-        units = sum(self.units_per_stage)
-        if self.family == "vgg":
-            return units + 3  # named after ImageNet VGG: convs + 3 fully connected layers
-        if self.family == "mobilenetv2":
-            return units  # named without a depth; this counts its inverted residual blocks
-        if self.family == "tvresnet":
-            return (3 if self.block == "bottleneck" else 2) * units + 2
-        if self.family == "densenet":
-            per_layer = 2 if self.block == "bottleneck" else 1
-            return per_layer * units + len(self.stages) + 1  # stem, transitions, classifier
-        per_block = 3 if self.block == "bottleneck" else 2
-        return per_block * units + 2
+        return FAMILIES[self.family].depth(self, sum(self.units_per_stage))
 
     @property
     def name(self) -> str:
         """Canonical name, e.g. ``vgg16``, ``resnet56``, ``preresnet164``, ``densenet-bc100``."""
-        if self.family == "densenet" and self.block == "bottleneck":
-            return f"densenet-bc{self.depth}"
-        if self.family == "mobilenetv2":
-            return "mobilenetv2"
-        if self.family == "tvresnet":
-            return f"resnet{self.depth}"
-        return f"{self.family}{self.depth}"
+        return FAMILIES[self.family].spec_name(self)
 
     def widths(self) -> list[int]:
         """All prunable widths, flattened in forward order."""
@@ -188,16 +148,17 @@ class ArchSpec:
 
     # ------------------------------------------------------------------ validation
     def validate(self) -> None:
-        """Raise `SpecError` with a one-line, actionable message if the spec is impossible."""
-        if self.family not in FAMILY_BLOCKS:
-            raise SpecError(f"unknown family {self.family!r}; expected one of {sorted(FAMILY_BLOCKS)}")
-        if self.block not in FAMILY_BLOCKS[self.family]:
+        """Raise `SpecError` with a one-line, actionable message if the spec is impossible: the checks every
+        family shares, then the family's own (`models.family.Family.check`)."""
+        family = FAMILIES.get(self.family)
+        if family is None:
+            raise SpecError(f"unknown family {self.family!r}; expected one of {sorted(FAMILIES)}")
+        if self.block not in family.blocks:
             raise SpecError(
-                f"family {self.family!r} has no block type {self.block!r}; "
-                f"expected one of {list(FAMILY_BLOCKS[self.family])}"
+                f"family {self.family!r} has no block type {self.block!r}; expected one of {list(family.blocks)}"
             )
         for field in ("num_classes", "in_channels", "input_size"):
-            _check_positive(field, getattr(self, field))
+            check_positive(field, getattr(self, field))
         for field, most in (("num_classes", MAX_CLASSES), ("in_channels", MAX_WIDTH), ("input_size", MAX_INPUT)):
             if getattr(self, field) > most:
                 raise SpecError(f"{field} = {getattr(self, field)} is above the largest guided builds ({most})")
@@ -212,17 +173,8 @@ class ArchSpec:
                     )
                 if w > MAX_WIDTH:
                     raise SpecError(f"stages[{s}][{i}] = {w}: widths above {MAX_WIDTH} channels are not built")
-        if self.family != "vgg" and self.head is not None:
-            raise SpecError(f"family {self.family!r} has no head option; remove 'head'")
-        if self.gated not in (True, False):
-            raise SpecError(f"gated must be true or false, got {self.gated!r}")
-        if self.gated and self.family not in ("resnet", "preresnet"):
-            raise SpecError(f"only residual families have block gates; {self.family!r} cannot be gated")
-        if self.family != "densenet" and self.growth:
-            raise SpecError(f"family {self.family!r} has no growth rate; remove 'growth'")
-        if self.family != "mobilenetv2" and self.strides:
-            raise SpecError(f"family {self.family!r} has fixed strides; remove 'strides'")
-        getattr(self, f"_validate_{self.family}")()
+        self._check_options(family.options)
+        family.check(self)
         halvings = self.halvings
         if self.input_size < 2**halvings:
             raise SpecError(
@@ -230,86 +182,45 @@ class ArchSpec:
                 f"use input_size >= {2**halvings}"
             )
 
+    def _check_options(self, options: frozenset[str]) -> None:
+        """Refuse an optional field the family does not take (`models.family.OPTIONS`)."""
+        if "head" not in options and self.head is not None:
+            raise SpecError(f"family {self.family!r} has no head option; remove 'head'")
+        if self.gated not in (True, False):
+            raise SpecError(f"gated must be true or false, got {self.gated!r}")
+        if "gated" not in options and self.gated:
+            gated = sorted(n for n, f in FAMILIES.items() if "gated" in f.options)
+            raise SpecError(f"only {', '.join(gated)} have block gates; {self.family!r} cannot be gated")
+        if "growth" not in options and self.growth:
+            raise SpecError(f"family {self.family!r} has no growth rate; remove 'growth'")
+        if "strides" not in options and self.strides:
+            raise SpecError(f"family {self.family!r} has fixed strides; remove 'strides'")
+
     @property
     def halvings(self) -> int:
         """How many times the network halves its input's side before the global pool."""
-        if self.family == "mobilenetv2":
-            return sum(1 for s in self.strides if s == 2)
-        if self.family == "tvresnet":
-            return len(self.stages) + 1  # stem conv and max-pool, then every stage but the first
-        if self.head == "imagenet":
-            return len(self.stages)  # a max-pool after every stage
-        return len(self.stages) - 1
+        return FAMILIES[self.family].halvings(self)
 
-    def _validate_mobilenetv2(self) -> None:
-        if self.stem_width:
-            raise SpecError("MobileNetV2 specs have no stem_width: the stem's width is stages[0][0]; remove it")
-        if len(self.stages[0]) != 1 + (len(self.stages) == 1):
-            raise SpecError(
-                f"stages[0] has {len(self.stages[0])} widths; MobileNetV2's first stage is one block without an "
-                "expanding conv, whose hidden width is the stem's"
-            )
-        self._validate_stage_widths("block output widths")
-        if len(self.strides) != len(self.stages) + 1 or any(s not in (1, 2) for s in self.strides):
-            raise SpecError(
-                f"strides must give the stem's stride then each stage's first-block stride ({len(self.stages) + 1} "
-                f"values of 1 or 2), got {list(self.strides)}"
-            )
-        if len(self.stages[-1]) < 2:
-            raise SpecError(
-                f"stages[{len(self.stages) - 1}] has {len(self.stages[-1])} width; MobileNetV2's last stage is at "
-                "least one block, then the last 1x1 conv's width"
-            )
-
-    def _validate_tvresnet(self) -> None:
-        self._validate_blocks()
-
-    def _validate_vgg(self) -> None:
-        if self.stage_widths or self.stem_width:
-            raise SpecError("VGG specs have no stem_width or stage_widths; put every conv width in stages")
-        if any(len(stage) == 0 for stage in self.stages):
-            raise SpecError("every VGG stage needs at least one conv width")
-        if self.head not in _HEADS:
-            raise SpecError(f"VGG head must be one of {list(_HEADS)}, got {self.head!r}")
-        if self.head in ("l1", "imagenet"):
-            _check_positive("head_width", self.head_width)
-
-    def _validate_resnet(self) -> None:
-        self._validate_blocks()  # any residual widths: each stage's first block maps its shortcut's channels
-
-    def _validate_preresnet(self) -> None:
-        self._validate_blocks()
-        k = entries_per_unit(self.family, self.block)
-        for s, stage in enumerate(self.stages):
-            for b in range(self.units_per_stage[s]):
-                available = self._block_input(s, b)
-                if stage[b * k] > available:
-                    raise SpecError(
-                        f"stages[{s}][{b * k}] keeps {stage[b * k]} input channels but only {available} "
-                        f"enter block {b} of stage {s}"
-                    )
-        if self.stages[-1][-1] > self.stage_widths[-1]:
-            raise SpecError(
-                f"the final BN keeps {self.stages[-1][-1]} channels but the last stage has only {self.stage_widths[-1]}"
-            )
-
-    def _block_input(self, stage: int, block: int) -> int:
+    def block_input(self, stage: int, block: int) -> int:
+        """Channels entering block ``block`` of ``stage`` in a residual family: the stem's or the stage's."""
         if block > 0:
             return self.stage_widths[stage]
         return self.stem_width if stage == 0 else self.stage_widths[stage - 1]
 
-    def _validate_stage_widths(self, meaning: str) -> None:
+    def check_stage_widths(self, meaning: str) -> None:
+        """One positive ``stage_widths`` entry per stage (``meaning``: what they are, for the message)."""
         if len(self.stage_widths) != len(self.stages):
             raise SpecError(
                 f"{len(self.stages)} stages need {len(self.stages)} stage_widths ({meaning}), "
                 f"got {len(self.stage_widths)}"
             )
         for s, w in enumerate(self.stage_widths):
-            _check_positive(f"stage_widths[{s}]", w)
+            check_positive(f"stage_widths[{s}]", w)
 
-    def _validate_blocks(self) -> None:
-        _check_positive("stem_width", self.stem_width)
-        self._validate_stage_widths("residual widths")
+    def check_blocks(self) -> None:
+        """A residual family's widths: a stem, one residual width per stage, whole blocks in every stage."""
+        check_positive("stem_width", self.stem_width)
+        self.check_stage_widths("residual widths")
         k = entries_per_unit(self.family, self.block)
         for s, stage in enumerate(self.stages):
             body = len(stage) - self.closing_entries(s)
@@ -319,31 +230,6 @@ class ArchSpec:
                     f"stages[{s}] has {len(stage)} widths; {self.family} {self.block} blocks take {k} "
                     f"widths each{extra}, and every stage needs at least one block"
                 )
-
-    def _validate_densenet(self) -> None:
-        _check_positive("growth", self.growth)
-        _check_positive("stem_width", self.stem_width)
-        if len(self.stage_widths) != len(self.stages) - 1:
-            raise SpecError(
-                f"{len(self.stages)} dense blocks need {len(self.stages) - 1} stage_widths "
-                f"(transition output widths), got {len(self.stage_widths)}"
-            )
-        for s, w in enumerate(self.stage_widths):
-            _check_positive(f"stage_widths[{s}]", w)
-        k = entries_per_unit(self.family, self.block)
-        for s, stage in enumerate(self.stages):
-            if len(stage) < k + 1 or (len(stage) - 1) % k:
-                raise SpecError(
-                    f"stages[{s}] has {len(stage)} widths; a dense block of n layers takes {k}*n + 1 "
-                    f"(the last one for the closing transition or final BN)"
-                )
-            entering = self.stem_width if s == 0 else self.stage_widths[s - 1]
-            for i in [*range(0, len(stage) - 1, k), len(stage) - 1]:
-                available = entering + (i // k) * self.growth
-                if stage[i] > available:
-                    raise SpecError(
-                        f"stages[{s}][{i}] keeps {stage[i]} input channels but only {available} are available there"
-                    )
 
     # ------------------------------------------------------------------ JSON
     def to_dict(self) -> dict[str, Any]:
@@ -404,6 +290,7 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _check_positive(field: str, value: Any) -> None:
+def check_positive(field: str, value: Any) -> None:
+    """Refuse (`SpecError`) anything but a positive integer as ``field``."""
     if not _is_int(value) or value < 1:
         raise SpecError(f"{field} must be a positive integer, got {value!r}")

@@ -19,8 +19,9 @@ from torch import nn
 
 from models.blocks import ConvBN, init_weights
 from models.cost import Layer
+from models.family import Family, register_family
 from models.groups import ChannelGroup, conv_group
-from models.spec import ArchSpec, scale_width
+from models.spec import ArchSpec, SpecError, check_positive, scale_width
 
 __all__ = [
     "VGG",
@@ -32,6 +33,9 @@ __all__ = [
     "vgg_layers",
     "vgg_groups",
 ]
+
+#: The classifier heads a VGG spec may have (the module docstring).
+HEADS = ("l1", "slim", "imagenet")
 
 #: Side of the average pool before torchvision's VGG classifier (``head = "imagenet"``).
 IMAGENET_POOL = 7
@@ -155,3 +159,31 @@ def vgg_groups(spec: ArchSpec) -> list[ChannelGroup]:
             group = dataclasses.replace(group, tensors=(*group.tensors, (f"{name}.conv.bias", 0)))
         groups.append(group)
     return groups
+
+
+def _check(spec: ArchSpec) -> None:
+    if spec.stage_widths or spec.stem_width:
+        raise SpecError("VGG specs have no stem_width or stage_widths; put every conv width in stages")
+    if any(len(stage) == 0 for stage in spec.stages):
+        raise SpecError("every VGG stage needs at least one conv width")
+    if spec.head not in HEADS:
+        raise SpecError(f"VGG head must be one of {list(HEADS)}, got {spec.head!r}")
+    if spec.head in ("l1", "imagenet"):
+        check_positive("head_width", spec.head_width)
+
+
+register_family(
+    Family(
+        name="vgg",
+        blocks={"plain": 1},
+        build=build_vgg,
+        layers=vgg_layers,
+        groups=vgg_groups,
+        coupled=vgg_groups,  # no channel is shared
+        depth=lambda spec, units: units + 3,  # named after ImageNet VGG: convs + 3 fully connected layers
+        check=_check,
+        halvings=lambda spec: len(spec.stages) if spec.head == "imagenet" else len(spec.stages) - 1,
+        options=frozenset({"head"}),
+        design="plain",
+    )
+)

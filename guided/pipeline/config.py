@@ -51,7 +51,7 @@ from guided.provenance import parse_device
 from guided.pruning import PRUNERS
 from guided.recipes import Recipe, check_lrs, get_recipe
 from guided.retrain import MODES
-from models import ArchSpec, create_spec
+from models import FAMILIES, ArchSpec, create_spec
 from models.charge import COST_KINDS
 from search.study import TOP_TRIALS
 
@@ -547,10 +547,9 @@ def _check(s: Study) -> None:
         raise UserError(f"[[prune]] names repeat: {names}")
     for p in s.prune:
         p.check(f"[[prune]] {p.name!r}")
-        if p.base == "gated" and source.family not in ("resnet", "preresnet"):
-            raise UserError(
-                f"[[prune]] {p.name!r}: gated bases are residual networks (resnet, preresnet), not {source.name}"
-            )
+        if p.base == "gated" and "gated" not in FAMILIES[source.family].options:
+            gated = ", ".join(n for n, f in FAMILIES.items() if "gated" in f.options)
+            raise UserError(f"[[prune]] {p.name!r}: gated bases are residual networks ({gated}), not {source.name}")
     if s.design:
         _check_design(s.design, s.prune, source)
     _check_transfer_names(s)

@@ -16,8 +16,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from models import STEM, STREAM, ArchSpec, ChannelGroup, build, channel_groups
-from models.spec import entries_per_unit
+from models import FAMILIES, STEM, STREAM, ArchSpec, ChannelGroup, build, channel_groups
 
 __all__ = ["cut", "pruned_spec", "width_at"]
 
@@ -45,8 +44,9 @@ def pruned_spec(spec: ArchSpec, counts: Mapping[Key, int]) -> ArchSpec:
                 fields["stem_width"] = int(k)
             else:
                 stages[s][i] = int(k)
-    if spec.family == "preresnet":
-        _fit_selections(spec, stages, fields)
+    fit = FAMILIES[spec.family].fit
+    if fit is not None:  # widths that bound others (pre-activation selections)
+        fit(spec, stages, fields)
     return spec.replace(stages=stages, **fields)
 
 
@@ -56,17 +56,6 @@ def width_at(spec: ArchSpec, key: Key) -> int:
     if i == STREAM:
         return spec.stage_widths[s]
     return spec.stem_width if i == STEM else spec.stages[s][i]
-
-
-def _fit_selections(spec: ArchSpec, stages: list[list[int]], fields: dict) -> None:
-    """Pre-activation ResNets: no block's selection (nor the final BN's) keeps more than enters it."""
-    k = entries_per_unit(spec.family, spec.block)
-    widths, entering = fields["stage_widths"], fields["stem_width"]
-    for s, entries in enumerate(stages):
-        for b in range(spec.units_per_stage[s]):
-            entries[b * k] = min(entries[b * k], entering)
-            entering = widths[s]
-    stages[-1][-1] = min(stages[-1][-1], widths[-1])
 
 
 def cut(
