@@ -33,11 +33,11 @@ from pathlib import Path
 
 import torch
 
-from guided import threads
-from guided.io import read_json, write_json
 from guided.pipeline import dry_run, load_study
-from guided.provenance import git_revision, provenance
-from guided.speed import benchmark_condition, other_load
+from guided.storage.io import read_json, write_json
+from guided.storage.provenance import git_revision, provenance
+from guided.timing import threads
+from guided.timing.speed import benchmark_condition, other_load
 
 ROOT = Path(__file__).resolve().parents[1]
 

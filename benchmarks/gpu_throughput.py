@@ -2,14 +2,14 @@
 
 Models: VGG-16 x0.25, VGG-16 x1 and ResNet-56 on CIFAR-shaped data (random uint8 images, 32x32, 10
 classes: they cost what real ones do). Every mode trains with the engine's own step
-(`guided.train.train_epoch`: the whole split as one uint8 tensor on the device, augmentation there,
-channels-last) or the seed group's (`guided.multiseed.group_epoch`), at batch 128:
+(`guided.training.train.train_epoch`: the whole split as one uint8 tensor on the device, augmentation there,
+channels-last) or the seed group's (`guided.training.multiseed.group_epoch`), at batch 128:
 
 * ``fp32``: one run, fp32.
 * ``bf16``: one run, bf16 autocast (on devices that compute bf16 natively).
 * ``compile``: one run, bf16 where native, the model wrapped in `torch.compile` (compile time excluded:
   it is paid once per architecture and process; the row says how long it took).
-* ``seeds-K``: K seeds of the architecture trained together as one batched network (`guided.multiseed`).
+* ``seeds-K``: K seeds of the architecture trained together as one batched network (`guided.training.multiseed`).
 * ``jobs-N``: N processes at once, each one run of the fastest single-run precision (what
   ``guided run --jobs N`` does with N stages); images/s summed over the processes.
 
@@ -39,13 +39,13 @@ import numpy as np
 import torch
 
 import guided
-from guided.data import Split
-from guided.io import write_json
-from guided.loader import DeviceLoader
-from guided.multiseed import SeedGroup, group_epoch
-from guided.provenance import device_name, provenance
-from guided.recipes import get_recipe
-from guided.train import resolve_precision, train_epoch
+from guided.storage.io import write_json
+from guided.storage.provenance import device_name, provenance
+from guided.training.data import Split
+from guided.training.loader import DeviceLoader
+from guided.training.multiseed import SeedGroup, group_epoch
+from guided.training.recipes import get_recipe
+from guided.training.train import resolve_precision, train_epoch
 from models import SpecError, build, cost, create_spec
 
 #: Dense bf16 tensor-core peak, TFLOP/s (no sparsity), by a substring of the CUDA device name.
@@ -240,8 +240,8 @@ MODE = re.compile(r"(fp32|bf16|compile|(seeds|jobs)-([2-9]|[1-5][0-9]|6[0-4]))")
 def _check(args, sizes: dict) -> None:
     """Every mode, model, device and the output path, before minutes of measuring."""
     from guided.errors import UserError
-    from guided.io import refuse_special
-    from guided.provenance import parse_device
+    from guided.storage.io import refuse_special
+    from guided.storage.provenance import parse_device
 
     bad = [m for m in args.modes.split(",") if not MODE.fullmatch(m)]
     if bad:

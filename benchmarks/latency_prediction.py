@@ -1,7 +1,7 @@
 """How well the per-layer latency table predicts a training step, over the designs of a study.
 
 For every architecture a study wrote (``DIR/designs/*.json``: uniform, guided, per-layer, transferred,
-pruned-to-budget and searched designs), the table (`guided.latency.LatencyTable`, a fresh one, timing
+pruned-to-budget and searched designs), the table (`guided.timing.latency.LatencyTable`, a fresh one, timing
 units -- conv + BatchNorm + ReLU (+ VGG's max-pool), linear (+ BatchNorm + ReLU) -- at power-of-two widths
 at the batch size and interpolating between them, as studies do) predicts one forward + backward step,
 and `measure_step` times the whole network doing one; both are medians of 5 passes after 2 warm-ups,
@@ -27,11 +27,11 @@ from pathlib import Path
 
 import torch
 
-from guided.io import read_spec, write_json
-from guided.latency import measure_step
 from guided.operations import latency_table
-from guided.provenance import provenance
-from guided.speed import benchmark_condition, other_load
+from guided.storage.io import read_spec, write_json
+from guided.storage.provenance import provenance
+from guided.timing.latency import measure_step
+from guided.timing.speed import benchmark_condition, other_load
 
 ROOT = Path(__file__).resolve().parents[1]
 

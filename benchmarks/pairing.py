@@ -2,7 +2,7 @@
 
 Arms that share a seed index share data order and augmentation (common random numbers), so part of their
 noise is common. For every design verdict of the study (each arm against uniform), this reads from its
-``summary.json`` both intervals the report computed (`guided.tables.verdict`): Welch's over the two arms'
+``summary.json`` both intervals the report computed (`guided.reporting.tables.verdict`): Welch's over the two arms'
 seeds and the paired t interval over the per-seed differences, with each one's detectable effect (80%
 power at 5%), the arms' correlation over seeds ``r`` and each arm's seed std. The interval the verdict used
 is the one ``[report] pairing`` fixed before the study ran.

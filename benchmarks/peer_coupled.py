@@ -28,8 +28,8 @@ import torchvision
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from guided.provenance import provenance  # noqa: E402
 from guided.pruning import prune  # noqa: E402
+from guided.storage.provenance import provenance  # noqa: E402
 from models import cost, from_torchvision  # noqa: E402
 
 NETWORKS = {"resnet18": "fc", "mobilenet_v2": "classifier.1"}

@@ -4,8 +4,8 @@ A study's report (from before verdicts carried ``mde`` and ``p_holm``) keeps eve
 ``runs.csv``. The verdicts are pure functions of those accuracies, so they can be recomputed without
 training anything: each design, pruned and searched arm against uniform at each budget of each domain,
 and each retraining contrast (Scratch-E and Scratch-B against fine-tuned, lottery against Scratch-E), with
-the same code the report uses (`guided.tables.verdict`: Welch's test, its 95% interval, the minimum
-detectable effect at 80% power) and Holm's adjustment over all of them (`guided.tables.holm`). The numbers
+the same code the report uses (`guided.reporting.tables.verdict`: Welch's test, its 95% interval, the minimum
+detectable effect at 80% power) and Holm's adjustment over all of them (`guided.reporting.tables.holm`). The numbers
 are the report's as it would be written today from the same runs; the runs themselves are not redone.
 
 Writes ``STUDY/verdicts.json`` (the revision of this code, the source file and every verdict) and prints
@@ -21,10 +21,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from guided.io import write_json
 from guided.pipeline.report import MODE_LABELS, RETRAIN_CONTRASTS, budget_runs
-from guided.provenance import git_revision
-from guided.tables import holm, verdict
+from guided.reporting.tables import holm, verdict
+from guided.storage.io import write_json
+from guided.storage.provenance import git_revision
 
 
 def verdicts_of(runs: pd.DataFrame) -> list[dict]:
@@ -58,7 +58,8 @@ def main() -> None:
     write_json(
         args.study / "verdicts.json",
         {
-            "what": "the study's verdicts recomputed from runs.csv with guided.tables (mde: 80% power, two-sided "
+            "what": "the study's verdicts recomputed from runs.csv with guided.reporting.tables (mde: 80% power, "
+            "two-sided "
             "Welch at 5%; p_holm: Holm over all of them)",
             "source": str(args.study / "runs.csv"),
             "command": f"python benchmarks/recompute_verdicts.py {args.study}",

@@ -34,10 +34,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from guided.io import write_json
-from guided.provenance import provenance
-from guided.speed import benchmark_condition, other_load
-from guided.threads import cores
+from guided.storage.io import write_json
+from guided.storage.provenance import provenance
+from guided.timing.speed import benchmark_condition, other_load
+from guided.timing.threads import cores
 
 ROOT = Path(__file__).resolve().parents[1]
 GUIDED = [sys.executable, "-m", "guided"]

@@ -2,7 +2,7 @@
 
 Reference: torchvision-style pipeline: a Dataset yielding PIL images, ``RandomCrop(32, padding=4)``,
 ``RandomHorizontalFlip``, ``ToTensor``, ``Normalize`` in a ``DataLoader`` with 2 worker processes, NCHW
-tensors, a plain SGD loop. Engine: `guided.loader.DeviceLoader` (whole split as one uint8 tensor,
+tensors, a plain SGD loop. Engine: `guided.training.loader.DeviceLoader` (whole split as one uint8 tensor,
 augmentation in batches on the device, channels-last) and the engine's own training step.
 
 Both train the same model (fresh copies of one initialisation) with the same batch size and thread
@@ -30,13 +30,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from guided.data import ImageData, Split, load_dataset
-from guided.io import write_json
-from guided.loader import DeviceLoader
-from guided.provenance import provenance
-from guided.recipes import get_recipe
-from guided.speed import benchmark_condition, other_load
-from guided.train import resolve_precision, train_epoch
+from guided.storage.io import write_json
+from guided.storage.provenance import provenance
+from guided.timing.speed import benchmark_condition, other_load
+from guided.training.data import ImageData, Split, load_dataset
+from guided.training.loader import DeviceLoader
+from guided.training.recipes import get_recipe
+from guided.training.train import resolve_precision, train_epoch
 from models import build, cost, create_spec
 
 MODELS = [("vgg16", 0.25), ("resnet20", 1.0)]

@@ -3,7 +3,7 @@
 Train CIFAR-style CNNs whose widths are data (`models.ArchSpec`), prune them, summarise what pruning kept
 into per-stage patterns, and turn patterns into guided architectures at any budget. The command line is
 ``guided`` (`guided.cli.main`); ``guided.load(FOLDER)`` gives back the network a folder holds
-(`guided.loading.load`).
+(`guided.storage.loading.load`).
 """
 
 from guided.version import __version__
@@ -12,7 +12,8 @@ __all__ = ["__version__", "load"]
 
 
 def load(path, weights=None, *, seed: int = 0):
-    """The network a run, pruned or design folder (or a spec file, with ``weights``) holds: `guided.loading.load`."""
-    from guided.loading import load as _load
+    """The network a run, pruned or design folder (or a spec file, with ``weights``) holds
+    (`guided.storage.loading.load`)."""
+    from guided.storage.loading import load as _load
 
     return _load(path, weights, seed=seed)

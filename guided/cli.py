@@ -11,11 +11,12 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from guided import __version__, threads
+from guided import __version__
 from guided.commands import basic, designs, exporting, plots, pruning, searching, studies, summaries, training
 from guided.commands.common import Command
 from guided.errors import USER_ERRORS, UserError, memory_error
-from guided.io import read_toml, type_ok
+from guided.storage.io import read_toml, type_ok
+from guided.timing import threads
 
 __all__ = ["main", "COMMANDS", "build_parser", "apply_config"]
 

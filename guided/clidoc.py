@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from guided.cli import COMMANDS, build_parser
-from guided.io import atomic_write_text
+from guided.storage.io import atomic_write_text
 
 __all__ = ["reference", "update_readme", "START", "END"]
 

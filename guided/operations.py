@@ -8,7 +8,7 @@ the same folder (``tests/guided/test_operations.py`` compares them).
 * `training_config` + `train_run`: a training run from its configuration (spec, data, recipe, seeds,
   pruning hooks), which is what ``config.json`` records;
 * `prune_run`: a pruned folder from a training run (or fresh weights), to a ratio, preset or budget;
-* `guided.patterns.summarize`: the pattern of some pruned folders;
+* `guided.shapes.patterns.summarize`: the pattern of some pruned folders;
 * `design_to`: a designed architecture written to a spec file;
 * `latency_table`: the one place a latency table is made (its caller passes it down).
 """
@@ -20,12 +20,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from guided.data import DataConfig, ImageData
-from guided.design import Budget, design
 from guided.errors import UserError
-from guided.folders import PrunedFolder, RunFolder, StageFolder
-from guided.patterns import Pattern
-from guided.recipes import Recipe
+from guided.shapes.design import Budget, design
+from guided.shapes.patterns import Pattern
+from guided.storage.folders import PrunedFolder, RunFolder, StageFolder
+from guided.training.data import DataConfig, ImageData
+from guided.training.recipes import Recipe
 from models import FAMILIES, ArchSpec, build, cost
 
 __all__ = [
@@ -92,12 +92,12 @@ def train_run(
     """Train the run ``config`` (from `training_config`) into the run folder ``out``.
 
     ``data``: the configured dataset when the caller has it loaded (else it is loaded here); ``resume``:
-    ``None`` continues from a checkpoint when there is one (a study stage), else as `guided.train.train`.
+    ``None`` continues from a checkpoint when there is one (a study stage), else as `guided.training.train.train`.
     Returns ``result.json``.
     """
-    from guided.hooks import BatchNormL1, FixedMasks, GateSparsity
     from guided.pruning.unstructured import load_masks
-    from guided.train import train
+    from guided.training.hooks import BatchNormL1, FixedMasks, GateSparsity
+    from guided.training.train import train
 
     spec = ArchSpec.from_dict(config["spec"])
     recipe = Recipe.from_dict(config["recipe"])
@@ -138,13 +138,13 @@ def train_runs_together(
     device: Any = "cpu",
     log: Callable[[str], None] = print,
 ) -> list[dict[str, Any]]:
-    """Train runs that differ only in their seeds as one group (`guided.multiseed`): the same folders
+    """Train runs that differ only in their seeds as one group (`guided.training.multiseed`): the same folders
     `train_run` writes, each seed's numbers those of its own run up to float rounding.
 
     The configs must agree on everything but ``seed`` and ``init_seed`` and use no training hooks
     (sparsity penalties, masks, gates) and no initial-weights file. Returns each ``result.json``.
     """
-    from guided.multiseed import train_together
+    from guided.training.multiseed import train_together
 
     if not configs:
         return []
@@ -235,8 +235,8 @@ def prune_run(
     """
     from guided.pruning import PRUNERS, prune, ratio_for_budget
     from guided.pruning.unstructured import load_masks
-    from guided.retrain import save_pruned
-    from guided.train import load_weights
+    from guided.training.retrain import save_pruned
+    from guided.training.train import load_weights
 
     if checkpoint is not None:
         run = RunFolder(checkpoint)
@@ -277,10 +277,10 @@ def design_to(
     pattern: Pattern | None = None,
     **options: Any,
 ) -> tuple[ArchSpec, dict[str, Any]]:
-    """Design ``target`` at ``budget`` (uniform, or following ``pattern``; ``options``: `guided.design.design`'s
+    """Design ``target`` at ``budget`` (uniform, or following ``pattern``; ``options``: `guided.shapes.design.design`'s
     ``per_layer``, ``stage_map``, ``multiple_of``, ``allow_wider``), write its spec to ``path``; returns the
     spec and a record of its params, MACs, widths (and predicted step, at a latency budget)."""
-    from guided.io import write_spec
+    from guided.storage.io import write_spec
 
     spec = design(target, budget, pattern=pattern, **options)
     write_spec(path, spec)
@@ -292,9 +292,9 @@ def design_to(
 
 
 def latency_table(device: Any, *, batch_size: int = 128, threads: int | None = None, folder: Path | None = None):
-    """This device's per-layer latency table at ``batch_size`` (`guided.latency.LatencyTable`), kept in
+    """This device's per-layer latency table at ``batch_size`` (`guided.timing.latency.LatencyTable`), kept in
     ``folder`` (default: the user's cache). The one place a table is made: callers pass it down, so what
     ranks channels and what solves a latency budget read the same numbers."""
-    from guided.latency import LatencyTable, default_cache
+    from guided.timing.latency import LatencyTable, default_cache
 
     return LatencyTable(device, batch_size=batch_size, cache=folder or default_cache(), threads=threads)

@@ -16,8 +16,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from guided.folders import StudyFolder
 from guided.pipeline import parse_study, run_study
+from guided.storage.folders import StudyFolder
 
 __all__ = ["quickstart", "quickstart_text"]
 

@@ -43,7 +43,7 @@ def channel_charges(
         kind: ``params`` or ``macs``; any other name needs ``layer_costs``.
         groups: the groups to charge (default: all of ``spec``'s channel groups); layers touching none of
             them are not charged.
-        layer_costs: each layer's cost by name (e.g. measured seconds, `guided.latency`), instead of its
+        layer_costs: each layer's cost by name (e.g. measured seconds, `guided.timing.latency`), instead of its
             counted params or MACs; layers not named cost nothing.
 
     Example:

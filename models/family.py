@@ -4,7 +4,7 @@ Each family module (`models.vgg`, `models.resnet`, ...) ends with ``register_fam
 spec of the family is built, counted and grouped into prunable channels, what its width entries mean (the
 block types and how many entries each block takes, the entries that close a stage, its nominal depth and
 name, how often it halves the input), which optional spec fields it accepts, how its widths are checked,
-and how a guided design applies to it. `models.spec.ArchSpec`, `models.registry` and `guided.design` read
+and how a guided design applies to it. `models.spec.ArchSpec`, `models.registry` and `guided.shapes.design` read
 these declarations; nothing else names a family. A new family is one module (importable before its specs
 are made) with one `register_family` call.
 """
@@ -24,7 +24,7 @@ __all__ = ["Family", "FAMILIES", "register_family", "OPTIONS", "DESIGN_RULES"]
 #: MobileNetV2 ``strides``.
 OPTIONS = ("head", "gated", "growth", "strides")
 
-#: How a guided design may scale a family's widths (`guided.design`): ``plain`` (every entry its own
+#: How a guided design may scale a family's widths (`guided.shapes.design`): ``plain`` (every entry its own
 #: ratio), ``residual`` (residual widths follow their stage, kept non-decreasing unless coupled pruning
 #: found them), ``preactivation`` (as residual, block selections keep what enters them), ``projected``
 #: (projection shortcuts: each stage's output width its own ratio).

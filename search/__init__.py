@@ -1,7 +1,7 @@
 """Optuna width search over the `models.ArchSpec` space, seeded by guided designs.
 
 Example:
-    >>> from guided.design import Budget
+    >>> from guided.shapes.design import Budget
     >>> from models import create_spec
     >>> from search import WidthSpace
     >>> space = WidthSpace(create_spec("vgg16", width_mult=0.25), Budget("params", 2e5))

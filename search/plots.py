@@ -32,9 +32,9 @@ def draw_history(
     colours: dict[str, str] | None = None,
 ) -> list[Path]:
     """Validation accuracy per trial and the best so far, one colour per search (``colours``: name ->
-    colour, default `guided.plots.arm_colours`); seeded designs boxed; ``reference`` (e.g. the guided
+    colour, default `guided.reporting.plots.arm_colours`); seeded designs boxed; ``reference`` (e.g. the guided
     design's validation accuracy) as a dashed line."""
-    from guided.plots import arm_colours, finish, subplots
+    from guided.reporting.plots import arm_colours, finish, subplots
 
     colours = colours or arm_colours(histories)
     fig, ax = subplots(figsize=(5.5, 3.2))
@@ -66,7 +66,7 @@ def pareto_data(trials: list[Any], front: list[int]) -> dict[str, list]:
 
 def draw_pareto(trials: list[Any], front: list[int], path: str | Path) -> list[Path]:
     """Accuracy against MACs, the Pareto front highlighted."""
-    from guided.plots import finish, subplots
+    from guided.reporting.plots import finish, subplots
 
     data = pareto_data(trials, front)
     fig, ax = subplots(figsize=(5, 3.2))

@@ -1,7 +1,7 @@
 """The search space: per-stage (or per-layer) width ratios, turned into specs that meet the budget.
 
 A trial samples a *shape*: a relative width ratio for each (design-pattern) stage (``r0``, ``r1``, ...) or each layer
-(``l0``, ``l1``, ...). `guided.design.design` then scales that shape by one global factor so the spec's
+(``l0``, ``l1``, ...). `guided.shapes.design.design` then scales that shape by one global factor so the spec's
 parameters (or MACs) meet the budget within 1%, the same way guided and uniform designs are built. So the
 space never proposes an over-budget network, and a guided or uniform design is a point of it (uniform:
 every ratio equal; guided: the pattern's keep ratios), which is how designs enter as warm starts.
@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from guided.design import Budget, design, pattern_stage_count
 from guided.errors import UserError
-from guided.patterns import Pattern
+from guided.shapes.design import Budget, design, pattern_stage_count
+from guided.shapes.patterns import Pattern
 from models import ArchSpec, pattern_stages
 
 __all__ = ["WidthSpace", "RATIO_LOW", "RATIO_HIGH"]

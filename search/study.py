@@ -23,14 +23,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from guided.data import ImageData, fingerprint
-from guided.design import Budget
 from guided.errors import UserError
-from guided.folders import SearchFolder, StageFolder
-from guided.io import atomic_write_text, read_json, refuse_special, remove_inside, write_json, write_spec
-from guided.locks import LOCK_NAME, folder_lock
-from guided.recipes import Recipe
-from guided.train import train
+from guided.shapes.design import Budget
+from guided.storage.folders import SearchFolder, StageFolder
+from guided.storage.io import atomic_write_text, read_json, refuse_special, remove_inside, write_json, write_spec
+from guided.storage.locks import LOCK_NAME, folder_lock
+from guided.training.data import ImageData, fingerprint
+from guided.training.recipes import Recipe
+from guided.training.train import train
 from models import ArchSpec, build
 from search.space import WidthSpace
 
@@ -235,7 +235,7 @@ def run_search(
     Args:
         target: the architecture whose widths are searched (its widths are the base widths).
         budget: every trial's parameters or MACs (within 1%).
-        data: train split and a *validation* split as ``test`` (see `guided.data.validation_split`).
+        data: train split and a *validation* split as ``test`` (see `guided.training.data.validation_split`).
         recipe: the short training of each trial.
         trials: finished (complete or stopped) trials the study should reach, over all workers.
         out_dir: trial runs, best spec(s), trials CSV, plots.

@@ -32,7 +32,7 @@ def _deterministic():
 @pytest.fixture(autouse=True)
 def _thread_budget():
     """A test that runs the CLI sets this process's thread budget; the next test starts from the default."""
-    from guided import threads
+    from guided.timing import threads
 
     before = torch.get_num_threads()
     yield

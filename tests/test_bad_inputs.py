@@ -775,7 +775,7 @@ def test_another_runtime_error_is_not_taken_for_memory(monkeypatch):
 
 
 def test_corrupt_dataset_cache_is_rebuilt_with_a_notice(tmp_path, monkeypatch, capsys):
-    from guided.data import load_dataset
+    from guided.training.data import load_dataset
 
     monkeypatch.setenv("GUIDED_CACHE", str(tmp_path))
     first = load_dataset("digits")

@@ -118,13 +118,15 @@ def test_no_module_imports_a_layer_above_its_own():
 
 
 def test_the_layer_rule_catches_an_upward_import():
-    assert layer("models.spec") < layer("guided.train") < layer("search.study") < layer("guided.pipeline.runner")
+    assert (
+        layer("models.spec") < layer("guided.training.train") < layer("search.study") < layer("guided.pipeline.runner")
+    )
     assert layer("guided.pipeline.runner") < layer("guided.commands.studies") == layer("guided.cli")
 
 
 def folder_file_names() -> set[str]:
-    """Every file name `guided.folders` owns: its module constants and what its path properties return."""
-    import guided.folders as folders
+    """Every file name `guided.storage.folders` owns: its module constants and what its path properties return."""
+    import guided.storage.folders as folders
 
     names = {v for k, v in vars(folders).items() if k.isupper() and isinstance(v, str)}
     for kind in (folders.RunFolder, folders.PrunedFolder, folders.StageFolder, folders.SearchFolder):
@@ -140,7 +142,7 @@ def folder_file_names() -> set[str]:
 
 
 def test_each_run_folder_file_name_is_spelled_once():
-    """A folder's file names live in `guided.folders` only: no other module spells ``"result.json"``."""
+    """A folder's file names live in `guided.storage.folders` only: no other module spells ``"result.json"``."""
     names = folder_file_names()
     assert {"spec.json", "result.json", "prune.json", "stage.json", "done.json", "pattern.json"} <= names
     spelled: dict[str, list[str]] = {n: [] for n in names}

@@ -65,7 +65,7 @@ def test_a_planted_link_is_refused_and_its_target_kept(case, finished, tmp_path,
 
 def test_a_link_planted_among_the_report_tables_is_removed_never_followed(finished, tmp_path, capsys):
     """The report owns ``tables/`` and clears it before writing the tables again: a link there is deleted as
-    a link (`guided.io.remove_inside`), and what it pointed at stays as it was."""
+    a link (`guided.storage.io.remove_inside`), and what it pointed at stays as it was."""
     folder = tmp_path / "study"
     shutil.copytree(finished["study"], folder, symlinks=True)
     retitled = tmp_path / "retitled.toml"

@@ -6,11 +6,11 @@ import optuna
 import pytest
 
 from guided.cli import main
-from guided.data import load_dataset, subsample, validation_split
-from guided.design import Budget, design
 from guided.errors import UserError
-from guided.patterns import Pattern
-from guided.recipes import get_recipe
+from guided.shapes.design import Budget, design
+from guided.shapes.patterns import Pattern
+from guided.training.data import load_dataset, subsample, validation_split
+from guided.training.recipes import get_recipe
 from models import cost, create_spec
 from search import WidthSpace, mask_url, open_storage, run_search
 from search.plots import history_data

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from guided.errors import UserError
-from guided.io import read_spec
+from guided.storage.io import read_spec
 from models import ArchSpec, create_spec
 
 __all__ = [
@@ -117,14 +117,14 @@ def spec_from_args(args: argparse.Namespace, data=None) -> ArchSpec:
 
 
 def torchvision_from_args(args: argparse.Namespace, data=None, weights: str | None = None):
-    """The guided network equal to torchvision's ``--torchvision NAME`` (`guided.loading.load_torchvision`).
+    """The guided network equal to torchvision's ``--torchvision NAME`` (`guided.storage.loading.load_torchvision`).
 
     Its weights are ``weights`` (a ``state_dict`` file of that torchvision network, e.g. a user's own
     fine-tuned one) or torchvision's random initialisation; nothing is downloaded. Classes come from
     ``--num-classes``, else the weights' classifier, else ``data``, else 1000; ``--width-mult`` reaches
     ``mobilenet_v2`` only; the input side is ``--input-size``, else ``data``'s, else 224.
     """
-    from guided.loading import load_torchvision
+    from guided.storage.loading import load_torchvision
 
     name = args.torchvision
     for option in ("head", "in_channels"):
@@ -179,8 +179,8 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
 
 
 def data_config_from_args(args: argparse.Namespace):
-    """The `guided.data.DataConfig` that `add_data_args` options name."""
-    from guided.data import DataConfig
+    """The `guided.training.data.DataConfig` that `add_data_args` options name."""
+    from guided.training.data import DataConfig
 
     fields = ("dataset", "data_root", "image_size", "train_subset", "test_subset", "val_fraction")
     return DataConfig(**{f: getattr(args, f) for f in fields})
@@ -194,7 +194,7 @@ def data_from_args(args: argparse.Namespace):
 
 def add_recipe_args(p: argparse.ArgumentParser) -> None:
     """``--recipe`` and a flag per recipe field."""
-    from guided.recipes import EVALS, RECIPES, SCHEDULES
+    from guided.training.recipes import EVALS, RECIPES, SCHEDULES
 
     g = p.add_argument_group("recipe (named defaults, each field overridable)")
     g.add_argument("--recipe", default="quick", choices=sorted(RECIPES), help="quick (CPU, one-cycle) or paper")
@@ -218,7 +218,7 @@ def add_recipe_args(p: argparse.ArgumentParser) -> None:
 
 def recipe_from_args(args: argparse.Namespace):
     """The named recipe with the given fields overridden."""
-    from guided.recipes import check_lrs, get_recipe
+    from guided.training.recipes import check_lrs, get_recipe
 
     check_lrs({"--lr": args.lr})
     return get_recipe(args.recipe).override(
@@ -238,7 +238,7 @@ def recipe_from_args(args: argparse.Namespace):
 
 
 def add_threads_arg(p) -> None:
-    """``--threads N``: the CPU threads this command computes with (see `guided.threads`)."""
+    """``--threads N``: the CPU threads this command computes with (see `guided.timing.threads`)."""
     p.add_argument(
         "--threads",
         type=int,
@@ -294,8 +294,8 @@ INHERITED = {
 def inherited_defaults(config: dict) -> dict:
     """The `INHERITED` options of a recorded run configuration (``config.json``); a value of the wrong type
     (a hand-edited or foreign file) is refused in one line."""
-    from guided.io import type_ok
     from guided.operations import flat_settings
+    from guided.storage.io import type_ok
 
     config = flat_settings(config)
     if not isinstance(config, dict):
@@ -314,7 +314,7 @@ def inherited_defaults(config: dict) -> dict:
 def budget_from_args(text: str, full, device="cpu", table=None):
     """``--budget`` on ``full``; a latency budget is predicted by ``table``, else by this ``device``'s table
     at batch 128 (timed on first use, kept in the user's cache)."""
-    from guided.design import parse_budget
     from guided.operations import latency_table
+    from guided.shapes.design import parse_budget
 
     return parse_budget(text, full=full, table=table or (lambda: latency_table(device)))

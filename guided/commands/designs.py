@@ -51,9 +51,9 @@ def _design_args(p: argparse.ArgumentParser) -> None:
 
 def _design(args: argparse.Namespace) -> int:
     from guided.commands.common import budget_from_args
-    from guided.io import check_output
     from guided.operations import design_to
-    from guided.patterns import Pattern
+    from guided.shapes.patterns import Pattern
+    from guided.storage.io import check_output
 
     if bool(args.pattern) == bool(args.uniform):
         raise UserError("give --pattern PATTERN.json for a guided design, or --uniform for the baseline")
@@ -91,10 +91,10 @@ def _design(args: argparse.Namespace) -> int:
 
 def _design_sparsity(args: argparse.Namespace, target, budget, pattern) -> int:
     """Fixed masks following a sparsity pattern (or uniform), in a folder: spec, masks, what was designed."""
-    from guided.design import design_sparsity
-    from guided.folders import PrunedFolder
-    from guided.io import write_json
     from guided.pruning.unstructured import nonzero_cost, save_masks
+    from guided.shapes.design import design_sparsity
+    from guided.storage.folders import PrunedFolder
+    from guided.storage.io import write_json
 
     result = design_sparsity(
         target,

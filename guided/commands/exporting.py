@@ -8,7 +8,7 @@ from guided.commands.common import Command
 
 
 def _export_args(p: argparse.ArgumentParser) -> None:
-    from guided.export import FORMATS
+    from guided.storage.export import FORMATS
 
     p.add_argument("source", metavar="PATH", help="a run, pruned or design folder, or a spec .json file")
     p.add_argument(
@@ -28,9 +28,9 @@ def _export_args(p: argparse.ArgumentParser) -> None:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from guided.export import export
-    from guided.io import check_output
-    from guided.loading import load
+    from guided.storage.export import export
+    from guided.storage.io import check_output
+    from guided.storage.loading import load
 
     check_output(args.out, folder=False, inputs=tuple(x for x in (args.source, args.weights) if x))
     name = args.torchvision or _torchvision_source(args.source)
@@ -43,7 +43,7 @@ def _export(args: argparse.Namespace) -> int:
 
 def _torchvision_source(path: str) -> str | None:
     """The torchvision network a pruned folder was pruned from, as its ``prune.json`` records it."""
-    from guided.folders import PrunedFolder
+    from guided.storage.folders import PrunedFolder
 
     folder = PrunedFolder(path)
     if not folder.complete():

@@ -40,8 +40,8 @@ def _plot_args(p: argparse.ArgumentParser) -> None:
 def _plot(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from guided import plots
-    from guided.io import read_spec
+    from guided.reporting import plots
+    from guided.storage.io import read_spec
 
     check_figure_path(args.out, inputs=tuple(args.inputs))
 
@@ -75,7 +75,7 @@ def _plot(args: argparse.Namespace) -> int:
 
 def _read_pattern(path: str, kind: str, what: str):
     """A pattern of ``kind`` (``what`` is drawn from that kind only)."""
-    from guided.patterns import Pattern
+    from guided.shapes.patterns import Pattern
 
     pattern = Pattern.read(path)
     if pattern.kind != kind:
@@ -86,7 +86,7 @@ def _read_pattern(path: str, kind: str, what: str):
 def check_figure_path(path: str, option: str = "--out", inputs: tuple = ()) -> None:
     """A figure's output: a writable ``.png`` file (its SVG twin is written beside it), neither of them one of
     the ``inputs`` it is drawn from."""
-    from guided.io import check_output
+    from guided.storage.io import check_output
 
     if Path(path).suffix.lower() != ".png":
         raise UserError(f"{option} {path}: figures are written as FILE.png (with FILE.svg beside it); end it in .png")
@@ -96,7 +96,7 @@ def check_figure_path(path: str, option: str = "--out", inputs: tuple = ()) -> N
 
 def _runs_csv(path: str):
     """A runs table for accuracy plots: columns label, params, macs, test_acc; numbers finite, not negative."""
-    from guided.io import read_csv_table
+    from guided.storage.io import read_csv_table
 
     numeric = ("params", "macs", "test_acc")
     df = read_csv_table(path, "runs table", ("label", *numeric), numeric)

@@ -18,8 +18,8 @@ from guided.commands.common import (
     torchvision_from_args,
 )
 from guided.errors import UserError
-from guided.folders import PrunedFolder, RunFolder
-from guided.io import check_output
+from guided.storage.folders import PrunedFolder, RunFolder
+from guided.storage.io import check_output
 
 
 def _parse_ratio(text: str) -> float | list[float]:
@@ -129,8 +129,8 @@ def _prune_defaults(args: argparse.Namespace) -> dict:
 
 def _prune(args: argparse.Namespace) -> int:
     from guided.operations import latency_table, prune_run
-    from guided.provenance import resolve_device
     from guided.pruning import PRUNERS
+    from guided.storage.provenance import resolve_device
     from models import build
 
     if args.checkpoint and (args.arch or args.spec or args.torchvision):

@@ -84,8 +84,8 @@ def _search_args(p: argparse.ArgumentParser) -> None:
 
 
 def _search(args: argparse.Namespace) -> int:
-    from guided.io import check_output, read_spec
-    from guided.provenance import resolve_device
+    from guided.storage.io import check_output, read_spec
+    from guided.storage.provenance import resolve_device
     from search.study import run_search
 
     check_output(args.out)

@@ -65,8 +65,8 @@ DEFAULT_OUT = Path("guided-runs")
 
 def _run(args: argparse.Namespace) -> int:
     from guided.errors import UserError
-    from guided.io import check_output
     from guided.pipeline import dry_run, load_study, run_study
+    from guided.storage.io import check_output
 
     study = load_study(args.study_file)
     if args.jobs is not None and args.jobs < 0:
@@ -99,7 +99,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def _print_dry_run(rows: list[dict]) -> None:
     """The plan, stage by stage, and the whole run's estimated wall time with its basis."""
-    from guided.clock import clock
+    from guided.timing.clock import clock
 
     width = max(len(r["stage"]) for r in rows)
     print(f"{'stage':<{width}}  {'kind':<7} {'status':<7} {'train MACs':>10} {'est. time':>9}")
@@ -160,8 +160,8 @@ def _quickstart_args(p: argparse.ArgumentParser) -> None:
 
 
 def _quickstart(args: argparse.Namespace) -> int:
-    from guided.io import check_output
     from guided.quickstart import quickstart
+    from guided.storage.io import check_output
 
     check_output(args.out)
     quickstart(args.out)

@@ -21,8 +21,8 @@ def _summarize(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from guided.commands.plots import check_figure_path
-    from guided.io import atomic_write_text, check_output
-    from guided.patterns import summarize
+    from guided.shapes.patterns import summarize
+    from guided.storage.io import atomic_write_text, check_output
 
     for option in ("out", "csv"):
         if getattr(args, option):
@@ -43,7 +43,7 @@ def _summarize(args: argparse.Namespace) -> int:
     if args.csv:
         atomic_write_text(args.csv, pd.DataFrame(list(pattern.layers)).to_csv(index=False))
     if args.plot:
-        from guided.plots import draw_sparsity
+        from guided.reporting.plots import draw_sparsity
 
         draw_sparsity(pattern, args.plot, title=f"{pattern.runs} run(s)")
     return 0

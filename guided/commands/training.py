@@ -16,8 +16,8 @@ from guided.commands.common import (
     recipe_from_args,
     spec_from_args,
 )
-from guided.folders import PrunedFolder, RunFolder
-from guided.io import check_output
+from guided.storage.folders import PrunedFolder, RunFolder
+from guided.storage.io import check_output
 from models import ArchSpec, cost
 
 
@@ -64,8 +64,8 @@ def _resumable(args: argparse.Namespace):
 
 def _train(args: argparse.Namespace) -> int:
     from guided.operations import train_run, training_config
-    from guided.provenance import resolve_device
-    from guided.train import resolve_precision
+    from guided.storage.provenance import resolve_device
+    from guided.training.train import resolve_precision
 
     check_output(args.out, inputs=tuple(x for x in (args.masks, args.spec) if x), new=True, own=_resumable(args))
     device = resolve_device(args.device)
@@ -96,7 +96,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _retrain_args(p: argparse.ArgumentParser) -> None:
-    from guided.retrain import MODES
+    from guided.training.retrain import MODES
 
     p.add_argument("--from", dest="pruned", required=True, metavar="PRUNED_DIR", help="a `guided prune` folder")
     p.add_argument(
@@ -141,8 +141,8 @@ def _retrain_recipe(args: argparse.Namespace):
 
 
 def _retrain(args: argparse.Namespace) -> int:
-    from guided.provenance import resolve_device
-    from guided.retrain import retrain
+    from guided.storage.provenance import resolve_device
+    from guided.training.retrain import retrain
 
     source_run = PrunedFolder(args.pruned).source_run()
     check_output(args.out, inputs=tuple(x for x in (args.pruned, source_run) if x), new=True, own=_resumable(args))

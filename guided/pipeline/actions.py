@@ -1,5 +1,5 @@
 """What each kind of study stage does: one action per kind (`ACTIONS`), each a call of the library
-(`guided.operations`, `guided.retrain`, `search`) with what the stage's recorded config says, so that a
+(`guided.operations`, `guided.training.retrain`, `search`) with what the stage's recorded config says, so that a
 stage runs from its config alone and what is fingerprinted is what runs. The plan that gives every stage
 its config is `guided.pipeline.stages`; `train_group` trains the stages of one seed group together.
 """
@@ -8,15 +8,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from guided.data import subsample, validation_split
-from guided.folders import PrunedFolder, RunFolder, SearchFolder, StageFolder
-from guided.io import read_spec
 from guided.operations import design_to, prune_run, train_run, train_runs_together
-from guided.patterns import Pattern, summarize
 from guided.pipeline.report import write_report
 from guided.pipeline.roles import SEARCH_ARMS
 from guided.pipeline.runner import StageContext
-from guided.recipes import Recipe
+from guided.shapes.patterns import Pattern, summarize
+from guided.storage.folders import PrunedFolder, RunFolder, SearchFolder, StageFolder
+from guided.storage.io import read_spec
+from guided.training.data import subsample, validation_split
+from guided.training.recipes import Recipe
 from models import ArchSpec
 
 __all__ = ["ACTIONS", "READS_WEIGHTS", "train_group"]
@@ -89,7 +89,7 @@ def train_group(ctxs: list[StageContext]) -> list[dict[str, Any]]:
 
 def _retrain(ctx: StageContext) -> dict[str, Any]:
     """Fine-tune the pruned model of the stage it needs, or train its architecture from scratch."""
-    from guided.retrain import retrain
+    from guided.training.retrain import retrain
 
     done = RunFolder(ctx.dir).finished()
     if done:
@@ -191,11 +191,11 @@ def _speed(ctx: StageContext) -> dict[str, Any]:
     """Time inference of each distinct from-scratch architecture (batch 256, median of 5 timed passes after 2
     warm-up passes, the study's device and precision, every core: this stage runs alone), and predict the
     training step of the runs at latency budgets from the study's table; writes ``speed.json``."""
-    from guided import threads
-    from guided.io import write_json
-    from guided.provenance import device_name
-    from guided.speed import STAGE_WAIT_S, condition_note, inference_throughput
-    from guided.train import resolve_precision
+    from guided.storage.io import write_json
+    from guided.storage.provenance import device_name
+    from guided.timing import threads
+    from guided.timing.speed import STAGE_WAIT_S, condition_note, inference_throughput
+    from guided.training.train import resolve_precision
 
     cfg, svc = ctx.stage.config, ctx.services
     precision = resolve_precision(cfg["precision"], svc.device)

@@ -41,16 +41,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from guided.data import DataConfig
-from guided.design import KINDS as BUDGET_KINDS
-from guided.design import budget_kind, pattern_stage_count
 from guided.errors import UserError
-from guided.io import check_name, read_toml, toml_section
 from guided.pipeline.roles import SEARCH_ARMS
-from guided.provenance import parse_device
 from guided.pruning import PRUNERS
-from guided.recipes import Recipe, check_lrs, get_recipe
-from guided.retrain import MODES
+from guided.shapes.design import KINDS as BUDGET_KINDS
+from guided.shapes.design import budget_kind, pattern_stage_count
+from guided.storage.io import check_name, read_toml, toml_section
+from guided.storage.provenance import parse_device
+from guided.training.data import DataConfig
+from guided.training.recipes import Recipe, check_lrs, get_recipe
+from guided.training.retrain import MODES
 from models import FAMILIES, ArchSpec, create_spec
 from models.charge import COST_KINDS
 from search.study import TOP_TRIALS
@@ -120,7 +120,7 @@ class ModelConfig:
 @dataclass(frozen=True)
 class TrainConfig:
     """``[train]``: the recipe every run uses (its epochs, batch size and rate; ``ema``, ``test_flip``,
-    ``eval``, and fine-tuning's ``finetune_epochs`` and ``finetune_lr``, as `guided.recipes.Recipe` has them),
+    ``eval``, and fine-tuning's ``finetune_epochs`` and ``finetune_lr``, as `guided.training.recipes.Recipe` has them),
     and the slimming penalty of ``sparse`` bases."""
 
     recipe: str = "quick"
@@ -342,7 +342,7 @@ DEFAULT_PROXIES = (
 
 @dataclass(frozen=True)
 class PopulationConfig:
-    """``[population]``: ``n`` width shapes of the source model drawn at ``budget`` (`guided.population`:
+    """``[population]``: ``n`` width shapes of the source model drawn at ``budget`` (`guided.shapes.population`:
     a keep ratio per design-pattern stage, log-uniform in ``ratio_range``, drawn from ``seed`` and solved to
     the budget), each trained once from scratch in the study's protocol (with the first study seed) and
     scored by each of ``proxies`` (default `DEFAULT_PROXIES`; ``proxies = []``: none). The report places every
@@ -410,7 +410,7 @@ SECTIONS = ("study", "data", "model", "train", "prune", "design", "transfer", "s
 
 def model_spec(arch: str, width_mult: float, head: str | None, shape) -> ArchSpec:
     """A study's model (``[model]``, or a ``[[transfer]]`` target) sized for a dataset's ``shape``
-    (`guided.data.DataShape`: classes, image size, channels)."""
+    (`guided.training.data.DataShape`: classes, image size, channels)."""
     return create_spec(
         arch,
         num_classes=shape.num_classes,
@@ -669,7 +669,7 @@ def _check_design(d: DesignConfig, prune: list[PruneConfig], source: ArchSpec) -
 
 
 def _check_dataset(name: str, where: str) -> None:
-    from guided.data import list_datasets
+    from guided.training.data import list_datasets
 
     if name.startswith("imagefolder:"):
         return

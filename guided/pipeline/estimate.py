@@ -3,7 +3,7 @@
 Each stage says what it computes (`Stage.work`). `estimate` times that work here, briefly, through the
 same code the stage runs, and adds the stages up the way the runner schedules them:
 
-* **training** (bases, retraining, designs, searched bests, each search trial): the real `guided.train.train`
+* **training** (bases, retraining, designs, searched bests, each search trial): the real `guided.training.train.train`
   on synthetic images of the stage's shape, for each distinct architecture and batch size: a run of
   2 batches and a longer one give the seconds per training step (their difference) and the fixed cost of
   a run and its first epoch (the rest); a 2-epoch run of the smallest network gives the fixed cost of each
@@ -101,8 +101,8 @@ class Clock:
         return self._epoch
 
     def _train(self, spec, batch: int, *, batches: int, epochs: int = 1) -> float:
-        from guided.recipes import get_recipe
-        from guided.train import train
+        from guided.training.recipes import get_recipe
+        from guided.training.train import train
         from models import build
 
         test_batch = max(256, batch)
@@ -129,8 +129,8 @@ class Clock:
         if key not in self._passes:
             import torch
 
-            from guided.speed import median_seconds
-            from guided.train import resolve_precision
+            from guided.timing.speed import median_seconds
+            from guided.training.train import resolve_precision
             from models import build
 
             device = self.device
@@ -166,9 +166,9 @@ class Clock:
 
     def speed(self, work: dict[str, Any]) -> float:
         """Seconds of the speed stage: an inference timing per from-scratch architecture, and at most
-        `guided.speed.STAGE_WAIT_S` in all waiting for a quiet machine (counted whole: the stage
+        `guided.timing.speed.STAGE_WAIT_S` in all waiting for a quiet machine (counted whole: the stage
         waits that long whenever other processes keep the cores busy)."""
-        from guided.speed import STAGE_WAIT_S
+        from guided.timing.speed import STAGE_WAIT_S
 
         timing = 2 * 0.15 if Path("/proc/stat").is_file() else 0.0  # the load checks around each timing
         return STAGE_WAIT_S + sum(timing + 7 * self._test_pass(spec, 256) for spec in work["specs"])
@@ -180,7 +180,7 @@ class Clock:
     def figure(self) -> float:
         """Seconds to draw and save one report figure (PNG and SVG)."""
         if self._figure is None:
-            from guided.plots import draw_accuracy_cost
+            from guided.reporting.plots import draw_accuracy_cost
 
             rows = [
                 {"label": arm, "group": g, "params": 1e5 * (1 + i), "macs": 1e7 * (1 + i), "test_acc": 0.5 + 0.01 * s}
@@ -251,7 +251,7 @@ def estimate(
     a grouped stage's seconds are its share of its group's (the group's over its size), as the runner
     records them.
     """
-    from guided.threads import cores
+    from guided.timing.threads import cores
 
     threads = threads or cores()
     slots = max(1, jobs)
@@ -393,7 +393,7 @@ def _mute(_line: str) -> None:
 
 def _synthetic(spec, train: int, test: int):
     """Random uint8 images and labels of ``spec``'s input shape and classes."""
-    from guided.data import ImageData, Split
+    from guided.training.data import ImageData, Split
 
     rng = np.random.default_rng(0)
     shape = (spec.in_channels, spec.input_size, spec.input_size)
@@ -408,7 +408,7 @@ def _synthetic(spec, train: int, test: int):
 
 class _threads:
     """The intra-op thread count for a ``with`` block (a stage's share of the cores): set in
-    `guided.threads` too, so that the training loop's per-epoch rebalancing keeps it."""
+    `guided.timing.threads` too, so that the training loop's per-epoch rebalancing keeps it."""
 
     def __init__(self, n: int):
         self.n = n
@@ -416,7 +416,7 @@ class _threads:
     def __enter__(self):
         import torch
 
-        from guided import threads
+        from guided.timing import threads
 
         self.before, self.state = torch.get_num_threads(), dict(threads._state)
         threads._state.update(configured=True, explicit=self.n, applied=None)
@@ -425,7 +425,7 @@ class _threads:
     def __exit__(self, *exc):
         import torch
 
-        from guided import threads
+        from guided.timing import threads
 
         threads._state.clear()
         threads._state.update(self.state)

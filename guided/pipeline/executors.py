@@ -74,9 +74,9 @@ _WORKER: dict[str, Any] = {}  # per worker process: the planned study (stages, f
 
 def _plan_in_worker(study, out: str, threads: int | None, share: int, name: str) -> None:
     """Plan the study once per worker process and set its thread budget."""
-    from guided import threads as thread_budget
     from guided.pipeline.runner import fingerprints
     from guided.pipeline.stages import plan_study
+    from guided.timing import threads as thread_budget
 
     thread_budget.configure(threads, share=share)
     stages, services = plan_study(study, Path(out))
@@ -289,6 +289,6 @@ def _visible_gpus() -> list[int]:
 
 
 def _cores() -> int:
-    from guided.threads import cores
+    from guided.timing.threads import cores
 
     return cores()

@@ -1,7 +1,7 @@
 """Seeds by power: what each comparison of a planned study can detect, and how many seeds a target needs.
 
 A comparison is a designed (or pruned, or searched) arm against uniform at one budget of one domain. Its
-detectable effect (`guided.tables.detectable`: 80% power, two-sided Welch test at 5%) follows from the
+detectable effect (`guided.reporting.tables.detectable`: 80% power, two-sided Welch test at 5%) follows from the
 seed-to-seed standard deviation of test accuracy and the seed counts. The standard deviation comes from
 the study's own finished runs where an arm has two or more (each arm's own), else from the runs of the
 reference study ``[study] sigma_from`` names (pooled over its arms and budgets), else it is unknown.
@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from guided.errors import UserError
-from guided.folders import StageFolder, StudyFolder
 from guided.pipeline.config import MAX_SEEDS, Study
 from guided.pipeline.roles import ARM_ROLES, arm_label
 from guided.pipeline.runner import Stage
-from guided.tables import detectable
+from guided.reporting.tables import detectable
+from guided.storage.folders import StageFolder, StudyFolder
 
 __all__ = ["power_plan", "seeds_needed"]
 
@@ -90,7 +90,7 @@ def _reference(folder: str | None) -> tuple[float | None, str]:
     """The pooled seed-to-seed standard deviation (points) of a finished study's from-scratch arms."""
     if folder is None:
         return None, ""
-    from guided.io import read_csv_table
+    from guided.storage.io import read_csv_table
 
     path = StudyFolder(Path(folder).expanduser()).runs
     if not os.path.lexists(path):

@@ -19,18 +19,25 @@ from typing import Any
 
 import pandas as pd
 
-from guided.folders import PrunedFolder, SearchFolder, StageFolder, StudyFolder
-from guided.html import html_page
-from guided.io import atomic_write_text, read_json, remove_inside, write_json
-from guided.patterns import Pattern
 from guided.pipeline.config import Study, slug
 from guided.pipeline.report_population import population_section
 from guided.pipeline.roles import SEARCH_ARMS, SEARCH_COLOURS, Role, arm_label
 from guided.pipeline.runner import Stage, StageContext
-from guided.plots import arm_colours, cost_note, draw_accuracy_cost, draw_profiles, draw_sparsity, draw_width_bars
-from guided.provenance import device_name, provenance
-from guided.recipes import Recipe
-from guided.tables import difference, holm, interval_cell, markdown_table, mean_std, verdict
+from guided.reporting.html import html_page
+from guided.reporting.plots import (
+    arm_colours,
+    cost_note,
+    draw_accuracy_cost,
+    draw_profiles,
+    draw_sparsity,
+    draw_width_bars,
+)
+from guided.reporting.tables import difference, holm, interval_cell, markdown_table, mean_std, verdict
+from guided.shapes.patterns import Pattern
+from guided.storage.folders import PrunedFolder, SearchFolder, StageFolder, StudyFolder
+from guided.storage.io import atomic_write_text, read_json, remove_inside, write_json
+from guided.storage.provenance import device_name, provenance
+from guided.training.recipes import Recipe
 from models import ArchSpec, cost
 
 __all__ = [
@@ -58,7 +65,7 @@ class _Report:
         self.began = time.time()  # the report's start: what the run's estimated wall time is compared with
         self.runs = runs_table(stages, ctx)
         self.tables: dict[str, pd.DataFrame] = {}
-        self.verdicts: list[dict[str, Any]] = []  # one family (`guided.tables.verdict` records)
+        self.verdicts: list[dict[str, Any]] = []  # one family (`guided.reporting.tables.verdict` records)
         self.patterns: dict[str, Pattern] = {}
         self.inference_device: str | None = None  # the device and threads the inference timings used
         self.design_lines: list[str] = []  # the design section's verdict lines
@@ -194,7 +201,7 @@ def _other(v: dict[str, Any]) -> str:
 
 def _datasets(study: Study, ctx: StageContext) -> dict[str, dict[str, Any]]:
     """Each dataset the study read (as subsampled): image counts and a hash of the decoded arrays."""
-    from guided.data import fingerprint
+    from guided.training.data import fingerprint
 
     configs = [study.data] + [t.data(study.data) for t in study.transfer]
     return {cfg.dataset: fingerprint(ctx.services.data(cfg)) for cfg in configs}
@@ -643,7 +650,7 @@ def revisions(r: _Report) -> dict[str, int]:
 def wall_time(r: _Report) -> dict[str, Any] | None:
     """This invocation's estimated and actual wall time up to the report (from ``estimate.json``, written
     when it started), or ``None`` when it did not estimate (a report run on its own)."""
-    from guided.clock import clock
+    from guided.timing.clock import clock
 
     path = StudyFolder(r.out).estimate
     if not path.is_file():

@@ -1,5 +1,5 @@
 """The report's population section: where each arm at the population's budget sits among the population's
-shapes (`guided.population`), what each stage's width share says about accuracy there, and how well each
+shapes (`guided.shapes.population`), what each stage's width share says about accuracy there, and how well each
 proxy ranks the shapes. Read back from the stages' records, like the rest of the report."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import pandas as pd
 
 from guided.pipeline.config import model_spec, slug
 from guided.pipeline.roles import ARM_ROLES, Role, arm_label
-from guided.plots import draw_population_edf, draw_population_stages
-from guided.population import analyse, stage_shares
+from guided.reporting.plots import draw_population_edf, draw_population_stages
+from guided.shapes.population import analyse, stage_shares
 from models import ArchSpec
 
 __all__ = ["population_section", "population_data", "EDF_FIGURE", "STAGES_FIGURE"]
@@ -21,7 +21,7 @@ STAGES_FIGURE = "population-stages"
 
 
 def population_data(stages: list[Any], runs: pd.DataFrame, target: ArchSpec, budget: str) -> dict[str, Any] | None:
-    """The population's analysis (`guided.population.analyse`) from the study's stages and runs table: the
+    """The population's analysis (`guided.shapes.population.analyse`) from the study's stages and runs table: the
     shapes' stage shares and accuracies, every arm trained at ``budget`` (designs by arm, search bests as
     ``search-{arm}``), and each proxy's scores, paired by shape. ``None`` without finished population runs."""
     if not len(runs) or "role" not in runs:

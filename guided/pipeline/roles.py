@@ -55,7 +55,7 @@ POPULATION_ROLES = (Role.POPULATION, Role.POPULATION_PROXY)
 class SearchArm:
     """One ``[search] arms`` entry: the sampler it searches with (`search.study.SAMPLERS`), whether it
     starts from the study's guided and uniform designs, and its colour in every figure (Paul Tol's palette,
-    with `guided.plots.ARM_COLOURS`)."""
+    with `guided.reporting.plots.ARM_COLOURS`)."""
 
     name: str
     sampler: str
@@ -78,7 +78,7 @@ SEARCH_ARMS = {
     )
 }
 
-#: Each search arm's label -> its colour (`guided.plots.arm_colours`'s ``fixed``).
+#: Each search arm's label -> its colour (`guided.reporting.plots.arm_colours`'s ``fixed``).
 SEARCH_COLOURS = {a.label: a.colour for a in SEARCH_ARMS.values()}
 
 

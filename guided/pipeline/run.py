@@ -9,15 +9,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from guided.clock import clock
 from guided.errors import UserError
-from guided.folders import StudyFolder
-from guided.io import atomic_write_text, read_json, write_json
-from guided.locks import LOCK_NAME
 from guided.pipeline.config import Study
 from guided.pipeline.estimate import estimate
 from guided.pipeline.runner import fingerprints, run_stages, statuses
 from guided.pipeline.stages import Services, check_fits, plan, plan_study
+from guided.storage.folders import StudyFolder
+from guided.storage.io import atomic_write_text, read_json, write_json
+from guided.storage.locks import LOCK_NAME
+from guided.timing.clock import clock
 
 __all__ = ["run_study", "dry_run"]
 
@@ -49,7 +49,7 @@ def run_study(
         executor: ``local`` (this machine) or ``ray`` (a Ray cluster at ``address``; see
             `guided.pipeline.executors`).
         threads: CPU threads shared by the workers (default: the machine's cores).
-        group_seeds: train up to this many seeds of one architecture together (`guided.multiseed`;
+        group_seeds: train up to this many seeds of one architecture together (`guided.training.multiseed`;
             0 or 1: each run alone). The records are those of separate runs, to float tolerance.
     """
     if group_seeds < 0:
@@ -58,8 +58,8 @@ def run_study(
     _check_folder(out, study, resume)
     services = Services(study, out)
     check_fits(study, services)  # the whole file is checked before anything is created
-    from guided.locks import folder_lock
     from guided.pipeline.executors import make_executor
+    from guided.storage.locks import folder_lock
 
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)

@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from guided.errors import UserError, memory_error
-from guided.folders import RunFolder, StageFolder, StudyFolder
-from guided.io import remove_inside
+from guided.storage.folders import RunFolder, StageFolder, StudyFolder
+from guided.storage.io import remove_inside
 
 __all__ = [
     "Stage",
@@ -215,7 +215,7 @@ def run_group(
 
 def _start(stage: Stage, out: Path, fingerprint: str) -> None:
     """Clear a stale folder and write the stage's started record (config, fingerprint, code revision)."""
-    from guided.provenance import git_revision
+    from guided.storage.provenance import git_revision
 
     folder = StudyFolder(out).stages / stage.id
     if status(out, stage, fingerprint) == "stale":
@@ -355,7 +355,7 @@ class Progress:
 
     def line(self) -> str:
         """``  (elapsed 1m02s, about 3m10s left)``, or nothing without an estimate."""
-        from guided.clock import clock
+        from guided.timing.clock import clock
 
         if not self.seconds and not self.done:
             return ""

@@ -30,10 +30,7 @@ from typing import Any
 
 import torch
 
-from guided.data import DataConfig, DataShape, ImageData
-from guided.design import Budget, design, parse_budget
 from guided.errors import UserError
-from guided.folders import StudyFolder
 from guided.operations import (
     SOLO_KEYS,
     latency_table,
@@ -43,8 +40,11 @@ from guided.pipeline.actions import ACTIONS, READS_WEIGHTS, train_group
 from guided.pipeline.config import PruneConfig, Study, model_spec, slug
 from guided.pipeline.roles import ARM_ROLES, POPULATION_ROLES, SEARCH_ARMS, Role
 from guided.pipeline.runner import Stage
-from guided.provenance import resolve_device
-from guided.recipes import Recipe
+from guided.shapes.design import Budget, design, parse_budget
+from guided.storage.folders import StudyFolder
+from guided.storage.provenance import resolve_device
+from guided.training.data import DataConfig, DataShape, ImageData
+from guided.training.recipes import Recipe
 from models import ArchSpec, cost
 
 __all__ = ["Services", "Domain", "plan", "plan_study", "check_fits", "SOURCE"]
@@ -254,7 +254,7 @@ class _Builder:
     def scratch_config(self, dom: Domain, seed: int, spec_from: dict[str, str]) -> dict[str, Any]:
         """A from-scratch run of the architecture another stage wrote (``spec_from``: its ``stage`` and what
         to ``read`` there: `_read_spec`), freshly initialised."""
-        from guided.retrain import fresh_init_seed
+        from guided.training.retrain import fresh_init_seed
 
         config = self.train_config(dom, dom.spec, seed, self.recipe, init_seed=fresh_init_seed(seed))
         return {**config, "spec": spec_from}
@@ -274,7 +274,7 @@ class _Builder:
     def retrain_work(self, dom: Domain, p: PruneConfig, mode: str) -> dict[str, Any]:
         """A retraining's work: the pruned network's shape (structured: the uniform design of the kept
         share's MACs) and epochs (fine-tuning's, the source's, or Scratch-B's compute-matched count)."""
-        from guided.recipes import scratch_epochs
+        from guided.training.recipes import scratch_epochs
 
         full = float(cost(dom.spec).macs)
         kept = full * _kept_fraction(p) ** (2 if p.unit == "channels" else 1)
@@ -518,11 +518,11 @@ class _Builder:
 
     # ------------------------------------------------------------------ population
     def population(self, source: Domain) -> None:
-        """Each shape of the ``[population]`` (drawn here: `guided.population.draw_shapes`) trained from
+        """Each shape of the ``[population]`` (drawn here: `guided.shapes.population.draw_shapes`) trained from
         scratch like the designs' first seed, and scored by each proxy. A shape's stages depend on its spec
         alone, so adding a population to a finished study adds exactly these stages."""
-        from guided.population import draw_shapes
-        from guided.retrain import fresh_init_seed
+        from guided.shapes.population import draw_shapes
+        from guided.training.retrain import fresh_init_seed
 
         q, seed = self.study.population, self.seeds[0]
         budget = self.services.budget(q.budget, source.spec, self.recipe.batch_size)

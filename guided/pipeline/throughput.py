@@ -51,7 +51,7 @@ WARMUP_BATCHES = 3
 
 def load_throughput(path: str | Path) -> Throughput:
     """A throughput benchmark's results (``results/benchmarks/gpu_throughput.json``), checked."""
-    from guided.io import read_json
+    from guided.storage.io import read_json
 
     return Throughput(read_json(Path(path), "throughput benchmark"), source=str(path))
 

@@ -1,6 +1,6 @@
 """Block pruning for Sparse Structure Selection (Huang & Wang, ECCV 2018): remove whole residual blocks.
 
-A gated network (``spec.gated``) trained with `guided.hooks.GateSparsity` has scalar gates on its blocks'
+A gated network (``spec.gated``) trained with `guided.training.hooks.GateSparsity` has scalar gates on its blocks'
 residual branches, many driven to zero. `prune_blocks` removes the blocks with the smallest gates, so
 depth changes; the other gates are folded into the weights (ResNet: the branch's last BatchNorm;
 PreResNet: its last conv), and the result is an ordinary ungated spec. Only blocks whose shortcut is an

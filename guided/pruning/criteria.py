@@ -21,9 +21,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from guided.data import ImageData, Split
 from guided.errors import UserError
-from guided.loader import DeviceLoader
+from guided.training.data import ImageData, Split
+from guided.training.loader import DeviceLoader
 from models import ChannelGroup
 
 __all__ = ["Context", "l1_norm", "bn_scale", "apoz", "taylor"]

@@ -15,13 +15,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from guided.data import ImageData
 from guided.errors import UserError
 from guided.pruning import allocate, criteria, reconstruct
 from guided.pruning.blocks import prune_blocks
 from guided.pruning.result import PruneResult, cost_change
 from guided.pruning.surgery import cut, pruned_spec, width_at
 from guided.pruning.unstructured import prune_weights
+from guided.training.data import ImageData
 from models import ArchSpec, ChannelGroup, SpecError, channel_groups, pattern_stages
 
 __all__ = ["Method", "PRUNERS", "PruneResult", "prune", "ratio_for_budget", "register_pruner", "cost_change"]
@@ -412,14 +412,14 @@ def ratio_for_budget(
     latency: Any = None,
     coupled: bool = False,
 ) -> float:
-    """The smallest channel ratio whose pruned architecture fits ``budget`` (a `guided.design.Budget`);
+    """The smallest channel ratio whose pruned architecture fits ``budget`` (a `guided.shapes.design.Budget`);
     with ``cost``, channels are ranked by score per unit of that cost, as `prune` does.
 
     Only the allocation is repeated (by bisection over the ratio): scores are computed once and no
     surgery happens, so this costs one scoring pass. Pass the result to `prune` as ``ratio``.
 
     Example:
-        >>> from guided.design import Budget
+        >>> from guided.shapes.design import Budget
         >>> from models import create_model
         >>> model = create_model("vgg16", seed=0)
         >>> r = ratio_for_budget(model, "l1-norm", Budget("params", 5e6))

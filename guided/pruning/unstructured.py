@@ -3,7 +3,7 @@
 Magnitude pruning (Han et al., NIPS 2015) keeps the largest-magnitude weights, with one threshold over
 all conv (optionally linear) weights or the same fraction per layer. The spec does not change; the result
 is a set of masks, kept beside the spec as packed bits (``masks.npz``, read without pickle) and enforced
-during training by `guided.hooks.FixedMasks`. Counts are exact: ties are broken by position, so a layer
+during training by `guided.training.hooks.FixedMasks`. Counts are exact: ties are broken by position, so a layer
 pruned at ratio r loses exactly ``round(r * n)`` weights.
 """
 
@@ -19,8 +19,8 @@ import torch
 from torch import nn
 
 from guided.errors import UserError
-from guided.io import atomic_write_bytes, check_file
 from guided.pruning.result import PruneResult, cost_change
+from guided.storage.io import atomic_write_bytes, check_file
 from models import ArchSpec, cost, densities_from_masks, layers
 
 __all__ = [

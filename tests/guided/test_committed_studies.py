@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from guided.data import DataConfig, DataShape
 from guided.pipeline.config import load_study
 from guided.pipeline.runner import fingerprints
 from guided.pipeline.stages import Services, plan
+from guided.training.data import DataConfig, DataShape
 
 RESULTS = Path(__file__).resolve().parents[2] / "results"
 STUDIES = sorted(p.parent.parent for p in RESULTS.glob("*/stages/source"))

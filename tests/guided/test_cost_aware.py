@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from guided.cli import main
-from guided.design import Budget
 from guided.errors import UserError
 from guided.pruning import prune, ratio_for_budget
+from guided.shapes.design import Budget
 from models import build, cost, create_spec
 
 

@@ -5,9 +5,9 @@ import copy
 import pytest
 import torch
 
-from guided.design import Budget
 from guided.errors import UserError
 from guided.pruning import PRUNERS, cut, prune, ratio_for_budget
+from guided.shapes.design import Budget
 from models import STREAM, build, channel_groups, cost, create_model, create_spec
 from tests.guided.test_pruning import random_data, trained_like
 
@@ -191,9 +191,9 @@ def test_a_pruned_resnet_may_narrow_from_stage_to_stage():
 
 
 def test_patterns_carry_stage_widths_and_designs_apply_them(tmp_path):
-    from guided.design import design
-    from guided.patterns import Pattern, summarize
-    from guided.retrain import save_pruned
+    from guided.shapes.design import design
+    from guided.shapes.patterns import Pattern, summarize
+    from guided.training.retrain import save_pruned
 
     folders = []
     for seed in (0, 1):

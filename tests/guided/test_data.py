@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from guided.data import load_dataset, subsample, validation_split
 from guided.errors import UserError
+from guided.training.data import load_dataset, subsample, validation_split
 from tests.conftest import SHARED_DATA
 
 

@@ -2,10 +2,18 @@
 
 import pytest
 
-from guided.design import Budget, _apply, _base_widths, design, design_sparsity, parse_budget, pattern_stage_count
 from guided.errors import UserError
-from guided.patterns import Pattern, channel_summary
 from guided.pruning.unstructured import nonzero_cost
+from guided.shapes.design import (
+    Budget,
+    _apply,
+    _base_widths,
+    design,
+    design_sparsity,
+    parse_budget,
+    pattern_stage_count,
+)
+from guided.shapes.patterns import Pattern, channel_summary
 from models import build, cost, create_spec, layers, list_models
 
 PATTERN = Pattern.from_dict(

@@ -11,8 +11,8 @@ import torch
 
 import guided
 from guided.cli import main
-from guided.export import export
 from guided.pruning import prune
+from guided.storage.export import export
 from models import cost, from_torchvision
 from tests.guided.conftest import train_tiny_digits_run
 from tests.models.test_bridge import _perturbed
@@ -74,7 +74,7 @@ def run(tmp_path_factory):
 
 
 def test_load_gives_back_what_each_kind_of_folder_holds(run, tmp_path):
-    from guided.train import load_weights
+    from guided.training.train import load_weights
 
     model = guided.load(run)
     assert not model.training and model.spec == load_weights(run).spec

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from guided.design import Budget, design, parse_budget
 from guided.errors import UserError
-from guided.latency import LatencyTable
-from guided.patterns import Pattern
 from guided.pipeline import parse_study, plan_study
 from guided.pipeline.runner import fingerprints
+from guided.shapes.design import Budget, design, parse_budget
+from guided.shapes.patterns import Pattern
+from guided.timing.latency import LatencyTable
 from models import create_spec
 
 
@@ -115,7 +115,7 @@ def test_a_latency_budget_without_a_table_says_so():
 
 
 def test_masks_refuse_a_latency_budget():
-    from guided.design import design_sparsity
+    from guided.shapes.design import design_sparsity
 
     with pytest.raises(UserError, match="params or macs"):
         design_sparsity(create_spec("vgg-tiny"), parse_budget("latency=1ms", table=Timed()))
@@ -221,7 +221,7 @@ def test_a_dry_run_of_a_started_study_reads_its_table(tmp_path, fake_device, mon
 def test_cpu_tables_name_their_instruction_set_and_time_whole_units():
     import torch
 
-    from guided.latency import units
+    from guided.timing.latency import units
 
     assert torch.backends.cpu.get_cpu_capability().lower() in Timed(threads=1).device_name
     shapes = [u["shape"] for u in units(create_spec("vgg11", width_mult=0.25))]

@@ -3,8 +3,8 @@
 import numpy as np
 import torch
 
-from guided.data import Split
-from guided.loader import DeviceLoader
+from guided.training.data import Split
+from guided.training.loader import DeviceLoader
 
 
 def ramp_split(n=8, size=6):

@@ -1,4 +1,4 @@
-"""Seeds trained together (guided.multiseed) give each seed its own run, computed in the contiguous layout."""
+"""Seeds trained together (guided.training.multiseed) give each seed its own run, computed in the contiguous layout."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from guided.data import DataConfig
 from guided.errors import UserError
-from guided.folders import RunFolder
-from guided.multiseed import SeedGroup
 from guided.operations import train_run, train_runs_together, training_config
-from guided.recipes import get_recipe
+from guided.storage.folders import RunFolder
+from guided.training.data import DataConfig
+from guided.training.multiseed import SeedGroup
+from guided.training.recipes import get_recipe
 from models import build, create_spec
 
 SEEDS = (0, 1, 2)
@@ -107,10 +107,10 @@ def test_groups_refuse_what_they_cannot_train_alike(tmp_path):
 
 @pytest.mark.slow
 def test_a_compiled_run_equals_the_plain_run(tmp_path):
-    """The ``compile`` mode of the throughput benchmark (`torch.compile` in `guided.train.train`): the same
+    """The ``compile`` mode of the throughput benchmark (`torch.compile` in `guided.training.train.train`): the same
     run, to float tolerance (about a minute of compiling on a CPU)."""
-    from guided.recipes import Recipe
-    from guided.train import train
+    from guided.training.recipes import Recipe
+    from guided.training.train import train
 
     torch.set_num_threads(1)
     config = _configs("vgg-tiny")[0]
@@ -150,7 +150,7 @@ def test_tiny_study_groups_follow_their_own_runs(tmp_path, monkeypatch):
     layout a group computes in, and seed groups of 2. A grouped seed is its contiguous run to float rounding
     (first-epoch loss within 1e-4 for most stages); a float difference alone (the layout) moves a run by far
     more, so a group's seeds differ from channels-last runs as any float difference makes them differ."""
-    import guided.train as engine
+    import guided.training.train as engine
     from guided.cli import main
 
     monkeypatch.setenv("GUIDED_THREADS", "1")

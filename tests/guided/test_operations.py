@@ -13,10 +13,10 @@ import pytest
 import torch
 
 from guided.cli import main
-from guided.folders import PrunedFolder, RunFolder, StageFolder
 from guided.pipeline import parse_study, plan_study
 from guided.pipeline.actions import ACTIONS
 from guided.pipeline.runner import fingerprints, run_one, status
+from guided.storage.folders import PrunedFolder, RunFolder, StageFolder
 
 pytestmark = pytest.mark.slow  # one small study (~10 s), then each command once
 
@@ -58,7 +58,7 @@ TIMES = {"wall_time_s", "train_images_per_s", "provenance"}
 @pytest.fixture(scope="module", autouse=True)
 def one_thread():
     """Every command and stage here computes on one thread: weights are compared bit for bit, and float sums
-    depend on the thread count, which by default follows the machine's load (`guided.threads`)."""
+    depend on the thread count, which by default follows the machine's load (`guided.timing.threads`)."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("GUIDED_THREADS", "1")
         yield
@@ -163,12 +163,12 @@ def test_a_stage_replayed_from_its_record_alone_trains_the_same_run(study, tmp_p
 
 def test_the_report_reads_speeds_and_measures_nothing(study, tmp_path, monkeypatch):
     """Rendering the report again (here: another machine, which would time differently) changes no number."""
-    import guided.speed
+    import guided.timing.speed
 
     out = tmp_path / "copy"
     shutil.copytree(study, out)
     before = (out / "runs.csv").read_text()
-    monkeypatch.setattr(guided.speed, "inference_throughput", lambda *a, **k: pytest.fail("the report measured"))
+    monkeypatch.setattr(guided.timing.speed, "inference_throughput", lambda *a, **k: pytest.fail("the report measured"))
     StageFolder(stage_dir(out, "report")).done.unlink()
     assert main(["run", str(study.parent / "study.toml"), "--out", str(out), "--resume"]) == 0
     assert (out / "runs.csv").read_text() == before

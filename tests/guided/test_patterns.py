@@ -8,7 +8,7 @@ import pytest
 
 from guided.cli import main
 from guided.errors import UserError
-from guided.patterns import Pattern, channel_summary, sparsity_summary
+from guided.shapes.patterns import Pattern, channel_summary, sparsity_summary
 
 RUNS = [
     [

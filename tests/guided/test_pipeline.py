@@ -165,7 +165,7 @@ def test_progress_lines_say_elapsed_and_left():
 
 
 def test_each_arm_has_one_colour_in_every_figure_of_the_report(finished_study):
-    from guided.plots import ARM_COLOURS
+    from guided.reporting.plots import ARM_COLOURS
 
     drawn = json.loads((finished_study / "figures" / "colours.json").read_text())
     assert {"search", "accuracy-source", "accuracy-wide"} <= set(drawn)
@@ -180,7 +180,7 @@ def test_each_arm_has_one_colour_in_every_figure_of_the_report(finished_study):
 
 
 def test_every_arm_meets_each_budget_on_params_and_on_macs(finished_study):
-    from guided.io import read_spec
+    from guided.storage.io import read_spec
     from models import cost
 
     for dom in ("source", "wide"):
@@ -221,7 +221,7 @@ def test_verdicts_carry_their_detectable_effect_and_holm_adjusted_p(finished_stu
     detectable effect) and adjusted over the report's family with statsmodels' Holm."""
     from statsmodels.stats.multitest import multipletests
 
-    from guided.tables import difference
+    from guided.reporting.tables import difference
 
     verdicts = json.loads((finished_study / "summary.json").read_text())["verdicts"]
     assert verdicts and all({"text", "mde", "p", "p_holm", "survives", "sd"} <= set(v) for v in verdicts)
@@ -386,7 +386,7 @@ def test_adding_a_seed_trains_only_the_new_seed(finished_study, tmp_path, capsys
 
 def test_the_detectable_effect_per_comparison_comes_from_the_seeds_and_their_spread(finished_study):
     from guided.pipeline.power import power_plan
-    from guided.tables import detectable
+    from guided.reporting.tables import detectable
 
     study = parse_study(tomllib.loads(TINY))
     stages, _ = plan_study(study)

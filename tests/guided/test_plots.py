@@ -5,10 +5,7 @@ import json
 import pytest
 
 from guided.cli import main
-from guided.design import Budget, design
-from guided.io import write_spec
-from guided.patterns import Pattern, channel_summary
-from guided.plots import (
+from guided.reporting.plots import (
     accuracy_cost_data,
     accuracy_cost_legend,
     cost_note,
@@ -18,6 +15,9 @@ from guided.plots import (
     profile_data,
     width_bars_data,
 )
+from guided.shapes.design import Budget, design
+from guided.shapes.patterns import Pattern, channel_summary
+from guided.storage.io import write_spec
 from models import create_spec
 
 RUNS = [

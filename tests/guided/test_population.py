@@ -13,10 +13,10 @@ import pytest
 from scipy import stats
 
 from guided.cli import main
-from guided.design import Budget, parse_budget, pattern_stage_count
 from guided.errors import UserError
 from guided.pipeline import dry_run, parse_study
-from guided.population import (
+from guided.shapes.design import Budget, parse_budget, pattern_stage_count
+from guided.shapes.population import (
     analyse,
     draw_shapes,
     edf,

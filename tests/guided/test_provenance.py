@@ -1,4 +1,4 @@
-"""`guided.provenance.git_revision`: a revision names the code exactly, also before it is committed."""
+"""`guided.storage.provenance.git_revision`: a revision names the code exactly, also before it is committed."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from guided.provenance import git_revision
+from guided.storage.provenance import git_revision
 
 
 def git(root: Path, *args: str) -> str:

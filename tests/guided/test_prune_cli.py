@@ -5,8 +5,8 @@ import json
 import pytest
 
 from guided.cli import main
-from guided.io import read_spec
 from guided.operations import flat_settings
+from guided.storage.io import read_spec
 from models import cost
 from tests.guided.conftest import train_tiny_digits_run
 
@@ -34,7 +34,7 @@ def test_prune_a_users_torchvision_weights(tmp_path, capsys):
     import torchvision
 
     from guided.pruning import prune
-    from guided.train import load_weights
+    from guided.training.train import load_weights
     from models import from_torchvision
 
     torch.manual_seed(3)

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 
-from guided.data import ImageData, Split
 from guided.errors import UserError
 from guided.pruning import PRUNERS, cut, prune
 from guided.pruning.criteria import Context
@@ -16,6 +15,7 @@ from guided.pruning.reconstruct import (
     sample_consumer_inputs,
     thinet_select,
 )
+from guided.training.data import ImageData, Split
 from models import build, channel_groups, cost, create_model, create_spec
 from tests.conftest import TINY_MODELS
 
@@ -249,8 +249,8 @@ def test_sss_removes_blocks_with_zero_gates_exactly(name):
 
 
 def test_sss_ratio_picks_the_smallest_removable_gates_and_the_result_trains(tmp_path):
-    from guided.recipes import get_recipe
-    from guided.train import train
+    from guided.training.recipes import get_recipe
+    from guided.training.train import train
 
     model = trained_like("resnet-gated-tiny")
     with torch.no_grad():
@@ -270,7 +270,7 @@ def test_sss_ratio_picks_the_smallest_removable_gates_and_the_result_trains(tmp_
 
 
 def test_gate_sparsity_is_a_proximal_l1_step():
-    from guided.hooks import GateSparsity
+    from guided.training.hooks import GateSparsity
 
     model = build(create_spec("resnet-gated-tiny"))
     with torch.no_grad():
@@ -300,8 +300,8 @@ def test_global_threshold_breaks_ties_to_remove_the_exact_count():
 )
 @pytest.mark.parametrize("kind", ["params", "macs"])
 def test_ratio_for_budget_lands_just_under_the_budget(arch, method, kind):
-    from guided.design import Budget
     from guided.pruning import ratio_for_budget
+    from guided.shapes.design import Budget
 
     model = trained_like(arch)
     budget = Budget(kind, 0.7 * Budget(kind, 0).of(model.spec))

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 
 from guided.cli import main
-from guided.io import read_spec
 from guided.quickstart import quickstart
+from guided.storage.io import read_spec
 from models import cost, create_spec
 
 ROOT = Path(__file__).resolve().parents[2]

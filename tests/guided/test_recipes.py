@@ -1,7 +1,7 @@
 import pytest
 
 from guided.errors import UserError
-from guided.recipes import RECIPES, get_recipe, scratch_epochs
+from guided.training.recipes import RECIPES, get_recipe, scratch_epochs
 
 
 def test_paper_recipe_is_the_published_one():

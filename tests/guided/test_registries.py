@@ -9,11 +9,11 @@ import optuna
 import pytest
 
 from guided.cli import main
-from guided.data import load_dataset, subsample, validation_split
-from guided.design import Budget
 from guided.pipeline.executors import EXECUTORS, make_executor, register_executor
 from guided.pipeline.runner import Stage, fingerprints, run_group, run_stages
-from guided.recipes import get_recipe
+from guided.shapes.design import Budget
+from guided.training.data import load_dataset, subsample, validation_split
+from guided.training.recipes import get_recipe
 from models import create_spec
 from search import run_search
 from search.study import SAMPLERS, open_storage, register_sampler

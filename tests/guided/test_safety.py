@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from guided.data import load_dataset
 from guided.errors import UserError
-from guided.io import atomic_write_text, check_name, remove_inside
 from guided.pipeline.runner import Stage, run_one
+from guided.storage.io import atomic_write_text, check_name, remove_inside
+from guided.training.data import load_dataset
 from tests.guided.test_data import make_tree
 
 
@@ -117,7 +117,7 @@ def test_an_unusable_cache_costs_time_not_the_run(tmp_path, kind, capsys):
 
 
 def test_a_corrupt_or_negative_latency_cache_is_timed_again(tmp_path, capsys):
-    from guided.latency import LatencyTable
+    from guided.timing.latency import LatencyTable
 
     table = LatencyTable("cpu", batch_size=2, cache=tmp_path, threads=1)
     table.path.parent.mkdir(parents=True, exist_ok=True)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from guided.folders import StageFolder
 from guided.pipeline.runner import Stage, fingerprints, run_stages, units
+from guided.storage.folders import StageFolder
 
 
 def _stages(calls: list) -> list[Stage]:

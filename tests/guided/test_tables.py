@@ -2,7 +2,7 @@
 
 import pytest
 
-from guided.tables import compare, difference, interval_cell, mean_std
+from guided.reporting.tables import compare, difference, interval_cell, mean_std
 
 
 def test_a_difference_inside_the_noise_is_no_detectable_difference():
@@ -33,7 +33,7 @@ def test_the_detectable_effect_matches_statsmodels_power_for_equal_samples():
     """Equal spreads and seed counts: Welch's test is the pooled t-test, whose power statsmodels solves."""
     from statsmodels.stats.power import TTestIndPower
 
-    from guided.tables import detectable
+    from guided.reporting.tables import detectable
 
     for n, sd in [(2, 0.5), (3, 1.0), (5, 2.0), (10, 0.3)]:
         effect = TTestIndPower().solve_power(nobs1=n, ratio=1.0, alpha=0.05, power=0.8)  # in units of sd
@@ -46,7 +46,7 @@ def test_the_detectable_effect_has_80_percent_power_by_simulation():
     import numpy as np
     from scipy import stats
 
-    from guided.tables import detectable
+    from guided.reporting.tables import detectable
 
     delta = detectable(2.0, 3, 0.5, 5)
     rng = np.random.default_rng(0)
@@ -64,7 +64,7 @@ def test_a_null_verdict_says_what_it_could_have_detected():
 
 
 def test_holm_adjusts_a_family_as_by_hand():
-    from guided.tables import holm
+    from guided.reporting.tables import holm
 
     family = [{"p": p, "alpha": 0.05} for p in (0.04, 0.001, 0.03, 0.2)]
     holm(family)
@@ -76,7 +76,7 @@ def test_holm_adjusts_a_family_as_by_hand():
 def test_paired_interval_equals_a_hand_computation_with_scipy():
     from scipy import stats
 
-    from guided.tables import paired_difference, verdict
+    from guided.reporting.tables import paired_difference, verdict
 
     a = {0: 0.771, 1: 0.779, 2: 0.766, 3: 0.775, 4: 0.781}
     b = {0: 0.765, 1: 0.770, 2: 0.763, 3: 0.766, 4: 0.774, 9: 0.5}  # seed 9 has no partner: left out
@@ -109,7 +109,7 @@ def test_paired_interval_equals_a_hand_computation_with_scipy():
 def test_near_equal_samples_give_numbers_and_no_runtime_warning():
     import warnings
 
-    from guided.tables import paired_difference
+    from guided.reporting.tables import paired_difference
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a warning would print before error lines and into study output

@@ -11,11 +11,11 @@ import pytest
 import torch
 
 from guided.cli import main
-from guided.data import load_dataset, subsample
 from guided.errors import UserError
-from guided.hooks import BatchNormL1, FixedMasks
-from guided.recipes import get_recipe
-from guided.train import TrainingDiverged, load_weights, train
+from guided.training.data import load_dataset, subsample
+from guided.training.hooks import BatchNormL1, FixedMasks
+from guided.training.recipes import get_recipe
+from guided.training.train import TrainingDiverged, load_weights, train
 from models import build, create_spec
 
 QUIET = lambda *_: None  # noqa: E731
@@ -213,7 +213,7 @@ def test_train_command_bad_input_is_one_line(tmp_path, capsys, argv, message):
 
 
 def test_precision_option(digits, tmp_path):
-    from guided.train import resolve_precision
+    from guided.training.train import resolve_precision
 
     cpu = torch.device("cpu")
     assert resolve_precision("fp32", cpu) == "fp32" and resolve_precision("bf16", cpu) == "bf16"
@@ -227,8 +227,8 @@ def test_precision_option(digits, tmp_path):
 
 # ---------------------------------------------------------------------- evaluation options of a recipe
 def test_flip_averaging_averages_each_image_with_its_mirror(digits, tmp_path):
-    from guided.loader import DeviceLoader
-    from guided.train import evaluate
+    from guided.training.loader import DeviceLoader
+    from guided.training.train import evaluate
 
     model = tiny(digits)  # trained a little, so that no two classes tie
     train(model, digits, get_recipe("quick").override(epochs=2, batch_size=64), out_dir=tmp_path, log=QUIET)
@@ -246,7 +246,7 @@ def test_flip_averaging_averages_each_image_with_its_mirror(digits, tmp_path):
 
 
 def test_weight_average_follows_its_formula_and_skips_integers():
-    from guided.train import WeightAverage
+    from guided.training.train import WeightAverage
 
     avg = WeightAverage({"w": torch.zeros(3), "n": torch.tensor(0)}, decay=0.9)
     expected = torch.zeros(3)
@@ -296,7 +296,7 @@ def test_new_recipe_fields_stay_out_of_old_configs():
 
 
 def test_eval_last_tests_once(digits, tmp_path, monkeypatch):
-    import guided.train as engine
+    import guided.training.train as engine
 
     calls = []
     real = engine.evaluate

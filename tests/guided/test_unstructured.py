@@ -8,9 +8,6 @@ import torch
 
 from guided.cli import main
 from guided.errors import UserError
-from guided.hooks import FixedMasks
-from guided.patterns import Pattern, sparsity_summary
-from guided.plots import draw_sparsity, sparsity_plot_data
 from guided.pruning import prune
 from guided.pruning.unstructured import (
     load_masks,
@@ -21,6 +18,9 @@ from guided.pruning.unstructured import (
     save_masks,
     sparsity_report,
 )
+from guided.reporting.plots import draw_sparsity, sparsity_plot_data
+from guided.shapes.patterns import Pattern, sparsity_summary
+from guided.training.hooks import FixedMasks
 from models import build, cost, create_spec
 from tests.guided.conftest import train_tiny_digits_run
 from tests.guided.test_pruning import random_data
@@ -99,8 +99,8 @@ def test_bad_masks_are_clear_errors(tmp_path):
 
 
 def test_masked_weights_stay_exactly_zero_through_sparse_training(tmp_path):
-    from guided.recipes import get_recipe
-    from guided.train import train
+    from guided.training.recipes import get_recipe
+    from guided.training.train import train
 
     m = model()
     masks = magnitude_masks(m, 0.8)
@@ -160,7 +160,7 @@ def base_with_init(tmp_path_factory):
 
 
 def test_lottery_mode_starts_from_the_saved_initial_weights(base_with_init, tmp_path, monkeypatch):
-    import guided.retrain as retrain_module
+    import guided.training.retrain as retrain_module
 
     assert (
         main(
@@ -275,7 +275,7 @@ def test_prune_magnitude_refuses_presets():
 
 def test_scratch_modes_do_not_reuse_the_source_initialisation(base_with_init, tmp_path, monkeypatch):
     """Otherwise Scratch-E of a masked model (same spec, same seed) would silently be the lottery ticket."""
-    import guided.retrain as retrain_module
+    import guided.training.retrain as retrain_module
 
     assert (
         main(

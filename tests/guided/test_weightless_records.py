@@ -3,8 +3,8 @@ stages stay finished, unless a stage still to run reads weights that are missing
 
 from __future__ import annotations
 
-from guided.folders import RunFolder
 from guided.pipeline.runner import Stage, fingerprints, run_stages, statuses
+from guided.storage.folders import RunFolder
 
 
 def _plan(calls: list[str], *, readers: tuple[str, ...] = ("prune",)) -> list[Stage]:

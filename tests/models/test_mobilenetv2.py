@@ -108,7 +108,7 @@ def test_input_must_survive_the_strides():
 def test_latency_tables_time_depthwise_convs_as_depthwise(tmp_path):
     """A depthwise conv is one unit of kind ``dwconv`` reading one channel per output, interpolated along its
     width only: its seconds are a depthwise conv's, not a dense conv's of the same channels."""
-    from guided.latency import LatencyTable, units
+    from guided.timing.latency import LatencyTable, units
 
     spec = create_spec("mobilenetv2-tiny")
     shapes = {u["name"]: u["shape"] for u in units(spec)}
@@ -123,9 +123,9 @@ def test_latency_tables_time_depthwise_convs_as_depthwise(tmp_path):
 
 def test_the_last_conv_is_a_pattern_stage_of_its_own_from_pruning_to_design(tmp_path):
     """Pooled with the last block, MobileNetV2's 1280-channel last conv would set that stage's ratio alone."""
-    from guided.design import Budget, design, pattern_stage_count
-    from guided.patterns import Pattern
     from guided.pruning import prune
+    from guided.shapes.design import Budget, design, pattern_stage_count
+    from guided.shapes.patterns import Pattern
     from models import pattern_stages
 
     spec = create_spec("mobilenetv2", width_mult=0.25)

@@ -8,9 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from guided.design import Budget, design, designable
-from guided.patterns import Pattern
 from guided.pruning import prune
+from guided.shapes.design import Budget, design, designable
+from guided.shapes.patterns import Pattern
 from models import ArchSpec, SpecError, build, cost, entries_per_unit, layers
 from models.blocks import ConvBN
 from models.cost import Layer

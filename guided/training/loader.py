@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import torch
 import torch.nn.functional as F
 
-from guided.data import Split
+from guided.training.data import Split
 
 __all__ = ["DeviceLoader"]
 
@@ -33,7 +33,7 @@ class DeviceLoader:
         channels_last: return batches in channels-last memory format (faster convs on CPU and GPU).
 
     Example:
-        >>> from guided.data import load_dataset
+        >>> from guided.training.data import load_dataset
         >>> data = load_dataset("digits")
         >>> loader = DeviceLoader(data.train, data.mean, data.std, batch_size=64, train=True)
         >>> x, y = next(iter(loader))

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from guided.provenance import device_name
+from guided.storage.provenance import device_name
 from models import ArchSpec, build
 
 __all__ = [

@@ -13,7 +13,7 @@ weights ``model.pt``, ``prune.json`` (method, allocation, costs, the source run)
   with ``--save-init``) under the same masks, for the source's epochs (Frankle & Carbin's winning ticket).
 
 Unstructured (masked) models keep their masks in every mode: ``masks.npz`` sits beside the spec, and
-`guided.hooks.FixedMasks` keeps masked weights at exactly zero; Scratch-B counts non-zero MACs only.
+`guided.training.hooks.FixedMasks` keeps masked weights at exactly zero; Scratch-B counts non-zero MACs only.
 """
 
 from __future__ import annotations
@@ -26,21 +26,21 @@ from typing import Any
 
 import torch
 
-from guided.data import ImageData
 from guided.errors import UserError
-from guided.folders import PrunedFolder, RunFolder
-from guided.hooks import FixedMasks
-from guided.io import (
+from guided.pruning import PruneResult
+from guided.pruning.unstructured import load_masks, save_masks
+from guided.storage.folders import PrunedFolder, RunFolder
+from guided.storage.io import (
     atomic_write_bytes,
     atomic_write_text,
     load_state,
     read_tensors,
     write_json,
 )
-from guided.pruning import PruneResult
-from guided.pruning.unstructured import load_masks, save_masks
-from guided.recipes import Recipe, scratch_epochs
-from guided.train import train
+from guided.training.data import ImageData
+from guided.training.hooks import FixedMasks
+from guided.training.recipes import Recipe, scratch_epochs
+from guided.training.train import train
 from models import build
 
 __all__ = ["save_pruned", "load_pruned", "retrain", "MODES"]
@@ -107,7 +107,7 @@ def retrain(
             source's epoch count for the scratch budgets when the source run does not record one).
         out_dir: the run folder.
         seed: data order, and initialisation in the scratch modes.
-        train_kwargs: passed to `guided.train.train` (device, resume, precision, ...).
+        train_kwargs: passed to `guided.training.train.train` (device, resume, precision, ...).
 
     Returns:
         The run's ``result.json``, with ``mode`` and ``epochs`` recorded.

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from guided.errors import UserError
-from guided.io import read_json, read_spec, write_json, write_spec
+from guided.storage.io import read_json, read_spec, write_json, write_spec
 from models import ArchSpec
 
 __all__ = ["RunFolder", "PrunedFolder", "StageFolder", "SearchFolder", "StudyFolder", "SPEC", "WEIGHTS", "MASKS"]

@@ -145,7 +145,7 @@ def paired_difference(a: dict[int, float], b: dict[int, float], *, confidence: f
     paired t interval (`scipy.stats.ttest_rel`), its detectable effect ``mde`` (80% power, the same rule as
     `detectable` with the std of the per-seed differences and ``n - 1`` degrees of freedom), and the Pearson
     correlation ``r`` of the two arms over seeds. Runs that share a seed index share their data order and
-    augmentation (`guided.loader.DeviceLoader` is seeded by it, whatever the architecture), so their noise is
+    augmentation (`guided.training.loader.DeviceLoader` is seeded by it, whatever the architecture), so their noise is
     partly common; ``r`` says how much, and the paired interval is narrower by about ``sqrt(1 - r)``.
     ``None`` when fewer than three seeds are common.
 

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from guided.errors import UserError
-from guided.io import atomic_write_bytes
+from guided.storage.io import atomic_write_bytes
 
 __all__ = [
     "DataConfig",

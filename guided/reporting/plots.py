@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from guided.patterns import Pattern
+from guided.shapes.patterns import Pattern
 
 __all__ = [
     "sparsity_plot_data",
@@ -108,7 +108,7 @@ def width_bars_data(pattern: Pattern, designs: dict[str, Any]) -> dict[str, Any]
     """Per-stage channel counts: pruned runs (mean, std over runs) and each design's widths, stage by stage.
 
     Args:
-        pattern: a channel pattern (`guided.patterns.channel_summary`) of the pruned runs.
+        pattern: a channel pattern (`guided.shapes.patterns.channel_summary`) of the pruned runs.
         designs: label -> `models.ArchSpec` (guided, uniform, ...), designed for the same stages.
     """
     stages = [row["stage"] for row in pattern.stages]
@@ -357,9 +357,9 @@ def draw_accuracy_cost(
 
 
 def population_edf_data(accuracy: list[float], arms: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """What `draw_population_edf` shows, in points: the population's accuracy EDF (`guided.population.edf`)
-    and each arm's mean, interval and percentile (``arms``: `guided.population.arm_summary` records)."""
-    from guided.population import edf
+    """What `draw_population_edf` shows, in points: the population's accuracy EDF (`guided.shapes.population.edf`)
+    and each arm's mean, interval and percentile (``arms``: `guided.shapes.population.arm_summary` records)."""
+    from guided.shapes.population import edf
 
     xs, ys = edf([100 * a for a in accuracy])
     marks = {
@@ -448,7 +448,7 @@ def _save(fig, path: Path) -> Path:
     """Render to memory, then write atomically (no half-written image on disk)."""
     import io
 
-    from guided.io import atomic_write_bytes
+    from guided.storage.io import atomic_write_bytes
 
     buf = io.BytesIO()
     fig.savefig(buf, format=path.suffix[1:], dpi=130, bbox_inches="tight")

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from guided.errors import UserError
-from guided.patterns import Pattern
+from guided.shapes.patterns import Pattern
 from models import FAMILIES, ArchSpec, cost, entries_per_unit, pattern_stages
 
 __all__ = [
@@ -51,7 +51,7 @@ KINDS = ("params", "macs", "latency")
 @dataclass(frozen=True)
 class Budget:
     """A target cost: ``kind`` is ``params``, ``macs`` or ``latency``; ``value`` an absolute count (for
-    ``latency``, seconds of one training step as ``table``, a `guided.latency.LatencyTable`, predicts them).
+    ``latency``, seconds of one training step as ``table``, a `guided.timing.latency.LatencyTable`, predicts them).
     """
 
     kind: str

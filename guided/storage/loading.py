@@ -16,8 +16,8 @@ from pathlib import Path
 from torch import nn
 
 from guided.errors import UserError
-from guided.folders import PrunedFolder, RunFolder
-from guided.io import check_file, check_state_dict, load_state, read_spec, read_tensors, state_mismatch
+from guided.storage.folders import PrunedFolder, RunFolder
+from guided.storage.io import check_file, check_state_dict, load_state, read_spec, read_tensors, state_mismatch
 
 __all__ = ["load", "load_torchvision"]
 
@@ -43,11 +43,11 @@ def load(path: str | Path, weights: str | Path | None = None, *, seed: int = 0) 
     if path.is_dir():
         pruned, run = PrunedFolder(path), RunFolder(path)
         if weights is None and pruned.complete():
-            from guided.retrain import load_pruned
+            from guided.training.retrain import load_pruned
 
             return load_pruned(path)[0].eval()
         if weights is None and run.weights.is_file():
-            from guided.train import load_weights
+            from guided.training.train import load_weights
 
             return load_weights(path).eval()
         if not run.spec.is_file():

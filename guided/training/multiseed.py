@@ -6,12 +6,12 @@ separately initialised copies, and `torch.vmap` runs their K forward and backwar
 convolution becomes one grouped convolution over the K seeds), so one launch does the work of K.
 
 Each seed keeps what makes it its own run: its initialisation (built with its own seed), its data order
-and augmentation (its own `DeviceLoader` generator, seeded as `guided.train.train` seeds it), its
+and augmentation (its own `DeviceLoader` generator, seeded as `guided.training.train.train` seeds it), its
 BatchNorm statistics, and its optimiser state (SGD with momentum, Nesterov and weight decay is
 elementwise, so one optimiser over the stacked tensors updates each seed as its own would). Summing the
 K seeds' mean losses gives each seed exactly its own gradient. So each seed is its own `train` run as computed
-in the contiguous memory layout, to float rounding; `guided.train` trains channels-last
-(`guided.train.MEMORY_FORMAT`), and training amplifies that rounding difference, so a grouped seed and its
+in the contiguous memory layout, to float rounding; `guided.training.train` trains channels-last
+(`guided.training.train.MEMORY_FORMAT`), and training amplifies that rounding difference, so a grouped seed and its
 separate channels-last run agree in distribution, not seed for seed (``tests/guided/test_multiseed.py``
 measures both gaps on the tiny study). Each writes the same run folder (``spec.json``, ``config.json``,
 ``metrics.jsonl``, ``model.pt``, ``result.json``; ``result.json`` says ``"group_size"``).
@@ -23,8 +23,8 @@ share of the group's (the group's over K), so the runs' times add up to the time
 ``train_images_per_s`` is its images over that share.
 
 Example:
-    >>> from guided.data import load_dataset
-    >>> from guided.recipes import get_recipe
+    >>> from guided.training.data import load_dataset
+    >>> from guided.training.recipes import get_recipe
     >>> from models import build, create_spec
     >>> spec = create_spec("vgg-tiny", in_channels=1)
     >>> models = [build(spec, seed=s) for s in (0, 1, 2)]
@@ -52,14 +52,14 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, stack_module_state
 
-from guided import threads
-from guided.data import ImageData
 from guided.errors import UserError
-from guided.folders import RunFolder
-from guided.io import atomic_write_text, write_json, write_spec
-from guided.loader import DeviceLoader
-from guided.recipes import Recipe
-from guided.train import (
+from guided.storage.folders import RunFolder
+from guided.storage.io import atomic_write_text, write_json, write_spec
+from guided.timing import threads
+from guided.training.data import ImageData
+from guided.training.loader import DeviceLoader
+from guided.training.recipes import Recipe
+from guided.training.train import (
     TrainingDiverged,
     check_fits,
     make_loaders,
@@ -127,10 +127,10 @@ def train_together(
         models: the networks, each built with its own seed (``build(spec, seed=s)``).
         data: train and test splits.
         recipe: optimiser, schedule and epochs (one for the whole group).
-        seeds: each model's data-order seed (what ``seed`` is to `guided.train.train`).
+        seeds: each model's data-order seed (what ``seed`` is to `guided.training.train.train`).
         out_dirs: each model's run folder; none may hold a run yet.
         device: where to train.
-        precision: ``fp32``, ``bf16`` or ``auto``, as for `guided.train.train`.
+        precision: ``fp32``, ``bf16`` or ``auto``, as for `guided.training.train.train`.
         configs: each run's resolved configuration (``config.json``), or ``None``.
         log: where per-epoch lines go.
 
@@ -179,7 +179,7 @@ def group_epoch(group, loaders, optimizer, recipe: Recipe, step: int, total_step
     """One pass of every seed over its own loader; returns each seed's (mean loss, accuracy).
 
     ``step`` counts optimiser steps before this epoch; the learning rate is ``recipe.lr_at(step /
-    total_steps)``, as in `guided.train.train_epoch`. Raises `TrainingDiverged` naming the seeds whose
+    total_steps)``, as in `guided.training.train.train_epoch`. Raises `TrainingDiverged` naming the seeds whose
     loss is not finite.
     """
     from tqdm import tqdm

@@ -18,7 +18,7 @@ Every format is reloaded from the bytes written and run on a fixed random batch 
 difference above `TOLERANCE` (relative to the outputs' scale) refuses the file, so nothing wrong is written.
 
 Example:
-    >>> from guided.export import export                # doctest: +SKIP
+    >>> from guided.storage.export import export                # doctest: +SKIP
     >>> export(guided.load("pruned/slim60"), "torchscript", "slim60.ts")  # doctest: +SKIP
 """
 
@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from guided.errors import UserError
-from guided.io import atomic_write_bytes, check_output
+from guided.storage.io import atomic_write_bytes, check_output
 
 __all__ = ["FORMATS", "TOLERANCE", "export"]
 

@@ -31,16 +31,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from guided import threads
-from guided.clock import clock
-from guided.data import ImageData
 from guided.errors import UserError
-from guided.folders import RunFolder
-from guided.hooks import FixedMasks, Hook
-from guided.io import atomic_write_bytes, atomic_write_text, load_state, read_tensors, write_json, write_spec
-from guided.loader import DeviceLoader
-from guided.provenance import provenance
-from guided.recipes import Recipe
+from guided.storage.folders import RunFolder
+from guided.storage.io import atomic_write_bytes, atomic_write_text, load_state, read_tensors, write_json, write_spec
+from guided.storage.provenance import provenance
+from guided.timing import threads
+from guided.timing.clock import clock
+from guided.training.data import ImageData
+from guided.training.hooks import FixedMasks, Hook
+from guided.training.loader import DeviceLoader
+from guided.training.recipes import Recipe
 from models import ArchSpec, cost
 
 __all__ = [
@@ -61,7 +61,7 @@ __all__ = [
 CHECKPOINT_FORMAT = "guided.checkpoint/1"
 
 #: The memory layout a run trains in. Channels-last is about 30% faster on CPU (VGG-16 x0.125, fp32, one
-#: thread) and what GPU tensor cores want. A seed group (`guided.multiseed`) computes in the contiguous
+#: thread) and what GPU tensor cores want. A seed group (`guided.training.multiseed`) computes in the contiguous
 #: layout, so its seeds equal runs trained with ``torch.contiguous_format`` here to float rounding, and differ
 #: from channels-last runs as the two layouts' rounding grows apart through training.
 MEMORY_FORMAT = torch.channels_last
@@ -113,7 +113,7 @@ def train(
         The contents of ``result.json``.
 
     Example:
-        >>> from guided.recipes import get_recipe
+        >>> from guided.training.recipes import get_recipe
         >>> from models import build, create_spec
         >>> model = build(create_spec("vgg-tiny", in_channels=1), seed=0)
         >>> train(model, load_dataset("digits"), get_recipe("quick"), out_dir="/tmp/run")  # doctest: +SKIP
@@ -160,7 +160,7 @@ class WeightAverage(Hook):
     step, with ``d = min(decay, (1 + t) / (10 + t))`` at update ``t`` (the warm-up of TensorFlow's and timm's
     EMA, so early steps are not averaged with the random initialisation for long); integer entries (BatchNorm
     step counts) are copied. ``state`` is any mapping of tensors: a module's ``state_dict()``, or the stacked
-    tensors of a seed group (`guided.multiseed`), which are averaged elementwise alike.
+    tensors of a seed group (`guided.training.multiseed`), which are averaged elementwise alike.
 
     Example:
         >>> import torch
@@ -397,7 +397,7 @@ def _check_resume(out: Path, recipe: Recipe, resume: bool) -> dict[str, Any] | N
 
 def _finished_run(out: Path, recipe: Recipe) -> dict[str, Any] | None:
     """A finished run's result (``None`` if unfinished); refuses to extend it to more epochs."""
-    from guided.io import read_json
+    from guided.storage.io import read_json
 
     if not (RunFolder(out).result).exists():
         return None

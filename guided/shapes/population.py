@@ -4,7 +4,7 @@ Visual Recognition", 2019, and "Designing Network Design Spaces", 2020).
 
 A *population* is ``n`` width shapes of one target architecture drawn at random under one budget: each
 design-pattern stage (`models.pattern_stages`) gets a keep ratio drawn log-uniformly in ``[low, high]``,
-and `guided.design.design`, the solver every guided and uniform design uses, scales the shape by one
+and `guided.shapes.design.design`, the solver every guided and uniform design uses, scales the shape by one
 global factor to the budget (within 1%). Trained once each in a study's protocol, the population's
 accuracies give:
 
@@ -31,9 +31,9 @@ from typing import Any
 
 import numpy as np
 
-from guided.design import Budget, design, pattern_stage_count
 from guided.errors import UserError
-from guided.patterns import Pattern
+from guided.shapes.design import Budget, design, pattern_stage_count
+from guided.shapes.patterns import Pattern
 from models import ArchSpec, pattern_stages
 
 __all__ = [

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from guided.errors import UserError
-from guided.folders import PrunedFolder
+from guided.storage.folders import PrunedFolder
 
 __all__ = [
     "Pattern",
@@ -98,12 +98,12 @@ class Pattern:
     @classmethod
     def read(cls, path: str | Path) -> Pattern:
         """The pattern in a JSON file (``guided summarize --out``, a study's ``pattern.json``)."""
-        from guided.io import read_json
+        from guided.storage.io import read_json
 
         return cls.from_dict(read_json(path, "pattern"), path)
 
     def write(self, path: str | Path) -> None:
-        from guided.io import write_json
+        from guided.storage.io import write_json
 
         write_json(path, self.to_dict())
 

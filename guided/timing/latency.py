@@ -12,7 +12,7 @@ additions, the loss and the optimiser are not in the table, which is why `guided
 the prediction beside a measured end-to-end time.
 
 The table is measured at channel counts that are powers of two and interpolated bilinearly in (input,
-output) channels between them, so a width solver that tries hundreds of widths (`guided.design` at a
+output) channels between them, so a width solver that tries hundreds of widths (`guided.shapes.design` at a
 ``latency=`` budget) reads a few dozen measured shapes per layer position instead of timing each width
 it tries; bilinear interpolation is exact wherever time is affine in ``in``, ``out`` and ``in * out``,
 which is what a convolution's arithmetic is. `LatencyTable.prepare` times every node a network narrower
@@ -33,9 +33,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from guided.io import atomic_write_text
-from guided.provenance import device_name
-from guided.speed import median_seconds
+from guided.storage.io import atomic_write_text
+from guided.storage.provenance import device_name
+from guided.timing.speed import median_seconds
 from models import ArchSpec, build, cost
 
 __all__ = ["LatencyTable", "measure_step", "default_cache", "units", "cpu_name"]

@@ -1,0 +1,3 @@
+"""What reports draw and tabulate: figures (`plots`), tables and verdicts (`tables`), self-contained HTML
+(`html`).
+"""
