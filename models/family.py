@@ -18,7 +18,7 @@ from typing import Any
 #: A `models.spec.ArchSpec` (not imported: the spec module reads this one).
 ArchSpec = Any
 
-__all__ = ["Family", "FAMILIES", "register_family", "OPTIONS", "DESIGN_RULES"]
+__all__ = ["Family", "FAMILIES", "register_family", "residual_depth", "OPTIONS", "DESIGN_RULES"]
 
 #: The optional `ArchSpec` fields a family may accept: a VGG ``head``, block ``gated``, DenseNet ``growth``,
 #: MobileNetV2 ``strides``.
@@ -29,6 +29,12 @@ OPTIONS = ("head", "gated", "growth", "strides")
 #: found them), ``preactivation`` (as residual, block selections keep what enters them), ``projected``
 #: (projection shortcuts: each stage's output width its own ratio).
 DESIGN_RULES = ("plain", "residual", "preactivation", "projected")
+
+
+def residual_depth(spec: ArchSpec, units: int) -> int:
+    """The nominal depth of a residual network: two or three convs per block (basic, bottleneck), the stem
+    and the classifier (ResNet-56, PreResNet-164, torchvision's ResNet-50)."""
+    return (3 if spec.block == "bottleneck" else 2) * units + 2
 
 
 def _no_closing(spec: ArchSpec, stage: int) -> int:

@@ -19,7 +19,7 @@ from torch import nn
 
 from models.blocks import ChannelSelect, StagedNet, init_weights
 from models.cost import Layer, conv_out
-from models.family import Family, register_family
+from models.family import Family, register_family, residual_depth
 from models.groups import STEM, STREAM, ChannelGroup, conv_group, coupled_group, select_group
 from models.spec import ArchSpec, SpecError, entries_per_unit, scale_width
 
@@ -301,7 +301,7 @@ register_family(
         layers=preresnet_layers,
         groups=preresnet_groups,
         coupled=preresnet_coupled_groups,
-        depth=lambda spec, units: (3 if spec.block == "bottleneck" else 2) * units + 2,
+        depth=residual_depth,
         check=_check,
         closing=lambda spec, stage: int(stage == len(spec.stages) - 1),  # the final BN's selection
         options=frozenset({"gated"}),

@@ -22,7 +22,7 @@ from torch import nn
 
 from models.blocks import ConvBN, StagedNet, init_weights
 from models.cost import Layer, conv_out
-from models.family import Family, register_family
+from models.family import Family, register_family, residual_depth
 from models.groups import STEM, STREAM, ChannelGroup, conv_group, coupled_group
 from models.spec import ArchSpec, scale_width
 
@@ -223,7 +223,7 @@ register_family(
         layers=resnet_layers,
         groups=resnet_groups,
         coupled=resnet_coupled_groups,
-        depth=lambda spec, units: 2 * units + 2,
+        depth=residual_depth,
         check=ArchSpec.check_blocks,  # any residual widths: each stage's first block maps its shortcut's channels
         options=frozenset({"gated"}),
         design="residual",

@@ -19,7 +19,7 @@ from torch import nn
 
 from models.blocks import init_weights
 from models.cost import Layer, conv_out
-from models.family import Family, register_family
+from models.family import Family, register_family, residual_depth
 from models.groups import STEM, STREAM, ChannelGroup, conv_group, coupled_group
 from models.spec import ArchSpec, scale_width
 
@@ -232,7 +232,7 @@ register_family(
         layers=tvresnet_layers,
         groups=tvresnet_groups,
         coupled=tvresnet_coupled_groups,
-        depth=lambda spec, units: (3 if spec.block == "bottleneck" else 2) * units + 2,
+        depth=residual_depth,
         check=ArchSpec.check_blocks,
         spec_name=lambda spec: f"resnet{spec.depth}",  # torchvision's names
         halvings=lambda spec: len(spec.stages) + 1,  # stem conv and max-pool, then every stage but the first
