@@ -165,8 +165,10 @@ def test_progress_lines_say_elapsed_and_left():
 
 
 def test_each_arm_has_one_colour_in_every_figure_of_the_report(finished_study):
+    from guided.pipeline.roles import SEARCH_COLOURS
     from guided.reporting.plots import ARM_COLOURS
 
+    fixed = {**ARM_COLOURS, **SEARCH_COLOURS}
     drawn = json.loads((finished_study / "figures" / "colours.json").read_text())
     assert {"search", "accuracy-source", "accuracy-wide"} <= set(drawn)
     assert any(name.startswith("widths-") for name in drawn)
@@ -175,7 +177,7 @@ def test_each_arm_has_one_colour_in_every_figure_of_the_report(finished_study):
         for label, colour in colours.items():
             assert seen.setdefault(label, colour) == colour, f"{label} is {colour} in {figure}, {seen[label]} before"
     for arm in ("uniform", "guided", "pruned", "transferred", "search-cold", "search-seeded", "search-random"):
-        assert seen[arm] == ARM_COLOURS[arm]
+        assert seen[arm] == fixed[arm]
     assert len(set(seen.values())) == len(seen), "two arms share a colour"
 
 
