@@ -212,8 +212,8 @@ def design(
     """
     if FAMILIES[target.family].design is None:
         raise UserError(
-            f"designs are built for {', '.join(designable())}; {target.name} ({target.family}) declares no "
-            "design rule yet (DenseNet stages share one growth rate)"
+            f"designs are built for {', '.join(designable())}; {target.name} ({target.family}) is not supported "
+            "yet: its family declares no design rule (DenseNet stages share one growth rate)"
         )
     if multiple_of < 1:
         raise UserError(f"multiple_of must be at least 1, got {multiple_of}")
