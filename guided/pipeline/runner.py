@@ -281,8 +281,20 @@ def run_stages(
     todo = [s for s in stages if states[s.id] != "done"]
     log(f"{len(stages)} stages, {len(stages) - len(todo)} already done")
     progress = Progress(estimate, slots=getattr(executor, "slots", 1))
-    if executor is None:
-        _serially(todo, out, prints, services, log, progress, group_seeds)
+    if executor is None:  # its own loop: a Ctrl-C inside a callback of schedule() was lost
+        pending, n = list(todo), 0
+        while pending:
+            waiting = {s.id for s in pending}
+            unit = units([s for s in pending if not set(s.waits_on) & waiting], group_seeds=group_seeds)[0]
+            n += len(unit)
+            partial = " (continuing)" if status(out, unit[0], prints[unit[0].id]) == "partial" else ""
+            log(f"[{n}/{len(todo)}] {unit[0].kind} {_named(unit)}{partial}" + progress.line())
+            started = time.perf_counter()
+            run_group(unit, out, prints, services=services, log=log)
+            for s in unit:
+                pending.remove(s)
+                progress.finished(s.id)
+            log(f"      done in {time.perf_counter() - started:.0f}s")
     else:
         _schedule(todo, out, executor, log, progress, group_seeds)
     return {s.id: StudyFolder(out).stage(s.id).read_done()["record"] for s in stages}
@@ -319,25 +331,6 @@ def schedule(
         if not running:
             raise RuntimeError(f"stages {[s.id for s in pending]} wait on stages that never run")
         finished.update(s.id for s in running.pop(finish(list(running))))
-
-
-def _serially(todo, out, prints, services, log, progress, group_seeds) -> None:
-    """Run the stages one unit at a time in this process."""
-    count = 0
-
-    def start(unit: tuple[Stage, ...]) -> int:
-        nonlocal count
-        count += len(unit)
-        partial = " (continuing)" if status(out, unit[0], prints[unit[0].id]) == "partial" else ""
-        log(f"[{count}/{len(todo)}] {unit[0].kind} {_named(unit)}{partial}" + progress.line())
-        started = time.perf_counter()
-        run_group(unit, out, prints, services=services, log=log)
-        for s in unit:
-            progress.finished(s.id)
-        log(f"      done in {time.perf_counter() - started:.0f}s")
-        return count
-
-    schedule(todo, slots=1, start=start, finish=lambda keys: keys[0], group_seeds=group_seeds)
 
 
 class Progress:
