@@ -124,6 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"guided {args.command}: error: cannot use{where}: {exc.strerror or exc}", file=sys.stderr)
         return 2 if exc.errno in _PATH_ERRORS else 1
     except KeyboardInterrupt:
+        terminated.quiet()
         what = "terminated" if terminated() else "interrupted"
         print(f"guided {args.command}: {what}; finished work is kept (rerun with --resume)", file=sys.stderr)
         return 143 if terminated() else 130
@@ -140,22 +141,53 @@ class _stop_on_sigterm:
         import signal
         import threading
 
-        self.came, self.previous = False, None
+        self.came, self.previous, self.others = False, None, {}
         if threading.current_thread() is threading.main_thread():
             self.previous = signal.signal(signal.SIGTERM, self._stop)
+            self.others = {n: signal.signal(n, self._interrupt) for n in (signal.SIGINT, signal.SIGALRM)}
+            self.hook = sys.unraisablehook
+            sys.unraisablehook = self._unraisable
+
+    def _unraisable(self, unraisable) -> None:
+        """A dropped KeyboardInterrupt is repeated (`_interrupt`), not printed; anything else is."""
+        if not isinstance(unraisable.exc_value, KeyboardInterrupt):
+            self.hook(unraisable)
 
     def _stop(self, signum, frame):
         self.came = True
-        raise KeyboardInterrupt
+        self._interrupt(signum, frame)
+
+    def _interrupt(self, signum, frame):
+        """Raise KeyboardInterrupt, and again every 0.2 s until the command stops: Python drops one raised
+        inside a weakref callback or a finaliser (seen while a search ran), which would let the work go on."""
+        import signal
+
+        if signum != signal.SIGALRM or self.stopping:
+            self.stopping = True
+            signal.setitimer(signal.ITIMER_REAL, 0.2, 0.2)
+            raise KeyboardInterrupt
+
+    stopping = False
 
     def __call__(self) -> bool:
         return self.came
+
+    def quiet(self) -> None:
+        """The stop is being handled: no more repeats."""
+        import signal
+
+        if self.previous is not None:
+            signal.setitimer(signal.ITIMER_REAL, 0)
 
     def restore(self) -> None:
         import signal
 
         if self.previous is not None:
+            signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGTERM, self.previous)
+            for n, handler in self.others.items():
+                signal.signal(n, handler)
+            sys.unraisablehook = self.hook
 
 
 #: File-system refusals caused by the path given (exit 2, the user's to fix); others (a full disk, an I/O
