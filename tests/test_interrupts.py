@@ -114,7 +114,7 @@ def outcome(out: Path) -> dict:
     tables = {}
     for path in sorted([*(out / "tables").glob("*.csv"), out / "runs.csv"]):
         df = pd.read_csv(path)
-        measured = ("time", "img/s", "per_s", "datetime", "duration", "condition")
+        measured = ("time", "timing", "img/s", "per_s", "datetime", "duration", "condition")
         timing = [c for c in df.columns if any(w in c for w in measured)]
         tables[path.name] = df.drop(columns=timing).astype(str).to_dict("records")  # str: NaN equals NaN
     verdicts = json.loads((out / "summary.json").read_text())["verdicts"]
