@@ -155,8 +155,9 @@ def test_each_run_folder_file_name_is_spelled_once():
 
 def vocabulary_spelled_outside(definition: str, names: set[str], role_names: set[str]) -> list[str]:
     """``module:line name`` for every string constant (docstrings aside) in ``names`` outside the module
-    ``definition``, and every comparison or dict entry that pairs ``"role"`` with a literal in ``role_names``
-    (``tags["role"] == "base"``, ``{"role": "base"}``): those read `guided.pipeline.roles`."""
+    ``definition``, and every comparison, dict entry or keyword argument that pairs a role with a literal in
+    ``role_names`` (``tags.role == "base"``, ``{"role": "base"}``, ``Tags(role="base")``): those read
+    `guided.pipeline.roles`."""
     found = []
     for module, path in modules().items():
         if module == definition:
@@ -176,6 +177,8 @@ def vocabulary_spelled_outside(definition: str, names: set[str], role_names: set
                 pairs = list(zip(node.keys, node.values))
             elif isinstance(node, ast.Compare) and _is_role(node.left):
                 pairs = [(node.left, c) for c in node.comparators]
+            elif isinstance(node, ast.Call):
+                pairs = [(ast.Constant("role"), k.value) for k in node.keywords if k.arg == "role"]
             for key, value in pairs:
                 literals = value.elts if isinstance(value, ast.Tuple | ast.List | ast.Set) else [value]
                 for lit in literals:
@@ -185,7 +188,9 @@ def vocabulary_spelled_outside(definition: str, names: set[str], role_names: set
 
 
 def _is_role(node) -> bool:
-    """``"role"``, ``x["role"]`` or ``x.get("role")``."""
+    """``"role"``, ``x.role``, ``x["role"]`` or ``x.get("role")``."""
+    if isinstance(node, ast.Attribute):
+        return node.attr == "role"
     if isinstance(node, ast.Constant):
         return node.value == "role"
     if isinstance(node, ast.Subscript):
@@ -210,7 +215,16 @@ def test_roles_and_search_arms_are_spelled_in_their_definition_only():
 
 def test_the_vocabulary_rule_catches_a_spelled_role(tmp_path, monkeypatch):
     bad = tmp_path / "bad.py"
-    bad.write_text('def f(s):\n    return s.tags.get("role") in ("base", "x") or {"role": "report"} or "cold"\n')
+    bad.write_text(
+        'def f(s):\n    return s.tags.get("role") in ("base", "x") or {"role": "report"} or "cold"\n'
+        'def g(s):\n    return s.tags.role == "report" or Tags(role="base")\n'
+    )
     monkeypatch.setitem(globals(), "modules", lambda: {"bad": bad})
     found = vocabulary_spelled_outside("guided.pipeline.roles", {"cold"}, {"base", "report"})
-    assert sorted(found) == ["bad:2 cold", "bad:2 role base", "bad:2 role report"]
+    assert sorted(found) == [
+        "bad:2 cold",
+        "bad:2 role base",
+        "bad:2 role report",
+        "bad:4 role base",
+        "bad:4 role report",
+    ]

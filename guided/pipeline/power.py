@@ -67,9 +67,9 @@ def _comparisons(stages: list[Stage]) -> list[tuple[str, str, str]]:
     seen = {}
     for s in stages:
         t = s.tags
-        if t.get("role") in ARM_ROLES and t.get("arm") != "uniform":
-            arm = arm_label(t["role"], t["arm"])
-            seen[t["domain"], t["budget"], arm] = None
+        if t.role in ARM_ROLES and t.arm != "uniform":
+            arm = arm_label(t.role, t.arm)
+            seen[t.domain, t.budget, arm] = None
     return list(seen)
 
 
@@ -78,9 +78,9 @@ def _own_spreads(stages: list[Stage], out: Path) -> dict[tuple[str, str, str], f
     accs: dict[tuple[str, str, str], list[float]] = {}
     for s in stages:
         t, done = s.tags, StageFolder(out / "stages" / s.id).done
-        if t.get("role") in ARM_ROLES and done.is_file():
-            arm = arm_label(t["role"], t["arm"])
-            accs.setdefault((t["domain"], t["budget"], arm), []).append(
+        if t.role in ARM_ROLES and done.is_file():
+            arm = arm_label(t.role, t.arm)
+            accs.setdefault((t.domain, t.budget, arm), []).append(
                 100 * StageFolder(done.parent).read_done()["record"]["test_acc"]
             )
     return {k: _sd(v) for k, v in accs.items() if len(v) > 1}

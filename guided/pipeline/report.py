@@ -71,8 +71,8 @@ class _Report:
         self.design_lines: list[str] = []  # the design section's verdict lines
         self.proxy: dict[str, Any] | None = None  # the search's proxy rank correlation
         self.population: dict[str, Any] | None = None  # where the arms sit in the population (`summary.json`)
-        self.domains = list(dict.fromkeys(s.tags["domain"] for s in stages if "domain" in s.tags))
-        arms = [arm_label(s.tags["role"], s.tags["arm"]) for s in stages if "arm" in s.tags]
+        self.domains = list(dict.fromkeys(s.tags.domain for s in stages if s.tags.domain is not None))
+        arms = [arm_label(s.tags.role, s.tags.arm) for s in stages if s.tags.arm is not None]
         for s in stages:
             arms += list(s.config.get("arms") or []) if s.kind == "design" else []
         #: one colour per arm, the same in every figure; ``figure_colours`` records what each figure drew
@@ -90,7 +90,7 @@ class _Report:
 
     def role(self, role: Role) -> list[Stage]:
         """The stages tagged with ``role``."""
-        return [s for s in self.stages if s.tags.get("role") == role]
+        return [s for s in self.stages if s.tags.role == role]
 
     def runs_of(self, role: Role) -> pd.DataFrame:
         """Training runs of one role (`Role.BASE`, `Role.RETRAIN`, `Role.SCRATCH`, `Role.SEARCH_BEST`)."""
@@ -121,7 +121,7 @@ def runs_table(stages: list[Stage], ctx: StageContext) -> pd.DataFrame:
     rows = []
     for s in stages:
         if s.kind in ("train", "retrain"):
-            rows.append({"stage": s.id, **s.tags, **ctx.record(s.id)})
+            rows.append({"stage": s.id, **s.tags.row(), **ctx.record(s.id)})
     return pd.DataFrame(rows)
 
 
@@ -269,7 +269,7 @@ def _retraining(r: _Report) -> list[str]:
         return []
     prune_records = {}
     for s in r.role(Role.PRUNE):
-        prune_records.setdefault((s.tags["domain"], s.tags["prune"]), []).append(r.ctx.record(s.id))
+        prune_records.setdefault((s.tags.domain, s.tags.prune), []).append(r.ctx.record(s.id))
     rc = r.recipe
     ft = rc.finetune()
     verdicts = []
@@ -299,7 +299,7 @@ def _retraining(r: _Report) -> list[str]:
 
 def _patterns(r: _Report) -> list[str]:
     for st in r.role(Role.PATTERN):
-        name = f"{st.tags['domain']}-{st.tags['prune']}"
+        name = f"{st.tags.domain}-{st.tags.prune}"
         source = StageFolder(r.ctx.dir_of(st.id)).pattern
         shutil.copy(source, r.out / "patterns" / f"{name}.json")
         r.patterns[name] = Pattern.read(source)
@@ -464,8 +464,8 @@ def _designs(r: _Report) -> list[str]:
 
 def domain_title(r: _Report, dom: str) -> str:
     """A domain as a figure names it: its full-width architecture and its dataset (``vgg16 x0.25 on cifar10``)."""
-    design = next((s for s in r.stages if s.kind == "design" and s.tags.get("domain") == dom), None)
-    train = next((s for s in r.stages if s.kind == "train" and s.tags.get("domain") == dom), None)
+    design = next((s for s in r.stages if s.kind == "design" and s.tags.domain == dom), None)
+    train = next((s for s in r.stages if s.kind == "train" and s.tags.domain == dom), None)
     if design is None or train is None:
         return dom
     target = ArchSpec.from_dict(design.config["target"])
@@ -496,14 +496,14 @@ def _design_budget(r: _Report, dom: str, budget: str, acc_rows: list[dict[str, A
     ]
     specs = {}
     for st in r.role(Role.DESIGN):
-        if st.tags["domain"] == dom and st.tags["budget"] == budget:
+        if st.tags.domain == dom and st.tags.budget == budget:
             for arm in st.config["arms"]:
                 path = StageFolder(r.ctx.dir_of(st.id)).arm(arm)
                 shutil.copy(path, r.out / "designs" / f"{dom}-{b}-{arm}.json")
                 specs[arm] = ArchSpec.from_json(path.read_text())
     for st in r.role(Role.PRUNE_BUDGET):
-        if st.tags["domain"] == dom and st.tags["budget"] == budget:
-            name = f"{dom}-{b}-{st.tags['arm']}-s{st.tags['seed']}.json"
+        if st.tags.domain == dom and st.tags.budget == budget:
+            name = f"{dom}-{b}-{st.tags.arm}-s{st.tags.seed}.json"
             shutil.copy(PrunedFolder(r.ctx.dir_of(st.id)).spec, r.out / "designs" / name)
     own = next((p for n, p in r.patterns.items() if n.startswith(f"{dom}-") and p.kind == "channels"), None)
     if own:  # the pruned bars are this model's own pruned runs
@@ -554,7 +554,7 @@ def search_table(records: dict[str, dict[str, Any]], runs: pd.DataFrame) -> tupl
 def _search(r: _Report) -> list[str]:
     from search.plots import draw_history
 
-    records = {s.tags["arm"]: r.ctx.record(s.id) for s in r.role(Role.SEARCH)}
+    records = {s.tags.arm: r.ctx.record(s.id) for s in r.role(Role.SEARCH)}
     if not records:
         return []
     table, guided_val = search_table(records, r.runs)

@@ -29,7 +29,7 @@ def population_data(stages: list[Any], runs: pd.DataFrame, target: ArchSpec, bud
     pop = runs[runs["role"] == Role.POPULATION].sort_values("shape")
     if not len(pop):
         return None
-    spec_of = {s.id: ArchSpec.from_dict(s.config["spec"]) for s in stages if s.tags.get("role") == Role.POPULATION}
+    spec_of = {s.id: ArchSpec.from_dict(s.config["spec"]) for s in stages if s.tags.role == Role.POPULATION}
     shares = [list(stage_shares(spec_of[sid], target)) for sid in pop["stage"]]
     accuracy = [float(a) for a in pop["test_acc"]]
     at = runs[(runs["budget"] == budget) & runs["role"].isin(ARM_ROLES)] if "budget" in runs else runs[:0]

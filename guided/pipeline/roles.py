@@ -1,5 +1,6 @@
-"""The study's vocabulary, spelled once: what each stage is for (`Role`, a stage's ``tags["role"]`` and the
-``role`` column of ``runs.csv``) and the width searches' arms (`SearchArm`). Every planner, action, report
+"""The study's vocabulary, spelled once: what each stage is for (`Role`, a stage's ``tags.role`` and the
+``role`` column of ``runs.csv``), what the report groups a stage by (`Tags`) and the width searches' arms
+(`SearchArm`). Every planner, action, report
 and power analysis reads these; `tests/test_house.py` refuses a role or search-arm name spelled elsewhere.
 
 Example:
@@ -9,11 +10,12 @@ Example:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from enum import StrEnum
 
 __all__ = [
     "Role",
+    "Tags",
     "ARM_ROLES",
     "POPULATION_ROLES",
     "SEARCH_ROLES",
@@ -42,6 +44,40 @@ class Role(StrEnum):
     POPULATION_PROXY = "population-proxy"  # one shape scored by a cheap evaluator
     SPEED = "speed"  # inference timings of the compared architectures
     REPORT = "report"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Tags:
+    """What the report groups a stage's run by, one typed record per stage (`guided.pipeline.runner.Stage`);
+    not part of the stage's inputs. A field that does not apply to a stage is None; `row` gives the others,
+    in this order, as the stage's columns of ``runs.csv``.
+
+    Example:
+        >>> t = Tags(domain="source", role=Role.SCRATCH, budget="macs=25%", arm="uniform", seed=0)
+        >>> t.row()["arm"], t.but(seed=1).seed, t.proxy
+        ('uniform', 1, None)
+    """
+
+    domain: str | None = None  # the study's source or a transfer target
+    role: Role | None = None
+    kind: str | None = None  # a base's training: plain or sparse
+    prune: str | None = None  # the [[prune]] row a pruning, retraining or pattern belongs to
+    mode: str | None = None  # a retraining's mode (finetune, scratch-e, ...)
+    unit: str | None = None  # what a pattern's method prunes (channels, blocks, weights)
+    budget: str | None = None  # the budget text as the study gives it
+    arm: str | None = None  # a design arm (uniform, guided, ...) or a search arm's name
+    seed: int | None = None
+    rank: int | None = None  # a search's retrained trial: 1 for the best
+    shape: int | None = None  # a population shape's index
+    proxy: str | None = None  # a population proxy's name
+
+    def row(self) -> dict[str, object]:
+        """The fields that apply (not None), in field order."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
+
+    def but(self, **changes) -> Tags:
+        """A copy with ``changes``."""
+        return replace(self, **changes)
 
 
 #: The roles whose runs are the arms of a design verdict: designs trained from scratch, searches' bests.

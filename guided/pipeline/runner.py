@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from guided.errors import UserError, memory_error
+from guided.pipeline.roles import Tags
 from guided.storage.folders import RunFolder, StageFolder, StudyFolder
 from guided.storage.io import remove_inside
 
@@ -59,7 +60,7 @@ class Stage:
         action: does the work in ``ctx.dir``; returns a small JSON-able record for ``done.json``.
         needs: ids of the stages it reads.
         macs: estimated multiply-accumulates of its training (0 for stages that do not train).
-        tags: what the report groups by (domain, role, seed, arm, budget, ...); not part of the inputs.
+        tags: what the report groups by (`Tags`: domain, role, seed, arm, budget, ...); not part of the inputs.
         work: what it computes, for time estimates only (`guided.pipeline.estimate`): ``kind`` (``train``,
             ``search``, ``prune``, ``report``; other stages are light) and its sizes; not part of the inputs.
         group: stages with the same non-empty key differ only in their seeds and may run together as one
@@ -77,7 +78,7 @@ class Stage:
     action: Callable[[StageContext], dict[str, Any]]
     needs: tuple[str, ...] = ()
     macs: float = 0.0
-    tags: dict[str, Any] = field(default_factory=dict)
+    tags: Tags = field(default_factory=Tags)
     work: dict[str, Any] = field(default_factory=dict)
     group: str = ""
     group_action: Callable[[list[StageContext]], list[dict[str, Any]]] | None = None
@@ -281,20 +282,8 @@ def run_stages(
     todo = [s for s in stages if states[s.id] != "done"]
     log(f"{len(stages)} stages, {len(stages) - len(todo)} already done")
     progress = Progress(estimate, slots=getattr(executor, "slots", 1))
-    if executor is None:  # its own loop: a Ctrl-C inside a callback of schedule() was lost
-        pending, n = list(todo), 0
-        while pending:
-            waiting = {s.id for s in pending}
-            unit = units([s for s in pending if not set(s.waits_on) & waiting], group_seeds=group_seeds)[0]
-            n += len(unit)
-            partial = " (continuing)" if status(out, unit[0], prints[unit[0].id]) == "partial" else ""
-            log(f"[{n}/{len(todo)}] {unit[0].kind} {_named(unit)}{partial}" + progress.line())
-            started = time.perf_counter()
-            run_group(unit, out, prints, services=services, log=log)
-            for s in unit:
-                pending.remove(s)
-                progress.finished(s.id)
-            log(f"      done in {time.perf_counter() - started:.0f}s")
+    if executor is None:
+        _serially(todo, out, prints, services, log, progress, group_seeds)
     else:
         _schedule(todo, out, executor, log, progress, group_seeds)
     return {s.id: StudyFolder(out).stage(s.id).read_done()["record"] for s in stages}
@@ -331,6 +320,25 @@ def schedule(
         if not running:
             raise RuntimeError(f"stages {[s.id for s in pending]} wait on stages that never run")
         finished.update(s.id for s in running.pop(finish(list(running))))
+
+
+def _serially(todo, out, prints, services, log, progress, group_seeds) -> None:
+    """Run the stages one unit at a time in this process."""
+    count = 0
+
+    def start(unit: tuple[Stage, ...]) -> int:
+        nonlocal count
+        count += len(unit)
+        partial = " (continuing)" if status(out, unit[0], prints[unit[0].id]) == "partial" else ""
+        log(f"[{count}/{len(todo)}] {unit[0].kind} {_named(unit)}{partial}" + progress.line())
+        started = time.perf_counter()
+        run_group(unit, out, prints, services=services, log=log)
+        for s in unit:
+            progress.finished(s.id)
+        log(f"      done in {time.perf_counter() - started:.0f}s")
+        return count
+
+    schedule(todo, slots=1, start=start, finish=lambda keys: keys[0], group_seeds=group_seeds)
 
 
 class Progress:

@@ -38,7 +38,7 @@ from guided.operations import (
 )
 from guided.pipeline.actions import ACTIONS, READS_WEIGHTS, train_group
 from guided.pipeline.config import PruneConfig, Study, model_spec, slug
-from guided.pipeline.roles import ARM_ROLES, POPULATION_ROLES, SEARCH_ARMS, Role
+from guided.pipeline.roles import ARM_ROLES, POPULATION_ROLES, SEARCH_ARMS, Role, Tags
 from guided.pipeline.runner import Stage
 from guided.shapes.design import Budget, design, parse_budget
 from guided.storage.folders import StudyFolder
@@ -200,7 +200,7 @@ def plan(study: Study, services: Services) -> list[Stage]:
             "report",
             {"title": study.report.title},
             tuple(s.id for s in stages),
-            tags={"role": Role.REPORT},
+            tags=Tags(role=Role.REPORT),
             work=_report_work(stages),
         )
     )
@@ -316,7 +316,7 @@ class _Builder:
                         "train",
                         config,
                         macs=self.training_macs(dom, dom.spec, self.recipe.epochs),
-                        tags={"domain": dom.name, "role": Role.BASE, "kind": kind, "seed": seed},
+                        tags=Tags(domain=dom.name, role=Role.BASE, kind=kind, seed=seed),
                         work=self.train_work(dom, ArchSpec.from_dict(config["spec"]), self.recipe.epochs),
                     )
                 )
@@ -336,7 +336,7 @@ class _Builder:
                     "prune",
                     self.prune_config(dom, p, seed),
                     (base,),
-                    tags={"domain": dom.name, "role": Role.PRUNE, "prune": p.name, "seed": seed},
+                    tags=Tags(domain=dom.name, role=Role.PRUNE, prune=p.name, seed=seed),
                     work=_prune_work(dom, p, seed),
                 )
             )
@@ -353,7 +353,7 @@ class _Builder:
                         config,
                         (pid,),
                         macs=self.training_macs(dom, dom.spec, epochs) * _kept_fraction(p) ** 2,
-                        tags={"domain": dom.name, "role": Role.RETRAIN, "prune": p.name, "mode": mode, "seed": seed},
+                        tags=Tags(domain=dom.name, role=Role.RETRAIN, prune=p.name, mode=mode, seed=seed),
                         work=self.retrain_work(dom, p, mode),
                     )
                 )
@@ -365,7 +365,7 @@ class _Builder:
                 "pattern",
                 {"method": p.method, "ratio": p.ratio, "preset": p.preset, "source": dom.spec.name},
                 tuple(pruned),
-                tags={"domain": dom.name, "role": Role.PATTERN, "prune": p.name, "unit": p.unit},
+                tags=Tags(domain=dom.name, role=Role.PATTERN, prune=p.name, unit=p.unit),
             )
         )
         if self.study.design and p.name in self.study.design.pattern_names():
@@ -388,7 +388,7 @@ class _Builder:
             budget = self.services.budget(budget_text, dom.spec, self.recipe.batch_size)
             b = slug(budget_text)
             common = {"target": dom.spec.to_dict(), "budget": budget.to_dict(), "multiple_of": d.multiple_of}
-            tags = {"domain": dom.name, "role": Role.DESIGN, "budget": budget_text}
+            tags = Tags(domain=dom.name, role=Role.DESIGN, budget=budget_text)
             uid = self.add(  # reads no pattern: a new pattern does not redo the uniform runs
                 _stage(f"{dom.name}/uniform-{b}", "design", {**common, "arms": ["uniform"], "patterns": {}}, tags=tags)
             )
@@ -413,13 +413,7 @@ class _Builder:
                             self.scratch_config(dom, seed, spec_from),
                             (upstream,),
                             macs=self.training_macs(dom, approx, self.recipe.epochs),
-                            tags={
-                                "domain": dom.name,
-                                "role": Role.SCRATCH,
-                                "budget": budget_text,
-                                "arm": arm,
-                                "seed": seed,
-                            },
+                            tags=Tags(domain=dom.name, role=Role.SCRATCH, budget=budget_text, arm=arm, seed=seed),
                             work=self.train_work(dom, approx, self.recipe.epochs),
                         )
                     )
@@ -443,13 +437,7 @@ class _Builder:
                     "prune",
                     self.prune_config(dom, row, seed, **changes),
                     (base,),
-                    tags={
-                        "domain": dom.name,
-                        "role": Role.PRUNE_BUDGET,
-                        "budget": budget_text,
-                        "seed": seed,
-                        "arm": arm,
-                    },
+                    tags=Tags(domain=dom.name, role=Role.PRUNE_BUDGET, budget=budget_text, seed=seed, arm=arm),
                     work={**_prune_work(dom, row, seed), "budget": budget},
                 )
             )
@@ -491,7 +479,7 @@ class _Builder:
                     },
                     tuple(stage for stage, _ in designs) if seeded else (),
                     macs=trial_macs * q.trials,
-                    tags={"role": Role.SEARCH, "arm": arm, "budget": q.budget},
+                    tags=Tags(role=Role.SEARCH, arm=arm, budget=q.budget),
                     work={
                         **self.train_work(source, approx, q.epochs),
                         "kind": "search",
@@ -503,7 +491,7 @@ class _Builder:
             )
             retrains = [(1, seed) for seed in self.seeds] + [(j, self.seeds[0]) for j in range(2, q.retrain_top + 1)]
             for rank, seed in retrains:  # the best with every seed; the next ones with the first, for the proxy
-                tags = {"domain": SOURCE, "role": Role.SEARCH_BEST if rank == 1 else Role.SEARCH_TOP, "arm": arm}
+                tags = Tags(domain=SOURCE, role=Role.SEARCH_BEST if rank == 1 else Role.SEARCH_TOP, arm=arm)
                 self.add(
                     _stage(
                         f"search/{arm}-best-s{seed}" if rank == 1 else f"search/{arm}-top{rank}-s{seed}",
@@ -511,7 +499,7 @@ class _Builder:
                         self.scratch_config(source, seed, {"stage": sid, "read": f"top:{rank}"}),
                         (sid,),
                         macs=self.training_macs(source, approx, self.recipe.epochs),
-                        tags={**tags, "budget": q.budget, "seed": seed, "rank": rank},
+                        tags=tags.but(budget=q.budget, seed=seed, rank=rank),
                         work=self.train_work(source, approx, self.recipe.epochs),
                     )
                 )
@@ -530,7 +518,7 @@ class _Builder:
         low, high = q.ratio_range
         shapes = draw_shapes(source.spec, budget, q.n, seed=q.seed, low=low, high=high, multiple_of=multiple_of)
         b = slug(q.budget)
-        tags = {"domain": SOURCE, "budget": q.budget}
+        tags = Tags(domain=SOURCE, budget=q.budget)
         for shape in shapes:
             sid = f"population/{b}-p{shape.index:03d}"
             config = self.train_config(source, shape.spec, seed, self.recipe, init_seed=fresh_init_seed(seed))
@@ -540,14 +528,14 @@ class _Builder:
                     "train",
                     config,
                     macs=self.training_macs(source, shape.spec, self.recipe.epochs),
-                    tags={**tags, "role": Role.POPULATION, "shape": shape.index, "seed": seed},
+                    tags=tags.but(role=Role.POPULATION, shape=shape.index, seed=seed),
                     work=self.train_work(source, shape.spec, self.recipe.epochs),
                 )
             )
             for p in q.proxies:
-                self.add(self.proxy_stage(source, shape.spec, p, f"{sid}-{p.name}", {**tags, "shape": shape.index}))
+                self.add(self.proxy_stage(source, shape.spec, p, f"{sid}-{p.name}", tags.but(shape=shape.index)))
 
-    def proxy_stage(self, source: Domain, spec: ArchSpec, p, stage_id: str, tags: dict[str, Any]) -> Stage:
+    def proxy_stage(self, source: Domain, spec: ArchSpec, p, stage_id: str, tags: Tags) -> Stage:
         """A proxy score of ``spec``: ``p.epochs`` of the study's recipe on ``p.train_subset`` images of the
         training split less its validation share, scored on that share (as search trials are)."""
         val_images = round(p.validation * source.train_images)
@@ -562,7 +550,7 @@ class _Builder:
             "train",
             config,
             macs=macs,
-            tags={**tags, "role": Role.POPULATION_PROXY, "proxy": p.name},
+            tags=tags.but(role=Role.POPULATION_PROXY, proxy=p.name),
             work=work,
         )
 
@@ -570,10 +558,10 @@ class _Builder:
     def speed(self) -> None:
         """Measure the inference speed of every from-scratch architecture, in a stage of its own that runs
         alone (it reads every stage before it), so the report reads speeds and measures nothing."""
-        runs = [s.id for s in self.stages if s.tags.get("role") in ARM_ROLES]
+        runs = [s.id for s in self.stages if s.tags.role in ARM_ROLES]
         if not runs:
             return
-        latency = [s.id for s in self.stages if str(s.tags.get("budget", "")).startswith("latency=") and s.id in runs]
+        latency = [s.id for s in self.stages if str(s.tags.budget or "").startswith("latency=") and s.id in runs]
         config = {
             "runs": runs,
             "latency_runs": latency,
@@ -584,10 +572,10 @@ class _Builder:
         work = {"kind": "speed", "specs": _speed_work(self.stages)}  # the estimate times its inference passes
         # it reads every stage but the population's, and runs after those too: alone, and a population added
         # to a finished study leaves it done
-        population = {s.id for s in self.stages if s.tags.get("role") in POPULATION_ROLES}
+        population = {s.id for s in self.stages if s.tags.role in POPULATION_ROLES}
         needs = tuple(s.id for s in self.stages if s.id not in population)
         after = tuple(s.id for s in self.stages if s.id in population)
-        self.add(_stage("speed", "speed", config, needs, tags={"role": Role.SPEED}, work=work, after=after))
+        self.add(_stage("speed", "speed", config, needs, tags=Tags(role=Role.SPEED), work=work, after=after))
 
 
 def _prune_work(dom: Domain, p: PruneConfig, seed: int) -> dict[str, Any]:
@@ -602,9 +590,9 @@ def _prune_work(dom: Domain, p: PruneConfig, seed: int) -> dict[str, Any]:
 
 def _report_work(stages: list[Stage]) -> dict[str, Any]:
     """The report's work: about one figure per domain and budget (speeds are measured by the speed stage)."""
-    scratch = [s for s in stages if s.tags.get("role") in ARM_ROLES]
-    budgets = {(s.tags.get("domain"), s.tags.get("budget")) for s in scratch}
-    domains = {s.tags.get("domain") for s in scratch}
+    scratch = [s for s in stages if s.tags.role in ARM_ROLES]
+    budgets = {(s.tags.domain, s.tags.budget) for s in scratch}
+    domains = {s.tags.domain for s in scratch}
     patterns = sum(s.kind == "pattern" for s in stages)
     searches = any(s.kind == "search" for s in stages)
     return {"kind": "report", "figures": len(budgets) + len(domains) + patterns + searches}
@@ -615,10 +603,10 @@ def _speed_work(stages: list[Stage]) -> list[ArchSpec]:
     budget and arm; pruned arms differ per seed)."""
     distinct = {}
     for s in stages:
-        if s.tags.get("role") in ARM_ROLES:
-            key = (s.tags.get("domain"), s.tags.get("budget"), s.tags.get("arm"))
-            if str(s.tags.get("arm", "")).startswith("pruned"):
-                key += (s.tags.get("seed"),)
+        if s.tags.role in ARM_ROLES:
+            key = (s.tags.domain, s.tags.budget, s.tags.arm)
+            if str(s.tags.arm or "").startswith("pruned"):
+                key += (s.tags.seed,)
             distinct.setdefault(key, s.work["spec"])
     return list(distinct.values())
 

@@ -441,13 +441,13 @@ def test_base_seeds_train_fewer_bases_and_every_seed_trains_every_arm():
     text = text.replace('match = ["params", "macs"]', 'match = ["macs"]\npruned = true')
     stages, _ = plan_study(parse_study(tomllib.loads(text)))
     by_id = {s.id: s for s in stages}
-    bases = {s.id for s in stages if s.tags.get("role") == "base" and s.tags["domain"] == "source"}
+    bases = {s.id for s in stages if s.tags.role == "base" and s.tags.domain == "source"}
     assert bases == {"source/base-sparse-s0", "source/base-sparse-s2"}
     assert not any(s.startswith(("source/prune-slim-s1", "source/slim-finetune-s1")) for s in by_id)
     assert set(by_id["source/pattern-slim"].needs) == {"source/prune-slim-s0", "source/prune-slim-s2"}
     for seed in (0, 1, 2):  # every arm trains every seed; seed 1 (the second) prunes the second base
         assert {"uniform", "guided", "pruned"} <= {
-            s.tags["arm"] for s in stages if s.tags.get("role") == "scratch" and s.tags["seed"] == seed
+            s.tags.arm for s in stages if s.tags.role == "scratch" and s.tags.seed == seed
         }
     assert by_id["source/prune-to-macs-50pct-s1"].needs == ("source/base-sparse-s2",)
     assert by_id["source/prune-to-macs-50pct-s2"].needs == ("source/base-sparse-s2",)
