@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import nn
 
-__all__ = ["ChannelSelect", "ConvBN", "StagedNet", "init_weights"]
+__all__ = ["ChannelSelect", "ConvBN", "StagedNet", "init_weights", "initialised"]
 
 
 class ChannelSelect(nn.Module):
@@ -93,3 +94,26 @@ def init_weights(model: nn.Module, *, bn_weight: float) -> None:
         elif isinstance(m, nn.Linear):
             nn.init.normal_(m.weight, 0.0, 0.01)
             nn.init.zeros_(m.bias)
+
+
+def initialised(net: type[nn.Module], *, bn_weight: float, origin: str) -> Callable[..., nn.Module]:
+    """A family's builder: ``net(spec)`` initialised by `init_weights` with ``bn_weight`` (as ``origin``
+    does), named ``build_<net>`` for tracebacks and docs.
+
+    Example:
+        >>> from models import create_spec
+        >>> from models.vgg import VGG
+        >>> build = initialised(VGG, bn_weight=0.5, origin="the paper's VGG code")
+        >>> bn = next(m for m in build(create_spec("vgg-tiny")).modules() if isinstance(m, nn.BatchNorm2d))
+        >>> build.__name__, bn.weight[0].item()
+        ('build_vgg', 0.5)
+    """
+
+    def build(spec) -> nn.Module:
+        model = net(spec)
+        init_weights(model, bn_weight=bn_weight)
+        return model
+
+    build.__name__ = build.__qualname__ = f"build_{net.__name__.lower()}"
+    build.__doc__ = f"Build a {net.__name__} and initialise it (BN scale {bn_weight}, as in {origin})."
+    return build

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.blocks import ChannelSelect, StagedNet, init_weights
+from models.blocks import ChannelSelect, StagedNet, initialised
 from models.cost import Layer
 from models.family import Family, register_family
 from models.groups import ChannelGroup, conv_group, select_group
@@ -138,11 +138,7 @@ class DenseNet(StagedNet):
         self.fc = nn.Linear(in_ch, spec.num_classes)
 
 
-def build_densenet(spec: ArchSpec) -> DenseNet:
-    """Build and initialise (BN scale 0.5, as in the Network Slimming code)."""
-    model = DenseNet(spec)
-    init_weights(model, bn_weight=0.5)
-    return model
+build_densenet = initialised(DenseNet, bn_weight=0.5, origin="the Network Slimming code")
 
 
 def densenet_layers(spec: ArchSpec) -> list[Layer]:

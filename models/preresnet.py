@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from models.blocks import ChannelSelect, StagedNet, init_weights
+from models.blocks import ChannelSelect, StagedNet, initialised
 from models.cost import Layer, conv_out
 from models.family import Family, register_family, residual_depth
 from models.groups import STEM, STREAM, ChannelGroup, conv_group, coupled_group, select_group
@@ -141,11 +141,7 @@ class PreResNet(StagedNet):
         self.fc = nn.Linear(spec.stages[-1][-1], spec.num_classes)
 
 
-def build_preresnet(spec: ArchSpec) -> PreResNet:
-    """Build and initialise (BN scale 0.5, as in the Network Slimming code)."""
-    model = PreResNet(spec)
-    init_weights(model, bn_weight=0.5)
-    return model
+build_preresnet = initialised(PreResNet, bn_weight=0.5, origin="the Network Slimming code")
 
 
 def preresnet_layers(spec: ArchSpec) -> list[Layer]:

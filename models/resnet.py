@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.blocks import ConvBN, StagedNet, init_weights
+from models.blocks import ConvBN, StagedNet, initialised
 from models.cost import Layer, conv_out
 from models.family import Family, register_family, residual_depth
 from models.groups import STEM, STREAM, ChannelGroup, conv_group, coupled_group
@@ -136,11 +136,7 @@ class ResNet(StagedNet):
         self.fc = nn.Linear(in_ch, spec.num_classes)
 
 
-def build_resnet(spec: ArchSpec) -> ResNet:
-    """Build and initialise (BN scale 1, as in the ResNet code)."""
-    model = ResNet(spec)
-    init_weights(model, bn_weight=1.0)
-    return model
+build_resnet = initialised(ResNet, bn_weight=1.0, origin="the ResNet code")
 
 
 def resnet_layers(spec: ArchSpec) -> list[Layer]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from models.blocks import init_weights
+from models.blocks import initialised
 from models.cost import Layer, conv_out
 from models.family import Family, register_family, residual_depth
 from models.groups import STEM, STREAM, ChannelGroup, conv_group, coupled_group
@@ -129,11 +129,7 @@ class TVResNet(nn.Module):
         return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
 
 
-def build_tvresnet(spec: ArchSpec) -> TVResNet:
-    """Build and initialise (He normal fan-out convs, BN scale 1, as torchvision)."""
-    model = TVResNet(spec)
-    init_weights(model, bn_weight=1.0)
-    return model
+build_tvresnet = initialised(TVResNet, bn_weight=1.0, origin="torchvision")
 
 
 def tvresnet_layers(spec: ArchSpec) -> list[Layer]:

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.blocks import ConvBN, init_weights
+from models.blocks import ConvBN, initialised
 from models.cost import Layer
 from models.family import Family, register_family
 from models.groups import ChannelGroup, conv_group
@@ -116,11 +116,7 @@ class VGG(nn.Module):
         return self.head(torch.flatten(x, 1))
 
 
-def build_vgg(spec: ArchSpec) -> VGG:
-    """Build and initialise (BN scale 0.5, as in the paper's VGG code)."""
-    model = VGG(spec)
-    init_weights(model, bn_weight=0.5)
-    return model
+build_vgg = initialised(VGG, bn_weight=0.5, origin="the paper's VGG code")
 
 
 def vgg_layers(spec: ArchSpec) -> list[Layer]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from types import SimpleNamespace
 from typing import Any
 
@@ -122,26 +123,14 @@ register_pruner(
         unit="blocks",
     )
 )
-register_pruner(
-    Method(
-        "magnitude",
-        "smallest-magnitude weights, unstructured (Han et al., NIPS 2015)",
-        (),
-        "global",
-        custom=lambda model, **kw: prune_weights(model, method="magnitude", **kw),
-        unit="weights",
+for _name, _summary, _allocation in (
+    ("magnitude", "smallest-magnitude weights, unstructured (Han et al., NIPS 2015)", "global"),
+    ("random", "random weight masks: the baseline of unstructured pruning", "layer"),
+):
+    register_pruner(
+        Method(_name, _summary, (), _allocation, custom=partial(prune_weights, method=_name), unit="weights")
     )
-)
-register_pruner(
-    Method(
-        "random",
-        "random weight masks: the baseline of unstructured pruning",
-        (),
-        "layer",
-        custom=lambda model, **kw: prune_weights(model, method="random", **kw),
-        unit="weights",
-    )
-)
+del _name, _summary, _allocation
 register_pruner(
     Method(
         "regression",
