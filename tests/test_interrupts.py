@@ -21,42 +21,20 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from tests.studies import tiny_study, write_study
+
 pytestmark = pytest.mark.slow  # about two minutes: a dozen short studies and searches in subprocesses
 
-STUDY = """
-[study]
-name = "interrupted"
-seeds = [0]
-device = "cpu"
-
-[data]
-dataset = "digits"
-train_subset = 800
-
-[model]
-arch = "vgg-tiny"
-
-[train]
-epochs = 2
-batch_size = 64
-
-[[prune]]
-name = "l1"
-method = "l1-norm"
-ratio = 0.4
-
-[design]
-pattern = "l1"
-budgets = ["params=50%"]
-pruned = false
-
-[search]
-budget = "params=50%"
-trials = 4
-epochs = 2
-validation = 0.2
-arms = ["seeded"]
-"""
+STUDY = tiny_study(
+    {
+        "study": {"name": "interrupted"},
+        "data": {"train_subset": 800, "test_subset": None},  # the whole test split
+        "train": {"epochs": 2},
+        "prune": [{"name": "l1", "method": "l1-norm", "ratio": 0.4}],
+        "design": {"pattern": "l1", "budgets": ["params=50%"], "pruned": False},
+        "search": {"budget": "params=50%", "trials": 4, "epochs": 2, "validation": 0.2, "arms": ["seeded"]},
+    }
+)
 
 SEARCH = ["--arch", "vgg-tiny", "--dataset", "digits", "--train-subset", "1000", "--batch-size", "64"]
 SEARCH += ["--epochs", "2", "--budget", "params=4000", "--trials", "5", "--threads", "1"]
@@ -124,7 +102,7 @@ def outcome(out: Path) -> dict:
 @pytest.fixture(scope="module")
 def study(tmp_path_factory) -> dict:
     base = tmp_path_factory.mktemp("interrupts")
-    (base / "study.toml").write_text(STUDY)
+    write_study(base, STUDY)
     code, err = finish(guided("run", "study.toml", "--out", "reference", "--threads", "1", cwd=base))
     assert code == 0, err
     return {"base": base, "reference": outcome(base / "reference")}

@@ -12,6 +12,7 @@ from guided.shapes.design import Budget, design, parse_budget
 from guided.shapes.patterns import Pattern
 from guided.timing.latency import LatencyTable
 from models import create_spec
+from tests.studies import tiny_study
 
 
 def affine(shape: tuple) -> float:
@@ -121,49 +122,22 @@ def test_masks_refuse_a_latency_budget():
         design_sparsity(create_spec("vgg-tiny"), parse_budget("latency=1ms", table=Timed()))
 
 
-STUDY = """
-[study]
-name = "lat"
-seeds = [0]
-device = "cpu"
-
-[data]
-dataset = "digits"
-train_subset = 100
-test_subset = 50
-
-[model]
-arch = "vgg-tiny"
-
-[train]
-epochs = 1
-batch_size = 32
-
-[[prune]]
-name = "slim"
-method = "slimming"
-base = "sparse"
-ratio = 0.4
-
-[[prune]]
-name = "slim-mac"
-method = "slimming"
-base = "sparse"
-ratio = 0.4
-cost = "macs"
-
-[design]
-pattern = ["slim", "slim-mac"]
-budgets = ["macs=50%", "latency=50%"]
-per_layer = ["slim-mac"]
-pruned = ["slim-mac"]
-
-[[transfer]]
-name = "wide"
-arch = "vgg-tiny"
-width_mult = 1.5
-budgets = ["macs=50%"]
-"""
+SLIM = {"name": "slim", "method": "slimming", "base": "sparse", "ratio": 0.4}
+STUDY = tiny_study(
+    {
+        "study": {"name": "lat"},
+        "data": {"train_subset": 100, "test_subset": 50},
+        "train": {"batch_size": 32},
+        "prune": [SLIM, {**SLIM, "name": "slim-mac", "cost": "macs"}],
+        "design": {
+            "pattern": ["slim", "slim-mac"],
+            "budgets": ["macs=50%", "latency=50%"],
+            "per_layer": ["slim-mac"],
+            "pruned": ["slim-mac"],
+        },
+        "transfer": [{"name": "wide", "arch": "vgg-tiny", "width_mult": 1.5, "budgets": ["macs=50%"]}],
+    }
+)
 
 
 @pytest.fixture
@@ -172,7 +146,7 @@ def fake_device(monkeypatch):
 
 
 def test_a_study_times_its_latency_table_once_into_its_folder(tmp_path, fake_device):
-    study = parse_study(__import__("tomllib").loads(STUDY))
+    study = parse_study(STUDY)
     stages, _ = plan_study(study, tmp_path)
     assert len(list((tmp_path / "latency").glob("cpu-*-1-threads-b32.json"))) == 1
     again, _ = plan_study(study, tmp_path)  # another process of the study: the same budgets, the same stages
@@ -182,7 +156,7 @@ def test_a_study_times_its_latency_table_once_into_its_folder(tmp_path, fake_dev
 
 
 def test_per_layer_and_pruned_arms_follow_the_patterns_named(tmp_path, fake_device):
-    study = parse_study(__import__("tomllib").loads(STUDY))
+    study = parse_study(STUDY)
     ids = {s.id for s in plan_study(study, tmp_path)[0]}
     assert "source/macs-50pct-guided-slim-mac-per-layer-s0" in ids
     assert "source/macs-50pct-guided-slim-per-layer-s0" not in ids
@@ -192,24 +166,22 @@ def test_per_layer_and_pruned_arms_follow_the_patterns_named(tmp_path, fake_devi
 
 
 @pytest.mark.parametrize(
-    "old, new, message",
+    "change, message",
     [
-        ('per_layer = ["slim-mac"]', 'per_layer = ["slimy"]', "per_layer"),
-        ('pruned = ["slim-mac"]', 'pruned = ["slimy"]', "pruned"),
-        ('budgets = ["macs=50%"]\n', 'budgets = ["params=50%"]\n', "budgets"),
+        ({"design": {"per_layer": ["slimy"]}}, "per_layer"),
+        ({"design": {"pruned": ["slimy"]}}, "pruned"),
+        ({"transfer": [{**STUDY["transfer"][0], "budgets": ["params=50%"]}]}, "budgets"),
     ],
 )
-def test_bad_design_and_transfer_choices_are_refused(old, new, message):
-    import tomllib
-
+def test_bad_design_and_transfer_choices_are_refused(change, message):
     with pytest.raises(UserError, match=message):
-        parse_study(tomllib.loads(STUDY.replace(old, new)))
+        parse_study(tiny_study(STUDY, change))
 
 
 def test_a_dry_run_of_a_started_study_reads_its_table(tmp_path, fake_device, monkeypatch):
     from guided.pipeline import dry_run
 
-    study = parse_study(__import__("tomllib").loads(STUDY))
+    study = parse_study(STUDY)
     out = tmp_path / "study"
     plan_study(study, out)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
@@ -232,16 +204,11 @@ def test_cpu_tables_name_their_instruction_set_and_time_whole_units():
 
 def test_a_study_ranks_channels_by_latency_with_the_table_its_budgets_use(tmp_path, fake_device, monkeypatch):
     """``[[prune]] cost = "latency"`` and ``latency=`` budgets read one table: the study folder's."""
-    import tomllib
-
     from guided.pipeline.runner import run_one
 
-    text = STUDY.replace(
-        "[design]",
-        '[[prune]]\nname = "slim-lat"\nmethod = "slimming"\nbase = "sparse"\nratio = 0.4\ncost = "latency"\n\n[design]',
-    )
+    study = tiny_study(STUDY, {"prune": [*STUDY["prune"], {**SLIM, "name": "slim-lat", "cost": "latency"}]})
     out = tmp_path / "study"
-    stages, services = plan_study(parse_study(tomllib.loads(text)), out)
+    stages, services = plan_study(parse_study(study), out)
     by_id = {s.id: s for s in stages}
     prune = by_id["source/prune-slim-lat-s0"]
     budget = by_id["source/uniform-latency-50pct"].config["budget"]

@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
-import tomllib
 from pathlib import Path
 
 import pytest
@@ -17,39 +16,18 @@ from guided.pipeline import parse_study, plan_study
 from guided.pipeline.actions import ACTIONS
 from guided.pipeline.runner import fingerprints, run_one, status
 from guided.storage.folders import PrunedFolder, RunFolder, StageFolder
+from tests.studies import tiny_study, write_study
 
 pytestmark = pytest.mark.slow  # one small study (~10 s), then each command once
 
-STUDY = """
-[study]
-name = "twins"
-seeds = [0]
-device = "cpu"
-
-[data]
-dataset = "digits"
-train_subset = 256
-test_subset = 128
-
-[model]
-arch = "vgg-tiny"
-
-[train]
-epochs = 1
-batch_size = 64
-sparsity_l1 = 1e-4
-
-[[prune]]
-name = "slim"
-method = "slimming"
-base = "sparse"
-ratio = 0.4
-
-[design]
-pattern = "slim"
-budgets = ["50%"]
-match = ["params"]
-"""
+STUDY = tiny_study(
+    {
+        "study": {"name": "twins"},
+        "data": {"train_subset": 256, "test_subset": 128},
+        "train": {"sparsity_l1": 1e-4},
+        "design": {"match": ["params"]},
+    }
+)
 
 #: What differs between two runs of the same computation: how long they took.
 TIMES = {"wall_time_s", "train_images_per_s", "provenance"}
@@ -67,7 +45,7 @@ def one_thread():
 @pytest.fixture(scope="module")
 def study(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("twins")
-    (root / "study.toml").write_text(STUDY)
+    write_study(root, STUDY)
     assert main(["run", str(root / "study.toml"), "--out", str(root / "out")]) == 0
     return root / "out"
 
@@ -119,7 +97,7 @@ def test_summarize_and_design_commands_write_what_the_stages_write(study, tmp_pa
 
 
 def test_every_stage_runs_its_kinds_action_from_its_config(study):
-    stages, _ = plan_study(parse_study(tomllib.loads(STUDY)), study)
+    stages, _ = plan_study(parse_study(STUDY), study)
     assert all(s.action is ACTIONS[s.kind] and s.action.__closure__ is None for s in stages)
     for s in stages:  # a training stage's config names the network it trains, no other
         if s.kind == "train":
@@ -136,7 +114,7 @@ def test_every_stage_runs_its_kinds_action_from_its_config(study):
 def test_changing_what_a_stage_runs_changes_its_fingerprint(study):
     """Whatever a stage runs is in its config: making the guided run train the uniform design cannot be
     mistaken for the finished guided run."""
-    stages, _ = plan_study(parse_study(tomllib.loads(STUDY)), study)
+    stages, _ = plan_study(parse_study(STUDY), study)
     prints = fingerprints(stages)
     guided = next(s for s in stages if s.id == "source/params-50pct-guided-s0")
     assert status(study, guided, prints[guided.id]) == "done"
@@ -150,7 +128,7 @@ def test_a_stage_replayed_from_its_record_alone_trains_the_same_run(study, tmp_p
     """The config ``stage.json`` records is enough to run the stage again: nothing else is carried."""
     out = tmp_path / "copy"
     shutil.copytree(study, out)
-    stages, services = plan_study(parse_study(tomllib.loads(STUDY)), out)
+    stages, services = plan_study(parse_study(STUDY), out)
     planned = next(s for s in stages if s.id == "source/params-50pct-guided-s0")
     record = StageFolder(stage_dir(out, planned.id)).read_started()
     for name in ("done.json", "result.json", "model.pt", "checkpoint.pt", "config.json", "metrics.jsonl"):

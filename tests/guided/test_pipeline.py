@@ -19,59 +19,27 @@ from guided.cli import main
 from guided.errors import UserError
 from guided.pipeline import dry_run, parse_study, plan_study
 from guided.pipeline.runner import fingerprints
+from tests.studies import BASE, tiny_study
+from tests.studies import write_study as write_file
 
 pytestmark = pytest.mark.slow  # one tiny study (~14 s), then resumes, kills and dry runs of it
 
 ROOT = Path(__file__).resolve().parents[2]
 
-TINY = """
-[study]
-name = "tiny"
-seeds = [0, 1]
-device = "cpu"
-
-[data]
-dataset = "digits"
-train_subset = 400
-test_subset = 200
-
-[model]
-arch = "vgg-tiny"
-
-[train]
-epochs = 2
-batch_size = 64
-
-[[prune]]
-name = "slim"
-method = "slimming"
-base = "sparse"
-ratio = 0.4
-retrain = ["finetune", "scratch-e"]
-
-[design]
-pattern = "slim"
-budgets = ["50%"]
-match = ["params", "macs"]
-
-[[transfer]]
-name = "wide"
-arch = "vgg-tiny"
-width_mult = 1.5
-
-[search]
-budget = "macs=50%"
-trials = 3
-epochs = 1
-validation = 0.25
-train_subset = 200
-"""
+TINY = tiny_study(
+    {
+        "study": {"seeds": [0, 1]},
+        "train": {"epochs": 2},
+        "prune": [{**BASE["prune"][0], "retrain": ["finetune", "scratch-e"]}],
+        "design": {"match": ["params", "macs"]},
+        "transfer": [{"name": "wide", "arch": "vgg-tiny", "width_mult": 1.5}],
+        "search": {"budget": "macs=50%", "trials": 3, "epochs": 1, "validation": 0.25, "train_subset": 200},
+    }
+)
 
 
-def write_study(tmp_path: Path, text: str = TINY) -> Path:
-    path = tmp_path / "study.toml"
-    path.write_text(text)
-    return path
+def write_study(tmp_path: Path, study: dict = TINY) -> Path:
+    return write_file(tmp_path, study)
 
 
 def records(out: Path) -> dict[str, str]:
@@ -103,7 +71,7 @@ def assert_same_tables(a: Path, b: Path) -> None:
 
 def test_tiny_study_runs_every_stage_and_writes_the_report(finished_study):
     out = finished_study
-    study = parse_study(tomllib.loads(TINY))
+    study = parse_study(TINY)
     stages, _ = plan_study(study)
     assert set(records(out)) == {s.id for s in stages}
     kinds = {s.kind for s in stages}
@@ -129,7 +97,7 @@ def test_tiny_study_runs_every_stage_and_writes_the_report(finished_study):
 
 def test_the_run_estimated_its_time_and_the_report_compares_it_with_the_actual(finished_study):
     estimate = json.loads((finished_study / "estimate.json").read_text())
-    stages, _ = plan_study(parse_study(tomllib.loads(TINY)))
+    stages, _ = plan_study(parse_study(TINY))
     assert set(estimate["stages"]) == {s.id for s in stages} and all(v > 0 for v in estimate["stages"].values())
     assert 0 < estimate["starts"]["report"] < estimate["wall_s"]
     wall = json.loads((finished_study / "summary.json").read_text())["wall_time"]
@@ -138,7 +106,7 @@ def test_the_run_estimated_its_time_and_the_report_compares_it_with_the_actual(f
 
 
 def test_a_dry_run_estimates_each_stage_and_the_run_with_jobs(tmp_path):
-    study = parse_study(tomllib.loads(TINY))
+    study = parse_study(TINY)
     serial = dry_run(study, tmp_path / "new", jobs=1, threads=2)
     parallel = dry_run(study, tmp_path / "new", jobs=2, threads=2)
     for rows in (serial, parallel):
@@ -348,12 +316,12 @@ def test_seed_groups_in_workers_give_the_serial_results_to_float_tolerance(tmp_p
 
 
 def test_dry_run_lists_status_and_editing_a_section_redoes_only_what_reads_it(finished_study, tmp_path):
-    study = parse_study(tomllib.loads(TINY))
+    study = parse_study(TINY)
     rows = dry_run(study, finished_study, calibrate=False)
     assert {r["status"] for r in rows} == {"done"}
     assert all(r["macs"] > 0 for r in rows if r["kind"] == "train")
 
-    edited = parse_study(tomllib.loads(TINY.replace("trials = 3", "trials = 4")))
+    edited = parse_study(tiny_study(TINY, {"search": {"trials": 4}}))
     changed = {r["stage"] for r in dry_run(edited, finished_study, calibrate=False) if r["status"] != "done"}
     arms = ("cold", "seeded", "random")
     assert changed == {f"search/{arm}" for arm in arms} | {"speed", "report"} | {
@@ -371,11 +339,11 @@ def test_adding_a_seed_trains_only_the_new_seed(finished_study, tmp_path, capsys
     out = tmp_path / "out"
     shutil.copytree(finished_study, out)
     before = records(out)
-    text = TINY.replace("seeds = [0, 1]", "seeds = [0, 1, 2]\npattern_seeds = [0, 1]\ndetect = 5.0")
-    rows = dry_run(parse_study(tomllib.loads(text)), out, calibrate=False)
+    more = tiny_study(TINY, {"study": {"seeds": [0, 1, 2], "pattern_seeds": [0, 1], "detect": 5.0}})
+    rows = dry_run(parse_study(more), out, calibrate=False)
     todo = {r["stage"] for r in rows if r["status"] != "done"}
     assert todo and all(s.endswith("-s2") for s in todo - {"speed", "report"}) and {"speed", "report"} <= todo
-    assert main(["run", str(write_study(tmp_path, text)), "--out", str(out), "--resume", "--threads", "1"]) == 0
+    assert main(["run", str(write_study(tmp_path, more)), "--out", str(out), "--resume", "--threads", "1"]) == 0
     after = records(out)
     assert {k: v for k, v in after.items() if k in before and k not in ("speed", "report")} == {
         k: v for k, v in before.items() if k not in ("speed", "report")
@@ -390,7 +358,7 @@ def test_the_detectable_effect_per_comparison_comes_from_the_seeds_and_their_spr
     from guided.pipeline.power import power_plan
     from guided.reporting.tables import detectable
 
-    study = parse_study(tomllib.loads(TINY))
+    study = parse_study(TINY)
     stages, _ = plan_study(study)
     rows = {(r["domain"], r["budget"], r["arm"]): r for r in power_plan(study, stages, finished_study)}
     runs = pd.read_csv(finished_study / "runs.csv")
@@ -409,17 +377,17 @@ def test_the_detectable_effect_per_comparison_comes_from_the_seeds_and_their_spr
         for acc in accs
     ]
     pd.DataFrame(rows, columns=["domain", "budget", "arm", "test_acc", "role"]).to_csv(reference / "runs.csv")
-    planned = parse_study(tomllib.loads(TINY.replace('device = "cpu"', f'device = "cpu"\nsigma_from = "{reference}"')))
+    planned = parse_study(tiny_study(TINY, {"study": {"sigma_from": str(reference)}}))
     pooled = ((2**2 / 2 + 6**2 / 2) / 2) ** 0.5  # each arm's variance (points), averaged
     fresh = power_plan(planned, stages, finished_study.parent / "nothing")
     assert all(r["sd"] == pytest.approx((pooled, pooled)) and str(reference) in r["sd_from"] for r in fresh)
 
 
 def test_fingerprints_depend_on_what_a_stage_reads():
-    study = parse_study(tomllib.loads(TINY))
+    study = parse_study(TINY)
     stages, _ = plan_study(study)
     a = fingerprints(stages)
-    other, _ = plan_study(parse_study(tomllib.loads(TINY.replace("ratio = 0.4", "ratio = 0.3"))))
+    other, _ = plan_study(parse_study(tiny_study(TINY, {"prune": [{**TINY["prune"][0], "ratio": 0.3}]})))
     b = fingerprints(other)
     assert a["source/base-sparse-s0"] == b["source/base-sparse-s0"]
     assert a["source/prune-slim-s0"] != b["source/prune-slim-s0"]
@@ -428,18 +396,18 @@ def test_fingerprints_depend_on_what_a_stage_reads():
 
 
 def test_fine_tuning_epochs_and_rate_come_from_the_train_section():
-    text = TINY.replace("epochs = 2\n", "epochs = 2\nfinetune_epochs = 1\nfinetune_lr = 0.003\n", 1)
-    stages, _ = plan_study(parse_study(tomllib.loads(text)))
+    stages, _ = plan_study(parse_study(tiny_study(TINY, {"train": {"finetune_epochs": 1, "finetune_lr": 0.003}})))
     recipe = next(s for s in stages if s.id == "source/slim-finetune-s0").config["recipe"]
     assert recipe["finetune_epochs"] == 1 and recipe["finetune_lr"] == 0.003
-    plain, _ = plan_study(parse_study(tomllib.loads(TINY)))  # absent: the named recipe's values
+    plain, _ = plan_study(parse_study(TINY))  # absent: the named recipe's values
     assert next(s for s in plain if s.id == "source/slim-finetune-s0").config["recipe"]["finetune_epochs"] == 4
 
 
 def test_base_seeds_train_fewer_bases_and_every_seed_trains_every_arm():
-    text = TINY.replace("seeds = [0, 1]", "seeds = [0, 1, 2]\nbase_seeds = [0, 2]")
-    text = text.replace('match = ["params", "macs"]', 'match = ["macs"]\npruned = true')
-    stages, _ = plan_study(parse_study(tomllib.loads(text)))
+    study = tiny_study(
+        TINY, {"study": {"seeds": [0, 1, 2], "base_seeds": [0, 2]}, "design": {"match": ["macs"], "pruned": True}}
+    )
+    stages, _ = plan_study(parse_study(study))
     by_id = {s.id: s for s in stages}
     bases = {s.id for s in stages if s.tags.role == "base" and s.tags.domain == "source"}
     assert bases == {"source/base-sparse-s0", "source/base-sparse-s2"}
@@ -453,29 +421,34 @@ def test_base_seeds_train_fewer_bases_and_every_seed_trains_every_arm():
     assert by_id["source/prune-to-macs-50pct-s2"].needs == ("source/base-sparse-s2",)
 
 
+SLIM = TINY["prune"][0]
+
+
 @pytest.mark.parametrize(
-    "old, new, message",
+    "change, message",
     [
-        ('arch = "vgg-tiny"\n\n[train]', 'arch = "vgg-tiny"\nwidth = 2\n\n[train]', "[model] has unknown key 'width'"),
-        ("epochs = 2", 'epochs = "two"', "[train] epochs = 'two' has the wrong type"),
-        ('[model]\narch = "vgg-tiny"', "", "no [model] section"),
-        ('method = "slimming"', 'method = "slimmer"', "unknown method 'slimmer'"),
-        ('pattern = "slim"', 'pattern = "l1"', "pattern = 'l1' names no [[prune]] entry"),
-        ('retrain = ["finetune", "scratch-e"]', 'retrain = ["scratch-c"]', "unknown retrain mode"),
-        ('budgets = ["50%"]', 'budgets = ["flops=50%"]', "budget kind must be one of params, macs, latency"),
-        ('match = ["params", "macs"]', 'match = ["flops"]', "[design] match must list distinct cost kinds"),
-        ('budget = "macs=50%"', 'budget = "macs=40%"', "must be one of the [design] budgets (params=50%, macs=50%)"),
-        ("train_subset = 200", 'arms = ["cold", "grid"]', "[search] arms must be among cold, seeded, random"),
-        ('dataset = "digits"', 'dataset = "cifar11"', "dataset 'cifar11' is unknown"),
-        ("[[transfer]]", "[transfers]", "unknown section(s) ['transfers']"),
-        ("seeds = [0, 1]", "seeds = [0, 1]\nbase_seeds = [2]", "base_seeds = [2] must be some of the seeds [0, 1]"),
-        ("seeds = [0, 1]", "seeds = [0, 1]\nbase_seeds = [1]\npattern_seeds = [0]", "of the base seeds [1]"),
-        ('arch = "vgg-tiny"\nwidth_mult = 1.5', 'arch = "resnet-tiny"', "give stage_map"),
+        ({"model": {"width": 2}}, "[model] has unknown key 'width'"),
+        ({"train": {"epochs": "two"}}, "[train] epochs = 'two' has the wrong type"),
+        ({"model": None}, "no [model] section"),
+        ({"prune": [{**SLIM, "method": "slimmer"}]}, "unknown method 'slimmer'"),
+        ({"design": {"pattern": "l1"}}, "pattern = 'l1' names no [[prune]] entry"),
+        ({"prune": [{**SLIM, "retrain": ["scratch-c"]}]}, "unknown retrain mode"),
+        ({"design": {"budgets": ["flops=50%"]}}, "budget kind must be one of params, macs, latency"),
+        ({"design": {"match": ["flops"]}}, "[design] match must list distinct cost kinds"),
+        ({"search": {"budget": "macs=40%"}}, "must be one of the [design] budgets (params=50%, macs=50%)"),
+        (
+            {"search": {"train_subset": None, "arms": ["cold", "grid"]}},
+            "[search] arms must be among cold, seeded, random",
+        ),
+        ({"data": {"dataset": "cifar11"}}, "dataset 'cifar11' is unknown"),
+        ({"transfer": None, "transfers": TINY["transfer"][0]}, "unknown section(s) ['transfers']"),
+        ({"study": {"base_seeds": [2]}}, "base_seeds = [2] must be some of the seeds [0, 1]"),
+        ({"study": {"base_seeds": [1], "pattern_seeds": [0]}}, "of the base seeds [1]"),
+        ({"transfer": [{"name": "wide", "arch": "resnet-tiny"}]}, "give stage_map"),
     ],
 )
-def test_invalid_study_is_refused_up_front_naming_the_key(tmp_path, capsys, old, new, message):
-    assert old in TINY
-    path = write_study(tmp_path, TINY.replace(old, new, 1))
+def test_invalid_study_is_refused_up_front_naming_the_key(tmp_path, capsys, change, message):
+    path = write_study(tmp_path, tiny_study(TINY, change))
     assert main(["run", str(path), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
@@ -502,7 +475,7 @@ def test_a_damaged_stage_record_is_one_line_saying_how_to_redo_it(finished_study
 
 
 def test_a_folder_of_another_study_is_refused(finished_study, tmp_path):
-    path = write_study(tmp_path, TINY.replace('name = "tiny"', 'name = "other"'))
+    path = write_study(tmp_path, tiny_study(TINY, {"study": {"name": "other"}}))
     with pytest.raises(UserError, match="holds study 'tiny'"):
         from guided.pipeline import load_study, run_study
 

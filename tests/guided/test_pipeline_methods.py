@@ -13,66 +13,34 @@ import pytest
 from guided.cli import main
 from guided.errors import UserError
 from guided.pipeline import parse_study, plan_study
+from tests.studies import entry, tiny_study, write_study
 
 pytestmark = pytest.mark.slow  # two tiny studies (~10 s)
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = sorted((ROOT / "configs").glob("*.toml"))
 
-HEAD = """
-[study]
-name = "methods"
-seeds = [0, 1]
-device = "cpu"
+HEAD = {
+    "study": {"name": "methods", "seeds": [0, 1]},
+    "data": {"train_subset": 256, "test_subset": 128},
+    "train": {"epochs": 2},
+    "design": None,
+}
+MAG50 = {
+    "name": "mag50",
+    "method": "magnitude",
+    "ratio": 0.5,
+    "retrain": ["finetune", "scratch-e", "scratch-b", "lottery"],
+}
+L1 = {"name": "l1", "method": "l1-norm", "ratio": 0.5, "retrain": ["scratch-e"]}
+WEIGHTS = tiny_study(HEAD, {"prune": [MAG50, L1]})
 
-[data]
-dataset = "digits"
-train_subset = 256
-test_subset = 128
-
-[model]
-arch = "{arch}"
-
-[train]
-epochs = 2
-batch_size = 64
-"""
-
-WEIGHTS = (
-    HEAD.format(arch="vgg-tiny")
-    + """
-[[prune]]
-name = "mag50"
-method = "magnitude"
-ratio = 0.5
-retrain = ["finetune", "scratch-e", "scratch-b", "lottery"]
-
-[[prune]]
-name = "l1"
-method = "l1-norm"
-ratio = 0.5
-retrain = ["scratch-e"]
-"""
-)
-
-BLOCKS = (
-    HEAD.format(arch="resnet-tiny")
-    + """
-sparsity_gates = 0.05
-
-[[prune]]
-name = "sss"
-method = "sss"
-base = "gated"
-ratio = 0.5
-retrain = ["finetune", "scratch-e"]
-"""
-)
+SSS = {"name": "sss", "method": "sss", "base": "gated", "ratio": 0.5, "retrain": ["finetune", "scratch-e"]}
+BLOCKS = tiny_study(HEAD, {"model": {"arch": "resnet-tiny"}, "train": {"sparsity_gates": 0.05}, "prune": [SSS]})
 
 
-def run(tmp_path: Path, text: str) -> Path:
-    (tmp_path / "study.toml").write_text(text)
-    assert main(["run", str(tmp_path / "study.toml"), "--out", str(tmp_path / "out")]) == 0
+def run(tmp_path: Path, study: dict) -> Path:
+    assert main(["run", str(write_study(tmp_path, study)), "--out", str(tmp_path / "out")]) == 0
     return tmp_path / "out"
 
 
@@ -96,7 +64,7 @@ def test_weight_masks_lottery_tickets_and_sparsity_patterns(tmp_path):
 
 
 def test_a_mac_aware_prune_entry_records_its_cost_in_the_pattern(tmp_path):
-    out = run(tmp_path, WEIGHTS.replace('name = "l1"', 'name = "l1"\nallocation = "global"\ncost = "macs"'))
+    out = run(tmp_path, tiny_study(WEIGHTS, {"prune": [MAG50, {**L1, "allocation": "global", "cost": "macs"}]}))
     summary = json.loads((out / "stages" / "source" / "pattern-l1" / "pattern.json").read_text())
     assert summary["cost"] == "macs" and {s["cost"] for s in summary["sources"]} == {"macs"}
     prune_record = json.loads((out / "stages" / "source" / "prune-l1-s0" / "prune.json").read_text())
@@ -104,26 +72,13 @@ def test_a_mac_aware_prune_entry_records_its_cost_in_the_pattern(tmp_path):
     assert "channels ranked per unit of macs" in (out / "report.md").read_text()
 
 
-TWO_PATTERNS = (
-    HEAD.format(arch="vgg-tiny")
-    + """
-[[prune]]
-name = "slim"
-method = "slimming"
-base = "sparse"
-ratio = 0.4
-
-[[prune]]
-name = "slim-mac"
-method = "slimming"
-base = "sparse"
-ratio = 0.4
-cost = "macs"
-
-[design]
-pattern = ["slim", "slim-mac"]
-budgets = ["macs=50%"]
-"""
+SLIM = {"name": "slim", "method": "slimming", "base": "sparse", "ratio": 0.4}
+TWO_PATTERNS = tiny_study(
+    HEAD,
+    {
+        "prune": [SLIM, {**SLIM, "name": "slim-mac", "cost": "macs"}],
+        "design": {"pattern": ["slim", "slim-mac"], "budgets": ["macs=50%"]},
+    },
 )
 
 
@@ -142,7 +97,7 @@ def test_designs_from_two_patterns_are_compared_side_by_side(tmp_path):
 
 def test_sss_on_a_gated_base_removes_blocks(tmp_path):
     out = run(tmp_path, BLOCKS)
-    study = parse_study(tomllib.loads(BLOCKS))
+    study = parse_study(BLOCKS)
     ids = {s.id for s in plan_study(study)[0]}
     assert "source/base-gated-s0" in ids and not any("pattern" in i for i in ids)  # blocks make no pattern
     spec = (out / "stages" / "source" / "base-gated-s0" / "spec.json").read_text()
@@ -152,34 +107,28 @@ def test_sss_on_a_gated_base_removes_blocks(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "text, old, new, message",
+    "study, change, message",
     [
-        (WEIGHTS, 'retrain = ["scratch-e"]', 'retrain = ["lottery"]', "lottery retraining restarts masked weights"),
-        (WEIGHTS, 'ratio = 0.5\nretrain = ["f', 'ratio = -0.4\nretrain = ["f', "ratio must lie in (0, 1)"),
-        (WEIGHTS, 'method = "magnitude"\nratio = 0.5', 'method = "magnitude"\npreset = "vgg16-a"', "takes one ratio"),
-        (WEIGHTS, 'name = "l1"', 'name = "l1"\nbase = "gated"', "a gated base is for block methods"),
-        (BLOCKS, 'base = "gated"', 'base = "plain"', "sss needs base = 'gated'"),
-        (WEIGHTS, 'name = "l1"', 'name = "l1"\ncost = "macs"', "needs a channel method with a global allocation"),
-        (WEIGHTS, 'name = "l1"', 'name = "l1"\nallocation = "global"\ncost = "flops"', "cost must be one of"),
-        (WEIGHTS, 'name = "mag50"', 'name = "mag50"\ncost = "macs"', "not magnitude"),
-        (BLOCKS.replace("resnet-tiny", "vgg-tiny"), "[study]", "[study]", "gated bases are residual networks"),
-        (
-            WEIGHTS + '\n[design]\npattern = "mag50"\nbudgets = ["params=50%"]\n',
-            "[study]",
-            "[study]",
-            "does not prune channels",
-        ),
+        (WEIGHTS, {"prune": [MAG50, {**L1, "retrain": ["lottery"]}]}, "lottery retraining restarts masked weights"),
+        (WEIGHTS, {"prune": [{**MAG50, "ratio": -0.4}, L1]}, "ratio must lie in (0, 1)"),
+        (WEIGHTS, {"prune": [entry(MAG50, ratio=None, preset="vgg16-a"), L1]}, "takes one ratio"),
+        (WEIGHTS, {"prune": [MAG50, {**L1, "base": "gated"}]}, "a gated base is for block methods"),
+        (BLOCKS, {"prune": [{**SSS, "base": "plain"}]}, "sss needs base = 'gated'"),
+        (WEIGHTS, {"prune": [MAG50, {**L1, "cost": "macs"}]}, "needs a channel method with a global allocation"),
+        (WEIGHTS, {"prune": [MAG50, {**L1, "allocation": "global", "cost": "flops"}]}, "cost must be one of"),
+        (WEIGHTS, {"prune": [{**MAG50, "cost": "macs"}, L1]}, "not magnitude"),
+        (BLOCKS, {"model": {"arch": "vgg-tiny"}}, "gated bases are residual networks"),
+        (WEIGHTS, {"design": {"pattern": "mag50", "budgets": ["params=50%"]}}, "does not prune channels"),
     ],
 )
-def test_impossible_entries_are_refused_before_anything_runs(tmp_path, capsys, text, old, new, message):
-    assert old in text
-    (tmp_path / "study.toml").write_text(text.replace(old, new, 1))
-    assert main(["run", str(tmp_path / "study.toml"), "--out", str(tmp_path / "out")]) == 2
+def test_impossible_entries_are_refused_before_anything_runs(tmp_path, capsys, study, change, message):
+    path = write_study(tmp_path, tiny_study(study, change))
+    assert main(["run", str(path), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
     assert not (tmp_path / "out").exists()
     with pytest.raises(UserError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        parse_study(tomllib.loads(text.replace(old, new, 1)))
+        parse_study(tiny_study(study, change))
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
@@ -190,36 +139,23 @@ def test_shipped_studies_are_valid(path):
     assert len(study.study.seeds) >= 2
 
 
-MOBILENET = (
-    HEAD.format(arch="mobilenetv2-tiny")
-    + """
-sparsity_l1 = 1e-4
-
-[[prune]]
-name = "slimming"
-method = "slimming"
-base = "sparse"
-ratio = 0.4
-
-[design]
-pattern = "slimming"
-budgets = ["macs=50%"]
-per_layer = true
-pruned = true
-
-[[transfer]]
-name = "wide"
-arch = "mobilenetv2-tiny"
-width_mult = 1.5
-
-[search]
-budget = "macs=50%"
-trials = 2
-epochs = 1
-validation = 0.2
-arms = ["seeded"]
-retrain_top = 1
-"""
+MOBILENET = tiny_study(
+    HEAD,
+    {
+        "model": {"arch": "mobilenetv2-tiny"},
+        "train": {"sparsity_l1": 1e-4},
+        "prune": [{**SLIM, "name": "slimming"}],
+        "design": {"pattern": "slimming", "budgets": ["macs=50%"], "per_layer": True, "pruned": True},
+        "transfer": [{"name": "wide", "arch": "mobilenetv2-tiny", "width_mult": 1.5}],
+        "search": {
+            "budget": "macs=50%",
+            "trials": 2,
+            "epochs": 1,
+            "validation": 0.2,
+            "arms": ["seeded"],
+            "retrain_top": 1,
+        },
+    },
 )
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +26,7 @@ from guided.shapes.population import (
     stage_shares,
 )
 from models import cost, create_spec
+from tests.studies import tiny_study, write_study
 
 
 # ---------------------------------------------------------------------- the sampler
@@ -151,69 +151,34 @@ def test_the_proxy_contrast_is_the_difference_of_correlations_with_a_paired_boot
 
 
 # ---------------------------------------------------------------------- the [population] table
-SMALL = """
-[study]
-name = "pop"
-seeds = [0, 1]
-device = "cpu"
-
-[data]
-dataset = "digits"
-train_subset = 400
-test_subset = 200
-
-[model]
-arch = "vgg-tiny"
-
-[train]
-epochs = 1
-batch_size = 64
-
-[[prune]]
-name = "slim"
-method = "slimming"
-base = "sparse"
-ratio = 0.4
-
-[design]
-pattern = "slim"
-budgets = ["macs=50%"]
-pruned = false
-"""
-
-POPULATION = """
-[population]
-budget = "macs=50%"
-n = 3
-seed = 0
-proxies = [{name = "e1", epochs = 1, train_subset = 100, validation = 0.25}]
-"""
+SMALL = tiny_study({"study": {"name": "pop", "seeds": [0, 1]}, "design": {"budgets": ["macs=50%"], "pruned": False}})
+E1 = {"name": "e1", "epochs": 1, "train_subset": 100, "validation": 0.25}
+POPULATION = {"population": {"budget": "macs=50%", "n": 3, "seed": 0, "proxies": [E1]}}
 
 
 def test_the_population_table_parses_with_defaults_and_its_proxies():
-    study = parse_study(tomllib.loads(SMALL + '[population]\nbudget = "macs=50%"\n'))
+    study = parse_study(tiny_study(SMALL, {"population": {"budget": "macs=50%"}}))
     q = study.population
     assert (q.n, q.seed, q.ratio_range) == (48, 0, [0.25, 1.0])
     assert [(p.name, p.epochs, p.train_subset) for p in q.proxies] == [("e2-3k", 2, 3000), ("e1-all", 1, None)]
-    q = parse_study(tomllib.loads(SMALL + POPULATION)).population
+    q = parse_study(tiny_study(SMALL, POPULATION)).population
     assert [(p.name, p.epochs, p.train_subset, p.validation) for p in q.proxies] == [("e1", 1, 100, 0.25)]
 
 
 @pytest.mark.parametrize(
-    "old, new, message",
+    "change, message",
     [
-        ("n = 3", "n = 0", "n must lie in 1..1000"),
-        ("seed = 0", "ratio_range = [0.5, 0.2]", "ratio_range must be [low, high]"),
-        ("seed = 0", "colour = 1", "unknown key 'colour'"),
-        ("epochs = 1,", "epochs = 0,", "epochs and train_subset must be at least 1"),
-        ('budget = "macs=50%"', 'budget = "flops=50%"', "budget kind must be one of"),
-        ("proxies = [", 'proxies = [{name = "e1"}, ', "proxy names repeat"),
+        ({"n": 0}, "n must lie in 1..1000"),
+        ({"ratio_range": [0.5, 0.2]}, "ratio_range must be [low, high]"),
+        ({"colour": 1}, "unknown key 'colour'"),
+        ({"proxies": [{**E1, "epochs": 0}]}, "epochs and train_subset must be at least 1"),
+        ({"budget": "flops=50%"}, "budget kind must be one of"),
+        ({"proxies": [{"name": "e1"}, E1]}, "proxy names repeat"),
     ],
 )
-def test_a_bad_population_table_is_refused_naming_the_key(old, new, message):
-    assert old in POPULATION
+def test_a_bad_population_table_is_refused_naming_the_key(change, message):
     with pytest.raises(UserError, match=message.replace("[", r"\[")):
-        parse_study(tomllib.loads(SMALL + POPULATION.replace(old, new, 1)))
+        parse_study(tiny_study(SMALL, POPULATION, {"population": change}))
 
 
 # ---------------------------------------------------------------------- added to a finished study
@@ -223,13 +188,12 @@ def done_records(out: Path) -> dict[str, str]:
 
 @pytest.mark.slow
 def test_a_population_added_to_a_finished_study_runs_only_its_own_stages(tmp_path):
-    study = tmp_path / "study.toml"
-    study.write_text(SMALL)
+    study = write_study(tmp_path, SMALL)
     out = tmp_path / "out"
     assert main(["run", str(study), "--out", str(out), "--threads", "1"]) == 0
     before = done_records(out)
-    study.write_text(SMALL + POPULATION)
-    rows = dry_run(parse_study(tomllib.loads(SMALL + POPULATION)), out, calibrate=False)
+    write_study(tmp_path, tiny_study(SMALL, POPULATION))
+    rows = dry_run(parse_study(tiny_study(SMALL, POPULATION)), out, calibrate=False)
     todo = sorted(r["stage"] for r in rows if r["status"] != "done")
     shapes = [f"population/macs-50pct-p{i:03d}" for i in range(3)]
     assert todo == sorted(["report", *shapes, *(f"{s}-e1" for s in shapes)])

@@ -4,7 +4,6 @@ contract tests and (for built-in methods) the guide's method table (docs/guide.m
 from __future__ import annotations
 
 import re
-import tomllib
 from pathlib import Path
 
 import pytest
@@ -14,29 +13,17 @@ from guided.cli import main
 from guided.pipeline import parse_study
 from guided.pruning import PRUNERS, Method, register_pruner
 from tests.guided.test_pruning import check_method_contract, contract_cases
+from tests.studies import tiny_study
 
 GUIDE = Path(__file__).resolve().parents[2] / "docs" / "guide.md"
 
-STUDY = """
-[study]
-name = "toy"
-seeds = [0, 1]
-
-[data]
-dataset = "digits"
-
-[model]
-arch = "vgg-tiny"
-
-[[prune]]
-name = "toy"
-method = "toy-first"
-ratio = 0.5
-
-[design]
-pattern = "toy"
-budgets = ["params=50%"]
-"""
+STUDY = tiny_study(
+    {
+        "study": {"name": "toy", "seeds": [0, 1]},
+        "prune": [{"name": "toy", "method": "toy-first", "ratio": 0.5}],
+        "design": {"pattern": "toy", "budgets": ["params=50%"]},
+    }
+)
 
 
 @pytest.fixture
@@ -56,7 +43,7 @@ def test_a_registered_criterion_reaches_the_cli_validation_and_contracts(toy, ca
         main(["prune", "--help"])
     squeezed = "".join(capsys.readouterr().out.split())  # argparse wraps lines, also at hyphens
     assert "toy-first:keepseachlayer'sfirstchannels" in squeezed and ",toy-first}" in squeezed
-    study = parse_study(tomllib.loads(STUDY))  # accepted as a method, and as a channel pattern for designs
+    study = parse_study(STUDY)  # accepted as a method, and as a channel pattern for designs
     assert study.prune[0].unit == "channels"
     cases = [name for method, name in contract_cases() if method == toy]
     assert "vgg-tiny" in cases and "resnet-tiny" in cases
@@ -66,7 +53,7 @@ def test_a_registered_criterion_reaches_the_cli_validation_and_contracts(toy, ca
 
 def test_an_unregistered_method_is_refused_by_validation():
     with pytest.raises(ValueError, match="unknown method 'toy-first'"):
-        parse_study(tomllib.loads(STUDY))
+        parse_study(STUDY)
 
 
 def test_the_readme_method_table_lists_exactly_the_registry():

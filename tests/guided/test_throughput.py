@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import tomllib
 from pathlib import Path
 
 import pytest
@@ -17,36 +16,15 @@ from guided.pipeline.estimate import simulate
 from guided.pipeline.runner import Stage
 from guided.pipeline.throughput import Throughput, load_throughput
 from models import cost
+from tests.studies import tiny_study, write_study
 
-CUDA_STUDY = """
-[study]
-name = "tiny-gpu"
-seeds = [0, 1]
-device = "cuda"
-precision = "bf16"
-
-[data]
-dataset = "digits"
-train_subset = 400
-test_subset = 200
-
-[model]
-arch = "vgg-tiny"
-
-[train]
-epochs = 2
-batch_size = 64
-
-[[prune]]
-name = "slim"
-method = "slimming"
-base = "plain"
-ratio = 0.4
-
-[design]
-pattern = "slim"
-budgets = ["50%"]
-"""
+CUDA_STUDY = tiny_study(
+    {
+        "study": {"name": "tiny-gpu", "seeds": [0, 1], "device": "cuda", "precision": "bf16"},
+        "train": {"epochs": 2},
+        "prune": [{"name": "slim", "method": "slimming", "base": "plain", "ratio": 0.4}],
+    }
+)
 
 no_gpu = pytest.mark.skipif(torch.cuda.is_available(), reason="plans a CUDA study where there is no GPU")
 
@@ -181,7 +159,7 @@ def test_simulate_runs_up_to_k_seeds_of_a_group_as_one_unit():
 
 @no_gpu
 def test_a_cuda_study_planned_without_a_gpu_is_listed_and_timed_only_from_a_benchmark(tmp_path, capsys):
-    study = parse_study(tomllib.loads(CUDA_STUDY))
+    study = parse_study(CUDA_STUDY)
     rows = dry_run(study, tmp_path / "new")
     assert rows and all(r["seconds"] is None for r in rows) and "--throughput" in rows[0]["basis"]
 
@@ -201,23 +179,25 @@ def test_a_cuda_study_planned_without_a_gpu_is_listed_and_timed_only_from_a_benc
         assert grouped[first]["start"] == grouped[second]["start"]
         assert grouped[first]["seconds"] < alone[first]["seconds"]  # seeds-2 does 3x a run alone's FLOP/s
 
-    assert main(["run", _write(tmp_path, CUDA_STUDY), "--out", str(tmp_path / "o"), "--dry-run"]) == 0
+    assert main(["run", str(write_study(tmp_path, CUDA_STUDY)), "--out", str(tmp_path / "o"), "--dry-run"]) == 0
     assert "time not estimated: the study trains on 'cuda'" in capsys.readouterr().out
-    argv = ["run", _write(tmp_path, CUDA_STUDY), "--out", str(tmp_path / "o"), "--dry-run", "--throughput", str(bench)]
+    argv = [
+        "run",
+        str(write_study(tmp_path, CUDA_STUDY)),
+        "--out",
+        str(tmp_path / "o"),
+        "--dry-run",
+        "--throughput",
+        str(bench),
+    ]
     assert main(argv) == 0
     assert "of wall time on cuda: Test GPU (" in capsys.readouterr().out
 
 
 def test_throughput_without_a_dry_run_is_refused(tmp_path, capsys):
-    argv = ["run", _write(tmp_path, CUDA_STUDY), "--throughput", str(tmp_path / "b.json")]
+    argv = ["run", str(write_study(tmp_path, CUDA_STUDY)), "--throughput", str(tmp_path / "b.json")]
     assert main(argv) == 2
     assert "--throughput only estimates" in capsys.readouterr().err
-
-
-def _write(tmp_path, text: str) -> str:
-    path = tmp_path / "study.toml"
-    path.write_text(text)
-    return str(path)
 
 
 def _spec():
