@@ -21,11 +21,19 @@ from pathlib import Path
 from typing import Any
 
 from guided.errors import UserError
+from guided.pruning import PRUNERS, prune, ratio_for_budget
+from guided.pruning.unstructured import load_masks
 from guided.shapes.design import Budget, design
 from guided.shapes.patterns import Pattern
 from guided.storage.folders import PrunedFolder, RunFolder, StageFolder
+from guided.storage.io import write_spec
+from guided.timing.latency import LatencyTable, default_cache
 from guided.training.data import DataConfig, ImageData
+from guided.training.hooks import BatchNormL1, FixedMasks, GateSparsity
+from guided.training.multiseed import train_together
 from guided.training.recipes import Recipe
+from guided.training.retrain import save_pruned
+from guided.training.train import load_weights, train
 from models import FAMILIES, ArchSpec, build, cost
 
 __all__ = [
@@ -95,9 +103,6 @@ def train_run(
     ``None`` continues from a checkpoint when there is one (a study stage), else as `guided.training.train.train`.
     Returns ``result.json``.
     """
-    from guided.pruning.unstructured import load_masks
-    from guided.training.hooks import BatchNormL1, FixedMasks, GateSparsity
-    from guided.training.train import train
 
     spec = ArchSpec.from_dict(config["spec"])
     recipe = Recipe.from_dict(config["recipe"])
@@ -144,7 +149,6 @@ def train_runs_together(
     The configs must agree on everything but ``seed`` and ``init_seed`` and use no training hooks
     (sparsity penalties, masks, gates) and no initial-weights file. Returns each ``result.json``.
     """
-    from guided.training.multiseed import train_together
 
     if not configs:
         return []
@@ -233,10 +237,6 @@ def prune_run(
         latency: the `latency_table` that ``cost="latency"`` ranks channels by.
         source: where ``model`` came from, recorded in ``prune.json`` (default: fresh weights).
     """
-    from guided.pruning import PRUNERS, prune, ratio_for_budget
-    from guided.pruning.unstructured import load_masks
-    from guided.training.retrain import save_pruned
-    from guided.training.train import load_weights
 
     if checkpoint is not None:
         run = RunFolder(checkpoint)
@@ -280,7 +280,6 @@ def design_to(
     """Design ``target`` at ``budget`` (uniform, or following ``pattern``; ``options``: `guided.shapes.design.design`'s
     ``per_layer``, ``stage_map``, ``multiple_of``, ``allow_wider``), write its spec to ``path``; returns the
     spec and a record of its params, MACs, widths (and predicted step, at a latency budget)."""
-    from guided.storage.io import write_spec
 
     spec = design(target, budget, pattern=pattern, **options)
     write_spec(path, spec)
@@ -295,6 +294,5 @@ def latency_table(device: Any, *, batch_size: int = 128, threads: int | None = N
     """This device's per-layer latency table at ``batch_size`` (`guided.timing.latency.LatencyTable`), kept in
     ``folder`` (default: the user's cache). The one place a table is made: callers pass it down, so what
     ranks channels and what solves a latency budget read the same numbers."""
-    from guided.timing.latency import LatencyTable, default_cache
 
     return LatencyTable(device, batch_size=batch_size, cache=folder or default_cache(), threads=threads)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from guided.reporting.plots import arm_colours, finish, subplots
+
 __all__ = ["history_data", "draw_history", "pareto_data", "draw_pareto"]
 
 
@@ -34,7 +36,6 @@ def draw_history(
     """Validation accuracy per trial and the best so far, one colour per search (``colours``: name ->
     colour, default `guided.reporting.plots.arm_colours`); seeded designs boxed; ``reference`` (e.g. the guided
     design's validation accuracy) as a dashed line."""
-    from guided.reporting.plots import arm_colours, finish, subplots
 
     colours = colours or arm_colours(histories)
     fig, ax = subplots(figsize=(5.5, 3.2))
@@ -66,7 +67,6 @@ def pareto_data(trials: list[Any], front: list[int]) -> dict[str, list]:
 
 def draw_pareto(trials: list[Any], front: list[int], path: str | Path) -> list[Path]:
     """Accuracy against MACs, the Pareto front highlighted."""
-    from guided.reporting.plots import finish, subplots
 
     data = pareto_data(trials, front)
     fig, ax = subplots(figsize=(5, 3.2))

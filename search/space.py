@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from guided.errors import UserError
 from guided.shapes.design import Budget, design, pattern_stage_count
 from guided.shapes.patterns import Pattern
-from models import ArchSpec, pattern_stages
+from models import ArchSpec, cost, pattern_stages
 
 __all__ = ["WidthSpace", "RATIO_LOW", "RATIO_HIGH"]
 
@@ -47,7 +47,6 @@ class WidthSpace:
         """Sample a shape from an Optuna trial and return its spec (parameters recorded as user attrs)."""
         params = {n: trial.suggest_float(n, RATIO_LOW, RATIO_HIGH) for n in self.names}
         spec = self.spec(params)
-        from models import cost
 
         c = cost(spec)
         trial.set_user_attr("params", c.params)

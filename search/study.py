@@ -32,6 +32,7 @@ from guided.training.data import ImageData, fingerprint
 from guided.training.recipes import Recipe
 from guided.training.train import train
 from models import ArchSpec, build
+from search.plots import draw_history, draw_pareto
 from search.space import WidthSpace
 
 __all__ = [
@@ -532,7 +533,6 @@ def summarize(study, out: Path, *, multi: bool, storage: str | None) -> dict[str
         }
         for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)
     ]
-    from search.plots import draw_history, draw_pareto
 
     draw_history({study.study_name: summary["history"]}, out / "history.png")
     if multi:

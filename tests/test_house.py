@@ -1,4 +1,5 @@
-"""The shape of the house: no import cycles inside the packages, no function longer than 80 lines."""
+"""The shape of the house: no import cycles inside the packages, layers, no function longer than 80 lines,
+lazy imports only where they put off a heavy library, and names spelled once."""
 
 from __future__ import annotations
 
@@ -22,28 +23,38 @@ def modules() -> dict[str, Path]:
     return found
 
 
+def imports(name: str, path: Path, mods: dict[str, Path]) -> list[tuple[str, bool, int]]:
+    """(what, lazy, line) for every import in a module: a package module's name, or an outside library's
+    top-level name; ``lazy`` where the import sits inside a function."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    tree = ast.parse(path.read_text())
+    inside = {
+        id(x) for f in ast.walk(tree) if isinstance(f, ast.FunctionDef | ast.AsyncFunctionDef) for x in ast.walk(f)
+    }
+    found = []
+    for node in ast.walk(tree):
+        targets = []
+        if isinstance(node, ast.Import):
+            targets = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(parts + ([base] if base else []))
+            targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in mods else base for a in node.names]
+        for t in targets:
+            own = t
+            while own and own not in mods:
+                own = own.rpartition(".")[0]
+            if own != name:
+                found.append((own or t.partition(".")[0], id(node) in inside, node.lineno))
+    return found
+
+
 def import_graph() -> dict[str, set[str]]:
     """Module -> the package modules it imports (at any depth of its code, lazy imports included)."""
     mods = modules()
-    graph = {m: set() for m in mods}
-    for name, path in mods.items():
-        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-        for node in ast.walk(ast.parse(path.read_text())):
-            targets = []
-            if isinstance(node, ast.Import):
-                targets = [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom):
-                base = node.module or ""
-                if node.level:
-                    parts = package.split(".")[: len(package.split(".")) - node.level + 1]
-                    base = ".".join(parts + ([base] if base else []))
-                targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in mods else base for a in node.names]
-            for t in targets:
-                while t and t not in mods:
-                    t = t.rpartition(".")[0]
-                if t and t != name:
-                    graph[name].add(t)
-    return graph
+    return {m: {t for t, _, _ in imports(m, path, mods) if t in mods} for m, path in mods.items()}
 
 
 def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -83,6 +94,48 @@ def test_no_function_is_longer_than_80_lines():
                 if length > MAX_LINES and where not in LONG_FUNCTIONS_ALLOWED:
                     long.append(f"{where}: {length} lines")
     assert long == []
+
+
+#: Libraries slow to import or optional: a function may import a package module lazily only to put off one
+#: of these (`lazy_imports_that_put_off_nothing`).
+HEAVY = {"torch", "torchvision", "matplotlib", "optuna", "pandas", "scipy", "ray", "onnx", "onnxruntime", "psycopg"}
+
+
+def lazy_imports_that_put_off_nothing(mods: dict[str, Path]) -> list[str]:
+    """``module:line target`` for every import of a package module inside a function whose target loads no
+    `HEAVY` library that the importing module does not load already: it belongs at the top of the file."""
+    found = {m: imports(m, path, mods) for m, path in mods.items()}
+
+    def loads(module: str, seen: set[str]) -> set[str]:
+        """Outside libraries a module loads at import: its own top-level imports', its packages' and theirs."""
+        if module in seen:
+            return set()
+        seen.add(module)
+        parents = [".".join(module.split(".")[:i]) for i in range(1, module.count(".") + 1)]
+        out = set()
+        for t, lazy, _ in found.get(module, []):
+            if not lazy:
+                out |= loads(t, seen) if t in mods else {t}
+        return out.union(*(loads(p, seen) for p in parents if p in mods))
+
+    return [
+        f"{m}:{line} {t}"
+        for m, rows in found.items()
+        for t, lazy, line in rows
+        if lazy and t in mods and not (loads(t, set()) - loads(m, set())) & HEAVY
+    ]
+
+
+def test_functions_import_package_modules_lazily_only_to_put_off_a_heavy_library():
+    assert lazy_imports_that_put_off_nothing(modules()) == []
+
+
+def test_the_lazy_import_rule_catches_one_that_puts_off_nothing(tmp_path):
+    (tmp_path / "light.py").write_text("import json\n")
+    (tmp_path / "heavy.py").write_text("import torch\n")
+    (tmp_path / "user.py").write_text("def f():\n    import light\n    import heavy\n")
+    mods = {m: tmp_path / f"{m}.py" for m in ("light", "heavy", "user")}
+    assert lazy_imports_that_put_off_nothing(mods) == ["user:2 light"]
 
 
 #: The layers of the house, lowest first (README "How the code is laid out"): a module may import its own

@@ -7,7 +7,11 @@ import json
 
 from guided.commands.common import Command, add_arch_args, add_threads_arg, spec_from_args
 from guided.errors import UserError
+from guided.operations import latency_table
 from guided.storage.io import check_output, write_spec
+from guided.storage.provenance import device_name, resolve_device
+from guided.timing.latency import measure_step
+from guided.timing.speed import condition_note, inference_throughput
 from models import ArchSpec, cost, create_spec, list_models
 
 
@@ -34,8 +38,6 @@ def _cost_args(p: argparse.ArgumentParser) -> None:
 
 
 def _cost(args: argparse.Namespace) -> int:
-    from guided.timing.speed import condition_note
-
     spec = spec_from_args(args)
     c = cost(spec)
     measured = _measured(spec, args) if args.measure or args.latency else {}
@@ -62,20 +64,14 @@ def _cost(args: argparse.Namespace) -> int:
 
 def _measured(spec: ArchSpec, args: argparse.Namespace) -> dict:
     """``guided cost --measure`` / ``--latency``: timings of ``spec`` on ``--device``."""
-    from guided.storage.provenance import device_name, resolve_device
 
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, got {args.batch_size}")
     device = resolve_device(args.device)
     out = {}
     if args.measure:
-        from guided.timing.speed import inference_throughput
-
         out["inference"] = inference_throughput(spec, device, batch_size=args.batch_size, precision=args.precision)
     if args.latency:
-        from guided.operations import latency_table
-        from guided.timing.latency import measure_step
-
         predicted = latency_table(device, batch_size=args.batch_size).predict(spec)
         measured = measure_step(spec, device, batch_size=args.batch_size)
         out["latency"] = {

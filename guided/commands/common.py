@@ -7,7 +7,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from guided.errors import UserError
-from guided.storage.io import read_spec
+from guided.operations import flat_settings, latency_table
+from guided.shapes.design import parse_budget
+from guided.storage.io import read_spec, type_ok
+from guided.storage.loading import load_torchvision
+from guided.training.data import DataConfig
+from guided.training.recipes import EVALS, RECIPES, SCHEDULES, check_lrs, get_recipe
 from models import ArchSpec, create_spec
 
 __all__ = [
@@ -124,7 +129,6 @@ def torchvision_from_args(args: argparse.Namespace, data=None, weights: str | No
     ``--num-classes``, else the weights' classifier, else ``data``, else 1000; ``--width-mult`` reaches
     ``mobilenet_v2`` only; the input side is ``--input-size``, else ``data``'s, else 224.
     """
-    from guided.storage.loading import load_torchvision
 
     name = args.torchvision
     for option in ("head", "in_channels"):
@@ -180,7 +184,6 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
 
 def data_config_from_args(args: argparse.Namespace):
     """The `guided.training.data.DataConfig` that `add_data_args` options name."""
-    from guided.training.data import DataConfig
 
     fields = ("dataset", "data_root", "image_size", "train_subset", "test_subset", "val_fraction")
     return DataConfig(**{f: getattr(args, f) for f in fields})
@@ -194,7 +197,6 @@ def data_from_args(args: argparse.Namespace):
 
 def add_recipe_args(p: argparse.ArgumentParser) -> None:
     """``--recipe`` and a flag per recipe field."""
-    from guided.training.recipes import EVALS, RECIPES, SCHEDULES
 
     g = p.add_argument_group("recipe (named defaults, each field overridable)")
     g.add_argument("--recipe", default="quick", choices=sorted(RECIPES), help="quick (CPU, one-cycle) or paper")
@@ -218,7 +220,6 @@ def add_recipe_args(p: argparse.ArgumentParser) -> None:
 
 def recipe_from_args(args: argparse.Namespace):
     """The named recipe with the given fields overridden."""
-    from guided.training.recipes import check_lrs, get_recipe
 
     check_lrs({"--lr": args.lr})
     return get_recipe(args.recipe).override(
@@ -294,8 +295,6 @@ INHERITED = {
 def inherited_defaults(config: dict) -> dict:
     """The `INHERITED` options of a recorded run configuration (``config.json``); a value of the wrong type
     (a hand-edited or foreign file) is refused in one line."""
-    from guided.operations import flat_settings
-    from guided.storage.io import type_ok
 
     config = flat_settings(config)
     if not isinstance(config, dict):
@@ -314,7 +313,5 @@ def inherited_defaults(config: dict) -> dict:
 def budget_from_args(text: str, full, device="cpu", table=None):
     """``--budget`` on ``full``; a latency budget is predicted by ``table``, else by this ``device``'s table
     at batch 128 (timed on first use, kept in the user's cache)."""
-    from guided.operations import latency_table
-    from guided.shapes.design import parse_budget
 
     return parse_budget(text, full=full, table=table or (lambda: latency_table(device)))

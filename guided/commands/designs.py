@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from guided.commands.common import Command, add_arch_args, seed_number, spec_from_args
+from guided.commands.common import Command, add_arch_args, budget_from_args, seed_number, spec_from_args
 from guided.errors import UserError
+from guided.operations import design_to
+from guided.pruning.unstructured import nonzero_cost, save_masks
+from guided.shapes.design import design_sparsity
+from guided.shapes.patterns import Pattern
+from guided.storage.folders import PrunedFolder
+from guided.storage.io import check_output, write_json
 
 
 def _stage_map(text: str) -> list[int]:
@@ -50,11 +56,6 @@ def _design_args(p: argparse.ArgumentParser) -> None:
 
 
 def _design(args: argparse.Namespace) -> int:
-    from guided.commands.common import budget_from_args
-    from guided.operations import design_to
-    from guided.shapes.patterns import Pattern
-    from guided.storage.io import check_output
-
     if bool(args.pattern) == bool(args.uniform):
         raise UserError("give --pattern PATTERN.json for a guided design, or --uniform for the baseline")
     target = spec_from_args(args)
@@ -91,10 +92,6 @@ def _design(args: argparse.Namespace) -> int:
 
 def _design_sparsity(args: argparse.Namespace, target, budget, pattern) -> int:
     """Fixed masks following a sparsity pattern (or uniform), in a folder: spec, masks, what was designed."""
-    from guided.pruning.unstructured import nonzero_cost, save_masks
-    from guided.shapes.design import design_sparsity
-    from guided.storage.folders import PrunedFolder
-    from guided.storage.io import write_json
 
     result = design_sparsity(
         target,

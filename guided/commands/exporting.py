@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 
 from guided.commands.common import Command
+from guided.storage.export import FORMATS, export
+from guided.storage.folders import PrunedFolder
+from guided.storage.io import check_output
+from guided.storage.loading import load
 
 
 def _export_args(p: argparse.ArgumentParser) -> None:
-    from guided.storage.export import FORMATS
-
     p.add_argument("source", metavar="PATH", help="a run, pruned or design folder, or a spec .json file")
     p.add_argument(
         "--format",
@@ -28,10 +30,6 @@ def _export_args(p: argparse.ArgumentParser) -> None:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from guided.storage.export import export
-    from guided.storage.io import check_output
-    from guided.storage.loading import load
-
     check_output(args.out, folder=False, inputs=tuple(x for x in (args.source, args.weights) if x))
     name = args.torchvision or _torchvision_source(args.source)
     done = export(load(args.source, args.weights), args.format, args.out, torchvision=name)
@@ -43,7 +41,6 @@ def _export(args: argparse.Namespace) -> int:
 
 def _torchvision_source(path: str) -> str | None:
     """The torchvision network a pruned folder was pruned from, as its ``prune.json`` records it."""
-    from guided.storage.folders import PrunedFolder
 
     folder = PrunedFolder(path)
     if not folder.complete():

@@ -7,6 +7,9 @@ from pathlib import Path
 
 from guided.commands.common import Command
 from guided.errors import UserError
+from guided.reporting import plots
+from guided.shapes.patterns import Pattern
+from guided.storage.io import check_output, read_csv_table, read_spec
 
 KINDS = ("widths", "profile", "sparsity", "accuracy")
 
@@ -40,9 +43,6 @@ def _plot_args(p: argparse.ArgumentParser) -> None:
 def _plot(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from guided.reporting import plots
-    from guided.storage.io import read_spec
-
     check_figure_path(args.out, inputs=tuple(args.inputs))
 
     if args.kind in ("widths", "sparsity") and len(args.inputs) != 1:
@@ -75,7 +75,6 @@ def _plot(args: argparse.Namespace) -> int:
 
 def _read_pattern(path: str, kind: str, what: str):
     """A pattern of ``kind`` (``what`` is drawn from that kind only)."""
-    from guided.shapes.patterns import Pattern
 
     pattern = Pattern.read(path)
     if pattern.kind != kind:
@@ -86,7 +85,6 @@ def _read_pattern(path: str, kind: str, what: str):
 def check_figure_path(path: str, option: str = "--out", inputs: tuple = ()) -> None:
     """A figure's output: a writable ``.png`` file (its SVG twin is written beside it), neither of them one of
     the ``inputs`` it is drawn from."""
-    from guided.storage.io import check_output
 
     if Path(path).suffix.lower() != ".png":
         raise UserError(f"{option} {path}: figures are written as FILE.png (with FILE.svg beside it); end it in .png")
@@ -96,7 +94,6 @@ def check_figure_path(path: str, option: str = "--out", inputs: tuple = ()) -> N
 
 def _runs_csv(path: str):
     """A runs table for accuracy plots: columns label, params, macs, test_acc; numbers finite, not negative."""
-    from guided.storage.io import read_csv_table
 
     numeric = ("params", "macs", "test_acc")
     df = read_csv_table(path, "runs table", ("label", *numeric), numeric)

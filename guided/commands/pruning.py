@@ -18,8 +18,13 @@ from guided.commands.common import (
     torchvision_from_args,
 )
 from guided.errors import UserError
+from guided.operations import latency_table, prune_run, run_settings
+from guided.pruning import PRUNERS
+from guided.pruning.allocate import PRESETS
 from guided.storage.folders import PrunedFolder, RunFolder
 from guided.storage.io import check_output
+from guided.storage.provenance import resolve_device
+from models import build
 
 
 def _parse_ratio(text: str) -> float | list[float]:
@@ -38,9 +43,6 @@ COUPLED_HELP = (
 
 
 def _prune_args(p: argparse.ArgumentParser) -> None:
-    from guided.pruning import PRUNERS
-    from guided.pruning.allocate import PRESETS
-
     g = p.add_argument_group("what to prune")
     g.add_argument(
         "--checkpoint",
@@ -115,8 +117,6 @@ def _prune_args(p: argparse.ArgumentParser) -> None:
 
 
 def _prune_defaults(args: argparse.Namespace) -> dict:
-    from guided.operations import run_settings
-
     if not args.checkpoint:
         return {}
     if not Path(args.checkpoint).is_dir():
@@ -128,11 +128,6 @@ def _prune_defaults(args: argparse.Namespace) -> dict:
 
 
 def _prune(args: argparse.Namespace) -> int:
-    from guided.operations import latency_table, prune_run
-    from guided.pruning import PRUNERS
-    from guided.storage.provenance import resolve_device
-    from models import build
-
     if args.checkpoint and (args.arch or args.spec or args.torchvision):
         raise UserError("give --checkpoint RUN_DIR, or --arch/--spec/--torchvision for other weights, not both")
     if args.weights and not args.torchvision:
@@ -192,7 +187,6 @@ def _prune(args: argparse.Namespace) -> int:
 
 def _summary(method: str, name: str, result) -> list[str]:
     """What pruning did: costs before and after, and per stage what was kept (weights, blocks, channels)."""
-    from guided.pruning import PRUNERS
 
     info = result.info
     nonzero = "non-zero " if result.masks is not None else ""

@@ -17,11 +17,12 @@ from guided.commands.common import (
     spec_from_args,
 )
 from guided.errors import UserError
+from guided.storage.io import check_output, read_spec
+from guided.storage.provenance import resolve_device
+from search.study import SAMPLERS, TRIAL_STOPPERS, query_secrets, run_search, storage_url
 
 
 def _search_args(p: argparse.ArgumentParser) -> None:
-    from search.study import SAMPLERS, TRIAL_STOPPERS
-
     add_arch_args(p)
     add_data_args(p)
     add_recipe_args(p)
@@ -84,10 +85,6 @@ def _search_args(p: argparse.ArgumentParser) -> None:
 
 
 def _search(args: argparse.Namespace) -> int:
-    from guided.storage.io import check_output, read_spec
-    from guided.storage.provenance import resolve_device
-    from search.study import run_search
-
     check_output(args.out)
     if args.storage:
         _warn_if_password(args.storage)
@@ -131,8 +128,6 @@ def _warn_if_password(url: str) -> None:
     """A password typed into ``--storage`` is readable by every user of this machine (``ps``): say so, once,
     and where it belongs instead (libpq reads PGPASSWORD, or PGPASSFILE / ~/.pgpass, when the URL has none)."""
     import sys
-
-    from search.study import query_secrets, storage_url
 
     if storage_url(url).password or query_secrets(url):
         print(

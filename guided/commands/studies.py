@@ -6,7 +6,14 @@ import argparse
 from pathlib import Path
 
 from guided.commands.common import Command, add_threads_arg
+from guided.errors import UserError
+from guided.pipeline import dry_run, load_study, run_study
 from guided.pipeline.executors import EXECUTORS
+from guided.pipeline.power import power_plan
+from guided.pipeline.stages import plan_study
+from guided.quickstart import quickstart
+from guided.storage.io import check_output
+from guided.timing.clock import clock
 
 
 def _run_args(p: argparse.ArgumentParser) -> None:
@@ -64,10 +71,6 @@ DEFAULT_OUT = Path("guided-runs")
 
 
 def _run(args: argparse.Namespace) -> int:
-    from guided.errors import UserError
-    from guided.pipeline import dry_run, load_study, run_study
-    from guided.storage.io import check_output
-
     study = load_study(args.study_file)
     if args.jobs is not None and args.jobs < 0:
         raise UserError(f"--jobs must be at least 1 (or 0: one per GPU, else 1), got {args.jobs}")
@@ -99,7 +102,6 @@ def _run(args: argparse.Namespace) -> int:
 
 def _print_dry_run(rows: list[dict]) -> None:
     """The plan, stage by stage, and the whole run's estimated wall time with its basis."""
-    from guided.timing.clock import clock
 
     width = max(len(r["stage"]) for r in rows)
     print(f"{'stage':<{width}}  {'kind':<7} {'status':<7} {'train MACs':>10} {'est. time':>9}")
@@ -122,8 +124,6 @@ def _print_dry_run(rows: list[dict]) -> None:
 def _print_power(study, out: Path) -> None:
     """Per comparison with uniform: the difference it can detect with the planned seeds, and the seeds a
     ``[study] detect`` target needs."""
-    from guided.pipeline.power import power_plan
-    from guided.pipeline.stages import plan_study
 
     rows = power_plan(study, plan_study(study, out if (out / "latency").is_dir() else None)[0], out)
     if not rows:
@@ -160,9 +160,6 @@ def _quickstart_args(p: argparse.ArgumentParser) -> None:
 
 
 def _quickstart(args: argparse.Namespace) -> int:
-    from guided.quickstart import quickstart
-    from guided.storage.io import check_output
-
     check_output(args.out)
     quickstart(args.out)
     return 0

@@ -6,7 +6,11 @@ import argparse
 from pathlib import Path
 
 from guided.commands.common import Command
+from guided.commands.plots import check_figure_path
 from guided.errors import UserError
+from guided.reporting.plots import draw_sparsity
+from guided.shapes.patterns import summarize
+from guided.storage.io import atomic_write_text, check_output
 
 
 def _summarize_args(p: argparse.ArgumentParser) -> None:
@@ -19,10 +23,6 @@ def _summarize_args(p: argparse.ArgumentParser) -> None:
 
 def _summarize(args: argparse.Namespace) -> int:
     import pandas as pd
-
-    from guided.commands.plots import check_figure_path
-    from guided.shapes.patterns import summarize
-    from guided.storage.io import atomic_write_text, check_output
 
     for option in ("out", "csv"):
         if getattr(args, option):
@@ -43,8 +43,6 @@ def _summarize(args: argparse.Namespace) -> int:
     if args.csv:
         atomic_write_text(args.csv, pd.DataFrame(list(pattern.layers)).to_csv(index=False))
     if args.plot:
-        from guided.reporting.plots import draw_sparsity
-
         draw_sparsity(pattern, args.plot, title=f"{pattern.runs} run(s)")
     return 0
 

@@ -16,8 +16,13 @@ from guided.commands.common import (
     recipe_from_args,
     spec_from_args,
 )
+from guided.errors import UserError
+from guided.operations import train_run, training_config
 from guided.storage.folders import PrunedFolder, RunFolder
 from guided.storage.io import check_output
+from guided.storage.provenance import resolve_device
+from guided.training.retrain import MODES, retrain
+from guided.training.train import resolve_precision
 from models import ArchSpec, cost
 
 
@@ -63,10 +68,6 @@ def _resumable(args: argparse.Namespace):
 
 
 def _train(args: argparse.Namespace) -> int:
-    from guided.operations import train_run, training_config
-    from guided.storage.provenance import resolve_device
-    from guided.training.train import resolve_precision
-
     check_output(args.out, inputs=tuple(x for x in (args.masks, args.spec) if x), new=True, own=_resumable(args))
     device = resolve_device(args.device)
     recipe = recipe_from_args(args)
@@ -96,8 +97,6 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _retrain_args(p: argparse.ArgumentParser) -> None:
-    from guided.training.retrain import MODES
-
     p.add_argument("--from", dest="pruned", required=True, metavar="PRUNED_DIR", help="a `guided prune` folder")
     p.add_argument(
         "--mode",
@@ -125,7 +124,6 @@ def _retrain_recipe(args: argparse.Namespace):
     trains with (the recipe's ``finetune_*`` fields; the values inherited from the source run are the
     source's, not fine-tuning's); the scratch modes take their epochs from the source (as long, or as much
     compute), so a typed ``--epochs`` is refused there unless the source recorded none."""
-    from guided.errors import UserError
 
     recipe = recipe_from_args(args)
     given = getattr(args, "given", ["epochs", "lr"])  # the flags typed, not inherited from the source run
@@ -141,9 +139,6 @@ def _retrain_recipe(args: argparse.Namespace):
 
 
 def _retrain(args: argparse.Namespace) -> int:
-    from guided.storage.provenance import resolve_device
-    from guided.training.retrain import retrain
-
     source_run = PrunedFolder(args.pruned).source_run()
     check_output(args.out, inputs=tuple(x for x in (args.pruned, source_run) if x), new=True, own=_resumable(args))
     device = resolve_device(args.device)

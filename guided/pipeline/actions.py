@@ -14,10 +14,16 @@ from guided.pipeline.roles import SEARCH_ARMS
 from guided.pipeline.runner import StageContext
 from guided.shapes.patterns import Pattern, summarize
 from guided.storage.folders import PrunedFolder, RunFolder, SearchFolder, StageFolder
-from guided.storage.io import read_spec
+from guided.storage.io import read_spec, write_json
+from guided.storage.provenance import device_name
+from guided.timing import threads
+from guided.timing.speed import STAGE_WAIT_S, condition_note, inference_throughput
 from guided.training.data import subsample, validation_split
 from guided.training.recipes import Recipe
+from guided.training.retrain import retrain
+from guided.training.train import resolve_precision
 from models import ArchSpec
+from search import run_search
 
 __all__ = ["ACTIONS", "READS_WEIGHTS", "train_group"]
 
@@ -89,7 +95,6 @@ def train_group(ctxs: list[StageContext]) -> list[dict[str, Any]]:
 
 def _retrain(ctx: StageContext) -> dict[str, Any]:
     """Fine-tune the pruned model of the stage it needs, or train its architecture from scratch."""
-    from guided.training.retrain import retrain
 
     done = RunFolder(ctx.dir).finished()
     if done:
@@ -161,7 +166,6 @@ def _design(ctx: StageContext) -> dict[str, Any]:
 
 def _search(ctx: StageContext) -> dict[str, Any]:
     """Search, with the seed designs (the guided and the uniform design) enqueued first when it has them."""
-    from search import run_search
 
     cfg, svc = ctx.stage.config, ctx.services
     data = validation_split(svc.data(cfg["data"]), cfg["validation"], seed=cfg["seed"])
@@ -191,11 +195,6 @@ def _speed(ctx: StageContext) -> dict[str, Any]:
     """Time inference of each distinct from-scratch architecture (batch 256, median of 5 timed passes after 2
     warm-up passes, the study's device and precision, every core: this stage runs alone), and predict the
     training step of the runs at latency budgets from the study's table; writes ``speed.json``."""
-    from guided.storage.io import write_json
-    from guided.storage.provenance import device_name
-    from guided.timing import threads
-    from guided.timing.speed import STAGE_WAIT_S, condition_note, inference_throughput
-    from guided.training.train import resolve_precision
 
     cfg, svc = ctx.stage.config, ctx.services
     precision = resolve_precision(cfg["precision"], svc.device)

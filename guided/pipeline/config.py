@@ -48,7 +48,7 @@ from guided.shapes.design import KINDS as BUDGET_KINDS
 from guided.shapes.design import budget_kind, pattern_stage_count
 from guided.storage.io import check_name, read_toml, toml_section
 from guided.storage.provenance import parse_device
-from guided.training.data import DataConfig
+from guided.training.data import DataConfig, list_datasets
 from guided.training.recipes import Recipe, check_lrs, get_recipe
 from guided.training.retrain import MODES
 from models import FAMILIES, ArchSpec, create_spec
@@ -669,8 +669,6 @@ def _check_design(d: DesignConfig, prune: list[PruneConfig], source: ArchSpec) -
 
 
 def _check_dataset(name: str, where: str) -> None:
-    from guided.training.data import list_datasets
-
     if name.startswith("imagefolder:"):
         return
     if name not in list_datasets():

@@ -41,8 +41,17 @@ from typing import Any
 
 import numpy as np
 
-from guided.pipeline.runner import Stage
+from guided.pipeline.runner import Stage, run_one, schedule
 from guided.pipeline.throughput import Throughput
+from guided.pruning import PRUNERS, prune, ratio_for_budget
+from guided.reporting.plots import draw_accuracy_cost
+from guided.timing import threads
+from guided.timing.speed import STAGE_WAIT_S, median_seconds
+from guided.timing.threads import cores
+from guided.training.data import ImageData, Split
+from guided.training.recipes import get_recipe
+from guided.training.train import resolve_precision, train
+from models import build, create_spec
 
 __all__ = ["estimate", "simulate", "Schedule", "Clock"]
 
@@ -92,8 +101,6 @@ class Clock:
     def epoch_overhead(self) -> float:
         """Fixed seconds of each epoch after the first (checkpoint, metrics), from a tiny network."""
         if self._epoch is None:
-            from models import create_spec
-
             tiny = create_spec("vgg-tiny", num_classes=2, in_channels=1, input_size=16)
             one, two = self._train(tiny, 8, batches=2), self._train(tiny, 8, batches=2, epochs=2)
             step, _ = self._run(tiny, 8)
@@ -101,10 +108,6 @@ class Clock:
         return self._epoch
 
     def _train(self, spec, batch: int, *, batches: int, epochs: int = 1) -> float:
-        from guided.training.recipes import get_recipe
-        from guided.training.train import train
-        from models import build
-
         test_batch = max(256, batch)
         data = _synthetic(spec, batch * batches, test_batch)
         recipe = get_recipe("quick").override(epochs=epochs, batch_size=batch)
@@ -129,10 +132,6 @@ class Clock:
         if key not in self._passes:
             import torch
 
-            from guided.timing.speed import median_seconds
-            from guided.training.train import resolve_precision
-            from models import build
-
             device = self.device
             model = build(spec, seed=0).to(device=device, memory_format=torch.channels_last).eval()
             x = torch.randn(batch, spec.in_channels, spec.input_size, spec.input_size, device=device)
@@ -148,9 +147,6 @@ class Clock:
         spec, kwargs = work["spec"], dict(work["kwargs"])
         key = (spec.to_json(), work["method"], repr(sorted(kwargs.items())), repr(work.get("budget")))
         if key not in self._prunes:
-            from guided.pruning import PRUNERS, prune, ratio_for_budget
-            from models import build
-
             needs = PRUNERS[work["method"]].needs_data
             data = _synthetic(spec, max(kwargs.get("samples") or 64, 64), 64) if needs else None
             model = build(spec, seed=0).to(self.device).eval()
@@ -168,7 +164,6 @@ class Clock:
         """Seconds of the speed stage: an inference timing per from-scratch architecture, and at most
         `guided.timing.speed.STAGE_WAIT_S` in all waiting for a quiet machine (counted whole: the stage
         waits that long whenever other processes keep the cores busy)."""
-        from guided.timing.speed import STAGE_WAIT_S
 
         timing = 2 * 0.15 if Path("/proc/stat").is_file() else 0.0  # the load checks around each timing
         return STAGE_WAIT_S + sum(timing + 7 * self._test_pass(spec, 256) for spec in work["specs"])
@@ -180,8 +175,6 @@ class Clock:
     def figure(self) -> float:
         """Seconds to draw and save one report figure (PNG and SVG)."""
         if self._figure is None:
-            from guided.reporting.plots import draw_accuracy_cost
-
             rows = [
                 {"label": arm, "group": g, "params": 1e5 * (1 + i), "macs": 1e7 * (1 + i), "test_acc": 0.5 + 0.01 * s}
                 for i, arm in enumerate(("uniform", "guided", "pruned"))
@@ -197,8 +190,6 @@ class Clock:
     def stage_overhead(self) -> float:
         """The runner's own seconds per stage (records, code revision), from an empty stage."""
         if self._stage is None:
-            from guided.pipeline.runner import run_one
-
             out = Path(self._tmp.name) / "study"
             start = time.perf_counter()
             run_one(Stage("empty", "empty", {}, lambda ctx: {}), out, "0" * 16, log=lambda _: None)
@@ -251,7 +242,6 @@ def estimate(
     a grouped stage's seconds are its share of its group's (the group's over its size), as the runner
     records them.
     """
-    from guided.timing.threads import cores
 
     threads = threads or cores()
     slots = max(1, jobs)
@@ -336,7 +326,6 @@ def simulate(
         >>> plan.starts, plan.wall
         ({'a': 0.0, 'b': 0.0, 'c': 2.0}, 5.0)
     """
-    from guided.pipeline.runner import schedule
 
     unit_seconds = unit_seconds or (lambda unit: sum(seconds.get(s.id, 0.0) for s in unit))
     running: list[tuple[float, int, tuple[Stage, ...]]] = []  # (when it ends, its key, the unit)
@@ -393,7 +382,6 @@ def _mute(_line: str) -> None:
 
 def _synthetic(spec, train: int, test: int):
     """Random uint8 images and labels of ``spec``'s input shape and classes."""
-    from guided.training.data import ImageData, Split
 
     rng = np.random.default_rng(0)
     shape = (spec.in_channels, spec.input_size, spec.input_size)
@@ -416,16 +404,12 @@ class _threads:
     def __enter__(self):
         import torch
 
-        from guided.timing import threads
-
         self.before, self.state = torch.get_num_threads(), dict(threads._state)
         threads._state.update(configured=True, explicit=self.n, applied=None)
         threads.rebalance()
 
     def __exit__(self, *exc):
         import torch
-
-        from guided.timing import threads
 
         threads._state.clear()
         threads._state.update(self.state)

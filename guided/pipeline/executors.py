@@ -24,6 +24,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from guided.errors import UserError
+from guided.pipeline.runner import fingerprints, run_group
+from guided.pipeline.stages import plan_study
+from guided.timing import threads as thread_budget
+from guided.timing.threads import cores
 
 __all__ = ["Executor", "EXECUTORS", "register_executor", "LocalExecutor", "RayExecutor", "make_executor"]
 
@@ -74,9 +78,6 @@ _WORKER: dict[str, Any] = {}  # per worker process: the planned study (stages, f
 
 def _plan_in_worker(study, out: str, threads: int | None, share: int, name: str) -> None:
     """Plan the study once per worker process and set its thread budget."""
-    from guided.pipeline.runner import fingerprints
-    from guided.pipeline.stages import plan_study
-    from guided.timing import threads as thread_budget
 
     thread_budget.configure(threads, share=share)
     stages, services = plan_study(study, Path(out))
@@ -87,7 +88,6 @@ def _plan_in_worker(study, out: str, threads: int | None, share: int, name: str)
 def _run_stage(stage_ids: tuple[str, ...]) -> dict[str, Any]:
     """Run planned stages in this worker: one, or one seed group together (`run_group`); returns the wall
     time and who ran them."""
-    from guided.pipeline.runner import run_group
 
     name = _WORKER["name"]
 
@@ -289,6 +289,4 @@ def _visible_gpus() -> list[int]:
 
 
 def _cores() -> int:
-    from guided.timing.threads import cores
-
     return cores()

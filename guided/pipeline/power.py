@@ -20,6 +20,7 @@ from guided.pipeline.roles import ARM_ROLES, arm_label
 from guided.pipeline.runner import Stage
 from guided.reporting.tables import detectable
 from guided.storage.folders import StageFolder, StudyFolder
+from guided.storage.io import read_csv_table
 
 __all__ = ["power_plan", "seeds_needed"]
 
@@ -90,7 +91,6 @@ def _reference(folder: str | None) -> tuple[float | None, str]:
     """The pooled seed-to-seed standard deviation (points) of a finished study's from-scratch arms."""
     if folder is None:
         return None, ""
-    from guided.storage.io import read_csv_table
 
     path = StudyFolder(Path(folder).expanduser()).runs
     if not os.path.lexists(path):

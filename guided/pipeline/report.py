@@ -37,8 +37,11 @@ from guided.shapes.patterns import Pattern
 from guided.storage.folders import PrunedFolder, SearchFolder, StageFolder, StudyFolder
 from guided.storage.io import atomic_write_text, read_json, remove_inside, write_json
 from guided.storage.provenance import device_name, provenance
+from guided.timing.clock import clock
+from guided.training.data import fingerprint
 from guided.training.recipes import Recipe
 from models import ArchSpec, cost
+from search.plots import draw_history
 
 __all__ = [
     "write_report",
@@ -201,7 +204,6 @@ def _other(v: dict[str, Any]) -> str:
 
 def _datasets(study: Study, ctx: StageContext) -> dict[str, dict[str, Any]]:
     """Each dataset the study read (as subsampled): image counts and a hash of the decoded arrays."""
-    from guided.training.data import fingerprint
 
     configs = [study.data] + [t.data(study.data) for t in study.transfer]
     return {cfg.dataset: fingerprint(ctx.services.data(cfg)) for cfg in configs}
@@ -552,8 +554,6 @@ def search_table(records: dict[str, dict[str, Any]], runs: pd.DataFrame) -> tupl
 
 
 def _search(r: _Report) -> list[str]:
-    from search.plots import draw_history
-
     records = {s.tags.arm: r.ctx.record(s.id) for s in r.role(Role.SEARCH)}
     if not records:
         return []
@@ -650,7 +650,6 @@ def revisions(r: _Report) -> dict[str, int]:
 def wall_time(r: _Report) -> dict[str, Any] | None:
     """This invocation's estimated and actual wall time up to the report (from ``estimate.json``, written
     when it started), or ``None`` when it did not estimate (a report run on its own)."""
-    from guided.timing.clock import clock
 
     path = StudyFolder(r.out).estimate
     if not path.is_file():

@@ -12,11 +12,13 @@ from typing import Any
 from guided.errors import UserError
 from guided.pipeline.config import Study
 from guided.pipeline.estimate import estimate
+from guided.pipeline.executors import _cuda, _visible_gpus, make_executor
 from guided.pipeline.runner import fingerprints, run_stages, statuses
 from guided.pipeline.stages import Services, check_fits, plan, plan_study
+from guided.pipeline.throughput import load_throughput
 from guided.storage.folders import StudyFolder
 from guided.storage.io import atomic_write_text, read_json, write_json
-from guided.storage.locks import LOCK_NAME
+from guided.storage.locks import LOCK_NAME, folder_lock
 from guided.timing.clock import clock
 
 __all__ = ["run_study", "dry_run"]
@@ -58,8 +60,6 @@ def run_study(
     _check_folder(out, study, resume)
     services = Services(study, out)
     check_fits(study, services)  # the whole file is checked before anything is created
-    from guided.pipeline.executors import make_executor
-    from guided.storage.locks import folder_lock
 
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
@@ -142,7 +142,6 @@ def dry_run(
     for that device from its measured rates (`guided.pipeline.throughput`): the device time of a GPU study
     planned where there is no GPU. A CUDA study planned here without one, and without ``throughput``, is
     listed with no times (each row's ``basis`` says why)."""
-    from guided.pipeline.throughput import load_throughput
 
     bench = load_throughput(throughput) if throughput is not None else None
     out = Path(out)
@@ -202,6 +201,5 @@ def _jobs(study: Study, jobs: int) -> int:
     """The stages that will run at once: ``jobs``, or (0) one per visible GPU on a CUDA study, else 1."""
     if jobs > 0:
         return jobs
-    from guided.pipeline.executors import _cuda, _visible_gpus
 
     return max(1, len(_visible_gpus())) if _cuda(study) else 1

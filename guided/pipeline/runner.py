@@ -27,6 +27,8 @@ from guided.errors import UserError, memory_error
 from guided.pipeline.roles import Tags
 from guided.storage.folders import RunFolder, StageFolder, StudyFolder
 from guided.storage.io import remove_inside
+from guided.storage.provenance import git_revision
+from guided.timing.clock import clock
 
 __all__ = [
     "Stage",
@@ -216,7 +218,6 @@ def run_group(
 
 def _start(stage: Stage, out: Path, fingerprint: str) -> None:
     """Clear a stale folder and write the stage's started record (config, fingerprint, code revision)."""
-    from guided.storage.provenance import git_revision
 
     folder = StudyFolder(out).stages / stage.id
     if status(out, stage, fingerprint) == "stale":
@@ -356,7 +357,6 @@ class Progress:
 
     def line(self) -> str:
         """``  (elapsed 1m02s, about 3m10s left)``, or nothing without an estimate."""
-        from guided.timing.clock import clock
 
         if not self.seconds and not self.done:
             return ""

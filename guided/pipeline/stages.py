@@ -41,10 +41,12 @@ from guided.pipeline.config import PruneConfig, Study, model_spec, slug
 from guided.pipeline.roles import ARM_ROLES, POPULATION_ROLES, SEARCH_ARMS, Role, Tags
 from guided.pipeline.runner import Stage
 from guided.shapes.design import Budget, design, parse_budget
+from guided.shapes.population import draw_shapes
 from guided.storage.folders import StudyFolder
 from guided.storage.provenance import resolve_device
 from guided.training.data import DataConfig, DataShape, ImageData
-from guided.training.recipes import Recipe
+from guided.training.recipes import Recipe, scratch_epochs
+from guided.training.retrain import fresh_init_seed
 from models import ArchSpec, cost
 
 __all__ = ["Services", "Domain", "plan", "plan_study", "check_fits", "SOURCE"]
@@ -254,7 +256,6 @@ class _Builder:
     def scratch_config(self, dom: Domain, seed: int, spec_from: dict[str, str]) -> dict[str, Any]:
         """A from-scratch run of the architecture another stage wrote (``spec_from``: its ``stage`` and what
         to ``read`` there: `_read_spec`), freshly initialised."""
-        from guided.training.retrain import fresh_init_seed
 
         config = self.train_config(dom, dom.spec, seed, self.recipe, init_seed=fresh_init_seed(seed))
         return {**config, "spec": spec_from}
@@ -274,7 +275,6 @@ class _Builder:
     def retrain_work(self, dom: Domain, p: PruneConfig, mode: str) -> dict[str, Any]:
         """A retraining's work: the pruned network's shape (structured: the uniform design of the kept
         share's MACs) and epochs (fine-tuning's, the source's, or Scratch-B's compute-matched count)."""
-        from guided.training.recipes import scratch_epochs
 
         full = float(cost(dom.spec).macs)
         kept = full * _kept_fraction(p) ** (2 if p.unit == "channels" else 1)
@@ -509,8 +509,6 @@ class _Builder:
         """Each shape of the ``[population]`` (drawn here: `guided.shapes.population.draw_shapes`) trained from
         scratch like the designs' first seed, and scored by each proxy. A shape's stages depend on its spec
         alone, so adding a population to a finished study adds exactly these stages."""
-        from guided.shapes.population import draw_shapes
-        from guided.training.retrain import fresh_init_seed
 
         q, seed = self.study.population, self.seeds[0]
         budget = self.services.budget(q.budget, source.spec, self.recipe.batch_size)

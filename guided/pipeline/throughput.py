@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from guided.errors import UserError
+from guided.storage.io import read_json
 from models import ArchSpec, SpecError, cost, create_spec
 
 __all__ = ["Throughput", "load_throughput"]
@@ -51,7 +52,6 @@ WARMUP_BATCHES = 3
 
 def load_throughput(path: str | Path) -> Throughput:
     """A throughput benchmark's results (``results/benchmarks/gpu_throughput.json``), checked."""
-    from guided.storage.io import read_json
 
     return Throughput(read_json(Path(path), "throughput benchmark"), source=str(path))
 

@@ -24,6 +24,7 @@ from guided.pruning.surgery import cut, pruned_spec, width_at
 from guided.pruning.unstructured import prune_weights
 from guided.training.data import ImageData
 from models import ArchSpec, ChannelGroup, SpecError, channel_groups, pattern_stages
+from models.charge import COST_KINDS, channel_charges
 
 __all__ = ["Method", "PRUNERS", "PruneResult", "prune", "ratio_for_budget", "register_pruner", "cost_change"]
 
@@ -279,7 +280,6 @@ def _charges(m: Method, spec, groups, cost: str | None, allocation: str | None, 
     channels the dearer goes first."""
     if cost is None:
         return None
-    from models.charge import COST_KINDS, channel_charges
 
     if cost not in (*COST_KINDS, "latency"):
         raise UserError(f"unknown cost {cost!r}; choose one of {', '.join(COST_KINDS)}, latency")

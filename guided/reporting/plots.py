@@ -10,6 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from guided.shapes.patterns import Pattern
+from guided.shapes.population import edf
+from guided.storage.io import atomic_write_bytes
+from models import pattern_stages
 
 __all__ = [
     "sparsity_plot_data",
@@ -119,7 +122,6 @@ def width_bars_data(pattern: Pattern, designs: dict[str, Any]) -> dict[str, Any]
         std = row["keep_ratio_std"] * row["original"] / max(layer_counts[row["stage"]], 1)
         pruned.append((per_layer, std))
     series = {"pruned": {"mean": [m for m, _ in pruned], "std": [sd for _, sd in pruned]}}
-    from models import pattern_stages
 
     for label, spec in designs.items():
         pairs = [(p, w) for row, widths in zip(pattern_stages(spec), spec.stages) for p, w in zip(row, widths)]
@@ -359,7 +361,6 @@ def draw_accuracy_cost(
 def population_edf_data(accuracy: list[float], arms: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """What `draw_population_edf` shows, in points: the population's accuracy EDF (`guided.shapes.population.edf`)
     and each arm's mean, interval and percentile (``arms``: `guided.shapes.population.arm_summary` records)."""
-    from guided.shapes.population import edf
 
     xs, ys = edf([100 * a for a in accuracy])
     marks = {
@@ -447,8 +448,6 @@ def finish(fig, path: str | Path) -> list[Path]:
 def _save(fig, path: Path) -> Path:
     """Render to memory, then write atomically (no half-written image on disk)."""
     import io
-
-    from guided.storage.io import atomic_write_bytes
 
     buf = io.BytesIO()
     fig.savefig(buf, format=path.suffix[1:], dpi=130, bbox_inches="tight")

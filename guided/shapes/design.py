@@ -23,8 +23,10 @@ from typing import Any
 import numpy as np
 
 from guided.errors import UserError
+from guided.pruning.unstructured import nonzero_cost
 from guided.shapes.patterns import Pattern
 from models import FAMILIES, ArchSpec, cost, entries_per_unit, pattern_stages
+from models import layers as layer_rows
 
 __all__ = [
     "Budget",
@@ -422,7 +424,6 @@ def design_sparsity(
     Returns:
         ``masks`` (parameter name to bool tensor) and ``densities`` (layer name to kept fraction).
     """
-    from models import layers as layer_rows
 
     if budget.kind == "latency":
         raise UserError("sparse designs are matched on params or macs: dense kernels take as long however many zeros")
@@ -454,7 +455,6 @@ def _stage_densities(spec: ArchSpec, pattern, stage_map) -> tuple[list[float], d
 
 def _solve_counts(spec: ArchSpec, budget: Budget, weighted, dens: list[float]) -> dict[str, int]:
     """Kept weights per layer, ``min(1, c * density)`` of each, with ``c`` bisected to the budget."""
-    from guided.pruning.unstructured import nonzero_cost
 
     def counts(c: float) -> dict[str, int]:
         return {

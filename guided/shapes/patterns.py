@@ -15,7 +15,9 @@ from typing import Any
 import numpy as np
 
 from guided.errors import UserError
+from guided.pruning.unstructured import load_masks, sparsity_report
 from guided.storage.folders import PrunedFolder
+from guided.storage.io import read_json, write_json
 
 __all__ = [
     "Pattern",
@@ -98,13 +100,10 @@ class Pattern:
     @classmethod
     def read(cls, path: str | Path) -> Pattern:
         """The pattern in a JSON file (``guided summarize --out``, a study's ``pattern.json``)."""
-        from guided.storage.io import read_json
 
         return cls.from_dict(read_json(path, "pattern"), path)
 
     def write(self, path: str | Path) -> None:
-        from guided.storage.io import write_json
-
         write_json(path, self.to_dict())
 
     def methods(self) -> list[str]:
@@ -152,7 +151,6 @@ def _provenance(folder: PrunedFolder, relative_to: Path | None) -> dict[str, Any
 
 def load_sparsity_reports(pruned_dirs: Sequence[str | Path]) -> list[dict[str, Any]]:
     """`sparsity_report` of each pruned folder with masks (``guided prune --method magnitude``)."""
-    from guided.pruning.unstructured import load_masks, sparsity_report
 
     reports = []
     for d in map(PrunedFolder, pruned_dirs):

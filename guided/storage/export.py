@@ -34,6 +34,7 @@ from torch import nn
 
 from guided.errors import UserError
 from guided.storage.io import atomic_write_bytes, check_output
+from models import BridgeError, to_torchvision
 
 __all__ = ["FORMATS", "TOLERANCE", "export"]
 
@@ -103,8 +104,6 @@ def _pt2(model: nn.Module, x: torch.Tensor) -> tuple[bytes, torch.Tensor, str]:
 
 
 def _torchvision(model: nn.Module, x: torch.Tensor, name: str) -> tuple[bytes, torch.Tensor, str]:
-    from models import BridgeError, to_torchvision
-
     try:
         module = to_torchvision(model, name).eval()
     except BridgeError as exc:

@@ -16,8 +16,13 @@ from pathlib import Path
 from torch import nn
 
 from guided.errors import UserError
+from guided.pruning.unstructured import apply_masks, load_masks
 from guided.storage.folders import PrunedFolder, RunFolder
 from guided.storage.io import check_file, check_state_dict, load_state, read_spec, read_tensors, state_mismatch
+from guided.training.retrain import load_pruned
+from guided.training.train import load_weights
+from models import BridgeError, build, from_torchvision
+from models.bridge import TORCHVISION_MODELS
 
 __all__ = ["load", "load_torchvision"]
 
@@ -37,18 +42,13 @@ def load(path: str | Path, weights: str | Path | None = None, *, seed: int = 0) 
     A folder or file with a spec and no weights gives a freshly initialised network (``seed``): an
     architecture to train. Anything else is a one-line `UserError`.
     """
-    from models import build
 
     path = Path(path).expanduser()
     if path.is_dir():
         pruned, run = PrunedFolder(path), RunFolder(path)
         if weights is None and pruned.complete():
-            from guided.training.retrain import load_pruned
-
             return load_pruned(path)[0].eval()
         if weights is None and run.weights.is_file():
-            from guided.training.train import load_weights
-
             return load_weights(path).eval()
         if not run.spec.is_file():
             raise UserError(
@@ -65,8 +65,6 @@ def load(path: str | Path, weights: str | Path | None = None, *, seed: int = 0) 
     masks = PrunedFolder(path).masks if path.is_dir() else None
     if masks is not None and masks.is_file():  # a sparsity design: its masked weights are zero
         import torch
-
-        from guided.pruning.unstructured import apply_masks, load_masks
 
         with torch.no_grad():
             apply_masks(model, load_masks(masks, model))
@@ -93,9 +91,6 @@ def load_torchvision(
         'resnet18'
     """
     import torchvision.models as tvm
-
-    from models import BridgeError, from_torchvision
-    from models.bridge import TORCHVISION_MODELS
 
     if name not in tvm.list_models(module=tvm):
         raise UserError(

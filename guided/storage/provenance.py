@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from guided.errors import UserError
 from guided.version import __version__
 
 __all__ = ["provenance", "git_revision", "device_name", "parse_device", "resolve_device"]
@@ -49,7 +50,6 @@ def git_revision(root: Path | None = None) -> str:
 def parse_device(name: str) -> torch.device | None:
     """A device name guided trains on (``auto``: None, ``cpu``, ``cuda``, ``cuda:N``), checked without
     asking whether this machine has it; anything else (``mps``, ``xla``, a typo) is a one-line `UserError`."""
-    from guided.errors import UserError
 
     if name == "auto":
         return None
@@ -65,7 +65,6 @@ def parse_device(name: str) -> torch.device | None:
 def resolve_device(name: str) -> torch.device:
     """``auto`` picks CUDA when available, else CPU; ``cpu``, ``cuda`` and ``cuda:N`` as `parse_device` takes
     them, refused where this machine has no CUDA device."""
-    from guided.errors import UserError
 
     device = parse_device(name)
     if device is None:

@@ -33,7 +33,15 @@ from torch import nn
 
 from guided.errors import UserError
 from guided.storage.folders import RunFolder
-from guided.storage.io import atomic_write_bytes, atomic_write_text, load_state, read_tensors, write_json, write_spec
+from guided.storage.io import (
+    atomic_write_bytes,
+    atomic_write_text,
+    load_state,
+    read_json,
+    read_tensors,
+    write_json,
+    write_spec,
+)
 from guided.storage.provenance import provenance
 from guided.timing import threads
 from guided.timing.clock import clock
@@ -41,7 +49,7 @@ from guided.training.data import ImageData
 from guided.training.hooks import FixedMasks, Hook
 from guided.training.loader import DeviceLoader
 from guided.training.recipes import Recipe
-from models import ArchSpec, cost
+from models import ArchSpec, build, cost
 
 __all__ = [
     "train",
@@ -397,7 +405,6 @@ def _check_resume(out: Path, recipe: Recipe, resume: bool) -> dict[str, Any] | N
 
 def _finished_run(out: Path, recipe: Recipe) -> dict[str, Any] | None:
     """A finished run's result (``None`` if unfinished); refuses to extend it to more epochs."""
-    from guided.storage.io import read_json
 
     if not (RunFolder(out).result).exists():
         return None
@@ -586,7 +593,6 @@ def load_weights(run_dir: str | Path, *, which: str = "weights") -> nn.Module:
         run_dir: a folder written by `train`.
         which: ``weights`` (final), ``init`` (initial) or ``checkpoint`` (last epoch): a `RunFolder` file.
     """
-    from models import build
 
     run = RunFolder(run_dir)
     spec = run.read_spec()
