@@ -19,7 +19,7 @@ from typing import Any
 
 import tomli_w
 
-__all__ = ["BASE", "entry", "tiny_study", "toml_text", "write_study"]
+__all__ = ["BASE", "entry", "tiny_study", "toml_text", "vary", "write_study"]
 
 BASE: dict[str, Any] = {
     "study": {"name": "tiny", "seeds": [0], "device": "cpu"},
@@ -32,10 +32,20 @@ BASE: dict[str, Any] = {
 
 
 def tiny_study(*changes: dict[str, Any]) -> dict[str, Any]:
-    """`BASE` with each of ``changes`` applied in turn: a table's keys are updated (a key set to None is
-    removed), a table set to None is left out, and a list of tables (``prune``, ``transfer``) replaces the
-    list. A finished study dict is a valid change, so ``tiny_study(TINY, {...})`` varies a module's study."""
-    study = copy.deepcopy(BASE)
+    """`BASE` with each of ``changes`` applied in turn (`vary`)."""
+    return vary(BASE, *changes)
+
+
+def vary(study: dict[str, Any], *changes: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``study`` with each of ``changes`` applied in turn: a table's keys are updated (a key set to
+    None is removed), a table set to None is left out, and a list of tables (``prune``, ``transfer``)
+    replaces the list. ``vary(TINY, {...})`` varies a test module's study, tables it lacks staying out.
+
+    Example:
+        >>> vary({"model": {"arch": "vgg-tiny"}}, {"model": {"width_mult": 2}}, {"design": None})
+        {'model': {'arch': 'vgg-tiny', 'width_mult': 2}}
+    """
+    study = copy.deepcopy(study)
     for change in changes:
         for table, value in copy.deepcopy(change).items():
             if value is None:

@@ -12,7 +12,7 @@ from guided.shapes.design import Budget, design, parse_budget
 from guided.shapes.patterns import Pattern
 from guided.timing.latency import LatencyTable
 from models import create_spec
-from tests.studies import tiny_study
+from tests.studies import tiny_study, vary
 
 
 def affine(shape: tuple) -> float:
@@ -175,7 +175,7 @@ def test_per_layer_and_pruned_arms_follow_the_patterns_named(tmp_path, fake_devi
 )
 def test_bad_design_and_transfer_choices_are_refused(change, message):
     with pytest.raises(UserError, match=message):
-        parse_study(tiny_study(STUDY, change))
+        parse_study(vary(STUDY, change))
 
 
 def test_a_dry_run_of_a_started_study_reads_its_table(tmp_path, fake_device, monkeypatch):
@@ -206,7 +206,7 @@ def test_a_study_ranks_channels_by_latency_with_the_table_its_budgets_use(tmp_pa
     """``[[prune]] cost = "latency"`` and ``latency=`` budgets read one table: the study folder's."""
     from guided.pipeline.runner import run_one
 
-    study = tiny_study(STUDY, {"prune": [*STUDY["prune"], {**SLIM, "name": "slim-lat", "cost": "latency"}]})
+    study = vary(STUDY, {"prune": [*STUDY["prune"], {**SLIM, "name": "slim-lat", "cost": "latency"}]})
     out = tmp_path / "study"
     stages, services = plan_study(parse_study(study), out)
     by_id = {s.id: s for s in stages}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from guided.training.data import DataConfig
 from guided.training.multiseed import SeedGroup
 from guided.training.recipes import get_recipe
 from models import build, create_spec
+from tests.studies import vary, write_study
 
 SEEDS = (0, 1, 2)
 
@@ -146,15 +148,18 @@ def _train_stages(study: Path) -> dict[str, tuple[str, list[dict], dict]]:
 
 @pytest.mark.slow
 def test_tiny_study_groups_follow_their_own_runs(tmp_path, monkeypatch):
-    """The tiny study three ways: runs alone (channels-last, as the engine trains), runs alone in the contiguous
-    layout a group computes in, and seed groups of 2. A grouped seed is its contiguous run to float rounding
-    (first-epoch loss within 1e-4 for most stages); a float difference alone (the layout) moves a run by far
+    """The tiny study (in float32) three ways: runs alone (channels-last, as the engine trains), runs alone in
+    the contiguous layout a group computes in, and seed groups of 2. A grouped seed is its contiguous run to
+    float rounding (first-epoch loss within 1e-4 for most stages); a float difference alone (the layout) moves a run by far
     more, so a group's seeds differ from channels-last runs as any float difference makes them differ."""
     import guided.training.train as engine
     from guided.cli import main
 
     monkeypatch.setenv("GUIDED_THREADS", "1")
-    config = str(Path(__file__).resolve().parents[2] / "configs" / "study-tiny-digits.toml")
+    # in float32: "auto" trains in bf16 on CPUs with native bf16, whose rounding (about 1e-3 a step) any two
+    # kernels differ by, grouped or not; the property under test is the float32 one
+    study = tomllib.loads((Path(__file__).resolve().parents[2] / "configs" / "study-tiny-digits.toml").read_text())
+    config = str(write_study(tmp_path, vary(study, {"study": {"precision": "fp32"}})))
     assert main(["run", config, "--out", str(tmp_path / "plain")]) == 0
     assert main(["run", config, "--out", str(tmp_path / "group"), "--group-seeds", "2"]) == 0
     monkeypatch.setattr(engine, "MEMORY_FORMAT", torch.contiguous_format)
@@ -165,9 +170,11 @@ def test_tiny_study_groups_follow_their_own_runs(tmp_path, monkeypatch):
     same = [k for k in grouped if group[k][0] == contiguous[k][0] == plain[k][0]]
     assert len(grouped) >= 16 and len(same) >= 8, (len(grouped), len(same))
     first = {k: abs(group[k][1][0]["train_loss"] - contiguous[k][1][0]["train_loss"]) for k in same}
-    # measured: most within 2e-7; one of 14 at 1.3e-4, where a rounding difference had already grown
+    # measured: most within 2e-7; one of 14 at 1.3e-4 (AMD EPYC, AVX2), one of 12 at 3.9e-3 (Xeon, AVX-512)
     assert sum(gap < 1e-4 for gap in first.values()) >= 0.8 * len(first), first
-    assert max(first.values()) < 1e-3, first
+    # where a rounding difference grew (a ReLU or max-pool flipped), no further than the layout alone moves a run
+    layout = {k: abs(plain[k][1][0]["train_loss"] - contiguous[k][1][0]["train_loss"]) for k in same}
+    assert max(first.values()) <= max(layout.values()), (first, layout)
     gap_group = [abs(group[k][2]["test_acc"] - contiguous[k][2]["test_acc"]) for k in same]
     gap_layout = [abs(plain[k][2]["test_acc"] - contiguous[k][2]["test_acc"]) for k in same]
     assert sum(gap_group) < 0.5 * sum(gap_layout), (gap_group, gap_layout)

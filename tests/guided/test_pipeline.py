@@ -19,7 +19,7 @@ from guided.cli import main
 from guided.errors import UserError
 from guided.pipeline import dry_run, parse_study, plan_study
 from guided.pipeline.runner import fingerprints
-from tests.studies import BASE, tiny_study
+from tests.studies import BASE, tiny_study, vary
 from tests.studies import write_study as write_file
 
 pytestmark = pytest.mark.slow  # one tiny study (~14 s), then resumes, kills and dry runs of it
@@ -321,7 +321,7 @@ def test_dry_run_lists_status_and_editing_a_section_redoes_only_what_reads_it(fi
     assert {r["status"] for r in rows} == {"done"}
     assert all(r["macs"] > 0 for r in rows if r["kind"] == "train")
 
-    edited = parse_study(tiny_study(TINY, {"search": {"trials": 4}}))
+    edited = parse_study(vary(TINY, {"search": {"trials": 4}}))
     changed = {r["stage"] for r in dry_run(edited, finished_study, calibrate=False) if r["status"] != "done"}
     arms = ("cold", "seeded", "random")
     assert changed == {f"search/{arm}" for arm in arms} | {"speed", "report"} | {
@@ -339,7 +339,7 @@ def test_adding_a_seed_trains_only_the_new_seed(finished_study, tmp_path, capsys
     out = tmp_path / "out"
     shutil.copytree(finished_study, out)
     before = records(out)
-    more = tiny_study(TINY, {"study": {"seeds": [0, 1, 2], "pattern_seeds": [0, 1], "detect": 5.0}})
+    more = vary(TINY, {"study": {"seeds": [0, 1, 2], "pattern_seeds": [0, 1], "detect": 5.0}})
     rows = dry_run(parse_study(more), out, calibrate=False)
     todo = {r["stage"] for r in rows if r["status"] != "done"}
     assert todo and all(s.endswith("-s2") for s in todo - {"speed", "report"}) and {"speed", "report"} <= todo
@@ -377,7 +377,7 @@ def test_the_detectable_effect_per_comparison_comes_from_the_seeds_and_their_spr
         for acc in accs
     ]
     pd.DataFrame(rows, columns=["domain", "budget", "arm", "test_acc", "role"]).to_csv(reference / "runs.csv")
-    planned = parse_study(tiny_study(TINY, {"study": {"sigma_from": str(reference)}}))
+    planned = parse_study(vary(TINY, {"study": {"sigma_from": str(reference)}}))
     pooled = ((2**2 / 2 + 6**2 / 2) / 2) ** 0.5  # each arm's variance (points), averaged
     fresh = power_plan(planned, stages, finished_study.parent / "nothing")
     assert all(r["sd"] == pytest.approx((pooled, pooled)) and str(reference) in r["sd_from"] for r in fresh)
@@ -387,7 +387,7 @@ def test_fingerprints_depend_on_what_a_stage_reads():
     study = parse_study(TINY)
     stages, _ = plan_study(study)
     a = fingerprints(stages)
-    other, _ = plan_study(parse_study(tiny_study(TINY, {"prune": [{**TINY["prune"][0], "ratio": 0.3}]})))
+    other, _ = plan_study(parse_study(vary(TINY, {"prune": [{**TINY["prune"][0], "ratio": 0.3}]})))
     b = fingerprints(other)
     assert a["source/base-sparse-s0"] == b["source/base-sparse-s0"]
     assert a["source/prune-slim-s0"] != b["source/prune-slim-s0"]
@@ -396,7 +396,7 @@ def test_fingerprints_depend_on_what_a_stage_reads():
 
 
 def test_fine_tuning_epochs_and_rate_come_from_the_train_section():
-    stages, _ = plan_study(parse_study(tiny_study(TINY, {"train": {"finetune_epochs": 1, "finetune_lr": 0.003}})))
+    stages, _ = plan_study(parse_study(vary(TINY, {"train": {"finetune_epochs": 1, "finetune_lr": 0.003}})))
     recipe = next(s for s in stages if s.id == "source/slim-finetune-s0").config["recipe"]
     assert recipe["finetune_epochs"] == 1 and recipe["finetune_lr"] == 0.003
     plain, _ = plan_study(parse_study(TINY))  # absent: the named recipe's values
@@ -404,7 +404,7 @@ def test_fine_tuning_epochs_and_rate_come_from_the_train_section():
 
 
 def test_base_seeds_train_fewer_bases_and_every_seed_trains_every_arm():
-    study = tiny_study(
+    study = vary(
         TINY, {"study": {"seeds": [0, 1, 2], "base_seeds": [0, 2]}, "design": {"match": ["macs"], "pruned": True}}
     )
     stages, _ = plan_study(parse_study(study))
@@ -448,7 +448,7 @@ SLIM = TINY["prune"][0]
     ],
 )
 def test_invalid_study_is_refused_up_front_naming_the_key(tmp_path, capsys, change, message):
-    path = write_study(tmp_path, tiny_study(TINY, change))
+    path = write_study(tmp_path, vary(TINY, change))
     assert main(["run", str(path), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
@@ -475,7 +475,7 @@ def test_a_damaged_stage_record_is_one_line_saying_how_to_redo_it(finished_study
 
 
 def test_a_folder_of_another_study_is_refused(finished_study, tmp_path):
-    path = write_study(tmp_path, tiny_study(TINY, {"study": {"name": "other"}}))
+    path = write_study(tmp_path, vary(TINY, {"study": {"name": "other"}}))
     with pytest.raises(UserError, match="holds study 'tiny'"):
         from guided.pipeline import load_study, run_study
 

@@ -13,7 +13,7 @@ import pytest
 from guided.cli import main
 from guided.errors import UserError
 from guided.pipeline import parse_study, plan_study
-from tests.studies import entry, tiny_study, write_study
+from tests.studies import entry, tiny_study, vary, write_study
 
 pytestmark = pytest.mark.slow  # two tiny studies (~10 s)
 
@@ -64,7 +64,7 @@ def test_weight_masks_lottery_tickets_and_sparsity_patterns(tmp_path):
 
 
 def test_a_mac_aware_prune_entry_records_its_cost_in_the_pattern(tmp_path):
-    out = run(tmp_path, tiny_study(WEIGHTS, {"prune": [MAG50, {**L1, "allocation": "global", "cost": "macs"}]}))
+    out = run(tmp_path, vary(WEIGHTS, {"prune": [MAG50, {**L1, "allocation": "global", "cost": "macs"}]}))
     summary = json.loads((out / "stages" / "source" / "pattern-l1" / "pattern.json").read_text())
     assert summary["cost"] == "macs" and {s["cost"] for s in summary["sources"]} == {"macs"}
     prune_record = json.loads((out / "stages" / "source" / "prune-l1-s0" / "prune.json").read_text())
@@ -122,13 +122,13 @@ def test_sss_on_a_gated_base_removes_blocks(tmp_path):
     ],
 )
 def test_impossible_entries_are_refused_before_anything_runs(tmp_path, capsys, study, change, message):
-    path = write_study(tmp_path, tiny_study(study, change))
+    path = write_study(tmp_path, vary(study, change))
     assert main(["run", str(path), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
     assert not (tmp_path / "out").exists()
     with pytest.raises(UserError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        parse_study(tiny_study(study, change))
+        parse_study(vary(study, change))
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)

@@ -26,7 +26,7 @@ from guided.shapes.population import (
     stage_shares,
 )
 from models import cost, create_spec
-from tests.studies import tiny_study, write_study
+from tests.studies import tiny_study, vary, write_study
 
 
 # ---------------------------------------------------------------------- the sampler
@@ -157,11 +157,11 @@ POPULATION = {"population": {"budget": "macs=50%", "n": 3, "seed": 0, "proxies":
 
 
 def test_the_population_table_parses_with_defaults_and_its_proxies():
-    study = parse_study(tiny_study(SMALL, {"population": {"budget": "macs=50%"}}))
+    study = parse_study(vary(SMALL, {"population": {"budget": "macs=50%"}}))
     q = study.population
     assert (q.n, q.seed, q.ratio_range) == (48, 0, [0.25, 1.0])
     assert [(p.name, p.epochs, p.train_subset) for p in q.proxies] == [("e2-3k", 2, 3000), ("e1-all", 1, None)]
-    q = parse_study(tiny_study(SMALL, POPULATION)).population
+    q = parse_study(vary(SMALL, POPULATION)).population
     assert [(p.name, p.epochs, p.train_subset, p.validation) for p in q.proxies] == [("e1", 1, 100, 0.25)]
 
 
@@ -178,7 +178,7 @@ def test_the_population_table_parses_with_defaults_and_its_proxies():
 )
 def test_a_bad_population_table_is_refused_naming_the_key(change, message):
     with pytest.raises(UserError, match=message.replace("[", r"\[")):
-        parse_study(tiny_study(SMALL, POPULATION, {"population": change}))
+        parse_study(vary(SMALL, POPULATION, {"population": change}))
 
 
 # ---------------------------------------------------------------------- added to a finished study
@@ -192,8 +192,8 @@ def test_a_population_added_to_a_finished_study_runs_only_its_own_stages(tmp_pat
     out = tmp_path / "out"
     assert main(["run", str(study), "--out", str(out), "--threads", "1"]) == 0
     before = done_records(out)
-    write_study(tmp_path, tiny_study(SMALL, POPULATION))
-    rows = dry_run(parse_study(tiny_study(SMALL, POPULATION)), out, calibrate=False)
+    write_study(tmp_path, vary(SMALL, POPULATION))
+    rows = dry_run(parse_study(vary(SMALL, POPULATION)), out, calibrate=False)
     todo = sorted(r["stage"] for r in rows if r["status"] != "done")
     shapes = [f"population/macs-50pct-p{i:03d}" for i in range(3)]
     assert todo == sorted(["report", *shapes, *(f"{s}-e1" for s in shapes)])
