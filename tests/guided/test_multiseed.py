@@ -150,8 +150,8 @@ def _train_stages(study: Path) -> dict[str, tuple[str, list[dict], dict]]:
 def test_tiny_study_groups_follow_their_own_runs(tmp_path, monkeypatch):
     """The tiny study (in float32) three ways: runs alone (channels-last, as the engine trains), runs alone in
     the contiguous layout a group computes in, and seed groups of 2. A grouped seed is its contiguous run to
-    float rounding (first-epoch loss within 1e-4 for most stages); a float difference alone (the layout) moves a run by far
-    more, so a group's seeds differ from channels-last runs as any float difference makes them differ."""
+    float rounding (first-epoch loss within 1e-4 for most stages); a float difference alone (the layout) moves a
+    run by far more, so a group's seeds differ from channels-last runs as any float difference makes them differ."""
     import guided.training.train as engine
     from guided.cli import main
 
