@@ -8,8 +8,10 @@ For the source model, and for each ``[[transfer]]`` target (a *domain*: a model 
    pattern method, when ``own_pattern``), then ``{name}-{mode}-s{seed}``: fine-tune / Scratch-E / Scratch-B
    / lottery retraining where asked;
 3. ``pattern-{name}``: the per-stage channel pattern over seeds;
-4. ``design-{budget}``: uniform and guided (targets: transferred, and guided from their own pattern)
-   architectures at each budget, and ``{budget}-pruned-s{seed}``: each base pruned to the budget;
+4. ``uniform-{budget}``, ``design-{budget}`` and ``design-{budget}-per-layer``: the uniform, the guided
+   (targets: transferred, and guided from their own pattern) and the per-layer architectures at each budget,
+   each kind in its own stage, so that adding an arm to a finished study redoes no other arm's runs; and
+   ``{budget}-pruned-s{seed}``: each base pruned to the budget;
 5. ``{budget}-{arm}-s{seed}``: every design trained from scratch with the study's recipe;
 
 then ``search/{cold|seeded|random}`` (Optuna width search on the source at one budget, on a validation split)
@@ -383,7 +385,7 @@ class _Builder:
             if transfer is not None:
                 pattern_of[d.arm("transferred", name)] = self.patterns[SOURCE, name]
                 name_of[d.arm("transferred", name)] = name
-        arms = list(pattern_of) + [f"{a}-per-layer" for a in pattern_of if d.per_layer_for(name_of[a])]
+        per_layer = {f"{a}-per-layer": a for a in pattern_of if d.per_layer_for(name_of[a])}
         for budget_text in transfer.budget_list(d) if transfer else d.budget_list():
             budget = self.services.budget(budget_text, dom.spec, self.recipe.batch_size)
             b = slug(budget_text)
@@ -393,14 +395,15 @@ class _Builder:
                 _stage(f"{dom.name}/uniform-{b}", "design", {**common, "arms": ["uniform"], "patterns": {}}, tags=tags)
             )
             sources = {"uniform": (uid, {"stage": uid, "read": "arm:uniform"})}
-            if arms:
-                stage_map = transfer.stage_map if transfer else None
-                config = {**common, "arms": arms, "patterns": pattern_of, "stage_map": stage_map}
-                did = self.add(
-                    _stage(
-                        f"{dom.name}/design-{b}", "design", config, tuple(dict.fromkeys(pattern_of.values())), tags=tags
-                    )
-                )
+            common["stage_map"] = transfer.stage_map if transfer else None
+            for suffix, arms in (("", list(pattern_of)), ("-per-layer", list(per_layer))):
+                if not arms:
+                    continue
+                read = (per_layer.get(a, a) for a in arms)  # a per-layer arm reads its guided arm's pattern
+                patterns = {a: pattern_of[a] for a in read}
+                config = {**common, "arms": arms, "patterns": patterns}
+                needs = tuple(dict.fromkeys(patterns.values()))
+                did = self.add(_stage(f"{dom.name}/design-{b}{suffix}", "design", config, needs, tags=tags))
                 sources.update({arm: (did, {"stage": did, "read": f"arm:{arm}"}) for arm in arms})
             approx = design(dom.spec, budget, multiple_of=d.multiple_of)  # the uniform design's cost
             for seed in self.seeds:

@@ -395,6 +395,18 @@ def test_fingerprints_depend_on_what_a_stage_reads():
     assert a["source/params-50pct-uniform-s1"] == b["source/params-50pct-uniform-s1"]  # reads no pattern
 
 
+def test_a_per_layer_arm_added_to_a_study_plans_only_its_own_design_and_runs():
+    """The per-layer arms have their own design stage, so turning them on redoes none of the guided runs."""
+    before = fingerprints(plan_study(parse_study(TINY))[0])
+    after = fingerprints(plan_study(parse_study(vary(TINY, {"design": {"per_layer": True}})))[0])
+    changed = {k for k in before if after[k] != before[k]}
+    assert changed <= {"speed", "report"}
+    new = set(after) - set(before)
+    designs = {f"{d}/design-{b}-per-layer" for d in ("source", "wide") for b in ("params-50pct", "macs-50pct")}
+    assert designs <= new and all(s in designs or "-per-layer-s" in s for s in new)
+    assert any(s.startswith("wide/") and "transferred" in s for s in new)  # the transfer's arms too
+
+
 def test_fine_tuning_epochs_and_rate_come_from_the_train_section():
     stages, _ = plan_study(parse_study(vary(TINY, {"train": {"finetune_epochs": 1, "finetune_lr": 0.003}})))
     recipe = next(s for s in stages if s.id == "source/slim-finetune-s0").config["recipe"]
