@@ -305,12 +305,15 @@ class SearchConfig:
     by default so that every trial completes at small trial counts. Each arm's sampler draws its own trials
     (seeded by ``seed`` and the arm). The best ``retrain_top`` trials of each arm are retrained like the
     designs (the best with every seed, the others with the first), so the report can say how well the
-    trial score ranks what full training gives (the proxy's rank correlation).
+    trial score ranks what full training gives (the proxy's rank correlation). The default trial, one epoch
+    on all the training images, is the evaluator the full-data VGG-16 population judged clearly better than
+    two epochs on 3,000 images: Spearman +0.34 against -0.18 over 48 shapes, difference +0.52 [+0.09, +0.89]
+    (results/study-vgg16-cifar10-full-cpu).
     """
 
     budget: str
     trials: int = 12
-    epochs: int = 3
+    epochs: int = 1  # one epoch on all the data: it ranked the full-data VGG population clearly better (#35)
     validation: float = 0.1
     arms: list[str] = field(default_factory=lambda: list(SEARCH_ARMS))
     pruner: str = "none"

@@ -51,7 +51,7 @@ def population_data(stages: list[Any], runs: pd.DataFrame, target: ArchSpec, bud
 
 def summary_record(data: dict[str, Any], first_proxy: str | None) -> dict[str, Any]:
     """What ``summary.json`` keeps of a population: budget, size, each arm's mean and percentile, the stages,
-    the first proxy (the search's evaluator) as ``proxy`` and every proxy under ``proxies``."""
+    the first proxy (the reference evaluator) as ``proxy`` and every proxy under ``proxies``."""
 
     def rank(d: dict[str, Any]) -> dict[str, Any]:
         return {"spearman": d["rho"], "p": d["p"], "low": d["low"], "high": d["high"], "n": d["n"]}
@@ -110,7 +110,7 @@ def population_section(r) -> list[str]:
 
 
 def _contrast_words(contrasts: list[dict[str, Any]]) -> str:
-    """One sentence per proxy against the first (the search's evaluator): better, clearly or not."""
+    """One sentence per proxy against the first (the reference evaluator): better, clearly or not."""
     said = []
     for c in contrasts:
         if c["low"] is None:
@@ -122,7 +122,7 @@ def _contrast_words(contrasts: list[dict[str, Any]]) -> str:
             f"{verdict}"
         )
     return (
-        "Difference of Spearman rho to the first proxy (the search's evaluator), with a 95% paired bootstrap "
+        "Difference of Spearman rho to the first proxy (the reference evaluator), with a 95% paired bootstrap "
         "interval over shapes; an evaluator is clearly better when the interval lies above zero: "
         + "; ".join(said)
         + "."
@@ -170,7 +170,7 @@ def _stages_table(data: dict[str, Any]) -> pd.DataFrame:
         good = row["good"]
         rows.append(
             {
-                "stage": row["stage"],
+                "stage": row["stage"] + 1,
                 "mean width share": f"{row['share_mean']:.3f}",
                 "Spearman rho [95% CI]": _rho_cell(row),
                 "p": "-" if row["p"] is None else f"{row['p']:.3g}",
@@ -188,7 +188,7 @@ def _good_cell(good: dict[str, float]) -> str:
 
 def _stage_words(stages: list[dict[str, Any]]) -> str:
     """Which stages' widths go with accuracy at this budget (p < 0.05, unadjusted), in words."""
-    pays = [f"stage {s['stage']} ({s['rho']:+.2f})" for s in stages if s["p"] is not None and s["p"] < 0.05]
+    pays = [f"stage {s['stage'] + 1} ({s['rho']:+.2f})" for s in stages if s["p"] is not None and s["p"] < 0.05]
     if not pays:
         return (
             "No stage's width share correlates with accuracy at p < 0.05 (unadjusted): at this budget and "

@@ -416,7 +416,7 @@ def draw_population_stages(
             ax.axvspan(row["good"]["low"], row["good"]["high"], color="#CCBB44", alpha=0.3, lw=0)
         ax.scatter(column, acc, s=10, color="#4477AA")
         rho = "n/a" if row.get("rho") is None else f"{row['rho']:+.2f} (p {row['p']:.2g})"
-        ax.set_title(f"stage {s}: rho {rho}", fontsize=8)
+        ax.set_title(f"stage {s + 1}: rho {rho}", fontsize=8)
         ax.set_xlabel("width share", fontsize=8)
         ax.tick_params(labelsize=7)
     axes[0][0].set_ylabel("test accuracy (%)", fontsize=8)

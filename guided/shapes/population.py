@@ -337,7 +337,7 @@ def analyse(
 
 
 def _contrasts(proxies: Mapping[str, Sequence[float]], acc: list[float]) -> list[dict[str, Any]]:
-    """Every later proxy against the first (the search's evaluator): ``{"proxy", "against", difference,
+    """Every later proxy against the first (the reference evaluator): ``{"proxy", "against", difference,
     low, high, n, "clearly_better"}``; clearly better when the interval lies above zero."""
     names = list(proxies)
     out = []
